@@ -1,0 +1,26 @@
+"""The ``hepatrial`` command.
+
+Each area registers its own commands in its own module so that the command tree is assembled
+here and nowhere else.
+"""
+
+from __future__ import annotations
+
+import typer
+
+from hepatrial.cli import scores as _scores
+
+app = typer.Typer(
+    name="hepatrial",
+    help="Run and analyse clinical trials of cell therapy in end-stage liver disease.",
+    no_args_is_help=True,
+    add_completion=False,
+    pretty_exceptions_enable=False,
+)
+
+for _module in (_scores,):
+    _module.register(app)
+
+
+def main() -> None:  # pragma: no cover - console entry point
+    app()
