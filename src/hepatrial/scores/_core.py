@@ -91,7 +91,9 @@ def as_float(values: Any, name: str, errors: Errors) -> FloatArray:
             if errors == "coerce":
                 out[i] = np.nan
                 continue
-            raise ScoreInputError(name, None if arr.ndim == 0 else i, v, "is not a number") from None
+            raise ScoreInputError(
+                name, None if arr.ndim == 0 else i, v, "is not a number"
+            ) from None
     return out.reshape(arr.shape)
 
 
@@ -199,9 +201,7 @@ def _text_codes(
     return out.reshape(arr.shape)
 
 
-def category(
-    values: Any, mapping: Mapping[str, float], name: str, errors: Errors
-) -> FloatArray:
+def category(values: Any, mapping: Mapping[str, float], name: str, errors: Errors) -> FloatArray:
     """Coerce a categorical input to float codes via ``mapping`` (keys lower-case text).
 
     Booleans and numbers are looked up by their text form (``True`` → ``"true"``,
@@ -233,7 +233,10 @@ def category(
                 row = _first_bad(bad)
                 allowed = ", ".join(sorted(mapping))
                 raise ScoreInputError(
-                    name, row, _raw_value(arr, row), f"is not a known value (expected one of: {allowed})"
+                    name,
+                    row,
+                    _raw_value(arr, row),
+                    f"is not a known value (expected one of: {allowed})",
                 )
         return out
     return _text_codes(arr, mapping, name, errors)
@@ -253,7 +256,9 @@ def broadcast(*arrays: FloatArray) -> tuple[FloatArray, ...]:
         return tuple(np.broadcast_arrays(*arrays))
     except ValueError:
         shapes = ", ".join(str(a.shape) for a in arrays)
-        raise ValueError(f"inputs have different lengths and cannot be broadcast: {shapes}") from None
+        raise ValueError(
+            f"inputs have different lengths and cannot be broadcast: {shapes}"
+        ) from None
 
 
 def finish(x: FloatArray) -> Any:

@@ -67,7 +67,7 @@ def albumin_to_g_l(g_dl: Any) -> FloatArray:
 
 
 def to_conventional(analyte: str, values: FloatArray, units: str) -> FloatArray:
-    """Convert ``values`` of ``analyte`` given in ``units`` ("conventional"|"si") to conventional."""
+    """Convert ``values`` of ``analyte`` in ``units`` ("conventional"|"si") to conventional."""
     if units == "conventional":
         return values
     return values / FACTORS[analyte][2]
