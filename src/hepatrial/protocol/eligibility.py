@@ -1,0 +1,255 @@
+"""Declarative eligibility checks and their evaluation against screening data.
+
+A check is a tiny expression over one screening field, written in the protocol TOML as an inline
+table, e.g.::
+
+    check = { field = "meld", variant = "optn2002", op = ">=", value = 10 }
+    check = { field = "age", op = "between", value = [18, 65] }
+    check = { field = "portal_vein_patent", op = "==", value = true }
+    check = { field = "etiology", op = "in", value = ["HBV", "HCV", "alcohol", "cryptogenic"] }
+    check = { field = "bilirubin", op = "<=", value = 5, unit = "mg/dL" }
+
+Screening data is a plain mapping. Lab values in it are in the canonical (SI) unit of the analyte
+registry (bilirubin µmol/L, creatinine µmol/L, INR 1, ...). A check may state its threshold in
+another accepted unit (``unit = "mg/dL"``); the threshold is converted, never the data.
+
+Score fields (``meld``) need a ``variant``. The value is taken from the screening key named like
+the dataset score (``meld_optn2002``) when present, otherwise computed with
+:func:`hepatrial.scores.meld` from ``bilirubin``, ``creatinine``, ``inr`` (SI units) and optional
+``dialysis`` (bool). A bare ``meld`` key is ignored because it does not say which variant it is.
+"""
+
+from __future__ import annotations
+
+import math
+from collections.abc import Mapping, Sequence
+from dataclasses import dataclass
+from typing import Any, Literal
+
+from pydantic import BaseModel, ConfigDict, field_validator, model_validator
+
+from hepatrial.protocol import analytes as _an
+
+Op = Literal["==", "!=", ">=", ">", "<=", "<", "in", "not_in", "between"]
+
+#: Score fields a check can compute, and the analyte inputs they need.
+SCORE_FIELDS: dict[str, tuple[str, ...]] = {"meld": ("bilirubin", "creatinine", "inr")}
+
+_MISSING = object()
+
+
+@dataclass(frozen=True)
+class CriterionResult:
+    """Outcome of evaluating one criterion.
+
+    ``met`` is whether the criterion's condition holds (for an exclusion criterion ``True`` means
+    the participant is excluded); ``None`` when it cannot be decided (data missing).
+    """
+
+    criterion_id: str
+    kind: str
+    met: bool | None
+    value_used: Any
+    reason: str
+
+    @property
+    def passes(self) -> bool | None:
+        """Whether the participant passes this criterion (inclusion met / exclusion not met)."""
+        if self.met is None:
+            return None
+        return self.met if self.kind == "inclusion" else not self.met
+
+
+@dataclass(frozen=True)
+class EligibilityResult:
+    """All criteria for one participant. ``eligible`` is None when undecided (missing data)."""
+
+    eligible: bool | None
+    results: tuple[CriterionResult, ...]
+
+    @property
+    def failed(self) -> tuple[CriterionResult, ...]:
+        """Criteria the participant definitely fails."""
+        return tuple(r for r in self.results if r.passes is False)
+
+    @property
+    def undecided(self) -> tuple[CriterionResult, ...]:
+        """Criteria that could not be evaluated."""
+        return tuple(r for r in self.results if r.passes is None)
+
+
+def _is_missing(v: Any) -> bool:
+    if v is None or v is _MISSING:
+        return True
+    try:
+        return isinstance(v, float) and math.isnan(v)
+    except TypeError:  # pragma: no cover
+        return False
+
+
+class Check(BaseModel):
+    """A machine-checkable condition on one screening field."""
+
+    model_config = ConfigDict(frozen=True, extra="forbid")
+
+    field: str
+    op: Op
+    value: Any
+    variant: str | None = None
+    unit: str | None = None
+
+    @field_validator("value")
+    @classmethod
+    def _freeze(cls, v: Any) -> Any:
+        if isinstance(v, list):
+            return tuple(v)
+        if isinstance(v, dict):
+            raise ValueError("value must be a number, string, boolean or list")
+        return v
+
+    @model_validator(mode="after")
+    def _consistent(self) -> Check:
+        v = self.value
+        if self.op in ("in", "not_in"):
+            if not isinstance(v, tuple) or not v:
+                raise ValueError(f"op {self.op!r} needs a non-empty list value")
+        elif self.op == "between":
+            if not (isinstance(v, tuple) and len(v) == 2 and all(_is_number(x) for x in v)):
+                raise ValueError("op 'between' needs value = [low, high] (numbers)")
+            if v[0] > v[1]:
+                raise ValueError("op 'between' needs low <= high")
+        elif self.op in (">=", ">", "<=", "<"):
+            if not _is_number(v):
+                raise ValueError(f"op {self.op!r} needs a numeric value")
+        elif isinstance(v, tuple):
+            raise ValueError(f"op {self.op!r} needs a single value, not a list")
+        if self.field in SCORE_FIELDS:
+            if self.variant is None:
+                raise ValueError(f"score field {self.field!r} needs a variant (e.g. 'optn2002')")
+            if self.field == "meld" and self.variant not in _an.MELD_VARIANTS:
+                known = ", ".join(_an.MELD_VARIANTS)
+                raise ValueError(f"unknown MELD variant {self.variant!r} (known: {known})")
+        elif self.variant is not None:
+            raise ValueError(f"variant is only allowed for score fields {sorted(SCORE_FIELDS)}")
+        if self.unit is not None:
+            if self.field not in _an.ANALYTES:
+                raise ValueError(f"unit needs an analyte field, not {self.field!r}")
+            a = _an.analyte(self.field)
+            if not a.accepts(self.unit):
+                raise ValueError(f"unit {self.unit!r} is not accepted for {self.field}")
+            if not _is_number(v) and not (isinstance(v, tuple) and all(map(_is_number, v))):
+                raise ValueError("unit needs a numeric value")
+        return self
+
+    # ------------------------------------------------------------------ evaluation
+    def threshold(self) -> Any:
+        """The comparison value in the canonical unit of the field (unit-converted if needed)."""
+        if self.unit is None:
+            return self.value
+        f = _an.analyte(self.field).factor(self.unit)
+        if isinstance(self.value, tuple):
+            return tuple(x * f for x in self.value)
+        return self.value * f
+
+    def resolve(self, screening: Mapping[str, Any]) -> tuple[Any, str]:
+        """The value of the field for this screening record and a note on where it came from.
+
+        Returns ``(_MISSING sentinel or None, reason)`` when the value is unavailable.
+        """
+        if self.field not in SCORE_FIELDS:
+            v = screening.get(self.field, _MISSING)
+            if _is_missing(v):
+                return None, f"{self.field} missing from screening data"
+            return v, f"{self.field} from screening data"
+        code = _an.MELD_VARIANTS[self.variant] if self.field == "meld" else self.field
+        pre = screening.get(code, _MISSING)
+        if not _is_missing(pre):
+            return pre, f"{code} from screening data"
+        inputs = SCORE_FIELDS[self.field]
+        missing = [k for k in inputs if _is_missing(screening.get(k, _MISSING))]
+        if missing:
+            return None, f"{code} not given and cannot be computed: missing {', '.join(missing)}"
+        try:
+            from hepatrial.scores import meld  # lazy: scores is an optional sibling module
+        except ImportError as exc:
+            return None, f"{code} cannot be computed: hepatrial.scores not importable ({exc})"
+        dialysis = bool(screening.get("dialysis", False) or False)
+        try:
+            val = meld(
+                float(screening["bilirubin"]),
+                float(screening["creatinine"]),
+                float(screening["inr"]),
+                dialysis=dialysis,
+                variant=self.variant,
+                units="si",
+            )
+        except (TypeError, ValueError) as exc:
+            return None, f"{code} could not be computed: {exc}"
+        val = float(val)
+        return val, (
+            f"{code} computed by hepatrial.scores.meld(variant={self.variant!r}) from "
+            f"bilirubin={screening['bilirubin']} umol/L, creatinine={screening['creatinine']} "
+            f"umol/L, inr={screening['inr']}, dialysis={dialysis}"
+        )
+
+    def compare(self, v: Any) -> bool:
+        """Apply the operator to a resolved value (raises TypeError/ValueError if incomparable)."""
+        t = self.threshold()
+        op = self.op
+        if op == "in":
+            return v in t
+        if op == "not_in":
+            return v not in t
+        if op == "==":
+            return bool(v == t)
+        if op == "!=":
+            return bool(v != t)
+        if isinstance(v, bool) or not _is_number(v):
+            v = float(v)  # strings such as "10" are accepted; others raise
+        if op == "between":
+            return bool(t[0] <= v <= t[1])
+        return bool(
+            {">=": v >= t, ">": v > t, "<=": v <= t, "<": v < t}[op]  # type: ignore[operator]
+        )
+
+    def describe(self) -> str:
+        """Short text form, e.g. ``meld[optn2002] >= 10``."""
+        f = self.field + (f"[{self.variant}]" if self.variant else "")
+        val = list(self.value) if isinstance(self.value, tuple) else self.value
+        unit = f" {self.unit}" if self.unit else ""
+        return f"{f} {self.op} {val!r}{unit}"
+
+
+def _is_number(x: Any) -> bool:
+    return isinstance(x, int | float) and not isinstance(x, bool)
+
+
+def evaluate_check(
+    criterion_id: str, kind: str, check: Check, screening: Mapping[str, Any]
+) -> CriterionResult:
+    """Evaluate ``check`` on ``screening``; never raises for bad data (returns met=None)."""
+    value, where = check.resolve(screening)
+    if value is None:
+        return CriterionResult(criterion_id, kind, None, None, where)
+    try:
+        met = check.compare(value)
+    except (TypeError, ValueError) as exc:
+        return CriterionResult(
+            criterion_id, kind, None, value, f"cannot compare {value!r}: {exc} ({where})"
+        )
+    verdict = "holds" if met else "does not hold"
+    return CriterionResult(
+        criterion_id, kind, met, value, f"{check.describe()} {verdict}: value {value!r} ({where})"
+    )
+
+
+def combine(results: Sequence[CriterionResult]) -> EligibilityResult:
+    """Overall eligibility: False if any criterion fails, None if any is undecided, else True."""
+    passes = [r.passes for r in results]
+    if any(p is False for p in passes):
+        eligible: bool | None = False
+    elif any(p is None for p in passes):
+        eligible = None
+    else:
+        eligible = True
+    return EligibilityResult(eligible, tuple(results))

@@ -1,0 +1,680 @@
+"""Pydantic (v2) models of a trial protocol ("protocol as code").
+
+A protocol is a TOML file validated by :class:`Protocol`. The design follows clinicedc's visit
+schedule (``edc_visit_schedule``: visits with a target day and a lower/upper window, exactly one
+baseline, non-overlapping windows) and its declarative style: eligibility, outcomes and the
+analysis plan are data, not code.
+
+Every block carries provenance: ``source`` (``published`` = taken from the paper/registration,
+``assumed`` = our choice where the source is silent, ``derived`` = computed from published
+facts) and a free-text ``note``. A block mixing both may override single settings with
+``sources = { setting = { source = "assumed", note = "..." } }``.
+:meth:`Protocol.provenance` lists them all with their key paths.
+
+All models are frozen and reject unknown keys (``extra="forbid"``). Cross-field rules (unique
+codes, one baseline, increasing target days, known analytes, ...) are in
+:func:`protocol_rule_issues`, which returns every violation with its TOML key path; the
+:class:`Protocol` model validator raises them all at once.
+"""
+
+from __future__ import annotations
+
+import datetime as _dt
+import hashlib
+import json
+from collections.abc import Mapping, Sequence
+from dataclasses import dataclass
+from typing import Any, Literal
+
+from pydantic import BaseModel, ConfigDict, Field, ValidationInfo, model_validator
+
+from hepatrial.protocol import analytes as _an
+from hepatrial.protocol.eligibility import (
+    Check,
+    CriterionResult,
+    EligibilityResult,
+    combine,
+    evaluate_check,
+)
+
+Source = Literal["published", "assumed", "derived"]
+Etiology = Literal[
+    "HBV", "HCV", "alcohol", "MASLD", "autoimmune", "PBC", "PSC", "cryptogenic", "other"
+]
+Route = Literal["peripheral_vein", "portal_vein", "hepatic_artery"]
+WindowStatus = Literal["in_window", "early", "late"]
+
+#: Etiology codes (docs/contracts.md §2).
+ETIOLOGIES: tuple[str, ...] = Etiology.__args__  # type: ignore[attr-defined]
+#: Visit code given to visits outside every window and to extra visits within a window.
+UNSCHEDULED = "UNS"
+
+_CODE = r"^[A-Za-z0-9][A-Za-z0-9_.-]*$"
+_NAME = r"^[a-z0-9][a-z0-9_-]*$"
+
+
+class _Model(BaseModel):
+    model_config = ConfigDict(frozen=True, extra="forbid")
+
+
+class SettingSource(_Model):
+    """Provenance of one setting inside a block (overrides the block's own)."""
+
+    source: Source
+    note: str = ""
+
+
+class _Sourced(_Model):
+    source: Source
+    note: str = ""
+    sources: dict[str, SettingSource] = Field(default_factory=dict)
+
+    @model_validator(mode="after")
+    def _sources_name_fields(self) -> _Sourced:
+        bad = [k for k in self.sources if k not in type(self).model_fields or k in _PROV_KEYS]
+        if bad:
+            raise ValueError(f"sources names unknown setting(s): {', '.join(sorted(bad))}")
+        return self
+
+
+_PROV_KEYS = {"source", "note", "sources"}
+
+
+class Arm(_Sourced):
+    """A treatment arm. Single-arm protocols have one arm, code ``single``."""
+
+    code: str = Field(pattern=_CODE)
+    label: str
+    ratio: int = Field(default=1, ge=1)
+    description: str = ""
+
+
+class Randomisation(_Sourced):
+    """Permuted-block randomisation settings (seeded, hence reproducible)."""
+
+    method: Literal["permuted_block"] = "permuted_block"
+    block_sizes: tuple[int, ...] = Field(min_length=1)
+    strata: tuple[str, ...] = ()
+    seed: int
+
+
+class Site(_Sourced):
+    """A recruiting site."""
+
+    code: str = Field(pattern=_CODE)
+    name: str
+    country: str | None = None
+
+
+class Visit(_Sourced):
+    """A scheduled visit: target day from day 0 and a window [target+lower, target+upper]."""
+
+    code: str = Field(pattern=_CODE)
+    label: str
+    target_day: int
+    window_lower: int = Field(le=0, description="days before target still in window (<= 0)")
+    window_upper: int = Field(ge=0, description="days after target still in window (>= 0)")
+    measurements: tuple[str, ...] = ()
+    procedures: tuple[str, ...] = ()
+    baseline: bool = False
+
+    @property
+    def earliest_day(self) -> int:
+        """First study day inside the window."""
+        return self.target_day + self.window_lower
+
+    @property
+    def latest_day(self) -> int:
+        """Last study day inside the window."""
+        return self.target_day + self.window_upper
+
+    def contains(self, actual_day: int) -> bool:
+        """True when ``actual_day`` is inside the window (bounds inclusive)."""
+        return self.earliest_day <= actual_day <= self.latest_day
+
+    def classify(self, actual_day: int) -> WindowStatus:
+        """``in_window`` if earliest ≤ day ≤ latest (inclusive), else ``early``/``late``."""
+        if actual_day < self.earliest_day:
+            return "early"
+        if actual_day > self.latest_day:
+            return "late"
+        return "in_window"
+
+
+class Criterion(_Sourced):
+    """An inclusion or exclusion criterion with its machine check."""
+
+    id: str = Field(pattern=_CODE)
+    text: str
+    kind: Literal["inclusion", "exclusion"]
+    check: Check
+
+    def evaluate(self, screening: Mapping[str, Any]) -> CriterionResult:
+        """Evaluate the check on screening data (see :mod:`hepatrial.protocol.eligibility`).
+
+        ``met`` is whether the condition holds; for exclusions ``met=True`` means excluded.
+        ``met`` is None (with the reason) when data are missing or a score cannot be computed.
+        """
+        return evaluate_check(self.id, self.kind, self.check, screening)
+
+
+class Outcome(_Sourced):
+    """An outcome measure: analyte or score code, canonical unit, analysis transform."""
+
+    analyte: str
+    label: str
+    unit: str
+    transform: Literal["none", "log"] = "none"
+    reported_unit: str
+
+
+class PrimaryEndpoint(_Sourced):
+    """The primary endpoint: which outcome, at which visit, compared how."""
+
+    analyte: str
+    visit: str | None = None
+    comparison: Literal["change_from_baseline", "between_arms_at_visit", "arm_by_time"]
+
+
+class SequenceItem(_Model):
+    """One hypothesis of a fixed-sequence (hierarchical) testing procedure."""
+
+    analyte: str
+    visit: str
+
+
+class MixedModel(_Sourced):
+    """Linear mixed model for the repeated measurements."""
+
+    time: Literal["visit", "day", "years"] = "visit"
+    transform: Literal["outcome", "none", "log"] = Field(
+        default="outcome", description="'outcome' = use each outcome's own transform"
+    )
+    random_effects: Literal["intercept", "intercept_slope"] = "intercept"
+    fixed_effects: tuple[str, ...] = ("time",)
+    method: Literal["reml", "ml"] = "reml"
+    include_baseline: bool = True
+
+
+class AnalysisPlan(_Sourced):
+    """Statistical analysis plan settings."""
+
+    meld_variant: str = "optn2002"
+    paired_tests: tuple[Literal["t", "wilcoxon"], ...] = ()
+    wilcoxon_method: Literal["exact", "asymptotic"] = "exact"
+    multiplicity: Literal["fixed_sequence", "holm", "none"] = "none"
+    sequence: tuple[SequenceItem, ...] = ()
+    alpha: float = Field(default=0.05, gt=0, lt=1)
+    sided: Literal["two-sided", "one-sided"] = "two-sided"
+    mixed_model: MixedModel | None = None
+
+
+class Product(_Sourced):
+    """The investigational cell product and how it is given."""
+
+    name: str
+    cells_min: float = Field(gt=0, description="minimum dose, cells")
+    cells_max: float = Field(gt=0, description="maximum dose, cells")
+    dose_basis: Literal["total", "per_kg"] = "total"
+    volume_ml: float = Field(gt=0)
+    vehicle: str = ""
+    routes: tuple[Route, ...] = Field(min_length=1)
+
+
+@dataclass(frozen=True)
+class ScheduledVisit:
+    """A visit's calendar dates for one participant."""
+
+    code: str
+    label: str
+    target_date: _dt.date
+    earliest_date: _dt.date
+    latest_date: _dt.date
+
+
+@dataclass(frozen=True)
+class VisitAssignment:
+    """Visit code given to one actual visit day (see :meth:`Protocol.assign_visits`)."""
+
+    actual_day: int
+    visit: str
+    nominal_day: int
+    scheduled: bool
+
+
+@dataclass(frozen=True)
+class ProvenanceItem:
+    """One provenance statement with the key path of the setting it covers."""
+
+    path: str
+    source: str
+    note: str
+
+
+@dataclass(frozen=True)
+class Issue:
+    """A validation problem: TOML key path (``visits[2].window_lower``) and reason."""
+
+    path: str
+    message: str
+
+    def __str__(self) -> str:
+        return f"{self.path}: {self.message}"
+
+
+class Protocol(_Model):
+    """A complete trial protocol. Build with :func:`hepatrial.protocol.load_protocol`."""
+
+    name: str = Field(pattern=_NAME)
+    title: str
+    version: str
+    registration: str | None = None
+    reference: str = ""
+    description: str = ""
+    design: Literal["single_arm", "randomised"]
+    arms: tuple[Arm, ...] = Field(min_length=1)
+    randomisation: Randomisation | None = None
+    sites: tuple[Site, ...] = Field(min_length=1)
+    etiologies: tuple[Etiology, ...] = Field(min_length=1)
+    visits: tuple[Visit, ...] = Field(min_length=1)
+    eligibility: tuple[Criterion, ...] = ()
+    outcomes: tuple[Outcome, ...] = Field(min_length=1)
+    primary_endpoint: PrimaryEndpoint
+    analysis: AnalysisPlan
+    product: Product | None = None
+
+    @model_validator(mode="after")
+    def _rules(self, info: ValidationInfo) -> Protocol:
+        if info.context and info.context.get("skip_rules"):
+            return self
+        issues = protocol_rule_issues(self)
+        if issues:
+            raise ValueError("; ".join(str(i) for i in issues))
+        return self
+
+    # ------------------------------------------------------------------ lookups
+    @property
+    def baseline_visit(self) -> Visit:
+        """The visit marked ``baseline = true``."""
+        return next(v for v in self.visits if v.baseline)
+
+    def visit(self, code: str) -> Visit:
+        """The visit with this code (KeyError naming the known codes otherwise)."""
+        for v in self.visits:
+            if v.code == code:
+                return v
+        raise KeyError(f"no visit {code!r} in protocol {self.name} ({', '.join(self.visit_codes)})")
+
+    @property
+    def visit_codes(self) -> tuple[str, ...]:
+        """Visit codes in schedule order."""
+        return tuple(v.code for v in self.visits)
+
+    @property
+    def arm_codes(self) -> tuple[str, ...]:
+        """Arm codes in protocol order."""
+        return tuple(a.code for a in self.arms)
+
+    def outcome(self, analyte: str) -> Outcome:
+        """The outcome for this analyte/score code."""
+        for o in self.outcomes:
+            if o.analyte == analyte:
+                return o
+        raise KeyError(f"no outcome {analyte!r} in protocol {self.name}")
+
+    # ------------------------------------------------------------------ eligibility
+    def screen(self, screening: Mapping[str, Any]) -> EligibilityResult:
+        """Evaluate every criterion; eligible is False/None/True (see ``eligibility.combine``)."""
+        return combine([c.evaluate(screening) for c in self.eligibility])
+
+    # ------------------------------------------------------------------ schedule
+    def schedule(self, day0: _dt.date) -> list[ScheduledVisit]:
+        """Calendar dates (target, earliest, latest) of every visit given the day-0 date."""
+        d = _dt.timedelta
+        return [
+            ScheduledVisit(
+                v.code,
+                v.label,
+                day0 + d(days=v.target_day),
+                day0 + d(days=v.earliest_day),
+                day0 + d(days=v.latest_day),
+            )
+            for v in self.visits
+        ]
+
+    def window_visit(self, actual_day: int) -> Visit | None:
+        """The scheduled visit whose window contains ``actual_day`` (nearest target if several;
+        ties go to the earlier visit), or None when the day is in no window."""
+        hits = [v for v in self.visits if v.contains(actual_day)]
+        if not hits:
+            return None
+        return min(hits, key=lambda v: (abs(actual_day - v.target_day), v.target_day))
+
+    def assign_visits(self, actual_days: Sequence[int]) -> list[VisitAssignment]:
+        """Assign visit codes to one participant's actual visit days (in input order).
+
+        Rule (used by the importers):
+
+        1. A day inside a visit window is a candidate for that visit (the nearest target if
+           windows overlapped; built-in protocols have no overlaps).
+        2. Each scheduled visit is given to at most one day: the candidate closest to the target
+           day (ties: the earlier day, then input order).
+        3. Every other day - outside every window, or a second visit in the same window - is an
+           **unscheduled** visit with code :data:`UNSCHEDULED` (``UNS``) and ``nominal_day`` equal
+           to its actual day. Nothing is dropped.
+        """
+        days = [int(d) for d in actual_days]
+        best: dict[str, int] = {}
+        for i, day in enumerate(days):
+            v = self.window_visit(day)
+            if v is None:
+                continue
+            j = best.get(v.code)
+            if j is None or (abs(day - v.target_day), day, i) < (
+                abs(days[j] - v.target_day),
+                days[j],
+                j,
+            ):
+                best[v.code] = i
+        by_index = {i: code for code, i in best.items()}
+        out = []
+        for i, day in enumerate(days):
+            code = by_index.get(i)
+            if code is None:
+                out.append(VisitAssignment(day, UNSCHEDULED, day, False))
+            else:
+                out.append(VisitAssignment(day, code, self.visit(code).target_day, True))
+        return out
+
+    # ------------------------------------------------------------------ provenance / output
+    def provenance(self) -> list[ProvenanceItem]:
+        """Every ``source``/``note`` in the protocol with its key path, in document order."""
+        items: list[ProvenanceItem] = []
+
+        def walk(obj: Any, path: str) -> None:
+            if isinstance(obj, _Sourced):
+                items.append(ProvenanceItem(path, obj.source, obj.note))
+                for k, s in obj.sources.items():
+                    items.append(ProvenanceItem(f"{path}.{k}", s.source, s.note))
+            if isinstance(obj, BaseModel):
+                for name in type(obj).model_fields:
+                    if name in _PROV_KEYS:
+                        continue
+                    walk(getattr(obj, name), f"{path}.{name}" if path else name)
+            elif isinstance(obj, tuple):
+                for i, x in enumerate(obj):
+                    walk(x, f"{path}[{i}]")
+
+        walk(self, "")
+        return items
+
+    def assumptions(self) -> list[ProvenanceItem]:
+        """The provenance items whose source is ``assumed``."""
+        return [p for p in self.provenance() if p.source == "assumed"]
+
+    def canonical_json(self) -> str:
+        """Canonical JSON (sorted keys, no whitespace, UTF-8) of the whole protocol."""
+        return json.dumps(
+            self.model_dump(mode="json"), sort_keys=True, separators=(",", ":"), ensure_ascii=False
+        )
+
+    def content_hash(self) -> str:
+        """sha256 hex digest of :meth:`canonical_json`: stable across TOML layout, key order and
+        comments, changes with any setting or note. Use it for report provenance."""
+        return hashlib.sha256(self.canonical_json().encode("utf-8")).hexdigest()
+
+    def summary_dict(self) -> dict[str, Any]:
+        """Plain-dict protocol summary (docs/contracts.md §4), JSON-serialisable.
+
+        Keys: name, title, version, registration, reference, content_hash, design, arms,
+        sites, visits (code, label, nominal_day, window_lower, window_upper, baseline,
+        measurements), baseline_visit, outcomes (analyte, label, unit, transform,
+        reported_unit), primary_endpoint, analysis (meld_variant, tests, wilcoxon_method,
+        multiplicity, sequence, alpha, sided, mixed_model), the three contract settings
+        mirrored at top level (meld_variant, tests, multiplicity), etiologies, product.
+        """
+        a = self.analysis
+        analysis = {
+            "meld_variant": a.meld_variant,
+            "meld_score": _an.MELD_VARIANTS.get(a.meld_variant),
+            "tests": list(a.paired_tests),
+            "wilcoxon_method": a.wilcoxon_method,
+            "multiplicity": a.multiplicity,
+            "sequence": [{"analyte": s.analyte, "visit": s.visit} for s in a.sequence],
+            "alpha": a.alpha,
+            "sided": a.sided,
+            "mixed_model": None
+            if a.mixed_model is None
+            else a.mixed_model.model_dump(mode="json", exclude=_PROV_KEYS),
+        }
+        pe = self.primary_endpoint
+        return {
+            "name": self.name,
+            "title": self.title,
+            "version": self.version,
+            "registration": self.registration,
+            "reference": self.reference,
+            "content_hash": self.content_hash(),
+            "design": self.design,
+            "arms": [{"code": x.code, "label": x.label, "ratio": x.ratio} for x in self.arms],
+            "sites": [{"code": s.code, "name": s.name} for s in self.sites],
+            "visits": [
+                {
+                    "code": v.code,
+                    "label": v.label,
+                    "nominal_day": v.target_day,
+                    "window_lower": v.window_lower,
+                    "window_upper": v.window_upper,
+                    "baseline": v.baseline,
+                    "measurements": list(v.measurements),
+                }
+                for v in self.visits
+            ],
+            "baseline_visit": self.baseline_visit.code,
+            "outcomes": [
+                {
+                    "analyte": o.analyte,
+                    "label": o.label,
+                    "unit": o.unit,
+                    "transform": o.transform,
+                    "reported_unit": o.reported_unit,
+                }
+                for o in self.outcomes
+            ],
+            "primary_endpoint": {
+                "analyte": pe.analyte,
+                "visit": pe.visit,
+                "comparison": pe.comparison,
+                "transform": self.outcome(pe.analyte).transform,
+            },
+            "analysis": analysis,
+            "meld_variant": a.meld_variant,
+            "tests": list(a.paired_tests),
+            "multiplicity": a.multiplicity,
+            "etiologies": list(self.etiologies),
+            "product": None
+            if self.product is None
+            else self.product.model_dump(mode="json", exclude=_PROV_KEYS),
+        }
+
+
+# ---------------------------------------------------------------------- cross-field rules
+def _dupes(codes: Sequence[str]) -> dict[str, list[int]]:
+    pos: dict[str, list[int]] = {}
+    for i, c in enumerate(codes):
+        pos.setdefault(c, []).append(i)
+    return {c: p for c, p in pos.items() if len(p) > 1}
+
+
+def protocol_rule_issues(p: Protocol) -> list[Issue]:
+    """All cross-field rule violations of a structurally valid protocol, with key paths."""
+    issues: list[Issue] = []
+    add = lambda path, msg: issues.append(Issue(path, msg))  # noqa: E731
+
+    # arms / design / randomisation
+    for code, pos in _dupes([a.code for a in p.arms]).items():
+        for i in pos[1:]:
+            add(f"arms[{i}].code", f"duplicate arm code {code!r} (first at arms[{pos[0]}])")
+    if p.design == "randomised":
+        if len(p.arms) < 2:
+            add("arms", "a randomised design needs at least 2 arms")
+        if p.randomisation is None:
+            add("randomisation", "a randomised design needs a [randomisation] table")
+        else:
+            total = sum(a.ratio for a in p.arms)
+            for i, b in enumerate(p.randomisation.block_sizes):
+                if b <= 0 or b % total:
+                    add(
+                        f"randomisation.block_sizes[{i}]",
+                        f"block size {b} is not a positive multiple of the allocation ratio "
+                        f"sum {total}",
+                    )
+            allowed_strata = {"site", "sex", "etiology", "route"}
+            for i, s in enumerate(p.randomisation.strata):
+                if s not in allowed_strata:
+                    add(
+                        f"randomisation.strata[{i}]",
+                        f"unknown stratum {s!r} (allowed: {', '.join(sorted(allowed_strata))})",
+                    )
+    else:
+        if len(p.arms) != 1:
+            add("arms", "a single_arm design has exactly one arm")
+        elif p.arms[0].code != "single":
+            add("arms[0].code", "the arm of a single_arm design has code 'single' (contracts §1)")
+        if p.randomisation is not None:
+            add("randomisation", "a single_arm design has no randomisation")
+
+    for code, pos in _dupes([s.code for s in p.sites]).items():
+        for i in pos[1:]:
+            add(f"sites[{i}].code", f"duplicate site code {code!r} (first at sites[{pos[0]}])")
+    for code, pos in _dupes(list(p.etiologies)).items():
+        for i in pos[1:]:
+            add(f"etiologies[{i}]", f"duplicate etiology {code!r}")
+
+    # visits
+    visit_codes = [v.code for v in p.visits]
+    for code, pos in _dupes(visit_codes).items():
+        for i in pos[1:]:
+            add(f"visits[{i}].code", f"duplicate visit code {code!r} (first at visits[{pos[0]}])")
+    for i, v in enumerate(p.visits):
+        if v.code == UNSCHEDULED:
+            add(f"visits[{i}].code", f"{UNSCHEDULED!r} is reserved for unscheduled visits")
+        for j, m in enumerate(v.measurements):
+            if not _an.is_known(m):
+                add(f"visits[{i}].measurements[{j}]", f"unknown analyte or score {m!r}")
+        for code, pos in _dupes(list(v.measurements)).items():
+            add(f"visits[{i}].measurements[{pos[1]}]", f"duplicate measurement {code!r}")
+    baselines = [i for i, v in enumerate(p.visits) if v.baseline]
+    if not baselines:
+        add("visits", "exactly one visit must have baseline = true (none has)")
+    for i in baselines[1:]:
+        add(
+            f"visits[{i}].baseline",
+            f"exactly one visit may have baseline = true (also visits[{baselines[0]}])",
+        )
+    if baselines and p.visits[baselines[0]].target_day != 0:
+        add(f"visits[{baselines[0]}].target_day", "the baseline visit must be on day 0")
+    for i in range(1, len(p.visits)):
+        prev, cur = p.visits[i - 1], p.visits[i]
+        if cur.target_day <= prev.target_day:
+            add(
+                f"visits[{i}].target_day",
+                f"target days must increase: {cur.target_day} after {prev.target_day} "
+                f"({prev.code})",
+            )
+        elif cur.earliest_day <= prev.latest_day:
+            add(
+                f"visits[{i}].window_lower",
+                f"window of {cur.code} (days {cur.earliest_day}..{cur.latest_day}) overlaps "
+                f"{prev.code} (days {prev.earliest_day}..{prev.latest_day})",
+            )
+
+    # eligibility
+    for cid, pos in _dupes([c.id for c in p.eligibility]).items():
+        for i in pos[1:]:
+            add(f"eligibility[{i}].id", f"duplicate criterion id {cid!r}")
+    for i, c in enumerate(p.eligibility):
+        if c.check.field == "etiology":
+            vals = c.check.value if isinstance(c.check.value, tuple) else (c.check.value,)
+            for j, e in enumerate(vals):
+                if e not in ETIOLOGIES:
+                    add(
+                        f"eligibility[{i}].check.value[{j}]",
+                        f"unknown etiology {e!r} (allowed: {', '.join(ETIOLOGIES)})",
+                    )
+                elif c.kind == "inclusion" and c.check.op == "in" and e not in p.etiologies:
+                    add(
+                        f"eligibility[{i}].check.value[{j}]",
+                        f"etiology {e!r} is not in the protocol's etiologies",
+                    )
+
+    # outcomes
+    outcome_codes = [o.analyte for o in p.outcomes]
+    for code, pos in _dupes(outcome_codes).items():
+        for i in pos[1:]:
+            add(f"outcomes[{i}].analyte", f"duplicate outcome {code!r}")
+    for i, o in enumerate(p.outcomes):
+        if not _an.is_known(o.analyte):
+            add(f"outcomes[{i}].analyte", f"unknown analyte or score {o.analyte!r}")
+            continue
+        canon = _an.canonical_unit(o.analyte)
+        if _an.normalise_unit(o.unit) != _an.normalise_unit(canon):
+            add(f"outcomes[{i}].unit", f"unit of {o.analyte} must be the canonical {canon!r}")
+        if o.analyte in _an.ANALYTES:
+            if not _an.analyte(o.analyte).accepts(o.reported_unit):
+                add(
+                    f"outcomes[{i}].reported_unit",
+                    f"{o.reported_unit!r} is not a unit of {o.analyte} "
+                    f"(accepted: {', '.join(_an.analyte(o.analyte).units)})",
+                )
+        elif o.reported_unit != canon:
+            add(f"outcomes[{i}].reported_unit", f"a score is reported in {canon!r}")
+        if o.analyte in _an.SCORES and o.transform == "log":
+            add(f"outcomes[{i}].transform", "scores are not log-transformed")
+        if o.analyte not in _an.SCORES and not any(o.analyte in v.measurements for v in p.visits):
+            add(f"outcomes[{i}].analyte", f"{o.analyte!r} is not measured at any visit")
+
+    # primary endpoint
+    pe = p.primary_endpoint
+    if pe.analyte not in outcome_codes:
+        add("primary_endpoint.analyte", f"{pe.analyte!r} is not one of the outcomes")
+    if pe.visit is not None and pe.visit not in visit_codes:
+        add("primary_endpoint.visit", f"unknown visit {pe.visit!r}")
+    if pe.comparison in ("change_from_baseline", "between_arms_at_visit") and pe.visit is None:
+        add("primary_endpoint.visit", f"comparison {pe.comparison!r} needs a visit")
+    if pe.comparison in ("between_arms_at_visit", "arm_by_time") and p.design != "randomised":
+        add("primary_endpoint.comparison", f"{pe.comparison!r} needs a randomised design")
+
+    # analysis plan
+    a = p.analysis
+    if a.meld_variant not in _an.MELD_VARIANTS:
+        add(
+            "analysis.meld_variant",
+            f"unknown MELD variant {a.meld_variant!r} (known: {', '.join(_an.MELD_VARIANTS)})",
+        )
+    else:
+        meld_outcomes = [o for o in outcome_codes if o.startswith("meld")]
+        want = _an.MELD_VARIANTS[a.meld_variant]
+        for o in meld_outcomes:
+            if o != want:
+                add("analysis.meld_variant", f"MELD outcome {o!r} does not match variant")
+    if a.multiplicity == "fixed_sequence":
+        if not a.sequence:
+            add("analysis.sequence", "fixed_sequence multiplicity needs a non-empty sequence")
+    elif a.sequence:
+        add("analysis.sequence", f"a sequence needs fixed_sequence, not {a.multiplicity!r}")
+    seen: set[tuple[str, str]] = set()
+    for i, s in enumerate(a.sequence):
+        if s.analyte not in outcome_codes:
+            add(f"analysis.sequence[{i}].analyte", f"{s.analyte!r} is not one of the outcomes")
+        if s.visit not in visit_codes:
+            add(f"analysis.sequence[{i}].visit", f"unknown visit {s.visit!r}")
+        elif p.visit(s.visit).baseline:
+            add(f"analysis.sequence[{i}].visit", "cannot test at the baseline visit")
+        if (s.analyte, s.visit) in seen:
+            add(f"analysis.sequence[{i}]", "duplicate hypothesis in the sequence")
+        seen.add((s.analyte, s.visit))
+    # product
+    if p.product is not None and p.product.cells_min > p.product.cells_max:
+        add("product.cells_min", "cells_min is larger than cells_max")
+    return issues
