@@ -7,8 +7,11 @@ visit and outcome columns); output is pandas DataFrames, dicts or small dataclas
 from __future__ import annotations
 
 from hepatrial.analysis._common import AnalysisInputError
+from hepatrial.analysis.ancova import ancova_by_visit
+from hepatrial.analysis.bundle import TrialData
 from hepatrial.analysis.descriptive import describe, friedman
 from hepatrial.analysis.lmm import LMMResult, fit_lmm
+from hepatrial.analysis.missing import visit_completeness
 from hepatrial.analysis.multiplicity import (
     exact_test_feasibility,
     fixed_sequence,
@@ -21,10 +24,21 @@ from hepatrial.analysis.paired import (
     paired_vs_baseline,
     wilcoxon_signed_rank,
 )
+from hepatrial.analysis.power import (
+    paired_power,
+    paired_sample_size,
+    sd_inflation_factor,
+    sd_of_difference,
+)
+from hepatrial.analysis.safety import ae_overview, ae_summary, lab_shift_table
 
 __all__ = [
     "AnalysisInputError",
     "LMMResult",
+    "TrialData",
+    "ae_overview",
+    "ae_summary",
+    "ancova_by_visit",
     "describe",
     "effect_sizes",
     "exact_test_feasibility",
@@ -32,8 +46,14 @@ __all__ = [
     "fixed_sequence",
     "friedman",
     "holm",
+    "lab_shift_table",
     "min_attainable_p",
+    "paired_power",
+    "paired_sample_size",
     "paired_test",
     "paired_vs_baseline",
+    "sd_inflation_factor",
+    "sd_of_difference",
+    "visit_completeness",
     "wilcoxon_signed_rank",
 ]

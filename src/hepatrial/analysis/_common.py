@@ -51,7 +51,9 @@ def numeric_column(df: pd.DataFrame, column: str, *, what: str = "data") -> pd.S
     require_columns(df, [column], what=what)
     raw = df[column]
     if pd.api.types.is_bool_dtype(raw):
-        raise AnalysisInputError(f"{what}: column {column!r} is boolean, not numeric", column=column)
+        raise AnalysisInputError(
+            f"{what}: column {column!r} is boolean, not numeric", column=column
+        )
     converted = pd.to_numeric(raw, errors="coerce")
     bad = converted.isna() & raw.notna()
     if bool(bad.any()):
@@ -96,7 +98,9 @@ def check_unique(df: pd.DataFrame, keys: Sequence[str], *, what: str = "data") -
         )
 
 
-def split_by(df: pd.DataFrame, by: str | None, *, default_label: str) -> list[tuple[str, pd.DataFrame]]:
+def split_by(
+    df: pd.DataFrame, by: str | None, *, default_label: str
+) -> list[tuple[str, pd.DataFrame]]:
     """Split ``df`` into outcome groups (e.g. by ``analyte``), in sorted order.
 
     With ``by=None`` the frame is one group labelled ``default_label``; if the frame nevertheless

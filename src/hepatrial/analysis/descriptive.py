@@ -118,7 +118,7 @@ def friedman(
                                  column=visit)
     wide = data.pivot(index=subject, columns=visit, values=outcome).reindex(columns=levels)
     complete = wide.dropna()
-    dropped = sorted((str(s) for s in wide.index.difference(complete.index)))
+    dropped = sorted(str(s) for s in wide.index.difference(complete.index))
     if len(complete) < 2:
         raise AnalysisInputError(
             f"Friedman test: only {len(complete)} complete block(s) after dropping {len(dropped)}"

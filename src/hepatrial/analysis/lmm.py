@@ -245,7 +245,9 @@ def fit_lmm(
     if random not in ("intercept", "slope"):
         raise AnalysisInputError(f"random must be 'intercept' or 'slope', got {random!r}")
     if time_type not in ("continuous", "categorical"):
-        raise AnalysisInputError(f"time_type must be 'continuous' or 'categorical', got {time_type!r}")
+        raise AnalysisInputError(
+            f"time_type must be 'continuous' or 'categorical', got {time_type!r}"
+        )
     require_columns(df, [subject, time, outcome, group])
     check_no_missing_keys(df, [subject] + ([group] if group else []))
     y_all = numeric_column(df, outcome)
@@ -277,7 +279,6 @@ def fit_lmm(
     endog = data["__y"].to_numpy(dtype=float)
     groups = data[subject].astype(str).to_numpy()
     model = MixedLM(endog, exog, groups=groups, exog_re=exog_re)
-    model.exog_names[:] = names  # type: ignore[index]
 
     trials: dict[str, dict[str, Any]] = {}
     best: Any = None

@@ -133,7 +133,7 @@ def exact_test_feasibility(
     min_p = min(min_attainable_p(n, two_sided=two_sided) for n in ns)
     threshold = alpha / m
     can = min_p <= threshold
-    max_tests = int(math.floor(alpha / min_p + 1e-12)) if min_p > 0 else m
+    max_tests = math.floor(alpha / min_p + 1e-12) if min_p > 0 else m
     n_txt = str(ns[0]) if len(set(ns)) == 1 else f"{min(ns)}-{max(ns)}"
     if can:
         msg = (f"With {n_txt} pairs the smallest attainable exact p is {min_p:.6g} <= "
