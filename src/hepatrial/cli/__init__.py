@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import typer
 
+from hepatrial import __version__
 from hepatrial.cli import scores as _scores
 
 app = typer.Typer(
@@ -17,6 +18,23 @@ app = typer.Typer(
     add_completion=False,
     pretty_exceptions_enable=False,
 )
+
+
+
+def _version(value: bool) -> None:
+    if value:
+        typer.echo(f"hepatrial {__version__}")
+        raise typer.Exit()
+
+
+@app.callback()
+def _root(
+    version: bool = typer.Option(
+        False, "--version", callback=_version, is_eager=True, help="Print the version and exit."
+    ),
+) -> None:
+    """Run and analyse clinical trials of cell therapy in end-stage liver disease."""
+
 
 for _module in (_scores,):
     _module.register(app)
