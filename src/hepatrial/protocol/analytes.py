@@ -207,15 +207,23 @@ ANALYTES: dict[str, Analyte] = {
 SCORES: dict[str, Score] = {
     s.code: s
     for s in (
+        Score("meld_kamath2001", "MELD (Kamath 2001, continuous)", meld_variant="kamath2001"),
+        Score("meld_continuous", "MELD (OPTN input rules, unrounded)", meld_variant="continuous"),
         Score("meld_optn2002", "MELD (UNOS/OPTN 2002-2016, integer)", meld_variant="optn2002"),
+        Score("meld_na_kim2008", "MELD-Na (Kim 2008)", meld_variant="kim2008"),
         Score("meld_na_optn2016", "MELD-Na (OPTN 2016)", meld_variant="optn2016"),
         Score("meld3_optn2023", "MELD 3.0 (OPTN 2023)", meld_variant="optn2023"),
         Score("child_pugh_points", "Child-Pugh points"),
         Score("albi", "ALBI score"),
+        Score("fib4", "FIB-4 index"),
+        Score("apri", "APRI"),
+        Score("meld_xi", "MELD-XI"),
+        Score("ukeld", "UKELD"),
     )
 }
 
-#: MELD variant name (as passed to ``hepatrial.scores.meld``) → score code in the dataset.
+#: MELD-family variant name (the ``variant=`` of ``hepatrial.scores.meld`` / ``meld_na`` /
+#: ``meld3``) → score code in the analysis dataset (``optn2002`` → ``meld_optn2002``).
 MELD_VARIANTS: dict[str, str] = {
     s.meld_variant: s.code for s in SCORES.values() if s.meld_variant is not None
 }

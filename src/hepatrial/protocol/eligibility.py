@@ -32,8 +32,37 @@ from hepatrial.protocol import analytes as _an
 
 Op = Literal["==", "!=", ">=", ">", "<=", "<", "in", "not_in", "between"]
 
-#: Score fields a check can compute, and the analyte inputs they need.
-SCORE_FIELDS: dict[str, tuple[str, ...]] = {"meld": ("bilirubin", "creatinine", "inr")}
+
+@dataclass(frozen=True)
+class ScoreField:
+    """A score a check can compute with :mod:`hepatrial.scores` from screening data."""
+
+    function: str
+    inputs: tuple[str, ...]
+    variants: tuple[str, ...]
+    prefix: str
+
+    def code(self, variant: str) -> str:
+        """Dataset column of the score (``meld`` + ``optn2002`` → ``meld_optn2002``)."""
+        return f"{self.prefix}_{variant}"
+
+
+#: Score fields a check can compute, the screening inputs they need (labs in SI units; ``sex``
+#: F/M and ``age`` for MELD 3.0) and their variants (the ``variant=`` of the scores function).
+SCORE_FIELDS: dict[str, ScoreField] = {
+    "meld": ScoreField(
+        "meld", ("bilirubin", "creatinine", "inr"), ("kamath2001", "continuous", "optn2002"),
+        "meld",
+    ),
+    "meld_na": ScoreField(
+        "meld_na", ("bilirubin", "creatinine", "inr", "sodium"), ("kim2008", "optn2016"),
+        "meld_na",
+    ),
+    "meld3": ScoreField(
+        "meld3", ("bilirubin", "creatinine", "inr", "sodium", "albumin", "sex", "age"),
+        ("optn2023",), "meld3",
+    ),
+}
 
 _MISSING = object()
 
@@ -124,11 +153,13 @@ class Check(BaseModel):
         elif isinstance(v, tuple):
             raise ValueError(f"op {self.op!r} needs a single value, not a list")
         if self.field in SCORE_FIELDS:
-            if self.variant is None:
-                raise ValueError(f"score field {self.field!r} needs a variant (e.g. 'optn2002')")
-            if self.field == "meld" and self.variant not in _an.MELD_VARIANTS:
-                known = ", ".join(_an.MELD_VARIANTS)
-                raise ValueError(f"unknown MELD variant {self.variant!r} (known: {known})")
+            sf = SCORE_FIELDS[self.field]
+            if self.variant not in sf.variants:
+                known = ", ".join(sf.variants)
+                raise ValueError(
+                    f"score field {self.field!r} needs a variant, one of: {known} "
+                    f"(got {self.variant!r})"
+                )
         elif self.variant is not None:
             raise ValueError(f"variant is only allowed for score fields {sorted(SCORE_FIELDS)}")
         if self.unit is not None:
@@ -161,35 +192,37 @@ class Check(BaseModel):
             if _is_missing(v):
                 return None, f"{self.field} missing from screening data"
             return v, f"{self.field} from screening data"
-        code = _an.MELD_VARIANTS[self.variant] if self.field == "meld" else self.field
+        sf = SCORE_FIELDS[self.field]
+        assert self.variant is not None  # enforced by the model validator
+        code = sf.code(self.variant)
         pre = screening.get(code, _MISSING)
         if not _is_missing(pre):
             return pre, f"{code} from screening data"
-        inputs = SCORE_FIELDS[self.field]
-        missing = [k for k in inputs if _is_missing(screening.get(k, _MISSING))]
+        missing = [k for k in sf.inputs if _is_missing(screening.get(k, _MISSING))]
         if missing:
             return None, f"{code} not given and cannot be computed: missing {', '.join(missing)}"
-        try:
-            from hepatrial.scores import meld  # lazy: scores is an optional sibling module
+        try:  # lazy: hepatrial.scores is a sibling package
+            from hepatrial import scores
         except ImportError as exc:
             return None, f"{code} cannot be computed: hepatrial.scores not importable ({exc})"
+        func = getattr(scores, sf.function, None)
+        if func is None:
+            return None, f"{code} cannot be computed: hepatrial.scores.{sf.function} missing"
         dialysis = bool(screening.get("dialysis", False) or False)
+        args = [screening[k] for k in sf.inputs if k != "age"]
+        kwargs: dict[str, Any] = {"dialysis": dialysis, "variant": self.variant, "units": "si"}
+        if "age" in sf.inputs:
+            kwargs["age_at_registration"] = screening["age"]
         try:
-            val = meld(
-                float(screening["bilirubin"]),
-                float(screening["creatinine"]),
-                float(screening["inr"]),
-                dialysis=dialysis,
-                variant=self.variant,
-                units="si",
-            )
-        except (TypeError, ValueError) as exc:
+            val = float(func(*args, **kwargs))
+        except (TypeError, ValueError) as exc:  # ScoreInputError is a ValueError
             return None, f"{code} could not be computed: {exc}"
-        val = float(val)
+        if math.isnan(val):
+            return None, f"{code} could not be computed from the screening data (NaN)"
+        shown = ", ".join(f"{k}={screening[k]!r}" for k in sf.inputs)
         return val, (
-            f"{code} computed by hepatrial.scores.meld(variant={self.variant!r}) from "
-            f"bilirubin={screening['bilirubin']} umol/L, creatinine={screening['creatinine']} "
-            f"umol/L, inr={screening['inr']}, dialysis={dialysis}"
+            f"{code} computed by hepatrial.scores.{sf.function}(variant={self.variant!r}, "
+            f"units='si') from {shown}, dialysis={dialysis}"
         )
 
     def compare(self, v: Any) -> bool:

@@ -653,11 +653,14 @@ def protocol_rule_issues(p: Protocol) -> list[Issue]:
             f"unknown MELD variant {a.meld_variant!r} (known: {', '.join(_an.MELD_VARIANTS)})",
         )
     else:
-        meld_outcomes = [o for o in outcome_codes if o.startswith("meld")]
         want = _an.MELD_VARIANTS[a.meld_variant]
-        for o in meld_outcomes:
-            if o != want:
-                add("analysis.meld_variant", f"MELD outcome {o!r} does not match variant")
+        for i, o in enumerate(outcome_codes):
+            if o in _an.MELD_VARIANTS.values() and o != want:
+                add(
+                    f"outcomes[{i}].analyte",
+                    f"MELD outcome {o!r} does not match analysis.meld_variant "
+                    f"{a.meld_variant!r} ({want})",
+                )
     if a.multiplicity == "fixed_sequence":
         if not a.sequence:
             add("analysis.sequence", "fixed_sequence multiplicity needs a non-empty sequence")
