@@ -9,6 +9,7 @@ from __future__ import annotations
 import typer
 
 from hepatrial import __version__
+from hepatrial.cli import grade as _grade
 from hepatrial.cli import scores as _scores
 
 app = typer.Typer(
@@ -36,7 +37,7 @@ def _root(
     """Run and analyse clinical trials of cell therapy in end-stage liver disease."""
 
 
-for _module in (_scores,):
+for _module in (_scores, _grade):
     _module.register(app)
 
 
