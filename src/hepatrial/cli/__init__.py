@@ -10,6 +10,7 @@ import typer
 
 from hepatrial import __version__
 from hepatrial.cli import grade as _grade
+from hepatrial.cli import protocol as _protocol
 from hepatrial.cli import scores as _scores
 
 app = typer.Typer(
@@ -37,7 +38,7 @@ def _root(
     """Run and analyse clinical trials of cell therapy in end-stage liver disease."""
 
 
-for _module in (_scores, _grade):
+for _module in (_scores, _grade, _protocol):
     _module.register(app)
 
 
