@@ -1,0 +1,176 @@
+"""Django settings for the hepatrial trial store, built in code.
+
+Users never write a settings file: :func:`build_settings` turns a database location into a
+complete settings dict, and :func:`hepatrial.trials.setup` hands it to Django.
+
+Database selection (first match wins):
+
+1. ``HEPATRIAL_DATABASE_URL`` environment variable, ``postgresql://user:pass@host:port/dbname``
+   (also ``postgres://``; query options such as ``?sslmode=require`` go to ``OPTIONS``), or
+   ``sqlite:///relative/path.sqlite3`` / ``sqlite:////absolute/path.sqlite3``;
+2. the ``db`` argument (a path to a SQLite file);
+3. ``./hepatrial.sqlite3``.
+
+SQLite connections run in WAL mode with foreign keys on (Django enables foreign keys itself;
+WAL is set with ``init_command``) and take the write lock at ``BEGIN`` (``IMMEDIATE``) so that
+the audit hash chain is appended by one writer at a time.
+"""
+
+from __future__ import annotations
+
+import os
+import secrets
+from pathlib import Path
+from typing import Any
+from urllib.parse import parse_qsl, unquote, urlsplit
+
+DEFAULT_DB = "hepatrial.sqlite3"
+ENV_URL = "HEPATRIAL_DATABASE_URL"
+ENV_DB = "HEPATRIAL_DB"
+ENV_SECRET = "HEPATRIAL_SECRET_KEY"
+
+
+def parse_database_url(url: str) -> dict[str, Any]:
+    """Turn a ``postgresql://`` or ``sqlite://`` URL into a Django ``DATABASES['default']`` dict.
+
+    Raises:
+        ValueError: unsupported scheme or a PostgreSQL URL without a database name.
+    """
+    parts = urlsplit(url)
+    scheme = parts.scheme.lower()
+    if scheme in {"postgres", "postgresql", "postgresql+psycopg", "pgsql"}:
+        name = unquote(parts.path.lstrip("/"))
+        if not name:
+            raise ValueError(f"{ENV_URL}: no database name in {url!r}")
+        options = dict(parse_qsl(parts.query))
+        return {
+            "ENGINE": "django.db.backends.postgresql",
+            "NAME": name,
+            "USER": unquote(parts.username or ""),
+            "PASSWORD": unquote(parts.password or ""),
+            "HOST": parts.hostname or "",
+            "PORT": str(parts.port or ""),
+            "OPTIONS": options,
+            "ATOMIC_REQUESTS": True,
+        }
+    if scheme == "sqlite":
+        # sqlite:///rel/path -> "rel/path"; sqlite:////abs/path -> "/abs/path"
+        path = unquote(parts.path)
+        path = path[1:] if path.startswith("/") else path
+        if not path:
+            raise ValueError(f"{ENV_URL}: no file in {url!r}")
+        return sqlite_database(path)
+    raise ValueError(
+        f"{ENV_URL}: unsupported scheme {parts.scheme!r} in {url!r} "
+        "(use postgresql://user@host:port/db or sqlite:///path)"
+    )
+
+
+def sqlite_database(path: str | Path) -> dict[str, Any]:
+    """``DATABASES['default']`` for a SQLite file (WAL, foreign keys, IMMEDIATE transactions)."""
+    return {
+        "ENGINE": "django.db.backends.sqlite3",
+        "NAME": str(Path(path).expanduser().resolve()) if str(path) != ":memory:" else ":memory:",
+        "OPTIONS": {
+            "init_command": "PRAGMA journal_mode=WAL; PRAGMA foreign_keys=ON; "
+            "PRAGMA synchronous=NORMAL;",
+            "transaction_mode": "IMMEDIATE",
+            "timeout": 30,
+        },
+        "ATOMIC_REQUESTS": True,
+        "TEST": {"NAME": None},
+    }
+
+
+def database_settings(db: str | Path | None = None) -> dict[str, Any]:
+    """The ``default`` database: ``HEPATRIAL_DATABASE_URL`` wins, else SQLite at ``db``."""
+    url = os.environ.get(ENV_URL, "").strip()
+    if url:
+        return parse_database_url(url)
+    if db is None:
+        db = os.environ.get(ENV_DB, "").strip() or DEFAULT_DB
+    if isinstance(db, str) and "://" in db:
+        return parse_database_url(db)
+    return sqlite_database(db)
+
+
+def describe_database(cfg: dict[str, Any]) -> str:
+    """Human-readable description of a database dict, without the password."""
+    if cfg["ENGINE"].endswith("sqlite3"):
+        return f"sqlite:{cfg['NAME']}"
+    user = cfg.get("USER") or ""
+    host = cfg.get("HOST") or "localhost"
+    port = f":{cfg['PORT']}" if cfg.get("PORT") else ""
+    return f"postgresql://{user + '@' if user else ''}{host}{port}/{cfg['NAME']}"
+
+
+def build_settings(db: str | Path | None = None) -> dict[str, Any]:
+    """Complete Django settings for the trial store (admin, auth, sessions, simple_history).
+
+    ``HEPATRIAL_SECRET_KEY`` sets the session signing key; without it a random key is made per
+    process (admin sessions then end when ``hepatrial serve`` restarts).
+    """
+    return {
+        "DEBUG": False,
+        "SECRET_KEY": os.environ.get(ENV_SECRET) or secrets.token_urlsafe(50),
+        "ALLOWED_HOSTS": ["127.0.0.1", "localhost", "[::1]", "testserver"],
+        "INSTALLED_APPS": [
+            "django.contrib.admin",
+            "django.contrib.auth",
+            "django.contrib.contenttypes",
+            "django.contrib.sessions",
+            "django.contrib.messages",
+            "django.contrib.staticfiles",
+            "simple_history",
+            "hepatrial.trials.apps.TrialsConfig",
+        ],
+        "MIDDLEWARE": [
+            "django.middleware.security.SecurityMiddleware",
+            "django.contrib.sessions.middleware.SessionMiddleware",
+            "django.middleware.common.CommonMiddleware",
+            "django.middleware.csrf.CsrfViewMiddleware",
+            "django.contrib.auth.middleware.AuthenticationMiddleware",
+            "django.contrib.messages.middleware.MessageMiddleware",
+            "django.middleware.clickjacking.XFrameOptionsMiddleware",
+            "simple_history.middleware.HistoryRequestMiddleware",
+        ],
+        "ROOT_URLCONF": "hepatrial.trials.urls",
+        "TEMPLATES": [
+            {
+                "BACKEND": "django.template.backends.django.DjangoTemplates",
+                "DIRS": [],
+                "APP_DIRS": True,
+                "OPTIONS": {
+                    "context_processors": [
+                        "django.template.context_processors.request",
+                        "django.contrib.auth.context_processors.auth",
+                        "django.contrib.messages.context_processors.messages",
+                    ]
+                },
+            }
+        ],
+        "DATABASES": {"default": database_settings(db)},
+        "DEFAULT_AUTO_FIELD": "django.db.models.BigAutoField",
+        "USE_TZ": True,
+        "TIME_ZONE": "UTC",
+        "LANGUAGE_CODE": "en-gb",
+        "USE_I18N": True,
+        "STATIC_URL": "/static/",
+        "LOGIN_URL": "/admin/login/",
+        "SESSION_COOKIE_HTTPONLY": True,
+        "CSRF_COOKIE_HTTPONLY": True,
+        "X_FRAME_OPTIONS": "DENY",
+        "PASSWORD_HASHERS": [
+            "django.contrib.auth.hashers.PBKDF2PasswordHasher",
+        ],
+        "AUTH_PASSWORD_VALIDATORS": [
+            {
+                "NAME": "django.contrib.auth.password_validation.MinimumLengthValidator",
+                "OPTIONS": {"min_length": 10},
+            },
+            {"NAME": "django.contrib.auth.password_validation.CommonPasswordValidator"},
+        ],
+        "SIMPLE_HISTORY_HISTORY_CHANGE_REASON_USE_TEXT_FIELD": True,
+        "SIMPLE_HISTORY_REVERT_DISABLED": True,
+        "SILENCED_SYSTEM_CHECKS": [],
+    }
