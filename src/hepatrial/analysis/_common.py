@@ -98,6 +98,15 @@ def check_unique(df: pd.DataFrame, keys: Sequence[str], *, what: str = "data") -
         )
 
 
+def check_by(df: pd.DataFrame, by: str | None) -> None:
+    """With ``by=None``, refuse a frame whose ``analyte`` column holds several analytes."""
+    if by is None and "analyte" in df.columns and df["analyte"].nunique(dropna=True) > 1:
+        raise AnalysisInputError(
+            "data has several analytes in column 'analyte'; pass by='analyte' or filter first",
+            column="analyte",
+        )
+
+
 def split_by(
     df: pd.DataFrame, by: str | None, *, default_label: str
 ) -> list[tuple[str, pd.DataFrame]]:
@@ -107,12 +116,8 @@ def split_by(
     has an ``analyte`` column with several analytes, mixing them would be meaningless and an
     error is raised.
     """
+    check_by(df, by)
     if by is None:
-        if "analyte" in df.columns and df["analyte"].nunique(dropna=True) > 1:
-            raise AnalysisInputError(
-                "data has several analytes in column 'analyte'; pass by='analyte' or filter first",
-                column="analyte",
-            )
         return [(default_label, df)]
     require_columns(df, [by])
     check_no_missing_keys(df, [by])

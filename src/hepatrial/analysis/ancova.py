@@ -17,6 +17,7 @@ import statsmodels.api as sm
 
 from hepatrial.analysis._common import (
     AnalysisInputError,
+    check_by,
     check_no_missing_keys,
     check_unique,
     numeric_column,
@@ -54,6 +55,7 @@ def ancova_by_visit(
     require_columns(df, [subject, visit, outcome, arm, by])
     check_no_missing_keys(df, [subject, visit, arm])
     data = df.assign(**{outcome: numeric_column(df, outcome)})
+    check_by(data, by)
     check_unique(data, [subject, visit] + ([by] if by else []))
     arms_per_subject = data.groupby(subject)[arm].nunique()
     if bool((arms_per_subject > 1).any()):

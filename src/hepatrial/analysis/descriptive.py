@@ -11,6 +11,7 @@ from scipy import stats
 
 from hepatrial.analysis._common import (
     AnalysisInputError,
+    check_by,
     check_no_missing_keys,
     check_unique,
     numeric_column,
@@ -57,6 +58,7 @@ def describe(
     require_columns(df, [subject, visit, outcome, by])
     check_no_missing_keys(df, [subject, visit])
     data = df.assign(**{outcome: numeric_column(df, outcome)})
+    check_by(data, by)
     check_unique(data, [subject, visit] + ([by] if by else []))
     levels = visit_order(data, visit, baseline=baseline, order=visits)
     rows: list[dict[str, Any]] = []

@@ -34,6 +34,7 @@ from scipy import stats
 
 from hepatrial.analysis._common import (
     AnalysisInputError,
+    check_by,
     check_no_missing_keys,
     check_unique,
     numeric_column,
@@ -206,6 +207,7 @@ def paired_vs_baseline(
     values = numeric_column(df, outcome)
     data = df.assign(**{outcome: values})
     keys = [subject, visit] + ([by] if by else [])
+    check_by(data, by)
     check_unique(data, keys)
     levels = visit_order(data, visit, baseline=baseline, order=visits)
     all_subjects = sorted(pd.unique(data[subject]), key=str)

@@ -1,0 +1,133 @@
+"""Paired comparisons vs R on datasets::sleep (analysis-notes S1-S4, S6, S9)."""
+
+from __future__ import annotations
+
+import numpy as np
+import pandas as pd
+import pytest
+
+from hepatrial.analysis import (
+    AnalysisInputError,
+    effect_sizes,
+    paired_test,
+    paired_vs_baseline,
+    wilcoxon_signed_rank,
+)
+from tests.analysis._data import SLEEP_1, SLEEP_2, sleep_long
+
+REL = 1e-6
+
+
+def test_s1_paired_t_x_minus_y() -> None:
+    # R: t.test(extra ~ group, data = sleep, paired = TRUE) -> x - y
+    r = paired_test(SLEEP_2, SLEEP_1)  # followup - baseline = group1 - group2
+    assert r["n_pairs"] == 10
+    assert r["t"] == pytest.approx(-4.0621277, rel=REL)
+    assert r["df"] == 9
+    assert r["p_t"] == pytest.approx(0.00283289, rel=1e-5)  # R prints 6 significant digits
+    assert r["mean_diff"] == pytest.approx(-1.58, rel=REL)
+    assert r["ci_low"] == pytest.approx(-2.4598858, rel=REL)
+    assert r["ci_high"] == pytest.approx(-0.7001142, rel=REL)
+
+
+def test_s2_wilcoxon_r_default_asymptotic_corrected() -> None:
+    r = paired_test(SLEEP_2, SLEEP_1, wilcoxon="asymptotic")
+    assert r["wilcoxon_V"] == 0.0
+    assert r["p_wilcoxon"] == pytest.approx(0.009090698, rel=REL)
+    assert r["wilcoxon_method"] == "asymptotic, continuity-corrected"
+    assert r["n_zero_diff"] == 1
+
+
+def test_s3_wilcoxon_exact_permutation() -> None:
+    r = paired_test(SLEEP_2, SLEEP_1)
+    assert r["p_wilcoxon"] == pytest.approx(0.00390625, rel=REL)
+    assert r["wilcoxon_method"] == "exact permutation"  # ties and a zero difference
+    # direction does not change the two-sided p; V is R's sum of positive ranks
+    r2 = paired_test(SLEEP_1, SLEEP_2)
+    assert r2["p_wilcoxon"] == pytest.approx(0.00390625, rel=REL)
+    assert r2["wilcoxon_V"] == 45.0
+
+
+def test_s4_wilcoxon_without_continuity_correction() -> None:
+    d = np.subtract(SLEEP_1, SLEEP_2)
+    r = wilcoxon_signed_rank(d, method="asymptotic", correction=False)
+    assert r["p"] == pytest.approx(0.007632442, rel=REL)
+    assert r["n_used"] == 9 and r["n_zero"] == 1 and r["ties"] is True
+
+
+def test_s6_effect_sizes_dz_gz() -> None:
+    d = np.subtract(SLEEP_2, SLEEP_1)
+    es = effect_sizes(d)
+    assert es["d_z"] == pytest.approx(1.2845576, rel=REL)
+    assert es["g_z"] == pytest.approx(1.1744526, rel=REL)
+    r = paired_test(SLEEP_1, SLEEP_2)
+    assert r["d_z"] == pytest.approx(1.2845576, rel=REL)
+    assert r["g_z"] == pytest.approx(1.1744526, rel=REL)
+
+
+def test_s9_all_positive_n8_exact() -> None:
+    r = wilcoxon_signed_rank(np.arange(1.0, 9.0))
+    assert r["p"] == pytest.approx(0.0078125, rel=REL)
+    assert r["method"] == "exact"
+    assert r["V"] == 36.0
+    res = paired_test(np.zeros(8), np.arange(1.0, 9.0))
+    assert res["min_p_exact"] == pytest.approx(0.0078125, rel=REL)
+
+
+def test_paired_vs_baseline_on_tidy_sleep_matches_arrays() -> None:
+    out = paired_vs_baseline(sleep_long(), baseline="G2")
+    assert list(out["visit"]) == ["G1"]
+    row = out.iloc[0]
+    assert row["t"] == pytest.approx(-4.0621277, rel=REL)
+    assert row["p_wilcoxon"] == pytest.approx(0.00390625, rel=REL)
+    assert row["n_pairs"] == 10 and row["n_excluded"] == 0 and row["n_subjects"] == 10
+
+
+def test_missing_visits_are_counted_not_dropped_silently() -> None:
+    df = sleep_long()
+    df = df[~((df["participant_id"] == "P01") & (df["visit"] == "G1"))]  # P01 lacks baseline
+    df.loc[(df["participant_id"] == "P02") & (df["visit"] == "G2"), "value"] = np.nan
+    df = pd.concat([df, pd.DataFrame([{"participant_id": "P11", "visit": "G1", "value": 1.0}])])
+    out = paired_vs_baseline(df.reset_index(drop=True), baseline="G1")
+    row = out.iloc[0]
+    assert row["n_subjects"] == 11
+    assert row["n_pairs"] == 8
+    assert row["excluded_missing_baseline"] == 1  # P01
+    assert row["excluded_missing_visit"] == 2  # P02 (NaN), P11 (no G2 row)
+    assert row["excluded_missing_both"] == 0
+    assert row["n_excluded"] == 3
+
+
+def test_visit_order_is_chronological_not_alphabetical() -> None:
+    rng = np.random.default_rng(1)
+    rows = []
+    for s in range(6):
+        for v, day in [("D0", 0), ("W4", 28), ("W24", 168), ("W1", 7)]:
+            rows.append({"participant_id": f"S{s}", "visit": v, "nominal_day": day,
+                         "analyte": "albumin", "value": 30 + rng.normal()})
+            rows.append({"participant_id": f"S{s}", "visit": v, "nominal_day": day,
+                         "analyte": "bilirubin", "value": 40 + rng.normal()})
+    out = paired_vs_baseline(pd.DataFrame(rows), baseline="D0", by="analyte")
+    assert list(out["outcome"]) == ["albumin"] * 3 + ["bilirubin"] * 3
+    assert list(out["visit"]) == ["W1", "W4", "W24"] * 2
+
+
+def test_mixed_analytes_without_by_is_an_error() -> None:
+    df = pd.DataFrame({"participant_id": ["a", "a"], "visit": ["D0", "D0"],
+                       "analyte": ["albumin", "inr"], "value": [30.0, 1.2]})
+    with pytest.raises(AnalysisInputError, match="by='analyte'"):
+        paired_vs_baseline(df, baseline="D0")
+
+
+def test_bad_input_names_column_and_row() -> None:
+    df = sleep_long().astype({"value": object})
+    df.loc[5, "value"] = "abc"
+    with pytest.raises(AnalysisInputError, match=r"column 'value', row 5: value 'abc'"):
+        paired_vs_baseline(df, baseline="G1")
+    with pytest.raises(AnalysisInputError, match="column 'visit_code' not found"):
+        paired_vs_baseline(sleep_long(), baseline="G1", visit="visit_code")
+    dup = pd.concat([sleep_long(), sleep_long().iloc[[3]]], ignore_index=True)
+    with pytest.raises(AnalysisInputError, match="row 20: duplicate record"):
+        paired_vs_baseline(dup, baseline="G1")
+    with pytest.raises(AnalysisInputError, match="baseline level 'D0' not found"):
+        paired_vs_baseline(sleep_long(), baseline="D0")
