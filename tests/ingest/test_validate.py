@@ -72,6 +72,7 @@ def test_every_bad_row_is_listed_with_reason(tmp_path, catalog):
     got = {(r.row, r.column): r.reason for r in v.rejects.itertuples()}
     assert got[(2, "participant")] == "unknown participant"
     assert got[(3, "visit")].startswith("unknown visit code")
+    assert "X9" in set(v.rejects["value"])
     assert got[(4, "analyte")] == "unknown analyte"
     assert got[(5, "unit")].startswith("unit not accepted for creatinine")
     assert got[(6, "value")] == "not a number"

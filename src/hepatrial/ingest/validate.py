@@ -124,10 +124,12 @@ def _reject(frame: pd.DataFrame, mask: np.ndarray | pd.Series, column: str,
     })
 
 
-def read_text_csv(path: str | Path, required: Iterable[str] = ()) -> pd.DataFrame:
+def read_text_csv(path: str | Path, required: Iterable[str] = (), *,
+                  lower: bool = True) -> pd.DataFrame:
     """Read a CSV with every cell as text, exactly as entered (only surrounding blanks trimmed).
 
-    Header names are lower-cased and stripped. Adds ``row`` (1-based data row number).
+    Header names are stripped (and lower-cased unless ``lower=False``). Adds ``row`` (1-based
+    data row number; a ``row`` column in the file is an error).
     Raises :class:`ImportFileError` naming missing required columns.
     """
     path = Path(path)
@@ -140,7 +142,10 @@ def read_text_csv(path: str | Path, required: Iterable[str] = ()) -> pd.DataFram
         raise ImportFileError(f"{path}: not a readable UTF-8 CSV file ({exc})") from exc
     except pd.errors.EmptyDataError as exc:
         raise ImportFileError(f"{path}: empty file (no header)") from exc
-    frame.columns = [str(c).strip().lower() for c in frame.columns]
+    frame.columns = [str(c).strip().lower() if lower else str(c).strip()
+                     for c in frame.columns]
+    if "row" in frame.columns:
+        raise ImportFileError(f"{path}: a column may not be called 'row' (reserved)")
     if frame.columns.duplicated().any():
         dup = sorted(set(frame.columns[frame.columns.duplicated()]))
         raise ImportFileError(f"{path}: duplicate column(s) in header: {', '.join(dup)}")
@@ -193,15 +198,18 @@ def validate_labs(
     catalog: AnalyteCatalog,
     visits: Collection[str],
     participants: Collection[str] | None,
+    participant_visits: Collection[tuple[str, str]] = (),
     today: _dt.date | None = None,
     extra_checks: Iterable[Callable[[pd.DataFrame], pd.DataFrame]] = (),
 ) -> Validation:
     """Validate a long-format lab table (as read by :func:`read_text_csv`).
 
     Checks, over every row: participant known (skipped when ``participants`` is None), visit code
-    in ``visits``, analyte known, unit accepted for that analyte, value numeric, value within the
-    analyte's plausible range (by ``catalog.convert``), date a valid ISO date not in the future,
-    and no repeat of an earlier row's (participant, visit, analyte).
+    in ``visits`` (the protocol's) or an existing ``(participant, visit)`` pair in
+    ``participant_visits`` (e.g. stored unscheduled visits), analyte known, unit accepted for
+    that analyte, value numeric, value within the analyte's plausible range (by
+    ``catalog.convert``), date a valid ISO date not in the future, and no repeat of an
+    earlier row's (participant, visit, analyte).
     """
     frame = frame.reset_index(drop=True)
     for col in LAB_COLUMNS:
@@ -218,9 +226,14 @@ def validate_labs(
         parts.append(_reject(frame, present & ~known, "participant", "unknown participant"))
 
     visit_set = set(visits)
-    present = frame["visit"].ne("")
-    parts.append(_reject(frame, present & ~frame["visit"].isin(visit_set), "visit",
-                         "unknown visit code for this protocol"))
+    present = frame["visit"].ne("").to_numpy()
+    visit_ok = frame["visit"].isin(visit_set).to_numpy()
+    if participant_visits:
+        pairs = pd.MultiIndex.from_arrays([frame["participant"], frame["visit"]])
+        visit_ok |= pairs.isin(list(participant_visits))
+    parts.append(_reject(frame, present & ~visit_ok, "visit",
+                         "unknown visit code (not in the protocol, and no such visit stored "
+                         "for this participant)"))
 
     codes = set(catalog.codes())
     analyte_ok = frame["analyte"].isin(codes).to_numpy()

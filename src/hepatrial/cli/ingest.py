@@ -1,0 +1,125 @@
+"""``hepatrial import labs|visits`` and ``hepatrial export dataset``."""
+
+from __future__ import annotations
+
+from pathlib import Path
+from typing import Annotated
+
+import typer
+from rich.console import Console
+
+__all__ = ["register"]
+
+import_app = typer.Typer(help="Import data files into the trial store (all-or-nothing).",
+                         no_args_is_help=True)
+export_app = typer.Typer(help="Export data from the trial store.", no_args_is_help=True)
+
+DbOpt = Annotated[Path | None, typer.Option("--db", help="SQLite file of the trial store "
+                                            "(HEPATRIAL_DATABASE_URL takes precedence).")]
+DryRunOpt = Annotated[bool, typer.Option("--dry-run", help="Validate and count; write nothing.")]
+ReasonOpt = Annotated[str | None, typer.Option(
+    "--reason", help="Reason for change, required when a value already stored differs.")]
+RejectsOpt = Annotated[Path | None, typer.Option(
+    "--rejects", help="Where to write rejected rows (default <FILE>.rejects.csv).")]
+UserOpt = Annotated[str | None, typer.Option(
+    "--user", help="User name recorded in the history (default: the OS user).")]
+
+
+def _console() -> Console:
+    return Console(stderr=False, highlight=False)
+
+
+def _run_import(kind: str, file: Path, db: Path | None, dry_run: bool, reason: str | None,
+                rejects: Path | None, user: str | None, map_name: str | None = None) -> None:
+    from hepatrial.ingest import importer
+    from hepatrial.ingest.report import ImportRefused, render_rejects
+    from hepatrial.ingest.validate import ImportFileError
+
+    console = _console()
+    rejects_path = rejects or file.with_name(file.name + ".rejects.csv")
+    try:
+        if kind == "labs":
+            result = importer.import_labs(file, db=db, dry_run=dry_run, reason=reason,
+                                          user=user, rejects_path=rejects_path)
+        else:
+            result = importer.import_visits(file, map_name or "", db=db, dry_run=dry_run,
+                                            reason=reason, user=user, rejects_path=rejects_path)
+    except ImportFileError as exc:
+        console.print(f"[red]error:[/red] {exc}")
+        raise typer.Exit(2) from None
+    except ImportRefused as exc:
+        render_rejects(exc.rejects, console, title=f"{file.name}: import refused")
+        console.print(f"[red]{exc}[/red]")
+        console.print(f"rejects written to {rejects_path} (rows are 1-based data rows; "
+                      "row 1 is the first line after the header)")
+        raise typer.Exit(1) from None
+    console.print(f"{file.name}: {result.rows} rows: {result.summary()} "
+                  f"in {result.seconds:.2f} s")
+
+
+@import_app.command("labs")
+def import_labs_cmd(
+    file: Annotated[Path, typer.Argument(help="Long CSV: participant, visit, analyte, value, "
+                                         "unit, date[, lab].")],
+    db: DbOpt = None,
+    dry_run: DryRunOpt = False,
+    reason: ReasonOpt = None,
+    rejects: RejectsOpt = None,
+    user: UserOpt = None,
+) -> None:
+    """Import lab results (one row per participant, visit and analyte)."""
+    _run_import("labs", file, db, dry_run, reason, rejects, user)
+
+
+@import_app.command("visits")
+def import_visits_cmd(
+    file: Annotated[Path, typer.Argument(help="Wide CSV: one row per participant-visit.")],
+    map_: Annotated[str, typer.Option("--map", help="Import map TOML file, or the name of a "
+                                      "bundled map (mayo-pbc).")],
+    db: DbOpt = None,
+    dry_run: DryRunOpt = False,
+    reason: ReasonOpt = None,
+    rejects: RejectsOpt = None,
+    user: UserOpt = None,
+) -> None:
+    """Import a wide visit file through an import map (participants/visits created as needed)."""
+    _run_import("visits", file, db, dry_run, reason, rejects, user, map_name=map_)
+
+
+@export_app.command("dataset")
+def export_dataset_cmd(
+    output: Annotated[Path, typer.Option("-o", "--output", help="FILE.csv or FILE.parquet")],
+    db: DbOpt = None,
+    no_derived: Annotated[bool, typer.Option("--no-derived",
+                                             help="Leave out the derived score rows.")] = False,
+) -> None:
+    """Write the analysis dataset (docs/contracts.md §1), deterministically."""
+    from hepatrial.ingest import export
+
+    console = _console()
+    try:
+        frame = export.write_dataset(output, db=db, derived=not no_derived)
+    except ValueError as exc:
+        console.print(f"[red]error:[/red] {exc}")
+        raise typer.Exit(2) from None
+    n_meas = int((frame["source"] == "measured").sum())
+    console.print(f"{output}: {len(frame)} rows ({n_meas} measured, "
+                  f"{len(frame) - n_meas} derived), "
+                  f"{frame['participant_id'].nunique()} participants")
+
+
+def _group(app: typer.Typer, name: str) -> typer.Typer | None:
+    for info in app.registered_groups:
+        if info.name == name and info.typer_instance is not None:
+            return info.typer_instance
+    return None
+
+
+def register(app: typer.Typer) -> None:
+    """Add ``import`` (labs, visits) and ``export`` (dataset) to the ``hepatrial`` command."""
+    app.add_typer(import_app, name="import")
+    existing = _group(app, "export")
+    if existing is None:
+        app.add_typer(export_app, name="export")
+    else:  # another area already made an ``export`` group: add our command to it
+        existing.command("dataset")(export_dataset_cmd)

@@ -1,0 +1,392 @@
+"""``import labs`` and ``import visits``: validate the whole file, then write all-or-nothing.
+
+Sequence for both importers:
+
+1. read the file as text (values kept exactly as entered);
+2. validate every row against the protocol, the analyte registry and the store
+   (:mod:`hepatrial.ingest.validate`); any reject → :class:`ImportRefused`, rejects CSV written,
+   nothing written;
+3. compare with what is stored: each lab value is *created*, *unchanged* or *changed*; changes
+   need ``reason`` (otherwise :class:`ImportRefused` listing those rows, nothing written);
+4. unless ``dry_run``: one transaction - participants/visits created as needed
+   (``audit.bulk_create``), lab results inserted in chunks with history and ledger
+   (:func:`hepatrial.ingest.bulk.fast_create_with_history`), changes via ``audit.bulk_update``
+   with the reason (``~`` history rows carrying it).
+"""
+
+from __future__ import annotations
+
+import datetime as _dt
+import getpass
+import time
+import tracemalloc
+from collections.abc import Callable
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+import pandas as pd
+
+from hepatrial.ingest.report import ImportRefused, ImportResult, write_rejects
+from hepatrial.ingest.validate import (
+    LAB_REQUIRED,
+    ImportFileError,
+    Validation,
+    read_text_csv,
+    rejects_frame,
+    validate_labs,
+)
+
+__all__ = ["StoreIndex", "import_labs", "import_visits"]
+
+
+# --------------------------------------------------------------------------- store access
+
+
+def _setup(db: str | Path | None) -> None:
+    from hepatrial.trials import setup
+
+    setup(db)
+
+
+@dataclass
+class StoreIndex:
+    """What validation needs from the store, read once (plain dicts, no ORM objects)."""
+
+    protocol: Any
+    participants: dict[str, int]
+    visits: dict[tuple[str, str], int]
+
+    @classmethod
+    def load(cls) -> StoreIndex:
+        """Read the configured protocol, participant ids and visit codes from the store."""
+        from hepatrial.trials.models import Participant, Visit
+
+        protocol = current_protocol()
+        participants = dict(Participant.objects.values_list("study_id", "id"))
+        visits = {
+            (sid, code): pk
+            for sid, code, pk in Visit.objects.values_list("participant__study_id", "code", "id")
+        }
+        return cls(protocol, participants, visits)
+
+
+def current_protocol() -> Any:
+    """The protocol the store was initialised with (``hepatrial init --protocol``)."""
+    from hepatrial.protocol.loader import validate_text
+    from hepatrial.trials.models import TrialConfig
+
+    cfg = TrialConfig.objects.order_by("-pk").first()
+    if cfg is None:
+        raise ImportFileError("the store has no protocol: run `hepatrial init --protocol NAME`")
+    proto, issues = validate_text(cfg.toml_text, f"store:{cfg.name}")
+    if proto is None:  # pragma: no cover - stored text was validated at init
+        raise ImportFileError(f"stored protocol {cfg.name} is invalid: {issues}")
+    return proto
+
+
+def _user(name: str | None) -> Any:
+    """The history user: ``name`` (created if new, audited) or the OS user name."""
+    from django.contrib.auth import get_user_model
+
+    username = (name or getpass.getuser() or "hepatrial").strip()
+    User = get_user_model()
+    user = User.objects.filter(username=username).first()
+    if user is None:
+        user = User(username=username)
+        user.set_unusable_password()
+        user.save()
+    return user
+
+
+# --------------------------------------------------------------------------- plan
+
+
+LAB_FIELDS = ("value_as_entered", "unit_as_entered", "value", "unit", "laboratory",
+              "specimen_date")
+
+
+@dataclass
+class LabPlan:
+    """Lab rows split into new, changed and unchanged (frames keep the file's row numbers)."""
+
+    new: pd.DataFrame
+    changed: pd.DataFrame
+    unchanged: int
+
+
+def plan_labs(frame: pd.DataFrame, visit_ids: dict[tuple[str, str], int], *,
+              has_lab_column: bool) -> LabPlan:
+    """Compare validated rows with stored lab results (by visit and analyte).
+
+    A stored row is *changed* when the value or unit as entered, the specimen date or (when the
+    file has a ``lab`` column) the laboratory differ.
+    """
+    from hepatrial.trials.models import LabResult
+
+    keys = pd.MultiIndex.from_arrays([frame["participant"], frame["visit"]])
+    vid = np.array([visit_ids.get(k, -1) for k in keys], dtype=np.int64)
+    frame = frame.assign(visit_id=vid)
+    known_vids = sorted(set(vid[vid > 0].tolist()))
+    if not known_vids:
+        return LabPlan(frame, frame.iloc[0:0], 0)
+    stored_rows: list[tuple] = []
+    qs = LabResult.objects.order_by()
+    step = 5000
+    for i in range(0, len(known_vids), step):
+        stored_rows += list(qs.filter(visit_id__in=known_vids[i:i + step]).values_list(
+            "id", "visit_id", "analyte", "value_as_entered", "unit_as_entered", "laboratory",
+            "specimen_date"))
+    if not stored_rows:
+        return LabPlan(frame, frame.iloc[0:0], 0)
+    stored = pd.DataFrame(stored_rows, columns=["lab_id", "visit_id", "analyte", "s_value",
+                                                "s_unit", "s_lab", "s_date"])
+    m = frame.merge(stored, on=["visit_id", "analyte"], how="left", validate="one_to_one")
+    exists = m["lab_id"].notna().to_numpy()
+    date_new = m["date_parsed"].dt.date
+    diff = (m["value"] != m["s_value"]) | (m["unit"] != m["s_unit"]) | (date_new != m["s_date"])
+    if has_lab_column:
+        diff |= m["lab"] != m["s_lab"]
+    diff = diff.to_numpy() & exists
+    return LabPlan(new=m.loc[~exists].drop(columns=["lab_id", "s_value", "s_unit", "s_lab",
+                                                    "s_date"]),
+                   changed=m.loc[diff], unchanged=int((exists & ~diff).sum()))
+
+
+def _changes_need_reason(changed: pd.DataFrame) -> pd.DataFrame:
+    """Reject lines for changed rows when no reason was given."""
+    def fmt(r: Any) -> str:
+        parts = []
+        if r.value != r.s_value or r.unit != r.s_unit:
+            parts.append(f"stored {r.s_value} {r.s_unit}")
+        if r.date_parsed.date() != r.s_date:
+            parts.append(f"stored date {r.s_date}")
+        if "lab" in changed.columns and r.lab != r.s_lab:
+            parts.append(f"stored lab {r.s_lab!r}")
+        return ("differs from the stored value (" + "; ".join(parts or ["stored row"]) +
+                "): a change needs --reason")
+    return pd.DataFrame({
+        "row": changed["row"].to_numpy(),
+        "column": "value",
+        "value": changed["value"].to_numpy(),
+        "reason": [fmt(r) for r in changed.itertuples(index=False)],
+    })
+
+
+# --------------------------------------------------------------------------- writing
+
+
+def _lab_rows(new: pd.DataFrame, participant_ids: dict[str, int]) -> tuple[list[str], list[tuple]]:
+    from hepatrial.protocol import analytes as reg
+
+    columns = ["participant_id", "visit_id", "analyte", "loinc", "value_as_entered",
+               "unit_as_entered", "value", "unit", "laboratory", "specimen_date"]
+    loinc = {code: a.loinc for code, a in reg.ANALYTES.items()}
+    pid = new["participant"].map(participant_ids).astype("int64").tolist()
+    dates = [d.date() if not pd.isna(d) else None for d in new["date_parsed"]]
+    lab = new["lab"].tolist() if "lab" in new.columns else [""] * len(new)
+    rows = list(zip(
+        pid, new["visit_id"].astype("int64").tolist(), new["analyte"].tolist(),
+        [loinc.get(a, "") for a in new["analyte"].tolist()], new["value"].tolist(),
+        new["unit"].tolist(), new["value_canonical"].astype(float).tolist(),
+        new["unit_canonical"].tolist(), lab, dates, strict=True))
+    return columns, rows
+
+
+def _apply_changes(changed: pd.DataFrame, *, reason: str, user: Any,
+                   has_lab_column: bool) -> int:
+    from hepatrial.trials import audit
+    from hepatrial.trials.models import LabResult
+
+    if changed.empty:
+        return 0
+    objs = {o.pk: o for o in LabResult.objects.filter(
+        pk__in=changed["lab_id"].astype("int64").tolist())}
+    out = []
+    for r in changed.itertuples(index=False):
+        o = objs[int(r.lab_id)]
+        o.value_as_entered = r.value
+        o.unit_as_entered = r.unit
+        o.value = float(r.value_canonical)
+        o.unit = r.unit_canonical
+        o.specimen_date = r.date_parsed.date()
+        if has_lab_column:
+            o.laboratory = r.lab
+        out.append(o)
+    fields = ["value_as_entered", "unit_as_entered", "value", "unit", "specimen_date"]
+    if has_lab_column:
+        fields.append("laboratory")
+    return audit.bulk_update(LabResult, out, fields, reason=reason, user=user)
+
+
+def _create_visits(missing: pd.DataFrame, protocol: Any, participants: dict[str, int], *,
+                   user: Any, reason: str) -> dict[tuple[str, str], int]:
+    """Create protocol visits that labs refer to but the store does not have yet.
+
+    ``missing`` has ``participant, visit, date``: the visit's actual date is the earliest
+    specimen date of its rows.
+    """
+    from hepatrial.trials import audit
+    from hepatrial.trials.models import Participant, Visit
+
+    if missing.empty:
+        return {}
+    enrol = dict(Participant.objects.filter(
+        study_id__in=missing["participant"].unique().tolist()).values_list(
+            "study_id", "enrolment_date"))
+    objs = []
+    for r in missing.itertuples(index=False):
+        pv = protocol.visit(r.visit)
+        day0 = enrol.get(r.participant)
+        actual = r.date
+        objs.append(Visit(
+            participant_id=participants[r.participant], code=pv.code, label=pv.label,
+            nominal_day=pv.target_day, window_lower=pv.window_lower,
+            window_upper=pv.window_upper,
+            scheduled_date=(day0 + _dt.timedelta(days=pv.target_day)) if day0 else None,
+            actual_date=actual, status=_visit_status(pv, day0, actual)))
+    created = audit.bulk_create(Visit, objs, user=user, reason=reason)
+    return {(r.participant, r.visit): o.pk
+            for r, o in zip(missing.itertuples(index=False), created, strict=True)}
+
+
+def _visit_status(pv: Any, day0: _dt.date | None, actual: _dt.date | None) -> str:
+    if actual is None:
+        return "scheduled"
+    if day0 is None:
+        return "in_window"
+    day = (actual - day0).days
+    status = pv.classify(day)
+    return str(getattr(status, "value", status))
+
+
+# --------------------------------------------------------------------------- labs
+
+
+def _refuse(rejects: pd.DataFrame, rejects_path: Path | None, message: str,
+            result: ImportResult) -> ImportRefused:
+    if rejects_path is not None:
+        write_rejects(rejects, rejects_path)
+    result.rejects = rejects
+    result.rejects_path = rejects_path
+    return ImportRefused(message, rejects, result)
+
+
+def import_labs(
+    path: str | Path,
+    *,
+    db: str | Path | None = None,
+    dry_run: bool = False,
+    reason: str | None = None,
+    user: str | None = None,
+    rejects_path: str | Path | None = None,
+    chunk: int = 20_000,
+    today: _dt.date | None = None,
+) -> ImportResult:
+    """Import a long lab file (``participant, visit, analyte, value, unit, date[, lab]``).
+
+    Participants must exist; visit codes must be protocol visits (created when missing, with
+    the earliest specimen date as actual date) or visits already stored for the participant.
+    Raises :class:`ImportRefused` (nothing written) when any row is rejected or when values
+    differ from stored ones and no ``reason`` was given.
+    """
+    from django.db import transaction
+    from django.utils import timezone
+
+    t0 = time.perf_counter()
+    path = Path(path)
+    rejects_path = Path(rejects_path) if rejects_path else path.with_name(
+        path.name + ".rejects.csv")
+    frame = read_text_csv(path, required=LAB_REQUIRED)
+    _setup(db)
+    from hepatrial.ingest.catalog import registry_catalog
+
+    index = StoreIndex.load()
+    result = ImportResult(rows=len(frame), dry_run=dry_run)
+    validation: Validation = validate_labs(
+        frame, catalog=registry_catalog(), visits=index.protocol.visit_codes,
+        participants=index.participants.keys(), participant_visits=index.visits.keys(),
+        today=today)
+    if not validation.ok:
+        raise _refuse(validation.rejects, rejects_path,
+                      f"{validation.n_rejected_rows} of {len(frame)} rows rejected; "
+                      "nothing was imported", result)
+    has_lab = "lab" in frame.columns
+    plan = plan_labs(validation.frame, index.visits, has_lab_column=has_lab)
+    reason = (reason or "").strip() or None
+    if not plan.changed.empty and reason is None:
+        rej = rejects_frame([_changes_need_reason(plan.changed)])
+        raise _refuse(rej, rejects_path,
+                      f"{len(plan.changed)} row(s) differ from stored values and no --reason was "
+                      "given; nothing was imported", result)
+    result.created, result.changed, result.unchanged = (len(plan.new), len(plan.changed),
+                                                        plan.unchanged)
+    new_visits = plan.new.loc[plan.new["visit_id"] < 0]
+    missing = (new_visits.groupby(["participant", "visit"], sort=True)["date_parsed"].min()
+               .dt.date.rename("date").reset_index())
+    result.visits_created = len(missing)
+    if dry_run or (plan.new.empty and plan.changed.empty):
+        result.seconds = time.perf_counter() - t0
+        return result
+
+    from hepatrial.ingest.bulk import fast_create_with_history
+
+    history_user = _user(user)
+    create_reason = f"import labs {path.name}"
+    with transaction.atomic():
+        visit_ids = dict(index.visits)
+        visit_ids.update(_create_visits(missing, index.protocol, index.participants,
+                                        user=history_user, reason=create_reason))
+        new = plan.new
+        if not missing.empty:
+            keys = zip(new["participant"], new["visit"], strict=True)
+            new = new.assign(visit_id=[visit_ids[k] for k in keys])
+        columns, rows = _lab_rows(new, index.participants)
+        fast_create_with_history(
+            _lab_model(), columns, rows, key_columns=("visit_id", "analyte"),
+            reason=create_reason, user_id=history_user.pk, date=timezone.now(), chunk=chunk)
+        if reason is not None:
+            _apply_changes(plan.changed, reason=reason, user=history_user,
+                           has_lab_column=has_lab)
+    result.seconds = time.perf_counter() - t0
+    return result
+
+
+def _lab_model() -> Any:
+    from hepatrial.trials.models import LabResult
+
+    return LabResult
+
+
+# --------------------------------------------------------------------------- visits (wide)
+
+
+def import_visits(
+    path: str | Path,
+    map_name: str | Path,
+    *,
+    db: str | Path | None = None,
+    dry_run: bool = False,
+    reason: str | None = None,
+    user: str | None = None,
+    rejects_path: str | Path | None = None,
+    day0: _dt.date | None = None,
+) -> ImportResult:
+    """Import a wide visits file through an import map (see :mod:`hepatrial.ingest.visits`)."""
+    from hepatrial.ingest.visits import import_visits as _impl
+
+    return _impl(path, map_name, db=db, dry_run=dry_run, reason=reason, user=user,
+                 rejects_path=rejects_path, day0=day0)
+
+
+def measure(fn: Callable[[], ImportResult]) -> ImportResult:
+    """Run an import under tracemalloc and record peak Python memory (MiB) in ``result.peak``."""
+    tracemalloc.start()
+    try:
+        result = fn()
+    finally:
+        _, peak = tracemalloc.get_traced_memory()
+        tracemalloc.stop()
+    result.peak["tracemalloc_mib"] = peak / 2**20
+    return result

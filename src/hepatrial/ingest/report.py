@@ -1,0 +1,90 @@
+"""Import outcome: counts, rejects CSV, and the terminal rendering (rich)."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+from pathlib import Path
+
+import pandas as pd
+from rich.console import Console
+from rich.table import Table
+
+from hepatrial.ingest.validate import REJECT_COLUMNS
+
+__all__ = ["ImportRefused", "ImportResult", "render_rejects", "write_rejects"]
+
+#: How many reject lines are shown in the terminal (the CSV always has all of them).
+DISPLAY_CAP = 50
+
+
+@dataclass
+class ImportResult:
+    """What an import did (or, for a dry run, would do).
+
+    ``created``/``changed``/``unchanged`` count lab values (measurements); ``participants_created``
+    and ``visits_created`` count the rows the import had to add.
+    """
+
+    rows: int
+    created: int = 0
+    changed: int = 0
+    unchanged: int = 0
+    participants_created: int = 0
+    visits_created: int = 0
+    dry_run: bool = False
+    rejects: pd.DataFrame = field(default_factory=lambda: pd.DataFrame(columns=REJECT_COLUMNS))
+    rejects_path: Path | None = None
+    seconds: float = 0.0
+    peak: dict[str, float] = field(default_factory=dict)
+
+    @property
+    def ok(self) -> bool:
+        """True when nothing was rejected."""
+        return self.rejects.empty
+
+    def summary(self) -> str:
+        """One line: ``N created, N changed, N unchanged`` (+ participants/visits created)."""
+        head = "dry run, nothing written: would be " if self.dry_run else ""
+        s = f"{head}{self.created} created, {self.changed} changed, {self.unchanged} unchanged"
+        extra = []
+        if self.participants_created:
+            extra.append(f"{self.participants_created} participants")
+        if self.visits_created:
+            extra.append(f"{self.visits_created} visits")
+        if extra:
+            s += f" ({' and '.join(extra)} {'to create' if self.dry_run else 'created'})"
+        return s
+
+
+class ImportRefused(Exception):
+    """The import was refused; nothing was written. Carries the rejects table."""
+
+    def __init__(self, message: str, rejects: pd.DataFrame, result: ImportResult | None = None):
+        super().__init__(message)
+        self.rejects = rejects
+        self.result = result
+
+
+def write_rejects(rejects: pd.DataFrame, path: str | Path) -> Path:
+    """Write every reject (row, column, value, reason) to ``path`` as CSV."""
+    path = Path(path)
+    rejects.loc[:, list(REJECT_COLUMNS)].to_csv(path, index=False, lineterminator="\n")
+    return path
+
+
+def render_rejects(rejects: pd.DataFrame, console: Console, *, title: str,
+                   cap: int = DISPLAY_CAP) -> None:
+    """Print the rejects as a rich table, at most ``cap`` lines, then how many were not shown."""
+    n_rows = rejects["row"].nunique()
+    table = Table(title=f"{title}: {n_rows} row(s) rejected, {len(rejects)} problem(s)",
+                  title_justify="left")
+    table.add_column("row", justify="right")
+    table.add_column("column")
+    table.add_column("value")
+    table.add_column("reason")
+    for r in rejects.head(cap).itertuples(index=False):
+        table.add_row(str(r.row), str(r.column), str(r.value), str(r.reason))
+    console.print(table)
+    if len(rejects) > cap:
+        console.print(f"... and {len(rejects) - cap} more problem(s) not shown "
+                      f"(see the rejects CSV for all of them)")

@@ -1,0 +1,447 @@
+"""``import visits``: a wide file (one row per participant-visit) through an import map.
+
+The map (:class:`hepatrial.protocol.importmap.VisitImportMap`) says which column holds the
+participant id, the participant-level fields (site, arm, sex, age, etiology, status, status day),
+the visit day and the lab columns with their units. Participants and visits are created as
+needed; visit codes come from the protocol's windows (:meth:`Protocol.assign_visits`); rows in
+no window or second rows in a window are kept as unscheduled visits, stored with code
+``UNS-D<day>`` (a participant can have several; the analysis dataset shows them as ``UNS`` with
+``nominal_day`` = actual day). No row is dropped.
+
+The file holds days since enrolment, not dates: day 0 is ``day0`` (default
+:data:`DEFAULT_DAY0`, an arbitrary anchor), so actual dates are ``day0 + day`` and the exported
+``actual_day`` is the file's day exactly.
+
+Clinical columns of the map are validated (codes) but stored only when they fill the store's
+``ClinicalAssessment`` (which needs both ``ascites`` as none/slight/moderate and
+``encephalopathy``); otherwise they are listed as not stored in the result's ``notes``.
+"""
+
+from __future__ import annotations
+
+import datetime as _dt
+import time
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+import pandas as pd
+
+from hepatrial.ingest.report import ImportResult, write_rejects
+from hepatrial.ingest.validate import (
+    ImportFileError,
+    parse_numbers,
+    read_text_csv,
+    rejects_frame,
+)
+
+__all__ = ["DEFAULT_DAY0", "UNSCHEDULED_PREFIX", "import_visits", "prepare_visits"]
+
+DEFAULT_DAY0 = _dt.date(2000, 1, 1)
+UNSCHEDULED_PREFIX = "UNS-D"
+
+
+def _rej(rows: Any, column: str, values: Any, reason: Any) -> pd.DataFrame:
+    rows = np.asarray(rows)
+    if len(rows) == 0:
+        return pd.DataFrame(columns=["row", "column", "value", "reason"])
+    return pd.DataFrame({"row": rows, "column": column, "value": values, "reason": reason})
+
+
+def _load_map(map_name: str | Path) -> Any:
+    from hepatrial.protocol.importmap import load_import_map
+    from hepatrial.protocol.loader import ProtocolError, ProtocolNotFoundError
+
+    try:
+        return load_import_map(map_name)
+    except (ProtocolError, ProtocolNotFoundError) as exc:
+        raise ImportFileError(f"import map {map_name}: {exc}") from None
+
+
+def _decode_column(frame: pd.DataFrame, fm: Any, missing: tuple[str, ...], name: str
+                   ) -> tuple[pd.Series, pd.DataFrame]:
+    """Decode a FieldMap over the whole column (each distinct text once)."""
+    if fm.column is None:
+        const = pd.Series([fm.value] * len(frame), index=frame.index, dtype=object)
+        return const, _rej([], "", [], [])
+    col = frame[fm.column]
+    decoded: dict[str, Any] = {}
+    errors: dict[str, str] = {}
+    for text in col.unique():
+        try:
+            decoded[text] = fm.decode(text, missing)
+        except ValueError as exc:
+            errors[text] = f"{name}: {exc}"
+    out = col.map(decoded)
+    bad = col.isin(list(errors))
+    rej = _rej(frame.loc[bad, "row"], fm.column, col[bad], col[bad].map(errors))
+    return out, rej
+
+
+def prepare_visits(frame: pd.DataFrame, imap: Any, protocol: Any, *, day0: _dt.date
+                   ) -> tuple[pd.DataFrame, pd.DataFrame, pd.DataFrame, pd.DataFrame]:
+    """Validate a wide visits table and reshape it (pure pandas, no database).
+
+    Returns ``(participants, visits, labs, rejects)``:
+
+    * participants: one row per id with the decoded fields (``study_id, site, arm, sex, age,
+      etiology, status, status_day, first_row``);
+    * visits: ``row, study_id, day, code, nominal_day, scheduled, label, window_lower,
+      window_upper, actual_date``;
+    * labs: long rows in the lab-import shape (``row, participant, visit, analyte, value, unit,
+      value_canonical, unit_canonical, date_parsed, column``) - one per non-missing cell;
+    * rejects: every problem (row, column, value, reason).
+    """
+    from hepatrial.ingest.catalog import registry_catalog
+
+    missing = tuple(imap.missing_values)
+    parts: list[pd.DataFrame] = []
+    pid_col = imap.participant.id
+    ids = frame[pid_col]
+    no_id = ids.isin(missing)
+    parts.append(_rej(frame.loc[no_id, "row"], pid_col, ids[no_id], "missing participant id"))
+
+    day_col = imap.visit.day
+    day_vals, day_bad = parse_numbers(frame[day_col])
+    day_bad = day_bad | (np.isfinite(day_vals) & (np.mod(day_vals, 1) != 0))
+    parts.append(_rej(frame.loc[day_bad, "row"], day_col, frame.loc[day_bad, day_col],
+                      "visit day is not a whole number"))
+    days = np.where(day_bad, 0, day_vals).astype(np.int64)
+
+    # participant-level fields: decode, then constant within participant
+    fields: dict[str, pd.Series] = {}
+    for name, fm in imap.participant_fields().items():
+        values, rej = _decode_column(frame, fm, missing, name)
+        parts.append(rej)
+        if name in ("age", "status_day") and fm.column is not None and not fm.codes:
+            num, bad = parse_numbers(frame[fm.column].where(~frame[fm.column].isin(missing), ""))
+            present = ~frame[fm.column].isin(missing).to_numpy()
+            parts.append(_rej(frame.loc[present & bad, "row"], fm.column,
+                              frame.loc[present & bad, fm.column], f"{name} is not a number"))
+            values = pd.Series(np.where(bad, np.nan, num), index=frame.index)
+        fields[name] = values
+        if fm.column is not None:
+            text = frame[fm.column]
+            first_text = text.groupby(ids).transform("first")
+            first_row = frame["row"].groupby(ids).transform("first")
+            differs = (text != first_text).to_numpy() & ~no_id.to_numpy()
+            parts.append(_rej(
+                frame.loc[differs, "row"], fm.column, text[differs],
+                "participant-level value differs from row " + first_row[differs].astype(str)
+                + " of the same participant (" + first_text[differs] + ")"))
+
+    dup = pd.DataFrame({"id": ids, "day": days}).duplicated(keep="first").to_numpy() & ~day_bad
+    if dup.any():
+        first = frame["row"].groupby([ids, days]).transform("first")
+        parts.append(_rej(frame.loc[dup, "row"], day_col, frame.loc[dup, day_col],
+                          "duplicate of row " + first[dup].astype(str)
+                          + " (same participant and day)"))
+
+    # labs: each mapped column, missing cells are no measurement
+    catalog = registry_catalog()
+    lab_parts = []
+    for a in imap.analytes:
+        text = frame[a.column]
+        present = ~text.isin(missing).to_numpy()
+        num, bad = parse_numbers(text.where(present, ""))
+        bad_present = present & bad
+        parts.append(_rej(frame.loc[bad_present, "row"], a.column, text[bad_present],
+                          "not a number"))
+        ok = present & ~bad
+        conv = np.full(len(frame), np.nan)
+        if ok.any():
+            c, errs = catalog.convert(a.analyte, a.unit, num[ok])
+            conv[ok] = c
+            errs = np.asarray(errs, dtype=object)
+            has = np.array([e is not None for e in errs], dtype=bool)
+            if has.any():
+                pos = np.flatnonzero(ok)[has]
+                parts.append(_rej(frame["row"].to_numpy()[pos], a.column,
+                                  text.to_numpy()[pos], errs[has]))
+        lab_parts.append(pd.DataFrame({
+            "row": frame["row"].to_numpy()[ok], "participant": ids.to_numpy()[ok],
+            "day": days[ok], "analyte": a.analyte, "value": text.to_numpy()[ok],
+            "unit": a.unit, "value_canonical": conv[ok],
+            "unit_canonical": catalog.canonical_unit(a.analyte), "column": a.column}))
+
+    for c in imap.clinical:
+        text = frame[c.column]
+        errors: dict[str, str] = {}
+        for t in text.unique():
+            try:
+                c.decode(t, missing)
+            except ValueError as exc:
+                errors[t] = str(exc)
+        bad = text.isin(list(errors))
+        parts.append(_rej(frame.loc[bad, "row"], c.column, text[bad], text[bad].map(errors)))
+
+    rejects = rejects_frame(parts)
+
+    # visit assignment per participant (only meaningful when ids/days are valid)
+    base = pd.DataFrame({"row": frame["row"].to_numpy(), "study_id": ids.to_numpy(),
+                         "day": days})
+    base = base.loc[~no_id.to_numpy() & ~day_bad]
+    assigned = []
+    for sid, grp in base.groupby("study_id", sort=True):
+        for (row, day), va in zip(zip(grp["row"], grp["day"], strict=True),
+                                  protocol.assign_visits(grp["day"].tolist()), strict=True):
+            if va.scheduled:
+                pv = protocol.visit(va.visit)
+                assigned.append((row, sid, day, va.visit, va.nominal_day, True, pv.label,
+                                 pv.window_lower, pv.window_upper))
+            else:
+                assigned.append((row, sid, day, f"{UNSCHEDULED_PREFIX}{day}", day, False,
+                                 f"Unscheduled (day {day})", 0, 0))
+    visits = pd.DataFrame(assigned, columns=["row", "study_id", "day", "code", "nominal_day",
+                                             "scheduled", "label", "window_lower",
+                                             "window_upper"])
+    visits["actual_date"] = [day0 + _dt.timedelta(days=int(d)) for d in visits["day"]]
+
+    labs = pd.concat(lab_parts, ignore_index=True) if lab_parts else pd.DataFrame()
+    code_of = dict(zip(visits["row"], visits["code"], strict=True))
+    labs = labs.loc[labs["row"].isin(code_of.keys())].copy()
+    labs["visit"] = labs["row"].map(code_of)
+    labs["date_parsed"] = pd.to_datetime(
+        [day0 + _dt.timedelta(days=int(d)) for d in labs["day"]])
+    labs = labs.sort_values(["row", "analyte"], kind="mergesort").reset_index(drop=True)
+
+    first_idx = ~ids.duplicated(keep="first") & ~no_id
+    ppl = pd.DataFrame({"study_id": ids[first_idx].to_numpy(),
+                        "first_row": frame.loc[first_idx, "row"].to_numpy()})
+    for name, values in fields.items():
+        ppl[name] = values[first_idx].to_numpy()
+    return ppl, visits, labs, rejects
+
+
+# --------------------------------------------------------------------------- import
+
+
+def _participant_objs(ppl: pd.DataFrame, *, day0: _dt.date, source: str) -> list[Any]:
+    from hepatrial.trials.models import Arm, Participant, Site
+
+    sites = dict(Site.objects.values_list("code", "id"))
+    arms = dict(Arm.objects.values_list("code", "id"))
+    objs = []
+    for r in ppl.to_dict("records"):
+        age = r.get("age")
+        age = None if age is None or pd.isna(age) else float(age)
+        yob = (day0.year - int(np.floor(age))) if age is not None else None
+        status = r.get("status") or "enrolled"
+        sday = r.get("status_day")
+        sdate = day0 + _dt.timedelta(days=int(sday)) if sday is not None and not pd.isna(
+            sday) else day0
+        data: dict[str, Any] = {"source": source}
+        if age is not None:
+            data["age"] = age
+        objs.append(Participant(
+            study_id=str(r["study_id"]), site_id=sites[r["site"]], sex=r.get("sex") or "",
+            year_of_birth=yob, etiology=r.get("etiology") or "other", screening_date=day0,
+            screening_data=data, status=status, status_date=sdate,
+            status_reason=f"imported from {source}", arm_id=arms[r["arm"]],
+            enrolment_date=day0))
+    return objs
+
+
+def import_visits(
+    path: str | Path,
+    map_name: str | Path,
+    *,
+    db: str | Path | None = None,
+    dry_run: bool = False,
+    reason: str | None = None,
+    user: str | None = None,
+    rejects_path: str | Path | None = None,
+    day0: _dt.date | None = None,
+) -> ImportResult:
+    """Import a wide visits file through an import map; see the module docstring.
+
+    Raises :class:`ImportRefused` (nothing written) on any rejected row or on changes to
+    stored values without ``reason``.
+    """
+    from django.db import transaction
+    from django.utils import timezone
+
+    from hepatrial.ingest import importer as imp
+
+    t0 = time.perf_counter()
+    path = Path(path)
+    rejects_path = Path(rejects_path) if rejects_path else path.with_name(
+        path.name + ".rejects.csv")
+    day0 = day0 or DEFAULT_DAY0
+    imap = _load_map(map_name)
+    frame = read_text_csv(path, lower=False)
+    issues = imap.check_header([c for c in frame.columns if c != "row"])
+    if issues:
+        raise ImportFileError(f"{path} does not fit map {map_name}: "
+                              + "; ".join(str(i) for i in issues))
+    imp._setup(db)
+    index = imp.StoreIndex.load()
+    protocol = index.protocol
+    issues = imap.check_against(protocol)
+    if issues:
+        raise ImportFileError(f"map {map_name} does not fit the store's protocol "
+                              f"{protocol.name}: " + "; ".join(str(i) for i in issues))
+    result = ImportResult(rows=len(frame), dry_run=dry_run)
+    ppl, visits, labs, rejects = prepare_visits(frame, imap, protocol, day0=day0)
+    if not rejects.empty:
+        n = rejects["row"].nunique()
+        raise imp._refuse(rejects, rejects_path,
+                          f"{n} of {len(frame)} rows rejected; nothing was imported", result)
+
+    # compare participants and visits with the store
+    reason = (reason or "").strip() or None
+    change_rej, p_changes, v_changes = _diff_structure(ppl, visits, day0=day0)
+    new_ppl = ppl.loc[~ppl["study_id"].isin(index.participants.keys())]
+    vkeys = list(zip(visits["study_id"], visits["code"], strict=True))
+    new_visits = visits.loc[[k not in index.visits for k in vkeys]]
+    labs_plan = imp.plan_labs(labs, index.visits, has_lab_column=False)
+    if not labs_plan.changed.empty:
+        rej = imp._changes_need_reason(labs_plan.changed)
+        rej["column"] = labs_plan.changed["column"].to_numpy()
+        change_rej.append(rej)
+    changes = rejects_frame(change_rej)
+    if not changes.empty and reason is None:
+        raise imp._refuse(changes, rejects_path,
+                          f"{changes['row'].nunique()} row(s) differ from stored values and no "
+                          "--reason was given; nothing was imported", result)
+    result.created = len(labs_plan.new)
+    result.changed = len(labs_plan.changed) + len(p_changes) + len(v_changes)
+    result.unchanged = labs_plan.unchanged
+    result.participants_created = len(new_ppl)
+    result.visits_created = len(new_visits)
+    if dry_run or (labs_plan.new.empty and changes.empty and new_ppl.empty
+                   and new_visits.empty):
+        result.seconds = time.perf_counter() - t0
+        return result
+
+    from hepatrial.ingest.bulk import fast_create_with_history
+    from hepatrial.trials import audit
+    from hepatrial.trials.models import LabResult, Participant, Visit
+
+    history_user = imp._user(user)
+    why = f"import visits {path.name}"
+    with transaction.atomic():
+        created = audit.bulk_create(Participant, _participant_objs(new_ppl, day0=day0,
+                                                                    source=path.name),
+                                    user=history_user, reason=why)
+        pids = dict(index.participants)
+        pids.update({p.study_id: p.pk for p in created})
+        vobjs = [Visit(participant_id=pids[r.study_id], code=r.code, label=r.label,
+                       nominal_day=int(r.nominal_day), window_lower=int(r.window_lower),
+                       window_upper=int(r.window_upper),
+                       scheduled_date=(day0 + _dt.timedelta(days=int(r.nominal_day))
+                                       if r.scheduled else None),
+                       actual_date=r.actual_date, status="in_window")
+                 for r in new_visits.itertuples(index=False)]
+        vcreated = audit.bulk_create(Visit, vobjs, user=history_user, reason=why)
+        vids = dict(index.visits)
+        vids.update({(r.study_id, r.code): o.pk for r, o in
+                     zip(new_visits.itertuples(index=False), vcreated, strict=True)})
+        if p_changes:
+            _apply_participant_changes(p_changes, reason=reason, user=history_user)
+        if v_changes:
+            objs = []
+            vis = {o.pk: o for o in Visit.objects.filter(pk__in=[c[0] for c in v_changes])}
+            for pk, actual in v_changes:
+                o = vis[pk]
+                o.actual_date = actual
+                objs.append(o)
+            audit.bulk_update(Visit, objs, ["actual_date"], reason=reason, user=history_user)
+        new = labs_plan.new.assign(visit_id=[vids[k] for k in zip(
+            labs_plan.new["participant"], labs_plan.new["visit"], strict=True)])
+        columns, rows = imp._lab_rows(new, pids)
+        fast_create_with_history(LabResult, columns, rows, key_columns=("visit_id", "analyte"),
+                                 reason=why, user_id=history_user.pk, date=timezone.now())
+        if reason is not None:
+            imp._apply_changes(labs_plan.changed, reason=reason, user=history_user,
+                               has_lab_column=False)
+    result.seconds = time.perf_counter() - t0
+    return result
+
+
+_PARTICIPANT_FIELDS = ("site", "arm", "sex", "etiology", "status", "status_date", "age")
+
+
+def _diff_structure(ppl: pd.DataFrame, visits: pd.DataFrame, *, day0: _dt.date
+                    ) -> tuple[list[pd.DataFrame], list[tuple[int, dict[str, Any]]],
+                               list[tuple[int, _dt.date]]]:
+    """Compare participants (site, arm, sex, etiology, status, status date, age) and visit dates
+    with the store; return reject lines for the differences and the changes to apply."""
+    from hepatrial.trials.models import Participant, Visit
+
+    stored = {p["study_id"]: p for p in Participant.objects.filter(
+        study_id__in=ppl["study_id"].tolist()).values(
+            "id", "study_id", "site__code", "arm__code", "sex", "etiology", "status",
+            "status_date", "screening_data")}
+    rej_rows, p_changes = [], []
+    for r in ppl.to_dict("records"):
+        s = stored.get(r["study_id"])
+        if s is None:
+            continue
+        want = {"site": r.get("site"), "arm": r.get("arm"), "sex": r.get("sex"),
+                "etiology": r.get("etiology"), "status": r.get("status") or s["status"]}
+        sday = r.get("status_day")
+        want["status_date"] = (day0 + _dt.timedelta(days=int(sday))
+                               if sday is not None and not pd.isna(sday) else s["status_date"])
+        have = {"site": s["site__code"], "arm": s["arm__code"], "sex": s["sex"],
+                "etiology": s["etiology"], "status": s["status"],
+                "status_date": s["status_date"]}
+        age = r.get("age")
+        if age is not None and not pd.isna(age):
+            want["age"] = float(age)
+            have["age"] = (s["screening_data"] or {}).get("age")
+        diff = {k: v for k, v in want.items() if v is not None and v != have.get(k)}
+        if diff:
+            rej_rows.append((r["first_row"], ",".join(diff),
+                             "; ".join(f"{k} {have.get(k)!r} -> {v!r}" for k, v in diff.items()),
+                             "participant differs from the stored one: a change needs --reason"))
+            p_changes.append((s["id"], diff))
+    vstored = {(sid, code): (pk, ad) for sid, code, pk, ad in Visit.objects.filter(
+        participant__study_id__in=ppl["study_id"].tolist()).values_list(
+            "participant__study_id", "code", "id", "actual_date")}
+    v_changes = []
+    for r in visits.itertuples(index=False):
+        s = vstored.get((r.study_id, r.code))
+        if s is not None and s[1] != r.actual_date:
+            rej_rows.append((r.row, "day", str(r.day),
+                             f"visit {r.code} stored on {s[1]}, file says {r.actual_date}: "
+                             "a change needs --reason"))
+            v_changes.append((s[0], r.actual_date))
+    parts = [pd.DataFrame(rej_rows, columns=["row", "column", "value", "reason"])]
+    return parts, p_changes, v_changes
+
+
+def _apply_participant_changes(changes: list[tuple[int, dict[str, Any]]], *, reason: str,
+                               user: Any) -> None:
+    from hepatrial.trials import audit
+    from hepatrial.trials.models import Arm, Participant, Site
+
+    sites = dict(Site.objects.values_list("code", "id"))
+    arms = dict(Arm.objects.values_list("code", "id"))
+    objs = {o.pk: o for o in Participant.objects.filter(pk__in=[c[0] for c in changes])}
+    fields: set[str] = set()
+    out = []
+    for pk, diff in changes:
+        o = objs[pk]
+        for k, v in diff.items():
+            if k == "site":
+                o.site_id = sites[v]
+                fields.add("site")
+            elif k == "arm":
+                o.arm_id = arms[v]
+                fields.add("arm")
+            elif k == "age":
+                o.screening_data = {**(o.screening_data or {}), "age": v}
+                fields.add("screening_data")
+            else:
+                setattr(o, k, v)
+                fields.add(k)
+        out.append(o)
+    audit.bulk_update(Participant, out, sorted(fields), reason=reason, user=user)
+
+
+def write_rejects_if(rejects: pd.DataFrame, path: Path | None) -> None:
+    """Write rejects when a path is given (helper for callers of :func:`prepare_visits`)."""
+    if path is not None and not rejects.empty:
+        write_rejects(rejects, path)
+
