@@ -1,0 +1,112 @@
+"""Linear mixed models vs R nlme on survival::pbcseq (analysis-notes R3/R4, §2.5)."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import numpy as np
+import pandas as pd
+import pytest
+
+from hepatrial.analysis import AnalysisInputError, LMMResult, fit_lmm
+
+
+@pytest.fixture(scope="module")
+def pbcseq(reference_dir: Path) -> pd.DataFrame:
+    df = pd.read_csv(reference_dir / "pbcseq.csv")
+    df["year"] = df["day"] / 365.25
+    return df
+
+
+@pytest.fixture(scope="module")
+def bili_slope(pbcseq: pd.DataFrame) -> LMMResult:
+    return fit_lmm(pbcseq, "id", "year", "bili", log=True, random="slope")
+
+
+def test_r4_log_bili_random_slope_reml_estimates_and_gls_se(bili_slope: LMMResult) -> None:
+    # R: lme(log(bili) ~ year, random = ~ year | id, data = pbcseq), year = day / 365.25
+    r = bili_slope
+    assert r.method == "REML" and r.converged
+    assert r.n_obs == 1945 and r.n_groups == 312 and r.n_dropped == 0
+    assert list(r.fixed_effects.index) == ["Intercept", "year"]
+    assert r.params["Intercept"] == pytest.approx(0.4957237631, rel=1e-5)
+    assert r.params["year"] == pytest.approx(0.1775048326, rel=1e-5)
+    assert r.bse["Intercept"] == pytest.approx(0.0580742476, rel=1e-5)
+    assert r.bse["year"] == pytest.approx(0.0124188218, rel=1e-5)
+    assert r.loglik == pytest.approx(-1531.36038, abs=1e-5)
+
+
+def test_r4_variance_components_and_ci(bili_slope: LMMResult) -> None:
+    r = bili_slope
+    # nlme / statsmodels (R4-Py): G = [0.998079, 0.07175; 0.07175, 0.029492], sigma^2 0.121773
+    assert r.cov_re.loc["Intercept", "Intercept"] == pytest.approx(0.998079, rel=1e-4)
+    assert r.cov_re.loc["year", "year"] == pytest.approx(0.029492, rel=1e-4)
+    assert r.cov_re.loc["Intercept", "year"] == pytest.approx(0.07175, rel=1e-3)
+    assert r.residual_variance == pytest.approx(0.121773, rel=1e-5)
+    assert r.cor_re.loc["Intercept", "year"] == pytest.approx(0.418, abs=1e-3)
+    fe = r.fixed_effects.loc["year"]
+    assert fe["ci_low"] == pytest.approx(fe["estimate"] - 1.959963985 * fe["se"], rel=1e-9)
+    assert fe["z"] == pytest.approx(fe["estimate"] / fe["se"], rel=1e-12)
+
+
+def test_albumin_random_slope_where_default_optimizer_fails(pbcseq: pd.DataFrame) -> None:
+    r = fit_lmm(pbcseq, "id", "year", "albumin", random="slope")
+    # statsmodels' bfgs (its default's first choice) stops at llf -1117.27 here
+    assert r.optimizer_trials["bfgs"]["llf"] == pytest.approx(-1117.27, abs=0.01)
+    assert r.converged
+    assert r.loglik == pytest.approx(-966.0387, abs=1e-4)
+    assert r.params["Intercept"] == pytest.approx(3.540545, abs=2e-6)
+    assert r.params["year"] == pytest.approx(-0.088677, abs=2e-6)
+
+
+def test_missing_outcomes_dropped_and_counted(pbcseq: pd.DataFrame) -> None:
+    n_missing = int(pbcseq["chol"].isna().sum())
+    assert n_missing > 0
+    r = fit_lmm(pbcseq, "id", "year", "chol", log=True, random="intercept",
+                optimizers=("lbfgs",))
+    assert r.n_dropped == n_missing
+    assert r.dropped_reasons == {"missing_outcome": n_missing, "missing_time": 0}
+    assert r.n_obs == len(pbcseq) - n_missing
+    assert r.model == "log(chol) ~ year + (1 | id)"
+    assert r.cov_re.shape == (1, 1)
+
+
+def test_group_interaction_terms(pbcseq: pd.DataFrame) -> None:
+    r = fit_lmm(pbcseq, "id", "year", "bili", log=True, group="trt", optimizers=("lbfgs",))
+    assert list(r.fixed_effects.index) == ["Intercept", "year", "trt[1]", "year:trt[1]"]
+    d = r.to_dict()
+    assert set(d["fixed_effects"]["year:trt[1]"]) == {"estimate", "se", "z", "p", "ci_low",
+                                                      "ci_high"}
+    assert d["method"] == "REML"
+
+
+def test_balanced_categorical_time_equals_anova() -> None:
+    # Balanced complete data, random intercept, categorical time: REML = ANOVA estimators, so
+    # beta_k = visit-mean difference and SE = sqrt(2 * MSE / n) (two-way ANOVA residual MS).
+    rng = np.random.default_rng(20260101)
+    n, visits = 8, [0, 4, 24]
+    subj = rng.normal(0, 2.0, n)
+    y = np.array([[10 + subj[i] + 0.5 * j + rng.normal(0, 1.0) for j in range(3)]
+                  for i in range(n)])
+    df = pd.DataFrame([{"sid": f"s{i}", "week": visits[j], "meld": y[i, j]}
+                       for i in range(n) for j in range(3)])
+    r = fit_lmm(df, "sid", "week", "meld", time_type="categorical")
+    resid = y - y.mean(axis=1, keepdims=True) - y.mean(axis=0, keepdims=True) + y.mean()
+    mse = (resid**2).sum() / ((n - 1) * 2)
+    means = y.mean(axis=0)
+    assert list(r.fixed_effects.index) == ["Intercept", "week[4]", "week[24]"]
+    assert r.params["week[4]"] == pytest.approx(means[1] - means[0], rel=1e-6)
+    assert r.params["week[24]"] == pytest.approx(means[2] - means[0], rel=1e-6)
+    assert r.residual_variance == pytest.approx(mse, rel=1e-5)
+    assert r.bse["week[24]"] == pytest.approx(np.sqrt(2 * mse / n), rel=1e-5)
+
+
+def test_bad_input(pbcseq: pd.DataFrame) -> None:
+    with pytest.raises(AnalysisInputError, match="column 'bilirubin' not found"):
+        fit_lmm(pbcseq, "id", "year", "bilirubin")
+    bad = pbcseq.head(50).copy()
+    bad.loc[7, "bili"] = 0.0
+    with pytest.raises(AnalysisInputError, match=r"column 'bili', row 7: .* cannot be logged"):
+        fit_lmm(bad, "id", "year", "bili", log=True)
+    with pytest.raises(AnalysisInputError, match="random must be"):
+        fit_lmm(pbcseq, "id", "year", "bili", random="quadratic")  # type: ignore[arg-type]
