@@ -12,6 +12,7 @@ from hepatrial import __version__
 from hepatrial.cli import grade as _grade
 from hepatrial.cli import protocol as _protocol
 from hepatrial.cli import scores as _scores
+from hepatrial.cli import store as _store
 
 app = typer.Typer(
     name="hepatrial",
@@ -38,7 +39,7 @@ def _root(
     """Run and analyse clinical trials of cell therapy in end-stage liver disease."""
 
 
-for _module in (_scores, _grade, _protocol):
+for _module in (_scores, _grade, _protocol, _store):
     _module.register(app)
 
 

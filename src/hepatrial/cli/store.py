@@ -1,0 +1,242 @@
+"""``hepatrial init|serve|user|audit``: the trial store (Django) from the command line.
+
+The database is ``--db PATH`` (SQLite, default ``./hepatrial.sqlite3``) unless the environment
+variable ``HEPATRIAL_DATABASE_URL=postgresql://user@host:port/name`` is set.
+Writes made here are attributed to ``--user NAME`` or to the built-in ``system`` account.
+"""
+
+from __future__ import annotations
+
+import sys
+from pathlib import Path
+from typing import Annotated, Any
+
+import typer
+
+DbOpt = Annotated[
+    Path | None,
+    typer.Option(
+        "--db",
+        help="SQLite file (default ./hepatrial.sqlite3); ignored when HEPATRIAL_DATABASE_URL "
+        "is set.",
+    ),
+]
+UserOpt = Annotated[
+    str | None, typer.Option("--user", help="Acting username (default: the system account).")
+]
+
+user_app = typer.Typer(name="user", help="Manage admin accounts.", no_args_is_help=True)
+audit_app = typer.Typer(name="audit", help="Read and verify the audit trail.", no_args_is_help=True)
+
+
+def _err(msg: str) -> None:
+    typer.secho(msg, fg=typer.colors.RED, err=True)
+
+
+def _open(db: Path | None, *, migrate: bool = False) -> str:
+    from hepatrial.trials import setup
+
+    where = setup(db)
+    if migrate:
+        from hepatrial.trials import migrate as do_migrate
+
+        do_migrate()
+    else:
+        from django.db import connection
+        from django.db.migrations.executor import MigrationExecutor
+
+        executor = MigrationExecutor(connection)
+        if executor.migration_plan(executor.loader.graph.leaf_nodes()):
+            _err(f"database {where} is not initialised or not up to date: run `hepatrial init`")
+            raise typer.Exit(2)
+    return where
+
+
+def _acting_user(username: str | None) -> Any:
+    from django.contrib.auth import get_user_model
+
+    from hepatrial.trials import services
+
+    if username is None:
+        return services.system_user()
+    user = get_user_model().objects.filter(username=username).first()
+    if user is None:
+        _err(f"--user: no account {username!r}")
+        raise typer.Exit(2)
+    return user
+
+
+def init(
+    protocol: Annotated[
+        str | None,
+        typer.Option(
+            "--protocol",
+            help="Built-in protocol name or TOML file (default kharaziha2009 for a new store).",
+        ),
+    ] = None,
+    db: DbOpt = None,
+    reason: Annotated[
+        str | None,
+        typer.Option("--reason", help="Why the protocol changes (needed for a new version)."),
+    ] = None,
+    user: UserOpt = None,
+) -> None:
+    """Create or upgrade the database and load the protocol (sites, arms, randomisation list).
+
+    Re-running with the same protocol changes nothing; another version needs --reason.
+    """
+    from hepatrial.trials import services
+    from hepatrial.trials.base import ChangeReasonRequired
+
+    where = _open(db, migrate=True)
+    from hepatrial.trials.models import TrialConfig
+
+    if protocol is None and TrialConfig.objects.exists():
+        cfg = TrialConfig.objects.order_by("pk").first()
+        typer.echo(f"{where}: schema up to date; protocol {cfg} unchanged")
+        return
+    try:
+        cfg, action = services.install_protocol(
+            protocol or "kharaziha2009", user=_acting_user(user), reason=reason
+        )
+    except ChangeReasonRequired as exc:
+        _err(f"error: {exc} (pass --reason)")
+        raise typer.Exit(1) from None
+    except (services.StoreError, LookupError, ValueError) as exc:
+        _err(f"error: {exc}")
+        raise typer.Exit(1) from None
+    typer.echo(f"{where}: protocol {cfg.name} v{cfg.version} {action} (sha256 {cfg.content_hash})")
+
+
+def serve(
+    db: DbOpt = None,
+    port: Annotated[int, typer.Option("--port", help="TCP port.")] = 8000,
+    host: Annotated[str, typer.Option("--host", help="Address to bind.")] = "127.0.0.1",
+) -> None:
+    """Run the admin web interface (login required) at http://HOST:PORT/admin/."""
+    from django.core.management import call_command
+
+    where = _open(db)
+    typer.echo(f"serving {where} at http://{host}:{port}/admin/ (Ctrl-C to stop)")
+    call_command(
+        "runserver",
+        f"{host}:{port}",
+        use_reloader=False,
+        use_threading=True,
+        insecure_serving=True,
+        skip_checks=False,
+    )
+
+
+@user_app.command("add")
+def user_add(
+    username: Annotated[str, typer.Argument(help="Login name.")],
+    site: Annotated[
+        list[str] | None, typer.Option("--site", help="Site code the user works for (repeat).")
+    ] = None,
+    superuser: Annotated[bool, typer.Option("--superuser", help="Full access.")] = False,
+    password_stdin: Annotated[
+        bool, typer.Option("--password-stdin", help="Read the password from standard input.")
+    ] = False,
+    db: DbOpt = None,
+    user: UserOpt = None,
+) -> None:
+    """Create an admin account: a coordinator for --site CODE, or a --superuser."""
+    from hepatrial.trials import services
+
+    _open(db)
+    if password_stdin:
+        password = sys.stdin.readline().rstrip("\r\n")
+    else:
+        password = typer.prompt("Password", hide_input=True, confirmation_prompt=True)
+    try:
+        new = services.create_user(
+            username=username,
+            password=password,
+            site_codes=list(site or []),
+            superuser=superuser,
+            user=_acting_user(user),
+        )
+    except services.StoreError as exc:
+        _err(f"error: {exc}")
+        raise typer.Exit(1) from None
+    kind = "superuser" if new.is_superuser else f"coordinator for {', '.join(site or [])}"
+    typer.echo(f"user {new.username} created ({kind})")
+
+
+def _fmt(v: Any) -> str:
+    if v is None:
+        return "∅"
+    s = str(v)
+    return s if len(s) <= 60 else s[:57] + "..."
+
+
+@audit_app.command("log")
+def audit_log(
+    participant: Annotated[
+        str | None, typer.Option("--participant", help="Only this participant's records.")
+    ] = None,
+    db: DbOpt = None,
+) -> None:
+    """Print the audit trail: when, who, what, field changes old → new, reason."""
+    from rich.console import Console
+    from rich.table import Table
+
+    from hepatrial.trials import audit
+
+    _open(db)
+    try:
+        entries = audit.history_entries(participant)
+    except LookupError as exc:
+        _err(f"error: {exc}")
+        raise typer.Exit(1) from None
+    table = Table(title=f"audit log{' for ' + participant if participant else ''}")
+    for col in ("when (UTC)", "who", "model", "object", "action", "changes", "reason"):
+        table.add_column(col, overflow="fold")
+    for e in entries:
+        changes = "\n".join(f"{f}: {_fmt(o)} → {_fmt(n)}" for f, o, n in e["changes"])
+        table.add_row(
+            e["when"].strftime("%Y-%m-%d %H:%M:%S.%f"),
+            e["who"],
+            e["model"],
+            e["object"],
+            e["action"],
+            changes,
+            e["reason"],
+        )
+    Console(width=200).print(table)
+    typer.echo(f"{len(entries)} entries")
+
+
+@audit_app.command("verify")
+def audit_verify(
+    db: DbOpt = None,
+    expect_head: Annotated[
+        str | None,
+        typer.Option("--expect-head", help="Chain hash recorded earlier outside the database."),
+    ] = None,
+) -> None:
+    """Check the audit trail; exit 1 and list the problems when anything was tampered with."""
+    import time
+
+    from hepatrial.trials import audit
+
+    where = _open(db)
+    t0 = time.perf_counter()
+    problems = audit.verify(expected_head=expect_head)
+    seq, head = audit.head()
+    elapsed = time.perf_counter() - t0
+    if problems:
+        _err(f"{where}: audit trail FAILED verification ({len(problems)} problems):")
+        for p in problems:
+            _err(f"  {p}")
+        raise typer.Exit(1)
+    typer.echo(f"{where}: audit trail OK: {seq} ledger entries, head {head} ({elapsed:.2f} s)")
+
+
+def register(app: typer.Typer) -> None:
+    """Add ``init``, ``serve``, ``user add``, ``audit log``, ``audit verify`` to ``app``."""
+    app.command("init")(init)
+    app.command("serve")(serve)
+    app.add_typer(user_app, name="user")
+    app.add_typer(audit_app, name="audit")
