@@ -215,6 +215,25 @@ def _lowest(x: FloatArray, thresholds: tuple[float, ...], first: int) -> FloatAr
     return np.where(np.isnan(x), np.nan, g)
 
 
+def _missing(values: Any) -> npt.NDArray[np.bool_]:
+    """True where an input is missing (None, NaN or missing text such as "" or "NA")."""
+    if values is None:
+        return np.asarray(True)
+    arr = np.asarray(values)
+    if arr.dtype.kind == "f":
+        return np.isnan(arr)
+    if arr.dtype.kind in "iub":
+        return np.zeros(arr.shape, dtype=bool)
+    flat = arr.ravel()
+    out = np.array([_normalise_text(v) is None for v in flat], dtype=bool)
+    return out.reshape(arr.shape)
+
+
+def _coerced(x: FloatArray, values: Any) -> npt.NDArray[np.bool_]:
+    """Rows that ``errors="coerce"`` turned into NaN (NaN now, but not missing on input)."""
+    return np.isnan(x) & ~_missing(values)
+
+
 def _check_value(v: FloatArray, codes: FloatArray, raw: Any, errors: Errors) -> FloatArray:
     """Values must be finite and > 0 (platelet counts: >= 0)."""
     with np.errstate(invalid="ignore"):
@@ -342,10 +361,23 @@ def ctcae_grade(
     b = lab(baseline, "baseline", errors)
     ac = flag(anticoagulated, "anticoagulated", errors)
     ukind_raw, ufactor_raw, uunknown_raw = _unit_info(unit)
-    codes, v, u, lo, b, ac, ufactor = broadcast(codes, v, u, lo, b, ac, ufactor_raw)
+    # under errors="coerce" a row with any bad input is not graded at all (a bad baseline
+    # must not silently switch the row to the baseline-normal criteria)
+    coerced = (
+        _coerced(codes, term), _coerced(v, value), _coerced(u, uln), _coerced(lo, lln),
+        _coerced(b, baseline), _coerced(ac, anticoagulated),
+    )
+    codes, v, u, lo, b, ac, ufactor, *bad_inputs = broadcast(
+        codes, v, u, lo, b, ac, ufactor_raw, *(c.astype(np.float64) for c in coerced)
+    )
+    bad_row = np.zeros(codes.shape, dtype=bool)
+    for bad_input in bad_inputs:
+        bad_row |= bad_input > 0
     ukind = np.broadcast_to(ukind_raw, codes.shape)
     uunknown = np.broadcast_to(uunknown_raw, codes.shape)
-    v = _check_value(v, codes, value, errors)
+    checked = _check_value(v, codes, value, errors)
+    bad_row = bad_row | (np.isnan(checked) & ~np.isnan(v))
+    v = checked
 
     # units: only albumin and platelets need them, and each needs its own quantity
     needs = np.where(codes == _ALB, "mass", np.where(codes == _PLT, "count", ""))
@@ -362,6 +394,7 @@ def ctcae_grade(
                 "unit", row, raw_unit, f"is not a unit for {term_name!r} (expected e.g. {allowed})"
             )
         ufactor = np.where(wrong, np.nan, ufactor)
+        bad_row = bad_row | wrong
     ufactor = np.where(ukind == needs, ufactor, np.nan)
     canon = v * ufactor  # value in g/L or 10^9/L (NaN without a usable unit)
 
@@ -419,5 +452,5 @@ def ctcae_grade(
         g = np.where(np.isnan(g_abs), np.nan, g)
         out = np.where(m, g, out)
 
-    out = np.where(np.isnan(v) | np.isnan(codes), np.nan, out)
+    out = np.where(np.isnan(v) | np.isnan(codes) | bad_row, np.nan, out)
     return finish(out)
