@@ -55,7 +55,15 @@ from pathlib import Path
 from typing import Any, Literal
 
 import numpy as np
-from pydantic import BaseModel, ConfigDict, Field, ValidationError, model_validator
+from pydantic import (
+    BaseModel,
+    ConfigDict,
+    Field,
+    ValidationError,
+    ValidationInfo,
+    field_validator,
+    model_validator,
+)
 
 from hepatrial.protocol import analytes as _an
 from hepatrial.protocol.loader import (
@@ -163,19 +171,15 @@ class ParticipantSpec(_Model):
     status_day: FieldMap | None = None
     extra: dict[str, FieldMap] = Field(default_factory=dict)
 
-    @model_validator(mode="after")
-    def _values_allowed(self) -> ParticipantSpec:
-        checks = (("sex", SEXES), ("status", STATUSES), ("etiology", ETIOLOGIES))
-        for name, allowed in checks:
-            fm = getattr(self, name)
-            if fm is None:
-                continue
+    @field_validator("sex", "status", "etiology")
+    @classmethod
+    def _values_allowed(cls, fm: FieldMap | None, info: ValidationInfo) -> FieldMap | None:
+        allowed = {"sex": SEXES, "status": STATUSES, "etiology": ETIOLOGIES}[info.field_name]
+        if fm is not None:
             bad = [v for v in fm.mapped_values() if v not in allowed]
             if bad:
-                raise ValueError(
-                    f"{name}: value(s) {bad} not allowed (allowed: {', '.join(allowed)})"
-                )
-        return self
+                raise ValueError(f"value(s) {bad} not allowed (allowed: {', '.join(allowed)})")
+        return fm
 
 
 class VisitSpec(_Model):
