@@ -47,7 +47,11 @@ SCORE_UNIT = "points"
 def _score_columns() -> Callable[[Mapping[str, object]], Mapping[str, np.ndarray]]:
     from hepatrial.scores import score_columns
 
-    return score_columns
+    def coerce(mapping: Mapping[str, object]) -> Mapping[str, np.ndarray]:
+        # stored data passed validation; an input a score cannot take gives NaN, not a crash
+        return score_columns(mapping, errors="coerce")
+
+    return coerce
 
 
 def derive_scores(
@@ -87,7 +91,10 @@ def derive_scores(
             mapping[name] = wide[code].to_numpy(dtype=float)
     for col in CLINICAL_INPUTS:
         if col in wide.columns:
-            mapping[col] = wide[col].to_numpy(dtype=object)
+            vals = wide[col].astype(object).where(wide[col].notna(), None)
+            if col == "dialysis":  # unknown = not on dialysis (score_columns' absent-column rule)
+                vals = vals.map({True: "true", False: "false", None: "false"})
+            mapping[col] = vals.to_numpy(dtype=object)
     days = pd.to_numeric(wide["actual_day"], errors="coerce").to_numpy(dtype=float)
     age = pd.to_numeric(wide["age"], errors="coerce").to_numpy(dtype=float)
     mapping["age"] = np.where(np.isfinite(days), age + days / 365.25, age)
