@@ -1,0 +1,185 @@
+"""``hepatrial stats``: statistics on a tidy CSV (one row per subject x visit).
+
+* ``hepatrial stats paired FILE.csv --subject COL --visit COL --outcome COL --baseline LEVEL``
+  — every visit vs baseline: paired t, Wilcoxon signed-rank, d_z/g_z, exclusions.
+* ``hepatrial stats lmm FILE.csv --subject COL --time COL --outcome COL`` — linear mixed
+  model with GLS standard errors (matches R nlme).
+
+``--json`` prints deterministic JSON (sorted keys, numbers as numbers, NaN as null).  Bad input
+(missing column, non-numeric value) prints an error naming the column and the CSV line and exits
+with code 2.
+"""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+from typing import Annotated, Any
+
+import pandas as pd
+import typer
+from rich.console import Console
+from rich.table import Table
+
+from hepatrial.analysis import AnalysisInputError, fit_lmm, paired_vs_baseline
+from hepatrial.analysis._common import frame_records, nan_to_none
+
+err = Console(stderr=True)
+out = Console()
+
+stats_app = typer.Typer(
+    name="stats",
+    help="Statistics on a tidy CSV: paired tests vs baseline, linear mixed models.",
+    no_args_is_help=True,
+)
+
+FileArg = Annotated[Path, typer.Argument(exists=True, dir_okay=False, readable=True,
+                                         help="Tidy CSV, one row per subject x visit.")]
+
+
+def _fail(path: Path, message: str) -> None:
+    err.print(f"[red]error:[/] {path}: {message}", highlight=False)
+    raise typer.Exit(2)
+
+
+def _read(path: Path, key_columns: list[str]) -> pd.DataFrame:
+    try:
+        df = pd.read_csv(path, dtype=dict.fromkeys(key_columns, str), keep_default_na=True)
+    except (ValueError, pd.errors.ParserError, UnicodeDecodeError) as exc:
+        _fail(path, f"cannot read CSV: {exc}")
+        raise AssertionError from exc  # unreachable
+    # row labels = CSV line numbers (header is line 1) so errors point into the file
+    df.index = pd.RangeIndex(2, len(df) + 2)
+    return df
+
+
+def _dump(obj: Any) -> None:
+    typer.echo(json.dumps(nan_to_none(obj), sort_keys=True, allow_nan=False, indent=2))
+
+
+def _fmt(x: Any, digits: int = 4) -> str:
+    if x is None or (isinstance(x, float) and x != x):
+        return "-"
+    if isinstance(x, float):
+        return f"{x:.{digits}g}"
+    return str(x)
+
+
+def _numeric_visit_order(values: pd.Series) -> list[str] | None:
+    levels = list(pd.unique(values.dropna()))
+    num = pd.to_numeric(pd.Series(levels), errors="coerce")
+    if bool(num.isna().any()):
+        return None
+    return [lv for _, lv in sorted(zip(num.tolist(), levels, strict=True))]
+
+
+def paired(
+    file: FileArg,
+    subject: Annotated[str, typer.Option("--subject", help="Subject id column.")],
+    visit: Annotated[str, typer.Option("--visit", help="Visit column.")],
+    outcome: Annotated[str, typer.Option("--outcome", help="Numeric outcome column.")],
+    baseline: Annotated[str, typer.Option("--baseline", help="Baseline visit level.")],
+    wilcoxon: Annotated[str, typer.Option(
+        "--wilcoxon", help="exact: SciPy exact/permutation rule; asymptotic: R-style normal "
+        "approximation with continuity correction.")] = "exact",
+    by: Annotated[str | None, typer.Option(
+        "--by", help="Outcome grouping column, e.g. analyte.")] = None,
+    as_json: Annotated[bool, typer.Option("--json", help="Print JSON.")] = False,
+) -> None:
+    """Compare every visit with baseline (paired t, Wilcoxon signed-rank, d_z, g_z).
+
+    Visits are ordered by nominal_day when that column exists, numerically when all visit
+    levels are numbers, else by first appearance.  Participants lacking either value are
+    excluded and counted per reason.
+    """
+    if wilcoxon not in ("exact", "asymptotic"):
+        raise typer.BadParameter("must be 'exact' or 'asymptotic'", param_hint="--wilcoxon")
+    df = _read(file, [subject, visit])
+    order = None
+    if visit in df.columns and "nominal_day" not in df.columns:
+        order = _numeric_visit_order(df[visit])
+    try:
+        res = paired_vs_baseline(df, baseline=baseline, subject=subject, visit=visit,
+                                 outcome=outcome, by=by, visits=order,
+                                 wilcoxon=wilcoxon)  # type: ignore[arg-type]
+    except AnalysisInputError as exc:
+        _fail(file, f"{exc} (rows are CSV line numbers)" if exc.row is not None else str(exc))
+        return
+    if as_json:
+        _dump({"analysis": "paired_vs_baseline", "baseline": baseline, "wilcoxon": wilcoxon,
+               "subject": subject, "visit": visit, "outcome": outcome,
+               "results": frame_records(res)})
+        return
+    table = Table(title=f"{outcome}: each visit vs baseline {baseline}")
+    for col in ("outcome", "visit", "pairs", "excluded", "mean diff (95% CI)", "t", "df",
+                "p (t)", "V", "p (Wilcoxon)", "d_z", "g_z"):
+        table.add_column(col, justify="left" if col in ("outcome", "visit") else "right")
+    for r in frame_records(res):
+        ci = f"{_fmt(r['mean_diff'])} ({_fmt(r['ci_low'])}, {_fmt(r['ci_high'])})"
+        excl = (f"{r['n_excluded']} (no base {r['excluded_missing_baseline']}, "
+                f"no visit {r['excluded_missing_visit']}, none {r['excluded_missing_both']})")
+        table.add_row(str(r["outcome"]), str(r["visit"]), str(r["n_pairs"]), excl, ci,
+                      _fmt(r["t"]), _fmt(r["df"]), _fmt(r["p_t"]), _fmt(r["wilcoxon_V"]),
+                      _fmt(r["p_wilcoxon"]), _fmt(r["d_z"]), _fmt(r["g_z"]))
+    out.print(table)
+    out.print(f"Wilcoxon: {wilcoxon} (method used per row in --json: wilcoxon_method)",
+              highlight=False)
+
+
+def lmm(
+    file: FileArg,
+    subject: Annotated[str, typer.Option("--subject", help="Subject id column.")],
+    time: Annotated[str, typer.Option("--time", help="Time column (numeric).")],
+    outcome: Annotated[str, typer.Option("--outcome", help="Numeric outcome column.")],
+    log: Annotated[bool, typer.Option("--log", help="Model log(outcome).")] = False,
+    random: Annotated[str, typer.Option(
+        "--random", help="intercept or slope (random intercept and slope on time).")
+    ] = "intercept",
+    time_type: Annotated[str, typer.Option(
+        "--time-type", help="continuous or categorical time.")] = "continuous",
+    group: Annotated[str | None, typer.Option(
+        "--group", help="Arm column: adds group and group x time.")] = None,
+    reml: Annotated[bool, typer.Option("--reml/--ml", help="REML (default) or ML.")] = True,
+    as_json: Annotated[bool, typer.Option("--json", help="Print JSON.")] = False,
+) -> None:
+    """Fit a linear mixed model (several optimizers, best log-likelihood, GLS SEs as R)."""
+    if random not in ("intercept", "slope"):
+        raise typer.BadParameter("must be 'intercept' or 'slope'", param_hint="--random")
+    if time_type not in ("continuous", "categorical"):
+        raise typer.BadParameter("must be 'continuous' or 'categorical'",
+                                 param_hint="--time-type")
+    keys = [subject] + ([group] if group else [])
+    df = _read(file, keys)
+    try:
+        res = fit_lmm(df, subject, time, outcome, log=log, random=random,  # type: ignore[arg-type]
+                      time_type=time_type, group=group, reml=reml)  # type: ignore[arg-type]
+    except AnalysisInputError as exc:
+        _fail(file, f"{exc} (rows are CSV line numbers)" if exc.row is not None else str(exc))
+        return
+    if as_json:
+        _dump(res.to_dict())
+        return
+    table = Table(title=res.model)
+    for col in ("term", "estimate", "SE", "z", "p", "95% CI"):
+        table.add_column(col, justify="left" if col == "term" else "right")
+    for term, r in res.fixed_effects.iterrows():
+        table.add_row(str(term), _fmt(r["estimate"], 6), _fmt(r["se"], 6), _fmt(r["z"]),
+                      _fmt(r["p"]), f"({_fmt(r['ci_low'], 6)}, {_fmt(r['ci_high'], 6)})")
+    out.print(table)
+    out.print(f"random-effects covariance:\n{res.cov_re.to_string()}", highlight=False)
+    out.print(
+        f"residual variance {res.residual_variance:.6g}; {res.method} logLik {res.loglik:.6f}; "
+        f"optimizer {res.optimizer}; converged {res.converged}; n obs {res.n_obs}, "
+        f"groups {res.n_groups}, dropped {res.n_dropped}", highlight=False)
+
+
+stats_app.command("paired")(paired)
+stats_app.command("lmm")(lmm)
+
+
+def register(app: typer.Typer) -> None:
+    """Add the ``stats`` sub-command group to the command tree."""
+    app.add_typer(stats_app, name="stats")
+
+
+__all__ = ["lmm", "paired", "register", "stats_app"]
