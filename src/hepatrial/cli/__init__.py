@@ -13,7 +13,6 @@ from hepatrial.cli import grade as _grade
 from hepatrial.cli import ingest as _ingest
 from hepatrial.cli import protocol as _protocol
 from hepatrial.cli import scores as _scores
-from hepatrial.cli import stats as _stats
 from hepatrial.cli import store as _store
 
 app = typer.Typer(
@@ -41,7 +40,7 @@ def _root(
     """Run and analyse clinical trials of cell therapy in end-stage liver disease."""
 
 
-for _module in (_scores, _grade, _protocol, _store, _stats, _ingest):
+for _module in (_scores, _grade, _protocol, _store, _ingest):
     _module.register(app)
 
 
