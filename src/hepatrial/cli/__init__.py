@@ -13,6 +13,7 @@ from hepatrial.cli import grade as _grade
 from hepatrial.cli import ingest as _ingest
 from hepatrial.cli import protocol as _protocol
 from hepatrial.cli import scores as _scores
+from hepatrial.cli import stats as _stats
 from hepatrial.cli import store as _store
 
 app = typer.Typer(
@@ -40,7 +41,7 @@ def _root(
     """Run and analyse clinical trials of cell therapy in end-stage liver disease."""
 
 
-for _module in (_scores, _grade, _protocol, _store, _ingest):
+for _module in (_scores, _grade, _protocol, _store, _stats, _ingest):
     _module.register(app)
 
 
