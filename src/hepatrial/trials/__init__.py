@@ -29,8 +29,9 @@ def setup(db: str | Path | None = None) -> str:
         db: SQLite file path (default ``./hepatrial.sqlite3``). Ignored when the environment
             variable ``HEPATRIAL_DATABASE_URL`` (``postgresql://user@host:port/name``) is set.
 
-    Calling it again in the same process is harmless when the database is the same (e.g. under
-    pytest-django, which configures Django from ``hepatrial.trials.settings``).
+    Once Django is configured in a process, later calls do not reconfigure it and return the
+    database already in use (under pytest-django, which configures Django from
+    ``hepatrial.trials.settings``, use its ``db``/``transactional_db`` fixtures instead).
     """
     import django
     from django.conf import settings
@@ -51,7 +52,10 @@ def setup(db: str | Path | None = None) -> str:
 
 def migrate(verbosity: int = 0) -> None:
     """Create or upgrade the database schema (``manage.py migrate``), then run system checks."""
+    import io
+
     from django.core.management import call_command
 
-    call_command("migrate", interactive=False, verbosity=verbosity)
-    call_command("check", fail_level="ERROR", verbosity=verbosity)
+    out = io.StringIO()
+    call_command("migrate", interactive=False, verbosity=verbosity, stdout=out)
+    call_command("check", fail_level="ERROR", verbosity=verbosity, stdout=out)
