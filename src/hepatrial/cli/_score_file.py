@@ -23,8 +23,14 @@ import pyarrow.compute as pc
 import pyarrow.csv as pacsv
 
 from hepatrial.scores import ScoreInputError, score_columns
-from hepatrial.scores._core import MISSING_TEXT
-from hepatrial.scores.table import INPUT_COLUMNS, INTEGER_COLUMNS, SCORE_COLUMNS, TEXT_COLUMNS
+from hepatrial.scores._core import MISSING_TEXT, Codes, category
+from hepatrial.scores.table import (
+    CATEGORIES,
+    INPUT_COLUMNS,
+    INTEGER_COLUMNS,
+    SCORE_COLUMNS,
+    TEXT_COLUMNS,
+)
 
 BLOCK_SIZE = 8 << 20  # bytes per streamed block (~100k rows of a typical lab file)
 
@@ -79,12 +85,26 @@ def _numeric(col: pa.Array, name: str, offset: int, errors: str) -> np.ndarray:
     return values.to_numpy(zero_copy_only=False)
 
 
-def _text(col: pa.Array) -> np.ndarray:
-    """Text column -> numpy unicode array via its (small) dictionary; nulls become ''."""
+def _coded(col: pa.Array, name: str, offset: int, errors: str) -> Codes:
+    """Text category column -> float codes, coding each distinct value once.
+
+    The column is dictionary-encoded; only the (few) dictionary entries go through the
+    calculators' category lookup, and an unknown entry is reported at its first row.
+    """
     encoded = pc.dictionary_encode(pc.fill_null(col, ""))
-    dictionary = np.asarray(encoded.dictionary.to_pylist(), dtype=str)
+    dictionary = np.asarray(encoded.dictionary.to_pylist(), dtype=object)
     indices = encoded.indices.to_numpy(zero_copy_only=False)
-    return dictionary[indices] if dictionary.size else np.full(len(col), "", dtype=str)
+    mapping = CATEGORIES[name]
+    try:
+        codes = category(dictionary, mapping, name, "raise")
+    except ScoreInputError as exc:
+        if errors == "coerce":
+            codes = category(dictionary, mapping, name, "coerce")
+        else:
+            assert exc.row is not None
+            first = int(np.flatnonzero(indices == exc.row)[0])
+            raise ScoreFileError(offset + first + 1, name, exc.value, exc.reason) from None
+    return np.asarray(codes, dtype=np.float64)[indices].view(Codes)
 
 
 def _to_arrow(name: str, values: Any) -> pa.Array:
@@ -160,7 +180,7 @@ def score_file(
                     continue
                 col = batch.column(name)
                 if name in TEXT_COLUMNS:
-                    data[name] = _text(col)
+                    data[name] = _coded(col, name, rows, errors)
                 else:
                     data[name] = _numeric(col, name, rows, errors)
             try:

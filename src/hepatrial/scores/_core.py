@@ -111,6 +111,16 @@ def require(
     NaN passes through untouched (it means missing). Returns ``x`` (a copy with the bad rows
     set to NaN under ``errors="coerce"``).
     """
+    if x.size:
+        # fast path: two NaN-ignoring reductions decide for the whole array
+        lo = np.fmin.reduce(x, axis=None)
+        hi = np.fmax.reduce(x, axis=None)
+        if np.isnan(lo) or (
+            np.isfinite(lo)
+            and np.isfinite(hi)
+            and (lo > 0 if positive else (lo >= 0 if nonnegative else True))
+        ):
+            return x
     with np.errstate(invalid="ignore"):
         if positive:
             bad = ~(x > 0) & ~np.isnan(x)
@@ -141,6 +151,24 @@ def lab(values: Any, name: str, errors: Errors, *, positive: bool = True) -> Flo
     return require(x, name, errors, positive=positive, nonnegative=not positive, raw=values)
 
 
+def _spellings(mapping: Mapping[str, float]) -> list[tuple[str, float]]:
+    """Spellings to try in the vectorised fast path, most likely first.
+
+    The first key of each code (the canonical spelling) comes first, then the synonyms, then
+    upper-case and capitalised forms; anything else falls back to a case-insensitive lookup.
+    """
+    first: dict[float, str] = {}
+    for key, code in mapping.items():
+        first.setdefault(code, key)
+    ordered = list(first.values()) + [k for k in mapping if k not in first.values()]
+    variants = [(k, mapping[k]) for k in ordered]
+    for k in ordered:
+        for v in dict.fromkeys((k.upper(), k.capitalize())):
+            if v != k:
+                variants.append((v, mapping[k]))
+    return variants
+
+
 def _text_codes(
     arr: npt.NDArray[Any], mapping: Mapping[str, float], name: str, errors: Errors
 ) -> FloatArray:
@@ -150,10 +178,16 @@ def _text_codes(
     matched = np.zeros(flat.shape, dtype=bool)
     if flat.dtype.kind == "U":
         # fast path: exact matches on the canonical spellings, vectorised
-        for key, code in mapping.items():
-            hit = flat == key
-            out[hit] = code
-            matched |= hit
+        remaining = flat.size
+        for spelling, code in _spellings(mapping):
+            hit = flat == spelling
+            n_hit = int(np.count_nonzero(hit))
+            if n_hit:
+                out[hit] = code
+                matched |= hit
+                remaining -= n_hit
+                if remaining == 0:
+                    break
         rest_idx = np.flatnonzero(~matched)
         if rest_idx.size == 0:
             return out.reshape(arr.shape)
@@ -180,11 +214,9 @@ def _text_codes(
             key = "true" if v else "false"
         else:
             key = str(v).strip().lower()
-        if key in MISSING_TEXT:
-            continue
-        if key in mapping:
+        if key in mapping:  # before the missing markers: "none" is a valid ascites grade
             codes[j] = mapping[key]
-        else:
+        elif key not in MISSING_TEXT:
             bad_u[j] = True
     if bad_u.any():
         if errors == "raise":
@@ -201,6 +233,18 @@ def _text_codes(
     return out.reshape(arr.shape)
 
 
+class Codes(np.ndarray):
+    """A float array already coded by :func:`category` (passed through without re-coding).
+
+    Lets a caller that feeds one categorical column to several calculators code it once.
+    """
+
+
+def coded(values: Any, mapping: Mapping[str, float], name: str, errors: Errors) -> Codes:
+    """Code ``values`` once through ``mapping`` and mark the result as :class:`Codes`."""
+    return np.asarray(category(values, mapping, name, errors)).view(Codes)
+
+
 def category(values: Any, mapping: Mapping[str, float], name: str, errors: Errors) -> FloatArray:
     """Coerce a categorical input to float codes via ``mapping`` (keys lower-case text).
 
@@ -209,6 +253,8 @@ def category(values: Any, mapping: Mapping[str, float], name: str, errors: Error
     """
     if values is None:
         return np.asarray(np.nan)
+    if isinstance(values, Codes):
+        return np.asarray(values)
     arr = np.asarray(values)
     if arr.dtype.kind == "b":
         t, f = mapping.get("true"), mapping.get("false")

@@ -94,14 +94,24 @@ CLASS_LABELS = np.array(["", "A", "B", "C"], dtype=object)
 
 def _band(x: FloatArray, low: float, high: float) -> FloatArray:
     """1 below ``low``, 2 within [low, high], 3 above ``high``; NaN stays NaN."""
-    out = np.where(x < low, 1.0, np.where(x <= high, 2.0, 3.0))
-    return np.where(np.isnan(x), np.nan, out)
+    out = np.array(x >= low, dtype=np.float64)
+    out += x > high
+    out += 1.0
+    out[np.isnan(x)] = np.nan
+    return out
 
 
 def _band_desc(x: FloatArray, low: float, high: float) -> FloatArray:
     """1 above ``high``, 2 within [low, high], 3 below ``low`` (albumin)."""
-    out = np.where(x > high, 1.0, np.where(x >= low, 2.0, 3.0))
-    return np.where(np.isnan(x), np.nan, out)
+    out = np.array(x <= high, dtype=np.float64)
+    out += x < low
+    out += 1.0
+    out[np.isnan(x)] = np.nan
+    return out
+
+
+def _all_equal(x: FloatArray, value: float) -> bool:
+    return bool(x.size) and bool(np.all(x == value))
 
 
 def child_pugh_bilirubin_points(
@@ -116,6 +126,8 @@ def child_pugh_bilirubin_points(
     check_choice(units, ("conventional", "si"), "units")
     b = _units.to_conventional("bilirubin", lab(bilirubin, "bilirubin", errors), units)
     ch = category(cholestatic, CHOLESTATIC, "cholestatic_disease", errors)
+    if _all_equal(ch, 0.0):
+        return finish(_band(b, 2.0, 3.0))
     b, ch = broadcast(b, ch)
     pts = np.where(ch == 1.0, _band(b, 4.0, 10.0), _band(b, 2.0, 3.0))
     return finish(np.where(np.isnan(ch), np.nan, pts))
@@ -129,6 +141,8 @@ def child_pugh_coagulation_points(
     check_errors(errors)
     i = lab(inr, "inr", errors)
     pt = lab(pt_seconds_prolonged, "pt_seconds_prolonged", errors, positive=False)
+    if pt.ndim == 0 and np.isnan(pt):
+        return finish(_band(i, 1.7, 2.3))
     i, pt = broadcast(i, pt)
     return finish(np.where(np.isnan(i), _band(pt, 4.0, 6.0), _band(i, 1.7, 2.3)))
 
@@ -172,8 +186,10 @@ def child_pugh(
     given = category(inr_points, {"1": 1.0, "2": 2.0, "3": 3.0}, "inr_points", errors)
     asc = category(ascites, ASCITES, "ascites", errors)
     enc = category(encephalopathy, ENCEPHALOPATHY, "encephalopathy", errors)
-    bp, ap, cp, given, asc, enc = broadcast(bp, ap, cp, given, asc, enc)
-    cp = np.where(np.isnan(cp), given, cp)
+    if not (given.ndim == 0 and np.isnan(given)):
+        cp, given = broadcast(cp, given)
+        cp = np.where(np.isnan(cp), given, cp)
+    bp, ap, cp, asc, enc = broadcast(bp, ap, cp, asc, enc)
     return finish(bp + ap + cp + asc + enc)
 
 

@@ -123,73 +123,86 @@ def _lt(a: FloatArray, b: FloatArray | float) -> npt.NDArray[np.bool_]:
 
 
 def _normalise_text(v: object) -> str | None:
-    """Lower-case, stripped text; None for missing."""
+    """Lower-case text with runs of blanks collapsed; None for missing."""
     if v is None or (isinstance(v, float) and np.isnan(v)):
         return None
     key = " ".join(str(v).split()).lower()
     return None if key in MISSING_TEXT else key
 
 
+def _per_distinct(values: Any, fn: Any) -> tuple[npt.NDArray[Any], list[Any]]:
+    """``fn`` of every element of ``values``, computed once per distinct value.
+
+    Returns the input as an object array and the flat list of results.
+    """
+    arr = np.asarray(values, dtype=object)
+    cache: dict[object, Any] = {}
+    results: list[Any] = []
+    for v in arr.ravel():
+        try:
+            results.append(cache[v])
+        except KeyError:
+            cache[v] = r = fn(v)
+            results.append(r)
+        except TypeError:  # pragma: no cover - unhashable entry
+            results.append(fn(v))
+    return arr, results
+
+
+_UNKNOWN = -1.0
+
+
+def _term_code(v: object) -> float:
+    key = _normalise_text(v)
+    if key is None:
+        return np.nan
+    canonical = TERM_SYNONYMS.get(key)
+    return _UNKNOWN if canonical is None else _CODE[canonical]
+
+
 def _term_codes(term: Any, errors: Errors) -> FloatArray:
     """Term text -> code (index into CTCAE_TERMS), NaN for missing."""
-    arr = np.asarray(term, dtype=object)
-    flat = arr.ravel()
-    out = np.full(flat.shape, np.nan)
-    cache: dict[object, float] = {}
-    for i, v in enumerate(flat):
-        try:
-            hit = cache.get(v, None)
-        except TypeError:  # pragma: no cover - unhashable entry
-            hit = None
-        if hit is not None:
-            out[i] = hit
-            continue
-        key = _normalise_text(v)
-        if key is None:
-            code = np.nan
-        elif key in TERM_SYNONYMS:
-            code = _CODE[TERM_SYNONYMS[key]]
-        else:
-            if errors == "coerce":
-                code = np.nan
-            else:
-                reason = _OTHER_VERSION_TERMS.get(
-                    key,
-                    "is not a CTCAE v5.0 term graded here (expected one of: "
-                    + ", ".join(CTCAE_TERMS)
-                    + ")",
-                )
-                raise ScoreInputError("term", None if arr.ndim == 0 else i, v, reason)
-        out[i] = code
-        try:
-            cache[v] = code
-        except TypeError:  # pragma: no cover
-            pass
-    return out.reshape(arr.shape)
+    arr, results = _per_distinct(term, _term_code)
+    out = np.asarray(results, dtype=np.float64).reshape(arr.shape)
+    unknown = out == _UNKNOWN
+    if unknown.any():
+        if errors == "raise":
+            row = int(np.flatnonzero(unknown.ravel())[0])
+            value = arr.ravel()[row]
+            reason = _OTHER_VERSION_TERMS.get(
+                _normalise_text(value) or "",
+                "is not a CTCAE v5.0 term graded here (expected one of: "
+                + ", ".join(CTCAE_TERMS) + ")",
+            )
+            raise ScoreInputError("term", None if arr.ndim == 0 else row, value, reason)
+        out = np.where(unknown, np.nan, out)
+    return out
 
 
-def _unit_info(unit: Any) -> tuple[npt.NDArray[np.object_], FloatArray, npt.NDArray[np.bool_]]:
-    """Per-row (quantity or None, factor, unknown-unit flag)."""
-    arr = np.asarray(unit, dtype=object)
-    flat = arr.ravel()
-    kind = np.empty(flat.shape, dtype=object)
-    factor = np.full(flat.shape, np.nan)
-    unknown = np.zeros(flat.shape, dtype=bool)
-    for i, v in enumerate(flat):
-        key = _normalise_text(v)
-        if key is None:
-            kind[i] = None
-            continue
-        key = (
-            key.replace(" ", "").replace("µ", "u").replace("μ", "u").replace("×", "x")
-            .replace("10e", "10^").replace("10*", "10^").replace("³", "^3").replace("⁹", "^9")
-        )
-        if key in _UNITS:
-            kind[i], factor[i] = _UNITS[key]
-        else:
-            kind[i] = None
-            unknown[i] = True
-    return kind.reshape(arr.shape), factor.reshape(arr.shape), unknown.reshape(arr.shape)
+_NO_UNIT, _COUNT, _MASS = 0.0, 1.0, 2.0
+_QUANTITY = {"count": _COUNT, "mass": _MASS}
+
+
+def _unit_of(v: object) -> tuple[float, float]:
+    """(quantity code, factor to the canonical unit); quantity NaN for unknown text."""
+    key = _normalise_text(v)
+    if key is None:
+        return _NO_UNIT, np.nan
+    key = (
+        key.replace(" ", "").replace("µ", "u").replace("μ", "u").replace("×", "x")
+        .replace("10e", "10^").replace("10*", "10^").replace("³", "^3").replace("⁹", "^9")
+    )
+    if key not in _UNITS:
+        return np.nan, np.nan
+    quantity, factor = _UNITS[key]
+    return _QUANTITY[quantity], factor
+
+
+def _unit_info(unit: Any) -> tuple[FloatArray, FloatArray]:
+    """Per-row quantity code (0 = no unit, NaN = unknown unit) and factor."""
+    arr, results = _per_distinct(unit, _unit_of)
+    pairs = np.asarray(results, dtype=np.float64).reshape((*arr.shape, 2))
+    return pairs[..., 0], pairs[..., 1]
 
 
 def _highest(x: FloatArray, ref: FloatArray | float, multiples: tuple[float, ...],
@@ -224,9 +237,8 @@ def _missing(values: Any) -> npt.NDArray[np.bool_]:
         return np.isnan(arr)
     if arr.dtype.kind in "iub":
         return np.zeros(arr.shape, dtype=bool)
-    flat = arr.ravel()
-    out = np.array([_normalise_text(v) is None for v in flat], dtype=bool)
-    return out.reshape(arr.shape)
+    arr, results = _per_distinct(arr, lambda v: _normalise_text(v) is None)
+    return np.asarray(results, dtype=bool).reshape(arr.shape)
 
 
 def _coerced(x: FloatArray, values: Any) -> npt.NDArray[np.bool_]:
@@ -360,41 +372,42 @@ def ctcae_grade(
     lo = lab(lln, "lln", errors)
     b = lab(baseline, "baseline", errors)
     ac = flag(anticoagulated, "anticoagulated", errors)
-    ukind_raw, ufactor_raw, uunknown_raw = _unit_info(unit)
+    ukind, ufactor = _unit_info(unit)
     # under errors="coerce" a row with any bad input is not graded at all (a bad baseline
-    # must not silently switch the row to the baseline-normal criteria)
-    coerced = (
-        _coerced(codes, term), _coerced(v, value), _coerced(u, uln), _coerced(lo, lln),
-        _coerced(b, baseline), _coerced(ac, anticoagulated),
-    )
-    codes, v, u, lo, b, ac, ufactor, *bad_inputs = broadcast(
-        codes, v, u, lo, b, ac, ufactor_raw, *(c.astype(np.float64) for c in coerced)
+    # must not silently switch the row to the baseline-normal criteria); under "raise" a bad
+    # input has raised already
+    if errors == "coerce":
+        coerced = [
+            _coerced(x, raw).astype(np.float64)
+            for x, raw in ((codes, term), (v, value), (u, uln), (lo, lln), (b, baseline),
+                           (ac, anticoagulated))
+        ]
+    else:
+        coerced = []
+    codes, v, u, lo, b, ac, ukind, ufactor, *bad_inputs = broadcast(
+        codes, v, u, lo, b, ac, ukind, ufactor, *coerced
     )
     bad_row = np.zeros(codes.shape, dtype=bool)
     for bad_input in bad_inputs:
         bad_row |= bad_input > 0
-    ukind = np.broadcast_to(ukind_raw, codes.shape)
-    uunknown = np.broadcast_to(uunknown_raw, codes.shape)
     checked = _check_value(v, codes, value, errors)
-    bad_row = bad_row | (np.isnan(checked) & ~np.isnan(v))
+    bad_row |= np.isnan(checked) & ~np.isnan(v)
     v = checked
 
-    # units: only albumin and platelets need them, and each needs its own quantity
-    needs = np.where(codes == _ALB, "mass", np.where(codes == _PLT, "count", ""))
-    wrong = (needs != "") & (uunknown | ((ukind != None) & (ukind != needs)))  # noqa: E711
+    # units: only albumin and platelets need them, each its own quantity; no unit -> NaN
+    needs = np.where(codes == _ALB, _MASS, np.where(codes == _PLT, _COUNT, _NO_UNIT))
+    wrong = (needs != _NO_UNIT) & (ukind != _NO_UNIT) & (ukind != needs)  # NaN: unknown
     if wrong.any():
         if errors == "raise":
             row = None if wrong.ndim == 0 else int(np.flatnonzero(wrong.ravel())[0])
-            raw_unit = unit if row is None else np.broadcast_to(
-                np.asarray(unit, dtype=object), codes.shape).ravel()[row]
-            term_name = CTCAE_TERMS[int(codes.ravel()[0 if row is None else row])]
-            allowed = ("g/dL, g/L" if needs.ravel()[0 if row is None else row] == "mass"
-                       else "10^9/L, 10^3/uL, /uL")
+            at = 0 if row is None else row
+            raw_unit = np.broadcast_to(np.asarray(unit, dtype=object), codes.shape).ravel()[at]
+            term_name = CTCAE_TERMS[int(codes.ravel()[at])]
+            allowed = "g/dL, g/L" if needs.ravel()[at] == _MASS else "10^9/L, 10^3/uL, /uL"
             raise ScoreInputError(
                 "unit", row, raw_unit, f"is not a unit for {term_name!r} (expected e.g. {allowed})"
             )
-        ufactor = np.where(wrong, np.nan, ufactor)
-        bad_row = bad_row | wrong
+        bad_row |= wrong
     ufactor = np.where(ukind == needs, ufactor, np.nan)
     canon = v * ufactor  # value in g/L or 10^9/L (NaN without a usable unit)
 

@@ -63,11 +63,19 @@ def _meld_labs(
     return b, c, i
 
 
+def _dialysis_override(c: FloatArray, d: FloatArray, cap: float) -> FloatArray:
+    """Creatinine set to ``cap`` where dialysed; NaN where the dialysis flag is missing."""
+    c = np.where(d == 1.0, cap, c)
+    if np.isnan(d).any():
+        c = np.where(np.isnan(d), np.nan, c)
+    return c
+
+
 def _optn_meld_raw(b: FloatArray, c: FloatArray, i: FloatArray, d: FloatArray) -> FloatArray:
     """10·R with the OPTN floors (1.0), creatinine cap (4.0) and dialysis rule, unrounded."""
     c = np.minimum(np.maximum(c, 1.0), 4.0)
     # dialysis overrides the floor and the measured value; NaN dialysis keeps NaN
-    c = np.where(d == 1.0, 4.0, c) + np.where(np.isnan(d), np.nan, 0.0)
+    c = _dialysis_override(c, d, 4.0)
     b = np.maximum(b, 1.0)
     i = np.maximum(i, 1.0)
     return 9.57 * np.log(c) + 3.78 * np.log(b) + 11.2 * np.log(i) + 6.43
@@ -250,7 +258,7 @@ def meld3(
     d = flag(dialysis, "dialysis", errors)
     b, c, i, na, alb, female, age, d = broadcast(b, c, i, na, alb, female, age, d)
     c = np.minimum(np.maximum(c, 1.0), 3.0)
-    c = np.where(d == 1.0, 3.0, c) + np.where(np.isnan(d), np.nan, 0.0)
+    c = _dialysis_override(c, d, 3.0)
     b = np.maximum(b, 1.0)
     i = np.maximum(i, 1.0)
     na = np.clip(na, 125.0, 137.0)
@@ -305,7 +313,7 @@ def meld_xi(
     d = flag(dialysis, "dialysis", errors)
     b, c, d = broadcast(b, c, d)
     c = np.minimum(np.maximum(c, 1.0), 4.0)
-    c = np.where(d == 1.0, 4.0, c) + np.where(np.isnan(d), np.nan, 0.0)
+    c = _dialysis_override(c, d, 4.0)
     raw = 5.11 * np.log(np.maximum(b, 1.0)) + 11.76 * np.log(c) + 9.44
     if variant == "heuman2007":
         raw = round_half_away(raw)

@@ -25,11 +25,17 @@ from typing import Any
 import numpy as np
 
 from hepatrial.scores import units as _units
-from hepatrial.scores._core import Errors, ScoreInputError, as_float, check_errors
+from hepatrial.scores._core import BOOLEAN, Errors, ScoreInputError, as_float, check_errors, coded
 from hepatrial.scores.albi import albi, albi_grade
-from hepatrial.scores.child_pugh import child_pugh, child_pugh_class
+from hepatrial.scores.child_pugh import (
+    ASCITES,
+    CHOLESTATIC,
+    ENCEPHALOPATHY,
+    child_pugh,
+    child_pugh_class,
+)
 from hepatrial.scores.fibrosis import apri, fib4
-from hepatrial.scores.meld import meld, meld3, meld_na, meld_xi
+from hepatrial.scores.meld import SEX_FEMALE, meld, meld3, meld_na, meld_xi
 from hepatrial.scores.ukeld import ukeld
 
 #: Output columns, in output order.
@@ -94,6 +100,15 @@ _UNIT_ALTERNATIVES = {
     "albumin": ("albumin_g_dl", "albumin_g_l"),
 }
 
+#: category input columns and the lookup that codes them
+CATEGORIES: dict[str, Mapping[str, float]] = {
+    "sex": SEX_FEMALE,
+    "dialysis": BOOLEAN,
+    "ascites": ASCITES,
+    "encephalopathy": ENCEPHALOPATHY,
+    "cholestatic_disease": CHOLESTATIC,
+}
+
 
 class _Inputs:
     """The columns of one batch, converted once to the units the kernels take.
@@ -134,10 +149,10 @@ class _Inputs:
             if col in data:
                 self.names[name] = col
                 self.values[name] = as_float(data[col], col, errors)
-        for col in ("sex", "dialysis", "ascites", "encephalopathy", "cholestatic_disease"):
+        for col, mapping in CATEGORIES.items():
             if col in data:
                 self.names[col] = col
-                self.values[col] = data[col]
+                self.values[col] = coded(data[col], mapping, col, errors)
         if "age_at_registration" in self.values and "age" in self.values:
             reg = self.values["age_at_registration"]
             self.values["age_at_registration"] = np.where(np.isnan(reg), self.values["age"], reg)
