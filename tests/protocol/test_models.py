@@ -367,3 +367,8 @@ def test_summary_dict_is_plain_json() -> None:
     }
     assert {"analyte": "bilirubin", "label": "Bilirubin, total", "unit": "umol/L",
             "transform": "none", "reported_unit": "umol/L"} in s["outcomes"]
+
+
+def test_models_hashable_and_equal() -> None:
+    a, b = load_protocol("kharaziha2009"), load_protocol("mayo-pbc")
+    assert len({a, b, a.visits[0], a.visits[0]}) == 3

@@ -242,7 +242,7 @@ class Check(BaseModel):
         if op == "between":
             return bool(t[0] <= v <= t[1])
         return bool(
-            {">=": v >= t, ">": v > t, "<=": v <= t, "<": v < t}[op]  # type: ignore[operator]
+            {">=": v >= t, ">": v > t, "<=": v <= t, "<": v < t}[op]
         )
 
     def describe(self) -> str:

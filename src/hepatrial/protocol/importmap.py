@@ -75,7 +75,7 @@ from hepatrial.protocol.loader import (
     load_model_file,
     parse_toml,
 )
-from hepatrial.protocol.models import ETIOLOGIES, UNSCHEDULED, Issue, Protocol
+from hepatrial.protocol.models import ETIOLOGIES, Issue, Protocol
 
 CodeValue = str | bool | int | float
 
@@ -94,6 +94,10 @@ SEXES = ("F", "M")
 
 class _Model(BaseModel):
     model_config = ConfigDict(frozen=True, extra="forbid")
+
+    def __hash__(self) -> int:  # frozen models with dict fields: hash the canonical JSON
+        return hash(self.model_dump_json())
+
 
 
 def _missing(raw: Any, missing_values: Iterable[str] = ("", "NA")) -> bool:
@@ -174,7 +178,7 @@ class ParticipantSpec(_Model):
     @field_validator("sex", "status", "etiology")
     @classmethod
     def _values_allowed(cls, fm: FieldMap | None, info: ValidationInfo) -> FieldMap | None:
-        allowed = {"sex": SEXES, "status": STATUSES, "etiology": ETIOLOGIES}[info.field_name]
+        allowed = {"sex": SEXES, "status": STATUSES, "etiology": ETIOLOGIES}[str(info.field_name)]
         if fm is not None:
             bad = [v for v in fm.mapped_values() if v not in allowed]
             if bad:
@@ -187,7 +191,7 @@ class VisitSpec(_Model):
 
     day: str = Field(description="column with the actual day since day 0")
     assign: Literal["window"] = "window"
-    unscheduled_code: Literal["UNS"] = UNSCHEDULED
+    unscheduled_code: Literal["UNS"] = "UNS"  # == models.UNSCHEDULED
     note: str = ""
 
 

@@ -56,6 +56,10 @@ _NAME = r"^[a-z0-9][a-z0-9_-]*$"
 class _Model(BaseModel):
     model_config = ConfigDict(frozen=True, extra="forbid")
 
+    def __hash__(self) -> int:  # frozen models with dict fields: hash the canonical JSON
+        return hash(self.model_dump_json())
+
+
 
 class SettingSource(_Model):
     """Provenance of one setting inside a block (overrides the block's own)."""
@@ -654,11 +658,11 @@ def protocol_rule_issues(p: Protocol) -> list[Issue]:
         )
     else:
         want = _an.MELD_VARIANTS[a.meld_variant]
-        for i, o in enumerate(outcome_codes):
-            if o in _an.MELD_VARIANTS.values() and o != want:
+        for i, oc in enumerate(outcome_codes):
+            if oc in _an.MELD_VARIANTS.values() and oc != want:
                 add(
                     f"outcomes[{i}].analyte",
-                    f"MELD outcome {o!r} does not match analysis.meld_variant "
+                    f"MELD outcome {oc!r} does not match analysis.meld_variant "
                     f"{a.meld_variant!r} ({want})",
                 )
     if a.multiplicity == "fixed_sequence":
@@ -667,16 +671,16 @@ def protocol_rule_issues(p: Protocol) -> list[Issue]:
     elif a.sequence:
         add("analysis.sequence", f"a sequence needs fixed_sequence, not {a.multiplicity!r}")
     seen: set[tuple[str, str]] = set()
-    for i, s in enumerate(a.sequence):
-        if s.analyte not in outcome_codes:
-            add(f"analysis.sequence[{i}].analyte", f"{s.analyte!r} is not one of the outcomes")
-        if s.visit not in visit_codes:
-            add(f"analysis.sequence[{i}].visit", f"unknown visit {s.visit!r}")
-        elif p.visit(s.visit).baseline:
+    for i, item in enumerate(a.sequence):
+        if item.analyte not in outcome_codes:
+            add(f"analysis.sequence[{i}].analyte", f"{item.analyte!r} is not one of the outcomes")
+        if item.visit not in visit_codes:
+            add(f"analysis.sequence[{i}].visit", f"unknown visit {item.visit!r}")
+        elif p.visit(item.visit).baseline:
             add(f"analysis.sequence[{i}].visit", "cannot test at the baseline visit")
-        if (s.analyte, s.visit) in seen:
+        if (item.analyte, item.visit) in seen:
             add(f"analysis.sequence[{i}]", "duplicate hypothesis in the sequence")
-        seen.add((s.analyte, s.visit))
+        seen.add((item.analyte, item.visit))
     # product
     if p.product is not None and p.product.cells_min > p.product.cells_max:
         add("product.cells_min", "cells_min is larger than cells_max")
