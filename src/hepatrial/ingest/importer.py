@@ -196,7 +196,6 @@ def _lab_rows(new: pd.DataFrame, participant_ids: dict[str, int]) -> tuple[list[
 
 def _apply_changes(changed: pd.DataFrame, *, reason: str, user: Any,
                    has_lab_column: bool) -> int:
-    from hepatrial.trials import audit
     from hepatrial.trials.models import LabResult
 
     if changed.empty:
@@ -214,10 +213,19 @@ def _apply_changes(changed: pd.DataFrame, *, reason: str, user: Any,
         if has_lab_column:
             o.laboratory = r.lab
         out.append(o)
-    fields = ["value_as_entered", "unit_as_entered", "value", "unit", "specimen_date"]
-    if has_lab_column:
-        fields.append("laboratory")
-    return audit.bulk_update(LabResult, out, fields, reason=reason, user=user)
+    return save_each(out, reason=reason, user=user)
+
+
+def save_each(objs: list[Any], *, reason: str, user: Any) -> int:
+    """Save changed rows one by one with ``reason`` (``~`` history row + ledger entry each).
+
+    Changes are few (they need a reason); the store's ``save(reason=...)`` is its canonical
+    audited path. (``audit.bulk_update`` cannot be used: Django's ``bulk_update`` calls
+    ``QuerySet.update()``, which the store's audited queryset refuses.)
+    """
+    for o in objs:
+        o.save(reason=reason, user=user)
+    return len(objs)
 
 
 def _create_visits(missing: pd.DataFrame, protocol: Any, participants: dict[str, int], *,

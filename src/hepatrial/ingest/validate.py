@@ -230,7 +230,7 @@ def validate_labs(
     visit_ok = frame["visit"].isin(visit_set).to_numpy()
     if participant_visits:
         pairs = pd.MultiIndex.from_arrays([frame["participant"], frame["visit"]])
-        visit_ok |= pairs.isin(list(participant_visits))
+        visit_ok = visit_ok | pairs.isin(list(participant_visits))
     parts.append(_reject(frame, present & ~visit_ok, "visit",
                          "unknown visit code (not in the protocol, and no such visit stored "
                          "for this participant)"))

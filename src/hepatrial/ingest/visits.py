@@ -346,7 +346,7 @@ def import_visits(
                 o = vis[pk]
                 o.actual_date = actual
                 objs.append(o)
-            audit.bulk_update(Visit, objs, ["actual_date"], reason=reason, user=history_user)
+            imp.save_each(objs, reason=reason, user=history_user)
         new = labs_plan.new.assign(visit_id=[vids[k] for k in zip(
             labs_plan.new["participant"], labs_plan.new["visit"], strict=True)])
         columns, rows = imp._lab_rows(new, pids)
@@ -413,7 +413,6 @@ def _diff_structure(ppl: pd.DataFrame, visits: pd.DataFrame, *, day0: _dt.date
 
 def _apply_participant_changes(changes: list[tuple[int, dict[str, Any]]], *, reason: str,
                                user: Any) -> None:
-    from hepatrial.trials import audit
     from hepatrial.trials.models import Arm, Participant, Site
 
     sites = dict(Site.objects.values_list("code", "id"))
@@ -437,7 +436,9 @@ def _apply_participant_changes(changes: list[tuple[int, dict[str, Any]]], *, rea
                 setattr(o, k, v)
                 fields.add(k)
         out.append(o)
-    audit.bulk_update(Participant, out, sorted(fields), reason=reason, user=user)
+    from hepatrial.ingest.importer import save_each
+
+    save_each(out, reason=reason, user=user)
 
 
 def write_rejects_if(rejects: pd.DataFrame, path: Path | None) -> None:
