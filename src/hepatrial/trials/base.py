@@ -97,6 +97,8 @@ class AuditedQuerySet(models.QuerySet):
     """QuerySet whose bulk writes need a reason and go through ``save()``/``delete()``."""
 
     def update(self, **kwargs: Any) -> int:
+        if _bulk_allowed.get():  # inside audit.bulk_update (Django's bulk_update calls update)
+            return super().update(**kwargs)
         raise ChangeReasonRequired(
             f"{self.model._meta.label}: QuerySet.update() bypasses the audit trail; "
             "use update_with_reason(reason, user=..., **changes)"

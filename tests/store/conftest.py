@@ -1,0 +1,55 @@
+"""Fixtures for the trial-store tests (real SQLite via pytest-django; no mocks)."""
+
+from __future__ import annotations
+
+import datetime as dt
+from typing import Any
+
+import pytest
+
+#: screening data that makes a participant eligible for kharaziha2009 (SI units)
+ELIGIBLE = {
+    "cirrhosis": True,
+    "bilirubin": 40.0,
+    "creatinine": 100.0,
+    "inr": 1.6,
+    "sodium": 135.0,
+    "dialysis": False,
+    "portal_vein_patent": True,
+    "hcc": False,
+    "active_infection": False,
+    "pregnant": False,
+}
+DAY0 = dt.date(2008, 1, 20)
+
+
+@pytest.fixture
+def store(db: Any) -> Any:
+    """A store with the kharaziha2009 protocol installed; returns the services module."""
+    from hepatrial.trials import services
+
+    services.install_protocol("kharaziha2009")
+    return services
+
+
+def enrol(services: Any, study_id: str = "K01", site: str = "S01", day0: dt.date = DAY0) -> Any:
+    """Screen, consent, assess and enrol one participant; return it."""
+    services.screen_participant(
+        study_id=study_id,
+        site=site,
+        sex="M",
+        year_of_birth=1960,
+        etiology="HBV",
+        screening_date=day0 - dt.timedelta(days=14),
+        screening_data=ELIGIBLE,
+    )
+    services.record_consent(participant=study_id, version="1.0", date=day0 - dt.timedelta(days=14))
+    a = services.assess_eligibility(participant=study_id)
+    assert a.eligible is True, a.criteria
+    return services.enrol_participant(participant=study_id, enrolment_date=day0)
+
+
+@pytest.fixture
+def enrolled(store: Any) -> Any:
+    """One enrolled participant K01 at site S01 (day 0 = 2008-01-20)."""
+    return enrol(store)

@@ -1,0 +1,236 @@
+"""Audit trail: history on every model, hash-chained ledger, tamper detection (SQLite)."""
+
+from __future__ import annotations
+
+from typing import Any
+
+import pytest
+from django.db import connection
+
+from tests.store.conftest import enrol
+
+
+def kinds(problems: list[Any]) -> set[str]:
+    return {p.kind for p in problems}
+
+
+def raw(sql: str, params: list[Any] | None = None) -> None:
+    with connection.cursor() as cur:
+        cur.execute(sql, params or [])
+
+
+@pytest.fixture
+def trail(enrolled: Any, store: Any) -> Any:
+    """K01 with a visit, a lab and a corrected lab; the ledger verifies clean."""
+    from hepatrial.trials import audit
+
+    store.record_visit(participant="K01", visit_code="D0", actual_date="2008-01-20")
+    lab = store.record_lab(
+        participant="K01", visit_code="D0", analyte="bilirubin", value="2.3", unit="mg/dL"
+    )
+    store.update_lab(lab, value="2.4", reason="transcription error")
+    assert audit.verify() == []
+    return lab
+
+
+def test_every_history_row_is_ledgered_in_order(trail: Any) -> None:
+    from hepatrial.trials import audit
+    from hepatrial.trials.models import AuditLedger
+
+    n_hist = sum(m.history.count() for m in audit.audited_models())
+    assert AuditLedger.objects.count() == n_hist
+    seqs = list(AuditLedger.objects.values_list("seq", flat=True))
+    assert seqs == list(range(1, n_hist + 1))
+    first = AuditLedger.objects.get(seq=1)
+    assert first.prev_hash == audit.GENESIS
+    seq, head = audit.head()
+    assert seq == n_hist and head == AuditLedger.objects.get(seq=n_hist).chain_hash
+    assert audit.verify(expected_head=head) == []
+    assert kinds(audit.verify(expected_head="0" * 64)) == {"head_mismatch"}
+
+
+def test_raw_update_of_live_row_detected(trail: Any) -> None:
+    from hepatrial.trials import audit
+
+    raw("UPDATE trials_labresult SET value_as_entered = '9.9' WHERE id = %s", [trail.pk])
+    problems = audit.verify()
+    assert kinds(problems) == {"live_edited"}
+    assert "value_as_entered: '2.4' → '9.9'" in problems[0].detail
+
+
+def test_raw_delete_of_live_row_detected(trail: Any) -> None:
+    from hepatrial.trials import audit
+
+    raw("DELETE FROM trials_labresult WHERE id = %s", [trail.pk])
+    problems = audit.verify()
+    assert kinds(problems) == {"live_deleted"}
+    assert problems[0].model == "trials.labresult" and problems[0].object_pk == str(trail.pk)
+
+
+def test_raw_insert_of_live_row_detected(trail: Any) -> None:
+    from hepatrial.trials import audit
+
+    raw(
+        "INSERT INTO trials_site (code, name, active) VALUES ('X9', 'rogue', %s)", [True]
+    )
+    assert kinds(audit.verify()) == {"live_unaudited"}
+
+
+def test_raw_update_of_history_row_detected(trail: Any) -> None:
+    from hepatrial.trials import audit
+
+    hid = trail.history.order_by("history_id").first().history_id
+    raw(
+        "UPDATE trials_historicallabresult SET value_as_entered = '1.0' WHERE history_id = %s",
+        [hid],
+    )
+    assert kinds(audit.verify()) == {"history_edited"}
+
+
+def test_raw_update_of_history_reason_detected(trail: Any) -> None:
+    from hepatrial.trials import audit
+
+    hid = trail.history.order_by("-history_id").first().history_id
+    raw(
+        "UPDATE trials_historicallabresult SET history_change_reason = 'typo'"
+        " WHERE history_id = %s",
+        [hid],
+    )
+    assert kinds(audit.verify()) == {"history_edited"}
+
+
+def test_raw_delete_of_history_row_detected(trail: Any) -> None:
+    from hepatrial.trials import audit
+
+    hid = trail.history.order_by("history_id").first().history_id
+    raw("DELETE FROM trials_historicallabresult WHERE history_id = %s", [hid])
+    assert kinds(audit.verify()) == {"history_missing"}
+
+
+def test_deleting_latest_history_row_also_shows_live_mismatch(trail: Any) -> None:
+    from hepatrial.trials import audit
+
+    hid = trail.history.order_by("-history_id").first().history_id
+    raw("DELETE FROM trials_historicallabresult WHERE history_id = %s", [hid])
+    assert kinds(audit.verify()) == {"history_missing", "live_edited"}
+
+
+def test_ledger_row_deleted_or_edited_detected(trail: Any) -> None:
+    from hepatrial.trials import audit
+
+    raw("DELETE FROM trials_auditledger WHERE seq = 3")
+    assert kinds(audit.verify()) == {"ledger_gap", "chain_broken", "history_unledgered"}
+
+
+def test_ledger_digest_edit_detected(trail: Any) -> None:
+    from hepatrial.trials import audit
+
+    raw("UPDATE trials_auditledger SET digest = %s WHERE seq = 2", ["f" * 64])
+    assert kinds(audit.verify()) == {"ledger_edited", "history_edited"}
+
+
+def test_history_row_inserted_outside_ledger_detected(trail: Any) -> None:
+    from hepatrial.trials import audit
+
+    h = trail.history.order_by("-history_id").first()
+    raw(
+        "INSERT INTO trials_historicallabresult (id, participant_id, visit_id, analyte, loinc,"
+        " value_as_entered, unit_as_entered, value, unit, laboratory, specimen_date,"
+        " history_date, history_type, history_change_reason, history_user_id)"
+        " SELECT id, participant_id, visit_id, analyte, loinc, '5', unit_as_entered, value,"
+        " unit, laboratory, specimen_date, history_date, '~', 'backdated', history_user_id"
+        " FROM trials_historicallabresult WHERE history_id = %s",
+        [h.history_id],
+    )
+    assert "history_unledgered" in kinds(audit.verify())
+
+
+def test_history_rows_are_insert_only_through_the_orm(trail: Any) -> None:
+    from hepatrial.trials.base import AuditTrailImmutable
+    from hepatrial.trials.models import AuditLedger
+
+    h = trail.history.first()
+    h.history_change_reason = "rewritten"
+    with pytest.raises(AuditTrailImmutable):
+        h.save()
+    with pytest.raises(AuditTrailImmutable):
+        h.delete()
+    row = AuditLedger.objects.first()
+    with pytest.raises(AuditTrailImmutable):
+        row.save()
+
+
+def test_bulk_create_is_ledgered(store: Any) -> None:
+    from hepatrial.trials import audit
+    from hepatrial.trials.models import Site
+
+    created = audit.bulk_create(
+        Site, [Site(code=f"B{i}", name="bulk") for i in range(50)], reason="import batch 1"
+    )
+    assert all(s.pk for s in created)
+    assert Site.history.filter(history_change_reason="import batch 1").count() == 50
+    assert audit.verify() == []
+    for s in created:
+        s.name = "renamed"
+    with pytest.raises(store.ChangeReasonRequired):
+        audit.bulk_update(Site, created, ["name"], reason="")
+    assert audit.bulk_update(Site, created, ["name"], reason="rename sites") == 50
+    assert audit.verify() == []
+
+
+def test_history_entries_show_who_what_why(trail: Any) -> None:
+    from hepatrial.trials import audit
+
+    entries = audit.history_entries("K01")
+    assert [e["when"] for e in entries] == sorted(e["when"] for e in entries)
+    change = [e for e in entries if e["model"] == "labresult" and e["action"] == "changed"]
+    assert len(change) == 1
+    assert ("value_as_entered", "2.3", "2.4") in change[0]["changes"]
+    assert change[0]["reason"] == "transcription error" and change[0]["who"] == "system"
+    models = {e["model"] for e in entries}
+    assert {"participant", "visit", "labresult", "consent"} <= models
+    assert "site" not in models  # only rows that belong to the participant
+    with pytest.raises(LookupError):
+        audit.history_entries("NOPE")
+
+
+def test_system_check_passes_for_installed_models(db: Any) -> None:
+    from django.core import checks
+
+    assert [m for m in checks.run_checks() if m.id and m.id.startswith("hepatrial")] == []
+
+
+def test_system_check_fails_for_model_without_history(db: Any) -> None:
+    from django.db import models
+
+    from hepatrial.trials.checks import check_models_have_history
+    from hepatrial.trials.models import AuditLedger, LabResult
+
+    class Unaudited(models.Model):
+        name = models.CharField(max_length=10)
+
+        class Meta:
+            app_label = "trials"
+
+    try:
+        errors = check_models_have_history(models_to_check=[LabResult, AuditLedger, Unaudited])
+        assert [e.id for e in errors] == ["hepatrial.E001"]
+        assert "trials.Unaudited has no history" in errors[0].msg
+        assert check_models_have_history(models_to_check=[LabResult, AuditLedger]) == []
+    finally:
+        from django.apps import apps
+
+        apps.all_models["trials"].pop("unaudited", None)
+        apps.clear_cache()
+
+
+def test_user_accounts_are_audited(store: Any) -> None:
+    from django.contrib.auth import get_user_model
+
+    from hepatrial.trials import audit
+
+    u = store.create_user(username="coord", password="A-long-passw0rd", site_codes=["S01"])
+    User = get_user_model()
+    assert User.history.filter(username="coord").count() == 1
+    assert "password" not in {f.name for f in User.history.model._meta.fields}
+    assert audit.verify() == [] and u.site_memberships.count() == 1
