@@ -97,6 +97,7 @@ def test_every_kharaziha_visit_window_is_marked_assumed() -> None:
     # every block has a provenance entry
     prov = {x.path: x.source for x in p.provenance()}
     assert prov["product"] == "published"
+    assert prov["etiologies"] == "derived"
     assert prov["arms[0]"] == "published"
     assert all(s in ("published", "assumed", "derived") for s in prov.values())
 
@@ -252,6 +253,12 @@ def test_bad_check_and_sources() -> None:
     assert "visits[3].source" in issues
 
 
+def test_top_level_sources_name_settings() -> None:
+    data = _builtin_data("kharaziha2009")
+    data["sources"]["sponsor"] = {"source": "assumed"}
+    assert "sources.sponsor" in _issues(data)
+
+
 def test_etiology_criterion_must_use_known_etiologies() -> None:
     data = _builtin_data("kharaziha2009")
     data["eligibility"][3]["check"]["value"] = ["HBV", "NASH"]
@@ -289,6 +296,7 @@ def test_classify_boundaries() -> None:
     assert w4.classify(28) == "in_window"
     assert w4.classify(35) == "in_window"
     assert w4.classify(36) == "late"
+    assert (w4.window_closed(35), w4.window_closed(36)) == (False, True)
     d0 = load_protocol("kharaziha2009").visit("D0")
     assert (d0.classify(-1), d0.classify(0), d0.classify(1)) == ("early", "in_window", "late")
 

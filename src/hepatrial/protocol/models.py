@@ -132,6 +132,11 @@ class Visit(_Sourced):
         """Last study day inside the window."""
         return self.target_day + self.window_upper
 
+    def window_closed(self, as_of_day: int) -> bool:
+        """True once ``as_of_day`` is past the window: a visit not done by then is missed
+        (the store decides and records missed visits)."""
+        return as_of_day > self.latest_day
+
     def contains(self, actual_day: int) -> bool:
         """True when ``actual_day`` is inside the window (bounds inclusive)."""
         return self.earliest_day <= actual_day <= self.latest_day
@@ -286,6 +291,9 @@ class Protocol(_Model):
     primary_endpoint: PrimaryEndpoint
     analysis: AnalysisPlan
     product: Product | None = None
+    sources: dict[str, SettingSource] = Field(
+        default_factory=dict, description="provenance of top-level settings (etiologies, ...)"
+    )
 
     @model_validator(mode="after")
     def _rules(self, info: ValidationInfo) -> Protocol:
@@ -409,6 +417,8 @@ class Protocol(_Model):
                 for i, x in enumerate(obj):
                     walk(x, f"{path}[{i}]")
 
+        for k, s in self.sources.items():
+            items.append(ProvenanceItem(k, s.source, s.note))
         walk(self, "")
         return items
 
@@ -681,6 +691,11 @@ def protocol_rule_issues(p: Protocol) -> list[Issue]:
         if (item.analyte, item.visit) in seen:
             add(f"analysis.sequence[{i}]", "duplicate hypothesis in the sequence")
         seen.add((item.analyte, item.visit))
+    # top-level provenance
+    for k in p.sources:
+        if k not in Protocol.model_fields or k in _PROV_KEYS:
+            add(f"sources.{k}", "names no top-level setting of the protocol")
+
     # product
     if p.product is not None and p.product.cells_min > p.product.cells_max:
         add("product.cells_min", "cells_min is larger than cells_max")
