@@ -340,10 +340,11 @@ def ctcae_grade(
         Upper / lower limit of normal, in the unit of ``value``; > 0.
     baseline:
         The participant's baseline value of the same lab, in the unit of ``value``; > 0.
-        Baseline is abnormal when ``baseline > uln`` (admiral uses the baseline's own
-        reference-range indicator; pass the ULN that applied at baseline if it differs).
-        Without a baseline, bilirubin, ALT and AST use the baseline-normal (×ULN) criteria,
-        CTCAE's default when no baseline is known.
+        Baseline is abnormal when ``baseline > uln``, with the ULN of the graded sample
+        (admiral uses the baseline record's own reference-range indicator ``BNRIND``; the
+        two differ only when the reference range changed between the samples). Without a
+        baseline, bilirubin, ALT and AST use the baseline-normal (×ULN) criteria (admiral
+        likewise: a missing ``BNRIND`` is not HIGH).
     anticoagulated:
         True when the participant is on anticoagulation (INR only). Missing means False.
     unit:
@@ -356,7 +357,8 @@ def ctcae_grade(
     errors:
         ``"raise"`` (default): an unknown term or unit, a value ≤ 0, a ULN/LLN/baseline ≤ 0,
         or text that is not a number raises :class:`~hepatrial.scores.ScoreInputError`
-        naming the input, the 0-based row and the value; ``"coerce"``: that row gives NaN.
+        naming the input, the 0-based row and the value; ``"coerce"``: that row gives NaN
+        (the whole row: a bad baseline is not treated as a missing one).
 
     Returns
     -------
