@@ -111,19 +111,26 @@ def paired(
                "results": frame_records(res)})
         return
     table = Table(title=f"{outcome}: each visit vs baseline {baseline}")
-    for col in ("outcome", "visit", "pairs", "excluded", "mean diff (95% CI)", "t", "df",
-                "p (t)", "V", "p (Wilcoxon)", "d_z", "g_z"):
+    cols = (["outcome"] if by else []) + ["visit", "n", "excl", "mean diff", "95% CI", "t",
+                                          "p t", "p W", "g_z"]
+    for col in cols:
         table.add_column(col, justify="left" if col in ("outcome", "visit") else "right")
+    notes = []
     for r in frame_records(res):
-        ci = f"{_fmt(r['mean_diff'])} ({_fmt(r['ci_low'])}, {_fmt(r['ci_high'])})"
-        excl = (f"{r['n_excluded']} (no base {r['excluded_missing_baseline']}, "
-                f"no visit {r['excluded_missing_visit']}, none {r['excluded_missing_both']})")
-        table.add_row(str(r["outcome"]), str(r["visit"]), str(r["n_pairs"]), excl, ci,
-                      _fmt(r["t"]), _fmt(r["df"]), _fmt(r["p_t"]), _fmt(r["wilcoxon_V"]),
-                      _fmt(r["p_wilcoxon"]), _fmt(r["d_z"]), _fmt(r["g_z"]))
+        cells = [str(r["outcome"])] if by else []
+        cells += [str(r["visit"]), str(r["n_pairs"]), str(r["n_excluded"]),
+                  _fmt(r["mean_diff"]), f"{_fmt(r['ci_low'])}, {_fmt(r['ci_high'])}",
+                  _fmt(r["t"]), _fmt(r["p_t"]), _fmt(r["p_wilcoxon"]), _fmt(r["g_z"], 3)]
+        table.add_row(*cells)
+        if r["n_excluded"]:
+            notes.append(f"{r['outcome']} {r['visit']}: excluded {r['n_excluded']} (missing "
+                         f"baseline {r['excluded_missing_baseline']}, missing visit "
+                         f"{r['excluded_missing_visit']}, both {r['excluded_missing_both']})")
     out.print(table)
-    out.print(f"Wilcoxon: {wilcoxon} (method used per row in --json: wilcoxon_method)",
-              highlight=False)
+    for note in notes:
+        out.print(note, highlight=False)
+    out.print(f"p t: paired t-test; p W: Wilcoxon signed-rank ({wilcoxon}); g_z: Hedges' "
+              "g_z = d_z (1 - 3/(4(n-1)-1)).", highlight=False)
 
 
 def lmm(
