@@ -1,0 +1,164 @@
+"""Acceptance test: init mayo-pbc → import pbcseq → export gives back every value."""
+
+from __future__ import annotations
+
+import hashlib
+
+import numpy as np
+import pandas as pd
+import pytest
+
+from hepatrial.ingest import export
+from hepatrial.ingest.importer import import_visits
+from hepatrial.ingest.report import ImportRefused
+
+from .conftest import store_counts
+
+# pbcseq column -> (analyte, factor to the canonical unit), written out independently of the
+# registry: bilirubin mg/dL x 17.1 = umol/L, albumin g/dL x 10 = g/L, cholesterol
+# mg/dL / 38.67 = mmol/L, AST/ALP U/L, platelets 10^3/uL = 10^9/L, prothrombin time s.
+MAPPED = {
+    "bili": ("bilirubin", 17.1),
+    "albumin": ("albumin", 10.0),
+    "ast": ("ast", 1.0),
+    "platelet": ("platelets", 1.0),
+    "protime": ("prothrombin_time", 1.0),
+    "chol": ("cholesterol", 1 / 38.67),
+    "alk.phos": ("alk_phos", 1.0),
+}
+
+
+@pytest.fixture()
+def loaded(mayo_store, pbcseq_path):
+    result = import_visits(pbcseq_path, "mayo-pbc")
+    return result
+
+
+def test_import_loads_every_patient_and_visit(loaded, pbcseq_path):
+    from hepatrial.trials import audit
+    from hepatrial.trials.models import LabResult, Participant, Visit
+
+    raw = pd.read_csv(pbcseq_path)
+    assert loaded.participants_created == 312 and Participant.objects.count() == 312
+    assert loaded.visits_created == 1945 and Visit.objects.count() == 1945
+    n_cells = int(sum(raw[c].notna().sum() for c in MAPPED))
+    assert loaded.created == n_cells == LabResult.objects.count()
+    arms = pd.Series(dict(Participant.objects.values_list("study_id", "arm__code")))
+    first = raw.drop_duplicates("id").set_index(raw.drop_duplicates("id")["id"].astype(str))
+    expected_arm = first["trt"].map({1: "DPCA", 0: "placebo"})
+    assert (arms.sort_index() == expected_arm.sort_index()).all()
+    assert (arms.value_counts().to_dict()) == {"DPCA": 158, "placebo": 154}
+    assert Visit.objects.filter(code__startswith="UNS-D").count() > 0  # extra visits kept
+    assert audit.verify() == []
+
+
+def test_roundtrip_every_value(loaded, pbcseq_path):
+    raw = pd.read_csv(pbcseq_path)
+    ds = export.dataset()
+    meas = ds[ds["source"] == "measured"]
+    # every visit is there with its day: (participant, actual_day) pairs = file rows
+    pairs = set(zip(meas["participant_id"], meas["actual_day"].astype(int), strict=True))
+    assert pairs == set(zip(raw["id"].astype(str), raw["day"].astype(int), strict=True))
+    got = meas.set_index(["participant_id", "actual_day", "analyte"])["value"]
+    assert got.index.is_unique
+    n = 0
+    for col, (analyte, factor) in MAPPED.items():
+        sub = raw.loc[raw[col].notna(), ["id", "day", col]]
+        keys = pd.MultiIndex.from_arrays([sub["id"].astype(str), sub["day"].astype(int),
+                                          [analyte] * len(sub)])
+        values = got.reindex(keys).to_numpy()
+        assert not np.isnan(values).any(), f"{col}: values missing from the export"
+        np.testing.assert_allclose(values, sub[col].to_numpy() * factor, rtol=1e-12, atol=0,
+                                   err_msg=col)
+        n += len(sub)
+    assert n == len(meas)  # nothing more, nothing less
+    units = meas.groupby("analyte")["unit"].unique().map(list).to_dict()
+    assert units == {"albumin": ["g/L"], "alk_phos": ["U/L"], "ast": ["U/L"],
+                     "bilirubin": ["umol/L"], "cholesterol": ["mmol/L"],
+                     "platelets": ["10^9/L"], "prothrombin_time": ["s"]}
+
+
+def test_values_as_entered_are_kept(loaded, pbcseq_path):
+    from hepatrial.trials.models import LabResult
+
+    raw = pd.read_csv(pbcseq_path, dtype=str, keep_default_na=False)
+    row = raw.iloc[0]  # id 1, day 0: bili 14.5, chol 261.0
+    lab = LabResult.objects.get(participant__study_id="1", visit__code="D0", analyte="cholesterol")
+    assert lab.value_as_entered == row["chol"] == "261.0"
+    assert lab.unit_as_entered == "mg/dL"
+    assert lab.value == 261.0 / 38.67
+
+
+def test_participants_and_derived_scores(loaded, pbcseq_path):
+    raw = pd.read_csv(pbcseq_path).drop_duplicates("id")
+    ppl = export.participants().set_index("participant_id")
+    assert len(ppl) == 312
+    r = raw.set_index(raw["id"].astype(str))
+    np.testing.assert_allclose(ppl.loc[r.index, "age"], r["age"], rtol=0, atol=0)
+    assert (ppl.loc[r.index, "sex"] == r["sex"].str.upper()).all()
+    status = r["status"].map({0: "completed", 1: "transplanted", 2: "died"})
+    assert (ppl.loc[r.index, "status"] == status).all()
+    days = (ppl.loc[r.index, "status_date"] - ppl.loc[r.index, "enrolment_date"]).dt.days
+    assert (days == r["futime"]).all()
+
+    ds = export.dataset()
+    albi = ds[(ds["analyte"] == "albi") & (ds["source"] == "derived")]
+    assert len(albi) == 1945  # bilirubin and albumin at every visit
+    one = albi[(albi["participant_id"] == "1") & (albi["visit"] == "D0")]["value"].item()
+    # ALBI = 0.66 log10(bili umol/L) - 0.085 albumin g/L (Johnson 2015)
+    assert one == pytest.approx(0.66 * np.log10(14.5 * 17.1) - 0.085 * 26.0, abs=1e-9)
+    assert set(ds.loc[ds["source"] == "derived", "unit"]) == {"points"}
+    assert list(ds.columns) == list(export.DATASET_COLUMNS)
+    order = ds.sort_values(["participant_id", "nominal_day", "visit", "analyte"],
+                           kind="mergesort").index
+    assert (order == ds.index).all()
+
+
+def test_export_is_deterministic(loaded, tmp_path):
+    for suffix in ("csv", "parquet"):
+        a, b = tmp_path / f"a.{suffix}", tmp_path / f"b.{suffix}"
+        export.write_dataset(a)
+        export.write_dataset(b)
+        assert hashlib.sha256(a.read_bytes()).digest() == hashlib.sha256(b.read_bytes()).digest()
+    back = pd.read_parquet(tmp_path / "a.parquet")
+    pd.testing.assert_frame_equal(back, export.dataset(), check_dtype=False)
+
+
+def test_reimport_changes_nothing(loaded, pbcseq_path):
+    before = store_counts()
+    again = import_visits(pbcseq_path, "mayo-pbc")
+    assert (again.created, again.changed, again.unchanged) == (0, 0, loaded.created)
+    assert again.summary() == f"0 created, 0 changed, {loaded.created} unchanged"
+    assert store_counts() == before
+
+
+def test_bad_visits_file_refused(mayo_store, pbcseq_path, tmp_path):
+    text = pbcseq_path.read_text().splitlines()
+    header = text[0].split(",")
+    bad = [text[0]]
+    for i, line in enumerate(text[1:6], start=1):
+        cells = line.split(",")
+        if i == 2:
+            cells[header.index("bili")] = "high"
+        if i == 3:
+            cells[header.index("albumin")] = "55"  # g/dL -> 550 g/L
+        if i == 4:
+            cells[header.index("trt")] = "7"
+        bad.append(",".join(cells))
+    bad.append(text[1])  # duplicate of row 1 (same participant and day)
+    path = tmp_path / "bad.csv"
+    path.write_text("\n".join(bad) + "\n")
+    before = store_counts()
+    with pytest.raises(ImportRefused) as exc:
+        import_visits(path, "mayo-pbc")
+    assert store_counts() == before
+    got: dict[tuple[int, str], list[str]] = {}
+    for r in exc.value.rejects.itertuples():
+        got.setdefault((int(r.row), r.column), []).append(r.reason)
+    assert got[(2, "bili")] == ["not a number"]
+    assert got[(3, "albumin")][0].startswith("out of range")
+    assert any("no code" in x for x in got[(4, "trt")])
+    assert any(x.startswith("participant-level value differs from row") for x in got[(4, "trt")])
+    assert got[(6, "day")][0].startswith("duplicate of row 1")
+    assert set(exc.value.rejects["row"]) == {2, 3, 4, 6}
+    assert (tmp_path / "bad.csv.rejects.csv").is_file()
