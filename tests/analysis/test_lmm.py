@@ -110,3 +110,27 @@ def test_bad_input(pbcseq: pd.DataFrame) -> None:
         fit_lmm(bad, "id", "year", "bili", log=True)
     with pytest.raises(AnalysisInputError, match="random must be"):
         fit_lmm(pbcseq, "id", "year", "bili", random="quadratic")  # type: ignore[arg-type]
+
+
+@pytest.mark.parametrize("reml", [True, False])
+def test_r3_pbc2_reml_and_ml(pbcseq: pd.DataFrame, reml: bool) -> None:
+    # JM::pbc2 is pbcseq re-coded with year = day / 365.24 (analysis-notes §3); R3 / R3-ML.
+    # nlme stops ~1e-5 (relative) short of the exact optimum, hence rel=2e-5 here.
+    df = pbcseq.assign(year=pbcseq["day"] / 365.24)
+    r = fit_lmm(df, "id", "year", "bili", log=True, random="slope", reml=reml,
+                optimizers=("lbfgs", "powell"))
+    if reml:
+        beta, se, ll = (0.4957237890, 0.1774999299), (0.0580742458, 0.0124184718), -1531.360408
+        g, s2 = (0.9980502, 0.0294909), 0.1217735
+        adj = 1.0
+    else:
+        beta, se, ll = (0.4957670639, 0.1774211497), (0.0580090886, 0.0123869529), -1525.928391
+        g, s2 = (0.9946199, 0.0292770), 0.1218081
+        # nlme summary(): adjustSigma=TRUE scales ML SEs by sqrt(N / (N - p)); vcov() does not
+        adj = np.sqrt(1945 / (1945 - 2))
+    assert r.method == ("REML" if reml else "ML")
+    assert r.params.to_numpy() == pytest.approx(beta, rel=2e-5)
+    assert (r.bse.to_numpy() * adj) == pytest.approx(se, rel=2e-5)
+    assert r.loglik == pytest.approx(ll, abs=2e-6)
+    assert np.diag(r.cov_re.to_numpy()) == pytest.approx(g, rel=5e-5)
+    assert r.residual_variance == pytest.approx(s2, rel=2e-5)

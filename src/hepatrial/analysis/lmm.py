@@ -17,6 +17,9 @@ and makes the result agree with R ``nlme::lme`` / ``lme4::lmer``:
    cov(beta) = (X' V^-1 X)^-1 with V_i = Z_i G Z_i' + sigma^2 I evaluated at the estimated
    variance components; that is what is reported here.
 
+With ML the SEs equal R ``vcov()`` (lme4 and nlme); nlme's ``summary()`` additionally
+multiplies ML SEs by sqrt(N/(N-p)) (``adjustSigma=TRUE``).
+
 Tests are Wald z tests (p from the normal distribution, as statsmodels; R lme uses t with
 containment df, lmerTest Satterthwaite df — with few subjects the z p-values are too small).
 """
