@@ -14,10 +14,12 @@ import os
 import secrets
 from enum import StrEnum
 from pathlib import Path
-from typing import Annotated
+from typing import TYPE_CHECKING, Annotated
 
-import numpy as np
 import typer
+
+if TYPE_CHECKING:
+    import numpy as np
 
 __all__ = ["GradeFileError", "grade_csv", "register"]
 
@@ -77,6 +79,8 @@ def grade_csv(
     Raises :class:`GradeFileError` (and writes nothing) for a file that cannot be read or
     has a bad row under ``errors="raise"``.
     """
+    import numpy as np  # imported here: `hepatrial --help` must start fast
+
     from hepatrial.scores._core import ScoreInputError
     from hepatrial.scores.ctcae import ctcae_grade
 
