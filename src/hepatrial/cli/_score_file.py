@@ -63,8 +63,14 @@ def _header(path: Path) -> list[str]:
 _MISSING = pa.array(sorted(MISSING_TEXT), type=pa.string())
 
 
-def _numeric(col: pa.Array, name: str, offset: int, errors: str) -> np.ndarray:
-    """Text column -> float64 numpy array (NaN for missing); bad text raises or gives NaN."""
+def _numeric(
+    col: pa.Array, name: str, offset: int, errors: str, problems: list[ScoreFileError]
+) -> np.ndarray:
+    """Text column -> float64 numpy array (NaN for missing).
+
+    Text that is not a number gives NaN; under ``errors="raise"`` its first occurrence is
+    appended to ``problems`` so that the caller can report the earliest bad row of the batch.
+    """
     trimmed = pc.utf8_trim_whitespace(col)
     missing = pc.fill_null(pc.is_in(pc.utf8_lower(trimmed), value_set=_MISSING), True)
     cleaned = pc.if_else(missing, pa.scalar(None, pa.string()), trimmed)
@@ -79,8 +85,8 @@ def _numeric(col: pa.Array, name: str, offset: int, errors: str) -> np.ndarray:
             try:
                 out[i] = float(t)
             except ValueError:
-                if errors == "raise":
-                    raise ScoreFileError(offset + i + 1, name, t, "is not a number") from None
+                if errors == "raise" and not any(p.column == name for p in problems):
+                    problems.append(ScoreFileError(offset + i + 1, name, t, "is not a number"))
         return out
     return values.to_numpy(zero_copy_only=False)
 
@@ -175,19 +181,29 @@ def score_file(
     try:
         for batch in _batches(src, names, progress):
             data: dict[str, Any] = {}
+            problems: list[ScoreFileError] = []
             for name in names:
                 if name not in INPUT_COLUMNS:
                     continue
                 col = batch.column(name)
-                if name in TEXT_COLUMNS:
-                    data[name] = _coded(col, name, rows, errors)
-                else:
-                    data[name] = _numeric(col, name, rows, errors)
+                try:
+                    if name in TEXT_COLUMNS:
+                        data[name] = _coded(col, name, rows, errors)
+                    else:
+                        data[name] = _numeric(col, name, rows, errors, problems)
+                except ScoreFileError as exc:
+                    problems.append(exc)
+                    data[name] = np.full(batch.num_rows, np.nan)
             try:
                 result = score_columns(data, errors="coerce" if errors == "coerce" else "raise")
             except ScoreInputError as exc:
-                row = None if exc.row is None else rows + exc.row + 1
-                raise ScoreFileError(row, exc.input_name, exc.value, exc.reason) from None
+                if exc.row is None or exc.input_name not in names:
+                    raise ScoreFileError(None, exc.input_name, exc.value, exc.reason) from None
+                entered = batch.column(exc.input_name)[exc.row].as_py()
+                problems.append(ScoreFileError(rows + exc.row + 1, exc.input_name, entered,
+                                               exc.reason))
+            if problems:
+                raise min(problems, key=lambda p: (p.row or 0, names.index(p.column)))
             produced = list(result)
             table = pa.Table.from_batches([batch])
             for name in produced:

@@ -50,15 +50,16 @@ def score(
             summary = score_file(input_csv, output, errors=errors,
                                  progress=lambda pos: bar.update(task, completed=pos))
         except ScoreFileError as exc:
-            err.print(f"[red]error:[/] {input_csv}: {exc}", highlight=False)
+            err.print(f"[red]error:[/] {input_csv}: {exc}", highlight=False, soft_wrap=True)
             err.print("Nothing was written. Fix the row, or use --errors coerce to leave its "
-                      "scores empty.", highlight=False)
+                      "scores empty.", highlight=False, soft_wrap=True)
             raise typer.Exit(2) from None
     seconds = time.perf_counter() - start
     err.print(
         f"scored {summary.rows:,} rows in {seconds:.2f} s -> {output} "
         f"({', '.join(summary.scores) or 'no score: inputs missing'})",
         highlight=False,
+        soft_wrap=True,
     )
 
 
