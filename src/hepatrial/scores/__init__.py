@@ -17,12 +17,14 @@ from hepatrial.scores.child_pugh import (
     child_pugh_class,
     child_pugh_coagulation_points,
 )
+from hepatrial.scores.ctcae import CTCAE_TERMS, ctcae_grade
 from hepatrial.scores.fibrosis import apri, fib4
 from hepatrial.scores.meld import meld, meld3, meld_na, meld_xi
 from hepatrial.scores.table import SCORE_COLUMNS, score_columns
 from hepatrial.scores.ukeld import ukeld
 
 __all__ = [
+    "CTCAE_TERMS",
     "SCORE_COLUMNS",
     "ScoreInputError",
     "albi",
@@ -32,6 +34,7 @@ __all__ = [
     "child_pugh_bilirubin_points",
     "child_pugh_class",
     "child_pugh_coagulation_points",
+    "ctcae_grade",
     "fib4",
     "meld",
     "meld3",
