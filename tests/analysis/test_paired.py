@@ -131,3 +131,10 @@ def test_bad_input_names_column_and_row() -> None:
         paired_vs_baseline(dup, baseline="G1")
     with pytest.raises(AnalysisInputError, match="baseline level 'D0' not found"):
         paired_vs_baseline(sleep_long(), baseline="D0")
+
+
+def test_exact_falls_back_to_corrected_normal_with_ties_and_n_over_13() -> None:
+    d = np.array([1, 1, 2, 2, 3, 3, 4, 4, 5, 5, 6, -1, -2, 7, 8.0])
+    r = wilcoxon_signed_rank(d)
+    assert r["method"] == "asymptotic (fallback)"
+    assert r["p"] == pytest.approx(wilcoxon_signed_rank(d, method="asymptotic")["p"], rel=1e-12)

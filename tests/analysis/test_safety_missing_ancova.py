@@ -143,3 +143,11 @@ def test_ancova_matches_statsmodels_formula() -> None:
     # same arm effect with the value itself as response
     v = ancova_by_visit(df, baseline="D0", response="value").iloc[0]
     assert v["estimate"] == pytest.approx(r["estimate"], rel=1e-10)
+
+
+def test_ae_related_in_ordinal_order() -> None:
+    ae = pd.DataFrame({"participant_id": ["P1", "P2", "P3"], "term": ["Fever"] * 3,
+                       "grade": [1, 1, 1], "serious": [False] * 3,
+                       "related": ["probable", "not_related", "possible"]})
+    out = ae_summary(ae, n_total=3, by=["term", "related"])
+    assert list(out["related"]) == ["not_related", "possible", "probable"]

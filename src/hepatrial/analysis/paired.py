@@ -11,7 +11,8 @@ Methods
     distribution when there are neither ties nor zero differences; with ties or zeros and
     n <= 13 an exhaustive sign-flip permutation test (all 2**n sign vectors, deterministic,
     equal to ``coin::wilcoxsign_test(distribution="exact")``); with ties or zeros and n > 13 the
-    normal approximation (``wilcoxon_method`` then reports ``"asymptotic (fallback)"``).
+    normal approximation, continuity-corrected unless ``correction=False`` (as R; SciPy's own
+    fallback is uncorrected) — ``wilcoxon_method`` then reports ``"asymptotic (fallback)"``.
   - ``"asymptotic"``: the normal approximation with continuity correction, as R's
     ``wilcox.test(paired=TRUE)`` does whenever there are ties or zeros (SciPy
     ``method='asymptotic', correction=True``).
@@ -109,7 +110,8 @@ def wilcoxon_signed_rank(
             )
             used = "exact permutation"
         else:
-            res = stats.wilcoxon(d, zero_method="wilcox", correction=False, method="asymptotic")
+            res = stats.wilcoxon(d, zero_method="wilcox", correction=correction,
+                                 method="asymptotic")
             used = "asymptotic (fallback)"
     out["p"] = float(res.pvalue)
     out["method"] = used

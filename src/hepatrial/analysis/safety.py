@@ -58,7 +58,8 @@ def _validate_ae(ae: pd.DataFrame, subject: str) -> pd.DataFrame:
         raise AnalysisInputError(
             f"adverse events: column 'related', row {row}: {ae.loc[row, 'related']!r} not in "
             f"{', '.join(RELATEDNESS)}", column="related", row=row)
-    return ae.assign(grade=grade.astype(int), serious=ser.astype(bool), related=rel)
+    related = pd.Categorical(rel, categories=list(RELATEDNESS), ordered=True)
+    return ae.assign(grade=grade.astype(int), serious=ser.astype(bool), related=related)
 
 
 def _denominators(
@@ -115,9 +116,11 @@ def ae_summary(
     cols = [*keys, "n_events", "n_participants", "n_total", "pct"]
     if ae.empty:
         return pd.DataFrame(columns=cols)
-    g = ae.groupby(keys, sort=True, dropna=False)
+    g = ae.groupby(keys, sort=True, dropna=False, observed=True)
     out = pd.DataFrame({"n_events": g.size(), "n_participants": g[subject].nunique()})
     out = out.reset_index()
+    if "related" in out.columns:
+        out["related"] = out["related"].astype(str)
     out["n_total"] = [denom[r] if arm else denom[None] for r in (out[arm] if arm else out.index)]
     out["pct"] = 100.0 * out["n_participants"] / out["n_total"]
     return out[cols].reset_index(drop=True)
