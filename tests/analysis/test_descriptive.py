@@ -72,3 +72,13 @@ def test_describe_by_analyte() -> None:
         ("albumin", "D0"), ("albumin", "W1"), ("inr", "D0"), ("inr", "W1")]
     assert out.iloc[1]["n"] == 0
     assert out.iloc[3]["mean_change"] == pytest.approx(1.5)
+
+
+def test_describe_numeric_baseline_zero_and_screening() -> None:
+    df = pd.DataFrame({"participant_id": ["a", "a", "a", "b", "b", "b"],
+                       "visit": [-1, 0, 4, -1, 0, 4],
+                       "value": [1.0, 2.0, 4.0, 2.0, 3.0, 4.0]})
+    out = describe(df, baseline=0)
+    assert list(out["visit"]) == [-1, 0, 4]
+    assert np.isnan(out.iloc[0]["mean_change"])  # screening: no change from baseline
+    assert out.iloc[2]["mean_change"] == pytest.approx(1.5)

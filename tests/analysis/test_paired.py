@@ -138,3 +138,13 @@ def test_exact_falls_back_to_corrected_normal_with_ties_and_n_over_13() -> None:
     r = wilcoxon_signed_rank(d)
     assert r["method"] == "asymptotic (fallback)"
     assert r["p"] == pytest.approx(wilcoxon_signed_rank(d, method="asymptotic")["p"], rel=1e-12)
+
+
+def test_screening_visit_before_baseline_is_not_compared() -> None:
+    rows = []
+    for s in range(5):
+        for v, day, val in [("SCR", -14, 10.0 + s), ("D0", 0, 11.0 + s),
+                            ("W4", 28, 13.0 + s * 1.1)]:
+            rows.append({"participant_id": f"S{s}", "visit": v, "nominal_day": day, "value": val})
+    out = paired_vs_baseline(pd.DataFrame(rows), baseline="D0")
+    assert list(out["visit"]) == ["W4"]

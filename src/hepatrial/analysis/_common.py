@@ -124,18 +124,14 @@ def split_by(
     return [(str(k), g) for k, g in sorted(df.groupby(by, sort=False), key=lambda kv: str(kv[0]))]
 
 
-def visit_order(
-    df: pd.DataFrame,
-    visit: str,
-    *,
-    baseline: Any = None,
-    order: Sequence[Any] | None = None,
-) -> list[Any]:
-    """Chronological order of the visit levels.
+def chronological_visits(
+    df: pd.DataFrame, visit: str, order: Sequence[Any] | None = None
+) -> tuple[list[Any], bool]:
+    """Visit levels in chronological order, and whether that order is known.
 
     Priority: explicit ``order``; an ordered categorical; the ``nominal_day`` column of the
-    analysis dataset (contracts.md §1); numeric visits sorted; otherwise order of first
-    appearance.  The baseline, when given, is moved first.  Never alphabetical (W24 < W4).
+    analysis dataset (contracts.md §1); numeric visits sorted — all "known"; otherwise order of
+    first appearance ("not known").  Never alphabetical (W24 before W4).
     """
     present = list(pd.unique(df[visit].dropna()))
     if order is not None:
@@ -145,24 +141,43 @@ def visit_order(
             raise AnalysisInputError(
                 f"column {visit!r}: visit(s) {unknown!r} not in the given visit order", column=visit
             )
-    elif isinstance(df[visit].dtype, pd.CategoricalDtype) and df[visit].cat.ordered:
-        levels = [v for v in df[visit].cat.categories if v in set(present)]
-    elif "nominal_day" in df.columns and visit != "nominal_day":
-        days = df.groupby(visit, sort=False)["nominal_day"].min()
-        levels = sorted(present, key=lambda v: (float(days.loc[v]), str(v)))
-    elif pd.api.types.is_numeric_dtype(df[visit]):
-        levels = sorted(present)
-    else:
-        levels = present
-    if baseline is not None:
-        if baseline not in levels:
-            raise AnalysisInputError(
-                f"column {visit!r}: baseline level {baseline!r} not found "
-                f"(levels: {', '.join(map(str, levels))})",
-                column=visit,
-            )
-        levels = [baseline] + [v for v in levels if v != baseline]
-    return levels
+        return levels, True
+    if isinstance(df[visit].dtype, pd.CategoricalDtype) and df[visit].cat.ordered:
+        return [v for v in df[visit].cat.categories if v in set(present)], True
+    if "nominal_day" in df.columns and visit != "nominal_day":
+        days = pd.to_numeric(df["nominal_day"], errors="coerce").groupby(df[visit]).min()
+        if bool(days.notna().all()):
+            return sorted(present, key=lambda v: (float(days.loc[v]), str(v))), True
+    if pd.api.types.is_numeric_dtype(df[visit]):
+        return sorted(present), True
+    return present, False
+
+
+def visit_order(
+    df: pd.DataFrame,
+    visit: str,
+    *,
+    baseline: Any = None,
+    order: Sequence[Any] | None = None,
+) -> list[Any]:
+    """Chronological visit levels (see :func:`chronological_visits`).
+
+    With ``baseline``: ``[baseline, *post-baseline visits]``.  Visits before the baseline
+    (e.g. screening) are left out when the chronology is known; with the first-appearance
+    fallback every other visit counts as post-baseline.
+    """
+    levels, known = chronological_visits(df, visit, order)
+    if baseline is None:
+        return levels
+    if baseline not in levels:
+        raise AnalysisInputError(
+            f"column {visit!r}: baseline level {baseline!r} not found "
+            f"(levels: {', '.join(map(str, levels))})",
+            column=visit,
+        )
+    i = levels.index(baseline)
+    post = levels[i + 1:] if known else [v for v in levels if v != baseline]
+    return [baseline, *post]
 
 
 def nan_to_none(value: Any) -> Any:

@@ -51,6 +51,7 @@ def describe(
 
     Per visit: ``n`` (non-missing values), ``n_missing`` (rows with a missing value), ``mean``,
     ``sd`` (n-1), ``median``, ``q1``, ``q3`` (R quantile type 7), ``min``, ``max``.
+    Visits are listed chronologically (screening before baseline when the order is known).
     With ``baseline`` given, per post-baseline visit also ``n_pairs`` (participants with both
     values), ``mean_change``, ``sd_change`` and the t-based ``change_ci_low``/``change_ci_high``
     (``confidence`` level) of the mean change (visit - baseline).
@@ -60,7 +61,9 @@ def describe(
     data = df.assign(**{outcome: numeric_column(df, outcome)})
     check_by(data, by)
     check_unique(data, [subject, visit] + ([by] if by else []))
-    levels = visit_order(data, visit, baseline=baseline, order=visits)
+    levels = visit_order(data, visit, order=visits)
+    post = (set(visit_order(data, visit, baseline=baseline, order=visits)[1:])
+            if baseline is not None else set())
     rows: list[dict[str, Any]] = []
     for label, g in split_by(data, by, default_label=outcome):
         wide = g.pivot(index=subject, columns=visit, values=outcome)
@@ -73,7 +76,7 @@ def describe(
                 nan = float("nan")
                 ch: dict[str, Any] = {"n_pairs": 0, "mean_change": nan, "sd_change": nan,
                                       "change_ci_low": nan, "change_ci_high": nan}
-                if v != baseline and v in wide.columns and baseline in wide.columns:
+                if v in post and v in wide.columns and baseline in wide.columns:
                     d = (wide[v] - wide[baseline]).dropna().to_numpy()
                     ch["n_pairs"] = int(d.size)
                     if d.size:

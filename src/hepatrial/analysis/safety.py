@@ -183,10 +183,7 @@ def lab_shift_table(
         raise AnalysisInputError(f"labs: column {grade!r}, row {row}: {labs.loc[row, grade]!r} "
                                  "is not a CTCAE grade 0-5", column=grade, row=row)
     data = labs.assign(**{grade: g})
-    levels = visit_order(data, visit, order=visits)
-    if baseline not in levels:
-        raise AnalysisInputError(f"labs: baseline visit {baseline!r} not found", column=visit)
-    post = set(levels[levels.index(baseline) + 1:])
+    post = set(visit_order(data, visit, baseline=baseline, order=visits)[1:])
     grade_levels = [str(k) for k in range(0, 5)]
     if bool((g == 5).any()):
         grade_levels.append("5")
