@@ -10,8 +10,6 @@ import typer
 from rich.console import Console
 from rich.progress import BarColumn, DownloadColumn, Progress, TextColumn, TimeRemainingColumn
 
-from hepatrial.cli._score_file import ScoreFileError, score_file
-
 err = Console(stderr=True)
 
 
@@ -37,6 +35,8 @@ def score(
     meld_optn2002, meld_na_kim2008, meld_na_optn2016, meld3_optn2023, child_pugh_points,
     child_pugh_class, albi, albi_grade, fib4, apri, meld_xi, ukeld (those the inputs allow).
     """
+    from hepatrial.cli._score_file import ScoreFileError, score_file
+
     if errors not in ("raise", "coerce"):
         raise typer.BadParameter("must be 'raise' or 'coerce'", param_hint="--errors")
     size = input_csv.stat().st_size
