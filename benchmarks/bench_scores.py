@@ -150,8 +150,10 @@ def main() -> None:
         subprocess.run([sys.executable, "-m", "hepatrial", "score", str(src), "-o", str(dst)],
                        check=True, capture_output=True)
         cli = time.perf_counter() - t
+        child_rss = resource.getrusage(resource.RUSAGE_CHILDREN).ru_maxrss / 1024
         print(f"hepatrial score on a {m:,}-row CSV ({src.stat().st_size / 2**20:.0f} MiB): "
-              f"{cli:.2f} s ({m / cli:,.0f} rows/s, including interpreter start-up)")
+              f"{cli:.2f} s ({m / cli:,.0f} rows/s, including interpreter start-up), "
+              f"peak RSS of the CLI process {child_rss:,.0f} MiB")
     rss = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024
     print(f"peak RSS of this process: {rss:,.0f} MiB")
 
