@@ -126,6 +126,13 @@ def test_lmm_json(app: typer.Typer, tmp_path: Path) -> None:
                              "--outcome", "meld", "--ml", "--random", "slope", "--json"])
     assert ml.exit_code == 0, ml.output
     assert json.loads(ml.stdout)["method"] == "ML"
+    ref = runner.invoke(app, ["stats", "lmm", str(p), "--subject", "sid", "--time", "week",
+                              "--outcome", "meld", "--time-type", "categorical", "--reference",
+                              "24", "--json"])
+    assert ref.exit_code == 0, ref.output
+    fe24 = json.loads(ref.stdout)["fixed_effects"]
+    assert list(fe24) == sorted(["Intercept", "week[0]", "week[4]"])
+    assert fe24["week[0]"]["estimate"] == pytest.approx(means[0] - means[2], rel=1e-6)
 
 
 def test_registered_in_main_app() -> None:

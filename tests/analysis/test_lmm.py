@@ -134,3 +134,22 @@ def test_r3_pbc2_reml_and_ml(pbcseq: pd.DataFrame, reml: bool) -> None:
     assert r.loglik == pytest.approx(ll, abs=2e-6)
     assert np.diag(r.cov_re.to_numpy()) == pytest.approx(g, rel=5e-5)
     assert r.residual_variance == pytest.approx(s2, rel=2e-5)
+
+
+def test_categorical_visits_chronological_with_reference() -> None:
+    rng = np.random.default_rng(5)
+    rows = []
+    for i in range(6):
+        u = rng.normal()
+        for v, day in [("SCR", -14), ("D0", 0), ("W4", 28), ("W24", 168)]:
+            rows.append({"participant_id": f"P{i}", "visit": v, "nominal_day": day,
+                         "value": 20 + u - day / 50 + rng.normal(0, 0.5)})
+    df = pd.DataFrame(rows)
+    r = fit_lmm(df, "participant_id", "visit", "value", time_type="categorical",
+                time_reference="D0", optimizers=("lbfgs",))
+    assert list(r.fixed_effects.index) == ["Intercept", "visit[SCR]", "visit[W4]", "visit[W24]"]
+    means = df.groupby("visit")["value"].mean()
+    assert r.params["visit[W24]"] == pytest.approx(means["W24"] - means["D0"], rel=1e-6)
+    mixed = pd.concat([df.assign(analyte="inr"), df.assign(analyte="albumin")])
+    with pytest.raises(AnalysisInputError, match="several analytes"):
+        fit_lmm(mixed, "participant_id", "nominal_day", "value")

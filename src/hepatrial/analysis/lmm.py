@@ -39,7 +39,9 @@ from statsmodels.regression.mixed_linear_model import MixedLM, MixedLMParams
 
 from hepatrial.analysis._common import (
     AnalysisInputError,
+    check_by,
     check_no_missing_keys,
+    chronological_visits,
     nan_to_none,
     numeric_column,
     require_columns,
@@ -149,6 +151,7 @@ def _design(
     group: str | None,
     time_type: str,
     random: str,
+    time_levels: list[Any],
 ) -> tuple[np.ndarray, list[str], np.ndarray, list[str]]:
     n = len(data)
     cols: list[np.ndarray] = [np.ones(n)]
@@ -158,7 +161,7 @@ def _design(
         assert time_num is not None
         time_cols.append((time, time_num.to_numpy(dtype=float)))
     else:
-        lv = _levels(data[time])
+        lv = time_levels
         if len(lv) < 2:
             raise AnalysisInputError(f"column {time!r}: categorical time needs >= 2 levels",
                                      column=time)
@@ -212,6 +215,8 @@ def fit_lmm(
     time_type: Literal["continuous", "categorical"] = "continuous",
     group: str | None = None,
     reml: bool = True,
+    time_reference: Any = None,
+    time_order: Sequence[Any] | None = None,
     optimizers: Sequence[str] = DEFAULT_OPTIMIZERS,
     polish: bool = True,
     gtol: float = 1e-9,
@@ -232,6 +237,10 @@ def fit_lmm(
     random:
         ``"intercept"`` (``(1 | subject)``) or ``"slope"`` (``(1 + time | subject)``,
         unstructured 2x2 G).
+    time_reference, time_order:
+        Categorical time only: the reference level (default: the first visit in chronological
+        order — pass the baseline visit, e.g. ``"D0"``, when there is a screening visit) and
+        the level order (default: ``nominal_day``, numeric or first-appearance order).
     group:
         Arm column: adds group and group x time interaction terms (first level is reference).
     reml:
@@ -252,6 +261,7 @@ def fit_lmm(
             f"time_type must be 'continuous' or 'categorical', got {time_type!r}"
         )
     require_columns(df, [subject, time, outcome, group])
+    check_by(df, None)  # one outcome at a time: refuse a frame mixing analytes
     check_no_missing_keys(df, [subject] + ([group] if group else []))
     y_all = numeric_column(df, outcome)
     need_numeric_time = time_type == "continuous" or random == "slope"
@@ -278,7 +288,17 @@ def fit_lmm(
     if data[subject].nunique() < 2:
         raise AnalysisInputError(f"column {subject!r}: need at least 2 subjects", column=subject)
     time_num = data["__t"] if t_all is not None else None
-    exog, names, exog_re, re_names = _design(data, time, time_num, group, time_type, random)
+    time_levels: list[Any] = []
+    if time_type == "categorical":
+        time_levels, _ = chronological_visits(data, time, time_order)
+        time_levels = [v for v in time_levels if v in set(data[time])]
+        if time_reference is not None:
+            if time_reference not in time_levels:
+                raise AnalysisInputError(
+                    f"column {time!r}: reference level {time_reference!r} not found", column=time)
+            time_levels = [time_reference] + [v for v in time_levels if v != time_reference]
+    exog, names, exog_re, re_names = _design(data, time, time_num, group, time_type, random,
+                                             time_levels)
     endog = data["__y"].to_numpy(dtype=float)
     groups = data[subject].astype(str).to_numpy()
     model = MixedLM(endog, exog, groups=groups, exog_re=exog_re)

@@ -65,6 +65,13 @@ def _fmt(x: Any, digits: int = 4) -> str:
     return str(x)
 
 
+def _as_float(text: str) -> float | None:
+    try:
+        return float(text)
+    except ValueError:
+        return None
+
+
 def _numeric_visit_order(values: pd.Series) -> list[str] | None:
     levels = list(pd.unique(values.dropna()))
     num = pd.to_numeric(pd.Series(levels), errors="coerce")
@@ -147,6 +154,9 @@ def lmm(
     group: Annotated[str | None, typer.Option(
         "--group", help="Arm column: adds group and group x time.")] = None,
     reml: Annotated[bool, typer.Option("--reml/--ml", help="REML (default) or ML.")] = True,
+    reference: Annotated[str | None, typer.Option(
+        "--reference", help="Reference time level for --time-type categorical (e.g. D0).")
+    ] = None,
     as_json: Annotated[bool, typer.Option("--json", help="Print JSON.")] = False,
 ) -> None:
     """Fit a linear mixed model (several optimizers, best log-likelihood, GLS SEs as R)."""
@@ -157,9 +167,15 @@ def lmm(
                                  param_hint="--time-type")
     keys = [subject] + ([group] if group else [])
     df = _read(file, keys)
+    ref: Any = reference
+    if reference is not None and time in df.columns:
+        same = [lv for lv in pd.unique(df[time].dropna()) if str(lv) == reference
+                or (isinstance(lv, int | float) and _as_float(reference) == lv)]
+        ref = same[0] if same else reference
     try:
         res = fit_lmm(df, subject, time, outcome, log=log, random=random,  # type: ignore[arg-type]
-                      time_type=time_type, group=group, reml=reml)  # type: ignore[arg-type]
+                      time_type=time_type, group=group, reml=reml,  # type: ignore[arg-type]
+                      time_reference=ref)
     except AnalysisInputError as exc:
         _fail(file, f"{exc} (rows are CSV line numbers)" if exc.row is not None else str(exc))
         return
