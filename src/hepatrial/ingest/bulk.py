@@ -1,72 +1,40 @@
-"""Bulk writes with history and audit ledger, fast enough for a million lab rows.
+"""Fast bulk insert of lab results with history and audit ledger (a million rows).
 
-Two paths, same records:
+``Model.objects.bulk_create`` + simple_history's ``bulk_history_create`` + ``audit.append``
+build three ORM objects per row and compile every value through the SQL compiler, which caps
+them at a few thousand rows/s once the ledger is included. :func:`fast_create_with_history`
+writes exactly the same records with ``cursor.executemany`` on plain tuples, in the caller's
+transaction:
 
-* :func:`create_with_history` - ``Model.objects.bulk_create`` then simple_history's
-  ``bulk_history_create`` (``+`` rows carrying the reason and user), then
-  ``hepatrial.trials.audit.append`` on the history rows, all in the caller's transaction.
-  Used for participants, visits and clinical assessments (few rows).
-* :func:`fast_create_with_history` - for lab results: the same three inserts done with
-  ``cursor.executemany`` on pre-adapted tuples, skipping the per-value SQL compilation of the ORM
-  (which caps ``bulk_create`` at ~15 000 rows/s on SQLite). The history rows have exactly the
-  columns simple_history writes (every tracked field + ``history_date``, ``history_user``,
-  ``history_change_reason``, ``history_type='+'``); they are read back as history model instances
-  for the audit ledger.
+1. the rows themselves (primary keys read back by their unique key);
+2. one ``+`` history row each, with the columns simple_history writes (every tracked field,
+   ``history_date``, ``history_user``, ``history_change_reason`` = the import reason,
+   ``history_type``);
+3. one audit-ledger entry per history row, chained exactly as ``hepatrial.trials.audit.append``
+   does (digest of the row's canonical JSON, ``sha256(seq|model|pk|digest|prev)``); the first
+   row of each import is cross-checked against ``audit.row_digest`` and the tests run
+   ``audit.verify()`` over imported data.
 
-Updates go through :func:`update_with_history` (``bulk_update`` + ``~`` history rows with the
-reason + ledger).
+Participants and visits (few rows) use the store's own ``audit.bulk_create``.
 """
 
 from __future__ import annotations
 
+import datetime as _dt
+import hashlib
+import json
 from collections.abc import Iterable, Sequence
+from json.encoder import encode_basestring as _encode_str  # type: ignore[attr-defined]
 from typing import Any
 
+from django.apps import apps
 from django.db import connection, models
+from django.utils import timezone
 from simple_history.utils import get_history_manager_for_model
 
-__all__ = ["create_with_history", "fast_create_with_history", "update_with_history"]
+__all__ = ["fast_create_with_history"]
 
 CHUNK = 20_000
-
-
-def _ledger(history_rows: Sequence[Any]) -> None:
-    if not history_rows:
-        return
-    from hepatrial.trials import audit
-
-    audit.append(list(history_rows))
-
-
-def create_with_history(model: type[models.Model], objs: list[models.Model], *, reason: str,
-                        user: Any, date: Any, batch_size: int = 2000) -> list[models.Model]:
-    """``bulk_create`` + ``bulk_history_create`` + ledger; returns the objects with their pks."""
-    if not objs:
-        return []
-    created = model._default_manager.bulk_create(objs, batch_size=batch_size)
-    if not created or created[0].pk is None:  # pragma: no cover - SQLite >= 3.35 and PG return pks
-        raise RuntimeError(f"{model._meta.label}: database did not return primary keys")
-    history = get_history_manager_for_model(model).bulk_history_create(
-        created, batch_size=batch_size, default_user=user, default_change_reason=reason,
-        default_date=date)
-    _ledger(history)
-    return created
-
-
-def update_with_history(model: type[models.Model], objs: list[models.Model], fields: list[str],
-                        *, reason: str, user: Any, date: Any, batch_size: int = 2000) -> int:
-    """``bulk_update`` of ``fields`` + ``~`` history rows carrying ``reason`` + ledger."""
-    if not objs:
-        return 0
-    from hepatrial.trials.base import bulk_writes_allowed
-
-    with bulk_writes_allowed():
-        n = model._default_manager.bulk_update(objs, fields, batch_size=batch_size)
-    history = get_history_manager_for_model(model).bulk_history_create(
-        objs, batch_size=batch_size, update=True, default_user=user,
-        default_change_reason=reason, default_date=date)
-    _ledger(history)
-    return n
 
 
 def _adapter(field: models.Field) -> Any:
@@ -97,6 +65,97 @@ def _max_pk(model: type[models.Model]) -> int:
     return int(value or 0)
 
 
+def _json_value(v: Any) -> str:
+    """JSON text of ``audit._canon(v)`` (floats by repr as strings, dates ISO, UTC datetimes)."""
+    t = type(v)
+    if v is None:
+        return "null"
+    if t is str:
+        return _encode_str(v)
+    if t is int:
+        return str(v)
+    if t is float:
+        return '"' + repr(v) + '"'
+    if t is bool:
+        return "true" if v else "false"
+    if t is _dt.datetime:
+        if v.tzinfo is not None and v.utcoffset() is not None:
+            v = v.astimezone(_dt.UTC)
+        return '"' + v.isoformat() + '"'
+    if t is _dt.date:
+        return '"' + v.isoformat() + '"'
+    from hepatrial.trials.audit import _canon
+
+    return json.dumps(_canon(v), ensure_ascii=False)
+
+
+class _Digester:
+    """Computes ``audit.row_digest`` of history rows from plain values, without ORM objects.
+
+    ``row_digest`` is sha256 of ``canonical_json`` (sorted keys, compact separators) of every
+    concrete column plus ``__model__``; this builds the same text directly. The first row of
+    each import is cross-checked against ``audit.row_digest`` on the stored row.
+    """
+
+    def __init__(self, hmodel: type[models.Model], attnames: Sequence[str]) -> None:
+        self.label = hmodel._meta.label_lower
+        keys = [*attnames, "__model__"]
+        self.order = sorted(range(len(keys)), key=lambda i: keys[i])
+        self.prefix = [("{" if n == 0 else ",") + _encode_str(keys[i]) + ":"
+                       for n, i in enumerate(self.order)]
+        self.model_json = _encode_str(self.label)
+        self.n = len(attnames)
+
+    def digest(self, values: Sequence[Any]) -> str:
+        parts = []
+        for pre, i in zip(self.prefix, self.order, strict=True):
+            parts.append(pre)
+            parts.append(self.model_json if i == self.n else _json_value(values[i]))
+        parts.append("}")
+        return hashlib.sha256("".join(parts).encode("utf-8")).hexdigest()
+
+
+def _fast_ledger(hmodel: type[models.Model], hattnames: Sequence[str],
+                 hrows: Sequence[tuple], pk_att: str, check: bool) -> None:
+    """Append history rows (plain values incl. ``history_id``) to the audit ledger.
+
+    Same entries as ``audit.append`` (seq, model, history pk, object pk, type, digest, previous
+    and chain hash) written with ``executemany``; ``audit.verify`` recomputes them.
+    """
+    from hepatrial.trials import audit
+
+    Ledger = apps.get_model("trials", "AuditLedger")
+    audit._lock()
+    dig = _Digester(hmodel, hattnames)
+    if check:
+        first = hmodel._base_manager.get(pk=hrows[0][hattnames.index(hmodel._meta.pk.attname)])
+        if audit.row_digest(first) != dig.digest(hrows[0]):
+            raise RuntimeError(f"{hmodel._meta.label}: fast digest differs from audit.row_digest;"
+                               " refusing to write an unverifiable ledger")
+    last = Ledger.objects.order_by("-seq").values_list("seq", "chain_hash").first()
+    seq, prev = last if last else (0, audit.GENESIS)
+    label = dig.label
+    hpk_pos = hattnames.index(hmodel._meta.pk.attname)
+    opk_pos = hattnames.index(pk_att)
+    type_pos = hattnames.index("history_type")
+    now = connection.ops.adapt_datetimefield_value(timezone.now())
+    out = []
+    sha = hashlib.sha256
+    for r in hrows:
+        seq += 1
+        d = dig.digest(r)
+        hpk = r[hpk_pos]
+        chain = sha(f"{seq}|{label}|{hpk}|{d}|{prev}".encode()).hexdigest()
+        out.append((seq, label, hpk, str(r[opk_pos]), r[type_pos], d, prev, chain, now))
+        prev = chain
+    if check and out:
+        assert audit._chain(out[0][0], label, out[0][2], out[0][5], out[0][6]) == out[0][7]
+    lmeta = Ledger._meta
+    cols = ["seq", "history_model", "history_pk", "object_pk", "history_type", "digest",
+            "prev_hash", "chain_hash", "recorded_at"]
+    _insert_many(lmeta.db_table, [lmeta.get_field(c).column for c in cols], out)
+
+
 def fast_create_with_history(
     model: type[models.Model],
     columns: Sequence[str],
@@ -108,8 +167,8 @@ def fast_create_with_history(
     date: Any,
     chunk: int = CHUNK,
 ) -> int:
-    """Insert ``rows`` (tuples of *attnames* ``columns``, already DB-ready except dates) into
-    ``model`` with one ``+`` history row each and the audit ledger appended. Returns the count.
+    """Insert ``rows`` (tuples of values for the *attnames* ``columns``) into ``model`` with one
+    ``+`` history row each and the audit ledger appended. Returns the count.
 
     ``key_columns`` must be a unique key of the model (used to read the new primary keys back).
     Must run inside a transaction (the caller's ``atomic``).
@@ -129,40 +188,49 @@ def fast_create_with_history(
     missing = tracked - set(columns) - {pk_att}
     if missing:
         raise ValueError(f"{meta.label}: fast insert needs every tracked field; missing {missing}")
-    extra = {"history_date", "history_user_id", "history_change_reason", "history_type",
-             hmeta.pk.attname}
+    hpk_att = hmeta.pk.attname
+    extra = {"history_date", "history_user_id", "history_change_reason", "history_type", hpk_att}
     unknown = {f.attname for f in hmeta.concrete_fields} - tracked - extra
     if unknown:  # pragma: no cover - custom historical fields would need values
         raise ValueError(f"{hmeta.label}: unexpected history columns {sorted(unknown)}")
-    hdate = connection.ops.adapt_datetimefield_value(date)
-    reason_text = reason
+    hdate_db = connection.ops.adapt_datetimefield_value(date)
     h_attnames = [pk_att, *columns, "history_date", "history_user_id", "history_change_reason",
                   "history_type"]
     hfields = {f.attname: f for f in hmeta.concrete_fields}
     h_cols = [hfields[a].column for a in h_attnames]
     key_pos = [list(columns).index(k) for k in key_columns]
     qn = connection.ops.quote_name
+    adapt_any = any(a is not None for a in adapters)
 
     total = 0
     for start in range(0, len(rows), chunk):
         part = rows[start:start + chunk]
-        if any(adapters):
-            part = [tuple(a(v) if a is not None and v is not None else v
-                          for a, v in zip(adapters, r, strict=True)) for r in part]
+        db_part = part
+        if adapt_any:
+            db_part = [tuple(a(v) if a is not None and v is not None else v
+                             for a, v in zip(adapters, r, strict=True)) for r in part]
         before = _max_pk(model)
-        _insert_many(meta.db_table, db_cols, part)
+        _insert_many(meta.db_table, db_cols, db_part)
         key_sql = ", ".join(qn(fields[k].column) for k in key_columns)
         with connection.cursor() as cur:
             cur.execute(f"SELECT {qn(meta.pk.column)}, {key_sql} FROM {qn(meta.db_table)} "
                         f"WHERE {qn(meta.pk.column)} > %s", [before])
             ids = {tuple(r[1:]): r[0] for r in cur.fetchall()}
-        hrows = []
-        for r in part:
-            pk = ids[tuple(r[p] for p in key_pos)]
-            hrows.append((pk, *r, hdate, user_id, reason_text, "+"))
+        pks = [ids[tuple(r[p] for p in key_pos)] for r in part]
         hbefore = _max_pk(hmodel)
-        _insert_many(hmeta.db_table, h_cols, hrows)
-        history = list(hmodel._default_manager.filter(pk__gt=hbefore).order_by("pk"))
-        _ledger(history)
+        _insert_many(hmeta.db_table, h_cols,
+                      [(pk, *r, hdate_db, user_id, reason, "+")
+                       for pk, r in zip(pks, db_part, strict=True)])
+        with connection.cursor() as cur:
+            cur.execute(f"SELECT {qn(hmeta.pk.column)}, {qn(hfields[pk_att].column)} FROM "
+                        f"{qn(hmeta.db_table)} WHERE {qn(hmeta.pk.column)} > %s "
+                        f"ORDER BY {qn(hmeta.pk.column)}", [hbefore])
+            mine = set(pks)
+            hist_ids = [(hid, oid) for hid, oid in cur.fetchall() if oid in mine]
+        by_obj = {oid: hid for hid, oid in hist_ids}
+        hrows = [(pk, *r, date, user_id, reason, "+", by_obj[pk])
+                 for pk, r in zip(pks, part, strict=True)]
+        hrows.sort(key=lambda r: r[-1])  # ledger in history-id order, like audit.append
+        _fast_ledger(hmodel, [*h_attnames, hpk_att], hrows, pk_att, check=start == 0)
         total += len(part)
     return total
