@@ -89,35 +89,67 @@ def _json_value(v: Any) -> str:
     return json.dumps(_canon(v), ensure_ascii=False)
 
 
+def _encoder(field: models.Field | None) -> Any:
+    """JSON encoder for a column's values as the database gives them back (by field type)."""
+    internal = field.get_internal_type() if field is not None else ""
+    if internal in ("CharField", "TextField", "SlugField", "EmailField", "URLField"):
+        enc = _encode_str
+    elif internal in ("AutoField", "BigAutoField", "IntegerField", "BigIntegerField",
+                      "SmallIntegerField", "PositiveIntegerField", "PositiveBigIntegerField",
+                      "PositiveSmallIntegerField", "ForeignKey", "OneToOneField"):
+        enc = str
+    elif internal == "FloatField":
+        def enc(v: Any) -> str:
+            return '"' + repr(float(v)) + '"'
+    elif internal == "DateField":
+        def enc(v: Any) -> str:
+            return '"' + v.isoformat() + '"'
+    else:
+        return _json_value
+    if field is not None and field.null:
+        def nullable(v: Any, _enc: Any = enc) -> str:
+            return "null" if v is None else _enc(v)
+        return nullable
+    return enc
+
+
 class _Digester:
     """Computes ``audit.row_digest`` of history rows from plain values, without ORM objects.
 
-    ``row_digest`` is sha256 of ``canonical_json`` (sorted keys, compact separators) of every
-    concrete column plus ``__model__``; this builds the same text directly. The first row of
-    each import is cross-checked against ``audit.row_digest`` on the stored row.
+    ``row_digest`` is sha256 of ``canonical_json`` (sorted keys, compact separators, floats as
+    repr strings, dates ISO, datetimes in UTC) of every concrete column plus ``__model__``; this
+    builds the same text from a template with the per-import constants (history date, user,
+    reason, type, model) filled in once. The first row of each chunk is cross-checked against
+    ``audit.row_digest`` of the stored row.
     """
 
-    def __init__(self, hmodel: type[models.Model], attnames: Sequence[str]) -> None:
+    def __init__(self, hmodel: type[models.Model], attnames: Sequence[str],
+                 constants: dict[str, Any]) -> None:
         self.label = hmodel._meta.label_lower
-        keys = [*attnames, "__model__"]
-        self.order = sorted(range(len(keys)), key=lambda i: keys[i])
-        self.prefix = [("{" if n == 0 else ",") + _encode_str(keys[i]) + ":"
-                       for n, i in enumerate(self.order)]
-        self.model_json = _encode_str(self.label)
-        self.n = len(attnames)
+        fields = {f.attname: f for f in hmodel._meta.concrete_fields}
+        consts = {**constants, "__model__": self.label}
+        pieces, self.positions, self.encoders = [], [], []
+        for n, key in enumerate(sorted([*attnames, "__model__"])):
+            pieces.append(("{" if n == 0 else ",") + _encode_str(key).replace("%", "%%") + ":")
+            if key in consts:
+                pieces.append(_json_value(consts[key]).replace("%", "%%"))
+            else:
+                pieces.append("%s")
+                self.positions.append(list(attnames).index(key))
+                self.encoders.append(_encoder(fields.get(key)))
+        self.template = "".join(pieces) + "}"
+        self.pairs = list(zip(self.encoders, self.positions, strict=True))
 
     def digest(self, values: Sequence[Any]) -> str:
-        parts = []
-        for pre, i in zip(self.prefix, self.order, strict=True):
-            parts.append(pre)
-            parts.append(self.model_json if i == self.n else _json_value(values[i]))
-        parts.append("}")
-        return hashlib.sha256("".join(parts).encode("utf-8")).hexdigest()
+        text = self.template % tuple([enc(values[i]) for enc, i in self.pairs])
+        return hashlib.sha256(text.encode("utf-8")).hexdigest()
 
 
 def _fast_ledger(hmodel: type[models.Model], hattnames: Sequence[str],
                  hrows: Sequence[tuple], pk_att: str, check: bool) -> None:
     """Append history rows (plain values incl. ``history_id``) to the audit ledger.
+
+    The history date, user, reason and type must be the same on every row (one import).
 
     Same entries as ``audit.append`` (seq, model, history pk, object pk, type, digest, previous
     and chain hash) written with ``executemany``; ``audit.verify`` recomputes them.
@@ -126,7 +158,9 @@ def _fast_ledger(hmodel: type[models.Model], hattnames: Sequence[str],
 
     Ledger = apps.get_model("trials", "AuditLedger")
     audit._lock()
-    dig = _Digester(hmodel, hattnames)
+    consts = {k: hrows[0][hattnames.index(k)] for k in
+              ("history_date", "history_user_id", "history_change_reason", "history_type")}
+    dig = _Digester(hmodel, hattnames, consts)
     if check:
         first = hmodel._base_manager.get(pk=hrows[0][hattnames.index(hmodel._meta.pk.attname)])
         if audit.row_digest(first) != dig.digest(hrows[0]):
@@ -231,6 +265,6 @@ def fast_create_with_history(
         hrows = [(pk, *r, date, user_id, reason, "+", by_obj[pk])
                  for pk, r in zip(pks, part, strict=True)]
         hrows.sort(key=lambda r: r[-1])  # ledger in history-id order, like audit.append
-        _fast_ledger(hmodel, [*h_attnames, hpk_att], hrows, pk_att, check=start == 0)
+        _fast_ledger(hmodel, [*h_attnames, hpk_att], hrows, pk_att, check=True)
         total += len(part)
     return total
