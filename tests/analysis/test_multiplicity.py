@@ -3,6 +3,8 @@
 from __future__ import annotations
 
 import pytest
+from hypothesis import given, settings
+from hypothesis import strategies as st
 
 from hepatrial.analysis import (
     AnalysisInputError,
@@ -56,3 +58,18 @@ def test_holm_over_25_exact_tests_with_8_pairs_can_never_reject() -> None:
     assert "can never reject" in res["message"]
     ok = exact_test_feasibility([8] * 6, alpha=0.05)
     assert ok["m_tests"] == 6 and ok["can_reject"] is True
+
+
+@settings(max_examples=200, deadline=None)
+@given(st.lists(st.floats(min_value=0.0, max_value=1.0), min_size=1, max_size=12))
+def test_holm_equals_r_p_adjust_formula(ps: list[float]) -> None:
+    # R p.adjust("holm"): sort p ascending, q_(i) = min(1, max_{j<=i} (m - j + 1) p_(j))
+    m = len(ps)
+    order = sorted(range(m), key=lambda i: ps[i])
+    expected = [0.0] * m
+    running = 0.0
+    for rank, i in enumerate(order):
+        running = max(running, min(1.0, (m - rank) * ps[i]))
+        expected[i] = running
+    got = holm(ps)["p_adjusted"].tolist()
+    assert got == pytest.approx(expected, rel=1e-12, abs=1e-15)
