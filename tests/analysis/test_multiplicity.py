@@ -60,7 +60,7 @@ def test_holm_over_25_exact_tests_with_8_pairs_can_never_reject() -> None:
     assert ok["m_tests"] == 6 and ok["can_reject"] is True
 
 
-@settings(max_examples=200, deadline=None)
+@settings(max_examples=100, deadline=None)
 @given(st.lists(st.floats(min_value=0.0, max_value=1.0), min_size=1, max_size=12))
 def test_holm_equals_r_p_adjust_formula(ps: list[float]) -> None:
     # R p.adjust("holm"): sort p ascending, q_(i) = min(1, max_{j<=i} (m - j + 1) p_(j))

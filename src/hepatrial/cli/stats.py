@@ -21,8 +21,8 @@ import typer
 from rich.console import Console
 from rich.table import Table
 
-from hepatrial.analysis import AnalysisInputError, fit_lmm, paired_vs_baseline
-from hepatrial.analysis._common import frame_records, nan_to_none
+# hepatrial.analysis (scipy, statsmodels) is imported inside the commands so that the rest of
+# the CLI does not pay for it at start-up.
 
 err = Console(stderr=True)
 out = Console()
@@ -54,6 +54,8 @@ def _read(path: Path, key_columns: list[str]) -> pd.DataFrame:
 
 
 def _dump(obj: Any) -> None:
+    from hepatrial.analysis._common import nan_to_none
+
     typer.echo(json.dumps(nan_to_none(obj), sort_keys=True, allow_nan=False, indent=2))
 
 
@@ -101,6 +103,9 @@ def paired(
     """
     if wilcoxon not in ("exact", "asymptotic"):
         raise typer.BadParameter("must be 'exact' or 'asymptotic'", param_hint="--wilcoxon")
+    from hepatrial.analysis import AnalysisInputError, paired_vs_baseline
+    from hepatrial.analysis._common import frame_records
+
     df = _read(file, [subject, visit])
     order = None
     if visit in df.columns and "nominal_day" not in df.columns:
@@ -165,6 +170,8 @@ def lmm(
     if time_type not in ("continuous", "categorical"):
         raise typer.BadParameter("must be 'continuous' or 'categorical'",
                                  param_hint="--time-type")
+    from hepatrial.analysis import AnalysisInputError, fit_lmm
+
     keys = [subject] + ([group] if group else [])
     df = _read(file, keys)
     ref: Any = reference
