@@ -7,8 +7,6 @@ from typing import Any
 import pytest
 from django.db import connection
 
-from tests.store.conftest import enrol
-
 
 def kinds(problems: list[Any]) -> set[str]:
     return {p.kind for p in problems}

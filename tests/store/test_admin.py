@@ -1,0 +1,125 @@
+"""Admin: login required, per-site visibility, reason for change on edit and delete."""
+
+from __future__ import annotations
+
+from typing import Any
+
+import pytest
+from django.test import Client
+
+from tests.store.conftest import enrol
+
+
+@pytest.fixture
+def two_sites(store: Any) -> dict[str, Any]:
+    """Sites S01 (K01) and S02 (K02); coordinator A at S01, coordinator B at S02, a superuser."""
+    store.create_site(code="S02", name="second site")
+    enrol(store, "K01", "S01")
+    enrol(store, "K02", "S02")
+    a = store.create_user(username="coord_a", password=None, site_codes=["S01"])
+    b = store.create_user(username="coord_b", password=None, site_codes=["S02"])
+    root = store.create_user(username="root", password=None, superuser=True)
+    return {"a": a, "b": b, "root": root}
+
+
+def client_for(user: Any) -> Client:
+    c = Client()
+    c.force_login(user)
+    return c
+
+
+def test_login_required(two_sites: Any) -> None:
+    r = Client().get("/admin/trials/participant/")
+    assert r.status_code == 302 and "/admin/login/" in r["Location"]
+
+
+def test_coordinator_sees_only_own_site(two_sites: Any) -> None:
+    from hepatrial.trials.models import LabResult, Participant, Visit
+
+    k2 = Participant.objects.get(study_id="K02")
+    c = client_for(two_sites["a"])
+    r = c.get("/admin/trials/participant/")
+    assert r.status_code == 200
+    body = r.content.decode()
+    assert "K01" in body and "K02" not in body
+    r = c.get(f"/admin/trials/participant/{k2.pk}/change/")
+    assert r.status_code == 302  # "does not exist" redirect to the changelist
+    v2 = Visit.objects.filter(participant=k2).first()
+    assert c.get(f"/admin/trials/visit/{v2.pk}/change/").status_code == 302
+    assert c.get(f"/admin/trials/participant/{k2.pk}/history/").status_code in (302, 403)
+    r = c.get("/admin/trials/visit/")
+    assert "K02" not in r.content.decode() and "K01" in r.content.decode()
+    assert LabResult.objects.count() == 0
+    # the superuser sees both
+    r = client_for(two_sites["root"]).get("/admin/trials/participant/")
+    assert "K01" in r.content.decode() and "K02" in r.content.decode()
+
+
+def test_coordinator_cannot_see_randomisation_or_ledger(two_sites: Any) -> None:
+    c = client_for(two_sites["a"])
+    assert c.get("/admin/trials/auditledger/").status_code == 403
+    assert c.get("/admin/trials/randomisationentry/").status_code == 403
+
+
+def _change_data(p: Any, **over: Any) -> dict[str, Any]:
+    data = {
+        "study_id": p.study_id,
+        "site": p.site_id,
+        "sex": p.sex,
+        "year_of_birth": p.year_of_birth,
+        "etiology": p.etiology,
+        "screening_date": p.screening_date.isoformat(),
+        "screening_data": '{"cirrhosis": true}',
+        "change_reason": "",
+    }
+    data.update(over)
+    return data
+
+
+def test_change_without_reason_refused_with_reason_recorded(two_sites: Any) -> None:
+    from hepatrial.trials.models import Participant
+
+    p = Participant.objects.get(study_id="K01")
+    n_hist = p.history.count()
+    c = client_for(two_sites["a"])
+    url = f"/admin/trials/participant/{p.pk}/change/"
+    assert "Reason for change" in c.get(url).content.decode()
+    r = c.post(url, _change_data(p, year_of_birth=1961))
+    assert r.status_code == 200  # form re-displayed with the error
+    assert "A reason for change is required." in r.content.decode()
+    p.refresh_from_db()
+    assert p.year_of_birth == 1960 and p.history.count() == n_hist
+    r = c.post(url, _change_data(p, year_of_birth=1961, change_reason="source document check"))
+    assert r.status_code == 302, r.content.decode()[:2000]
+    p.refresh_from_db()
+    assert p.year_of_birth == 1961
+    h = p.history.order_by("-history_id").first()
+    assert h.history_change_reason == "source document check"
+    assert h.history_user.username == "coord_a"
+    from hepatrial.trials import audit
+
+    assert audit.verify() == []
+
+
+def test_delete_requires_reason(two_sites: Any) -> None:
+    from hepatrial.trials.models import Consent
+
+    consent = Consent.objects.get(participant__study_id="K01")
+    c = client_for(two_sites["root"])
+    url = f"/admin/trials/consent/{consent.pk}/delete/"
+    page = c.get(url).content.decode()
+    assert 'name="change_reason"' in page
+    r = c.post(url, {"post": "yes"})
+    assert r.status_code == 302 and Consent.objects.filter(pk=consent.pk).exists()
+    r = c.post(url, {"post": "yes", "change_reason": "entered for the wrong participant"})
+    assert r.status_code == 302
+    assert not Consent.objects.filter(pk=consent.pk).exists()
+    h = Consent.history.filter(id=consent.pk).order_by("-history_id").first()
+    assert h.history_type == "-"
+    assert h.history_change_reason == "entered for the wrong participant"
+    assert h.history_user.username == "root"
+
+
+def test_no_bulk_delete_action(two_sites: Any) -> None:
+    r = client_for(two_sites["root"]).get("/admin/trials/participant/")
+    assert "delete_selected" not in r.content.decode()
