@@ -2,7 +2,8 @@
 
 The PostgreSQL half needs a server (default ``postgresql://postgres@127.0.0.1:5432/test``, or
 ``HEPATRIAL_TEST_PG_URL``); each test creates a fresh database and drops it afterwards. When no
-server answers, the PostgreSQL cases are skipped with the reason (run ``.ci/postgres.sh``).
+server answers, the PostgreSQL cases are skipped with the reason (run ``.ci/postgres.sh``), or
+fail when ``HEPATRIAL_REQUIRE_POSTGRES=1`` (set by ``.ci/run``).
 """
 
 from __future__ import annotations
@@ -87,7 +88,10 @@ def backend(request: Any, tmp_path: Path) -> Iterator[dict[str, Any]]:
     try:
         admin = _pg_admin()
     except Exception as exc:  # no server
-        pytest.skip(f"PostgreSQL not reachable at {PG_ADMIN_URL} ({exc}); run .ci/postgres.sh")
+        msg = f"PostgreSQL not reachable at {PG_ADMIN_URL} ({exc}); run .ci/postgres.sh"
+        if os.environ.get("HEPATRIAL_REQUIRE_POSTGRES", "").strip() not in ("", "0"):
+            pytest.fail(f"HEPATRIAL_REQUIRE_POSTGRES is set but {msg}")
+        pytest.skip(msg)
     name = f"hepatrial_e2e_{uuid.uuid4().hex[:10]}"
     admin.execute(f'CREATE DATABASE "{name}"')
     url = _pg_url(name)
