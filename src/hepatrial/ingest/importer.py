@@ -184,7 +184,9 @@ def _lab_rows(new: pd.DataFrame, participant_ids: dict[str, int]) -> tuple[list[
                "unit_as_entered", "value", "unit", "laboratory", "specimen_date"]
     loinc = {code: a.loinc for code, a in reg.ANALYTES.items()}
     pid = new["participant"].map(participant_ids).astype("int64").tolist()
-    dates = [d.date() if not pd.isna(d) else None for d in new["date_parsed"]]
+    ts = new["date_parsed"]
+    uniq = {t: (t.date() if not pd.isna(t) else None) for t in ts.unique()}
+    dates = ts.map(uniq).tolist()  # few distinct dates: convert each once
     lab = new["lab"].tolist() if "lab" in new.columns else [""] * len(new)
     rows = list(zip(
         pid, new["visit_id"].astype("int64").tolist(), new["analyte"].tolist(),
