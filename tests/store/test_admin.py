@@ -123,3 +123,42 @@ def test_delete_requires_reason(two_sites: Any) -> None:
 def test_no_bulk_delete_action(two_sites: Any) -> None:
     r = client_for(two_sites["root"]).get("/admin/trials/participant/")
     assert "delete_selected" not in r.content.decode()
+
+
+def test_admin_visit_date_goes_through_window_check(two_sites: Any) -> None:
+    from hepatrial.trials.models import ProtocolDeviation, Visit
+
+    v = Visit.objects.get(participant__study_id="K01", code="W1")
+    c = client_for(two_sites["a"])
+    url = f"/admin/trials/visit/{v.pk}/change/"
+    data = {"label": v.label, "scheduled_date": v.scheduled_date.isoformat(),
+            "actual_date": "2008-02-05", "change_reason": "visit done"}  # fmt: skip
+    r = c.post(url, data)
+    assert r.status_code == 302, r.content.decode()[:3000]
+    v.refresh_from_db()
+    assert v.status == "late" and v.actual_date.isoformat() == "2008-02-05"
+    assert ProtocolDeviation.objects.get(visit=v).category == "visit_window"
+    assert v.history.order_by("-history_id").first().history_user.username == "coord_a"
+
+
+def test_admin_lab_edit_is_reconverted(two_sites: Any, store: Any) -> None:
+    lab = store.record_lab(
+        participant="K01", visit_code="D0", analyte="creatinine", value="1.0", unit="mg/dL"
+    )
+    c = client_for(two_sites["a"])
+    url = f"/admin/trials/labresult/{lab.pk}/change/"
+    data = {"value_as_entered": "100", "unit_as_entered": "umol/L", "laboratory": "",
+            "specimen_date": "2008-01-20", "change_reason": ""}  # fmt: skip
+    r = c.post(url, data)
+    assert r.status_code == 200 and "A reason for change is required." in r.content.decode()
+    data["change_reason"] = "unit corrected"
+    r = c.post(url, data)
+    assert r.status_code == 302, r.content.decode()[:3000]
+    lab.refresh_from_db()
+    assert (lab.value, lab.unit, lab.unit_as_entered) == (100.0, "umol/L", "umol/L")
+    data.update(value_as_entered="100", unit_as_entered="mg/L", change_reason="x")
+    r = c.post(url, data)
+    assert r.status_code == 200
+    assert "unit &#x27;mg/L&#x27; is not accepted" in r.content.decode()
+    lab.refresh_from_db()
+    assert lab.unit_as_entered == "umol/L"

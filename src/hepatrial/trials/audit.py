@@ -54,8 +54,11 @@ __all__ = [
     "bulk_create",
     "bulk_update",
     "canonical_json",
+    "canonical_value",
+    "chain_hash",
     "head",
     "history_entries",
+    "lock_ledger",
     "row_digest",
     "verify",
 ]
@@ -135,6 +138,11 @@ def _chain(seq: int, model: str, pk: Any, digest: str, prev: str) -> str:
     return hashlib.sha256(text.encode("utf-8")).hexdigest()
 
 
+#: public names for importers that compute ledger entries themselves (stable formats)
+canonical_value = _canon
+chain_hash = _chain
+
+
 # --------------------------------------------------------------------------------- append
 
 
@@ -147,6 +155,11 @@ def _lock() -> None:
         with connection.cursor() as cur:
             cur.execute("SELECT pg_advisory_xact_lock(%s)", [_LOCK_KEY])
     # SQLite: transactions are BEGIN IMMEDIATE (see conf.py), so writers are serialised.
+
+
+def lock_ledger() -> None:
+    """Serialise ledger appends for the current transaction (advisory lock on PostgreSQL)."""
+    _lock()
 
 
 def append(history_rows: Iterable[models.Model]) -> list[Any]:

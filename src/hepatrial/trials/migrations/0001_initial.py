@@ -11,7 +11,6 @@ from django.db import migrations, models
 
 
 class Migration(migrations.Migration):
-
     initial = True
 
     dependencies = [
@@ -20,726 +19,1822 @@ class Migration(migrations.Migration):
 
     operations = [
         migrations.CreateModel(
-            name='Arm',
+            name="Arm",
             fields=[
-                ('id', models.BigAutoField(auto_created=True, primary_key=True, serialize=False, verbose_name='ID')),
-                ('code', models.CharField(max_length=30, unique=True)),
-                ('label', models.CharField(blank=True, max_length=200)),
+                (
+                    "id",
+                    models.BigAutoField(
+                        auto_created=True, primary_key=True, serialize=False, verbose_name="ID"
+                    ),
+                ),
+                ("code", models.CharField(max_length=30, unique=True)),
+                ("label", models.CharField(blank=True, max_length=200)),
             ],
             options={
-                'ordering': ['code'],
-                'abstract': False,
-                'base_manager_name': 'objects',
+                "ordering": ["code"],
+                "abstract": False,
+                "base_manager_name": "objects",
             },
         ),
         migrations.CreateModel(
-            name='RandomisationList',
+            name="RandomisationList",
             fields=[
-                ('id', models.BigAutoField(auto_created=True, primary_key=True, serialize=False, verbose_name='ID')),
-                ('protocol_version', models.CharField(max_length=50)),
-                ('seed', models.BigIntegerField()),
-                ('block_sizes', models.JSONField()),
-                ('ratio', models.JSONField(help_text='arm code -> allocation weight')),
-                ('created_at', models.DateTimeField()),
+                (
+                    "id",
+                    models.BigAutoField(
+                        auto_created=True, primary_key=True, serialize=False, verbose_name="ID"
+                    ),
+                ),
+                ("protocol_version", models.CharField(max_length=50)),
+                ("seed", models.BigIntegerField()),
+                ("block_sizes", models.JSONField()),
+                ("ratio", models.JSONField(help_text="arm code -> allocation weight")),
+                ("created_at", models.DateTimeField()),
             ],
             options={
-                'abstract': False,
-                'base_manager_name': 'objects',
+                "abstract": False,
+                "base_manager_name": "objects",
             },
         ),
         migrations.CreateModel(
-            name='Site',
+            name="Site",
             fields=[
-                ('id', models.BigAutoField(auto_created=True, primary_key=True, serialize=False, verbose_name='ID')),
-                ('code', models.CharField(max_length=30, unique=True)),
-                ('name', models.CharField(blank=True, max_length=200)),
-                ('active', models.BooleanField(default=True)),
+                (
+                    "id",
+                    models.BigAutoField(
+                        auto_created=True, primary_key=True, serialize=False, verbose_name="ID"
+                    ),
+                ),
+                ("code", models.CharField(max_length=30, unique=True)),
+                ("name", models.CharField(blank=True, max_length=200)),
+                ("active", models.BooleanField(default=True)),
             ],
             options={
-                'ordering': ['code'],
-                'abstract': False,
-                'base_manager_name': 'objects',
+                "ordering": ["code"],
+                "abstract": False,
+                "base_manager_name": "objects",
             },
         ),
         migrations.CreateModel(
-            name='TrialConfig',
+            name="TrialConfig",
             fields=[
-                ('id', models.BigAutoField(auto_created=True, primary_key=True, serialize=False, verbose_name='ID')),
-                ('name', models.CharField(max_length=100)),
-                ('version', models.CharField(max_length=50)),
-                ('content_hash', models.CharField(max_length=64)),
-                ('toml_text', models.TextField()),
-                ('design', models.CharField(blank=True, max_length=50)),
-                ('loaded_at', models.DateTimeField()),
+                (
+                    "id",
+                    models.BigAutoField(
+                        auto_created=True, primary_key=True, serialize=False, verbose_name="ID"
+                    ),
+                ),
+                ("name", models.CharField(max_length=100)),
+                ("version", models.CharField(max_length=50)),
+                ("content_hash", models.CharField(max_length=64)),
+                ("toml_text", models.TextField()),
+                ("design", models.CharField(blank=True, max_length=50)),
+                ("loaded_at", models.DateTimeField()),
             ],
             options={
-                'verbose_name': 'trial configuration',
-                'abstract': False,
-                'base_manager_name': 'objects',
+                "verbose_name": "trial configuration",
+                "abstract": False,
+                "base_manager_name": "objects",
             },
         ),
         migrations.CreateModel(
-            name='AuditLedger',
+            name="AuditLedger",
             fields=[
-                ('id', models.BigAutoField(auto_created=True, primary_key=True, serialize=False, verbose_name='ID')),
-                ('seq', models.PositiveBigIntegerField(unique=True)),
-                ('history_model', models.CharField(max_length=100)),
-                ('history_pk', models.BigIntegerField()),
-                ('object_pk', models.CharField(max_length=64)),
-                ('history_type', models.CharField(max_length=1)),
-                ('digest', models.CharField(max_length=64)),
-                ('prev_hash', models.CharField(max_length=64)),
-                ('chain_hash', models.CharField(max_length=64)),
-                ('recorded_at', models.DateTimeField()),
+                (
+                    "id",
+                    models.BigAutoField(
+                        auto_created=True, primary_key=True, serialize=False, verbose_name="ID"
+                    ),
+                ),
+                ("seq", models.PositiveBigIntegerField(unique=True)),
+                ("history_model", models.CharField(max_length=100)),
+                ("history_pk", models.BigIntegerField()),
+                ("object_pk", models.CharField(max_length=64)),
+                ("history_type", models.CharField(max_length=1)),
+                ("digest", models.CharField(max_length=64)),
+                ("prev_hash", models.CharField(max_length=64)),
+                ("chain_hash", models.CharField(max_length=64)),
+                ("recorded_at", models.DateTimeField()),
             ],
             options={
-                'ordering': ['seq'],
-                'constraints': [models.UniqueConstraint(fields=('history_model', 'history_pk'), name='uniq_ledger_row')],
+                "ordering": ["seq"],
+                "constraints": [
+                    models.UniqueConstraint(
+                        fields=("history_model", "history_pk"), name="uniq_ledger_row"
+                    )
+                ],
             },
         ),
         migrations.CreateModel(
-            name='HistoricalArm',
+            name="HistoricalArm",
             fields=[
-                ('id', models.BigIntegerField(auto_created=True, blank=True, db_index=True, verbose_name='ID')),
-                ('history_change_reason', models.TextField(null=True)),
-                ('code', models.CharField(db_index=True, max_length=30)),
-                ('label', models.CharField(blank=True, max_length=200)),
-                ('history_id', models.AutoField(primary_key=True, serialize=False)),
-                ('history_date', models.DateTimeField(db_index=True)),
-                ('history_type', models.CharField(choices=[('+', 'Created'), ('~', 'Changed'), ('-', 'Deleted')], max_length=1)),
-                ('history_user', models.ForeignKey(null=True, on_delete=django.db.models.deletion.SET_NULL, related_name='+', to=settings.AUTH_USER_MODEL)),
+                (
+                    "id",
+                    models.BigIntegerField(
+                        auto_created=True, blank=True, db_index=True, verbose_name="ID"
+                    ),
+                ),
+                ("history_change_reason", models.TextField(null=True)),
+                ("code", models.CharField(db_index=True, max_length=30)),
+                ("label", models.CharField(blank=True, max_length=200)),
+                ("history_id", models.AutoField(primary_key=True, serialize=False)),
+                ("history_date", models.DateTimeField(db_index=True)),
+                (
+                    "history_type",
+                    models.CharField(
+                        choices=[("+", "Created"), ("~", "Changed"), ("-", "Deleted")], max_length=1
+                    ),
+                ),
+                (
+                    "history_user",
+                    models.ForeignKey(
+                        null=True,
+                        on_delete=django.db.models.deletion.SET_NULL,
+                        related_name="+",
+                        to=settings.AUTH_USER_MODEL,
+                    ),
+                ),
             ],
             options={
-                'verbose_name': 'historical arm',
-                'verbose_name_plural': 'historical arms',
-                'ordering': ('-history_date', '-history_id'),
-                'get_latest_by': ('history_date', 'history_id'),
-            },
-            bases=(simple_history.models.HistoricalChanges, models.Model),
-        ),
-        migrations.CreateModel(
-            name='HistoricalRandomisationList',
-            fields=[
-                ('id', models.BigIntegerField(auto_created=True, blank=True, db_index=True, verbose_name='ID')),
-                ('history_change_reason', models.TextField(null=True)),
-                ('protocol_version', models.CharField(max_length=50)),
-                ('seed', models.BigIntegerField()),
-                ('block_sizes', models.JSONField()),
-                ('ratio', models.JSONField(help_text='arm code -> allocation weight')),
-                ('created_at', models.DateTimeField()),
-                ('history_id', models.AutoField(primary_key=True, serialize=False)),
-                ('history_date', models.DateTimeField(db_index=True)),
-                ('history_type', models.CharField(choices=[('+', 'Created'), ('~', 'Changed'), ('-', 'Deleted')], max_length=1)),
-                ('history_user', models.ForeignKey(null=True, on_delete=django.db.models.deletion.SET_NULL, related_name='+', to=settings.AUTH_USER_MODEL)),
-            ],
-            options={
-                'verbose_name': 'historical randomisation list',
-                'verbose_name_plural': 'historical randomisation lists',
-                'ordering': ('-history_date', '-history_id'),
-                'get_latest_by': ('history_date', 'history_id'),
-            },
-            bases=(simple_history.models.HistoricalChanges, models.Model),
-        ),
-        migrations.CreateModel(
-            name='HistoricalSite',
-            fields=[
-                ('id', models.BigIntegerField(auto_created=True, blank=True, db_index=True, verbose_name='ID')),
-                ('history_change_reason', models.TextField(null=True)),
-                ('code', models.CharField(db_index=True, max_length=30)),
-                ('name', models.CharField(blank=True, max_length=200)),
-                ('active', models.BooleanField(default=True)),
-                ('history_id', models.AutoField(primary_key=True, serialize=False)),
-                ('history_date', models.DateTimeField(db_index=True)),
-                ('history_type', models.CharField(choices=[('+', 'Created'), ('~', 'Changed'), ('-', 'Deleted')], max_length=1)),
-                ('history_user', models.ForeignKey(null=True, on_delete=django.db.models.deletion.SET_NULL, related_name='+', to=settings.AUTH_USER_MODEL)),
-            ],
-            options={
-                'verbose_name': 'historical site',
-                'verbose_name_plural': 'historical sites',
-                'ordering': ('-history_date', '-history_id'),
-                'get_latest_by': ('history_date', 'history_id'),
-            },
-            bases=(simple_history.models.HistoricalChanges, models.Model),
-        ),
-        migrations.CreateModel(
-            name='HistoricalTrialConfig',
-            fields=[
-                ('id', models.BigIntegerField(auto_created=True, blank=True, db_index=True, verbose_name='ID')),
-                ('history_change_reason', models.TextField(null=True)),
-                ('name', models.CharField(max_length=100)),
-                ('version', models.CharField(max_length=50)),
-                ('content_hash', models.CharField(max_length=64)),
-                ('toml_text', models.TextField()),
-                ('design', models.CharField(blank=True, max_length=50)),
-                ('loaded_at', models.DateTimeField()),
-                ('history_id', models.AutoField(primary_key=True, serialize=False)),
-                ('history_date', models.DateTimeField(db_index=True)),
-                ('history_type', models.CharField(choices=[('+', 'Created'), ('~', 'Changed'), ('-', 'Deleted')], max_length=1)),
-                ('history_user', models.ForeignKey(null=True, on_delete=django.db.models.deletion.SET_NULL, related_name='+', to=settings.AUTH_USER_MODEL)),
-            ],
-            options={
-                'verbose_name': 'historical trial configuration',
-                'verbose_name_plural': 'historical trial configurations',
-                'ordering': ('-history_date', '-history_id'),
-                'get_latest_by': ('history_date', 'history_id'),
+                "verbose_name": "historical arm",
+                "verbose_name_plural": "historical arms",
+                "ordering": ("-history_date", "-history_id"),
+                "get_latest_by": ("history_date", "history_id"),
             },
             bases=(simple_history.models.HistoricalChanges, models.Model),
         ),
         migrations.CreateModel(
-            name='HistoricalUser',
+            name="HistoricalRandomisationList",
             fields=[
-                ('id', models.IntegerField(auto_created=True, blank=True, db_index=True, verbose_name='ID')),
-                ('last_login', models.DateTimeField(blank=True, null=True, verbose_name='last login')),
-                ('is_superuser', models.BooleanField(default=False, help_text='Designates that this user has all permissions without explicitly assigning them.', verbose_name='superuser status')),
-                ('username', models.CharField(db_index=True, error_messages={'unique': 'A user with that username already exists.'}, help_text='Required. 150 characters or fewer. Letters, digits and @/./+/-/_ only.', max_length=150, validators=[django.contrib.auth.validators.UnicodeUsernameValidator()], verbose_name='username')),
-                ('first_name', models.CharField(blank=True, max_length=150, verbose_name='first name')),
-                ('last_name', models.CharField(blank=True, max_length=150, verbose_name='last name')),
-                ('email', models.EmailField(blank=True, max_length=254, verbose_name='email address')),
-                ('is_staff', models.BooleanField(default=False, help_text='Designates whether the user can log into this admin site.', verbose_name='staff status')),
-                ('is_active', models.BooleanField(default=True, help_text='Designates whether this user should be treated as active. Unselect this instead of deleting accounts.', verbose_name='active')),
-                ('date_joined', models.DateTimeField(default=django.utils.timezone.now, verbose_name='date joined')),
-                ('history_change_reason', models.TextField(null=True)),
-                ('history_id', models.AutoField(primary_key=True, serialize=False)),
-                ('history_date', models.DateTimeField(db_index=True)),
-                ('history_type', models.CharField(choices=[('+', 'Created'), ('~', 'Changed'), ('-', 'Deleted')], max_length=1)),
-                ('history_user', models.ForeignKey(null=True, on_delete=django.db.models.deletion.SET_NULL, related_name='+', to=settings.AUTH_USER_MODEL)),
+                (
+                    "id",
+                    models.BigIntegerField(
+                        auto_created=True, blank=True, db_index=True, verbose_name="ID"
+                    ),
+                ),
+                ("history_change_reason", models.TextField(null=True)),
+                ("protocol_version", models.CharField(max_length=50)),
+                ("seed", models.BigIntegerField()),
+                ("block_sizes", models.JSONField()),
+                ("ratio", models.JSONField(help_text="arm code -> allocation weight")),
+                ("created_at", models.DateTimeField()),
+                ("history_id", models.AutoField(primary_key=True, serialize=False)),
+                ("history_date", models.DateTimeField(db_index=True)),
+                (
+                    "history_type",
+                    models.CharField(
+                        choices=[("+", "Created"), ("~", "Changed"), ("-", "Deleted")], max_length=1
+                    ),
+                ),
+                (
+                    "history_user",
+                    models.ForeignKey(
+                        null=True,
+                        on_delete=django.db.models.deletion.SET_NULL,
+                        related_name="+",
+                        to=settings.AUTH_USER_MODEL,
+                    ),
+                ),
             ],
             options={
-                'verbose_name': 'historical user',
-                'verbose_name_plural': 'historical users',
-                'ordering': ('-history_date', '-history_id'),
-                'get_latest_by': ('history_date', 'history_id'),
+                "verbose_name": "historical randomisation list",
+                "verbose_name_plural": "historical randomisation lists",
+                "ordering": ("-history_date", "-history_id"),
+                "get_latest_by": ("history_date", "history_id"),
             },
             bases=(simple_history.models.HistoricalChanges, models.Model),
         ),
         migrations.CreateModel(
-            name='Participant',
+            name="HistoricalSite",
             fields=[
-                ('id', models.BigAutoField(auto_created=True, primary_key=True, serialize=False, verbose_name='ID')),
-                ('study_id', models.CharField(max_length=40, unique=True)),
-                ('sex', models.CharField(choices=[('F', 'female'), ('M', 'male')], max_length=1)),
-                ('year_of_birth', models.PositiveSmallIntegerField(validators=[django.core.validators.MinValueValidator(1900), django.core.validators.MaxValueValidator(2100)])),
-                ('etiology', models.CharField(choices=[('HBV', 'hepatitis B'), ('HCV', 'hepatitis C'), ('alcohol', 'alcohol-related'), ('MASLD', 'metabolic dysfunction-associated steatotic liver disease'), ('autoimmune', 'autoimmune hepatitis'), ('PBC', 'primary biliary cholangitis'), ('PSC', 'primary sclerosing cholangitis'), ('cryptogenic', 'cryptogenic'), ('other', 'other')], max_length=20)),
-                ('screening_date', models.DateField()),
-                ('screening_data', models.JSONField(blank=True, default=dict)),
-                ('status', models.CharField(choices=[('screened', 'Screened'), ('screen_failed', 'Screen Failed'), ('enrolled', 'Enrolled'), ('withdrawn', 'Withdrawn'), ('died', 'Died'), ('transplanted', 'Transplanted'), ('completed', 'Completed')], default='screened', max_length=20)),
-                ('status_date', models.DateField()),
-                ('status_reason', models.TextField(blank=True)),
-                ('enrolment_date', models.DateField(blank=True, help_text='day 0', null=True)),
-                ('arm', models.ForeignKey(blank=True, null=True, on_delete=django.db.models.deletion.PROTECT, related_name='participants', to='trials.arm')),
-                ('site', models.ForeignKey(on_delete=django.db.models.deletion.PROTECT, related_name='participants', to='trials.site')),
+                (
+                    "id",
+                    models.BigIntegerField(
+                        auto_created=True, blank=True, db_index=True, verbose_name="ID"
+                    ),
+                ),
+                ("history_change_reason", models.TextField(null=True)),
+                ("code", models.CharField(db_index=True, max_length=30)),
+                ("name", models.CharField(blank=True, max_length=200)),
+                ("active", models.BooleanField(default=True)),
+                ("history_id", models.AutoField(primary_key=True, serialize=False)),
+                ("history_date", models.DateTimeField(db_index=True)),
+                (
+                    "history_type",
+                    models.CharField(
+                        choices=[("+", "Created"), ("~", "Changed"), ("-", "Deleted")], max_length=1
+                    ),
+                ),
+                (
+                    "history_user",
+                    models.ForeignKey(
+                        null=True,
+                        on_delete=django.db.models.deletion.SET_NULL,
+                        related_name="+",
+                        to=settings.AUTH_USER_MODEL,
+                    ),
+                ),
             ],
             options={
-                'ordering': ['study_id'],
-                'abstract': False,
-                'base_manager_name': 'objects',
-            },
-        ),
-        migrations.CreateModel(
-            name='HistoricalVisit',
-            fields=[
-                ('id', models.BigIntegerField(auto_created=True, blank=True, db_index=True, verbose_name='ID')),
-                ('history_change_reason', models.TextField(null=True)),
-                ('code', models.CharField(max_length=20)),
-                ('label', models.CharField(blank=True, max_length=100)),
-                ('nominal_day', models.IntegerField()),
-                ('window_lower', models.IntegerField(default=0, help_text='days allowed before nominal day')),
-                ('window_upper', models.IntegerField(default=0, help_text='days allowed after nominal day')),
-                ('scheduled_date', models.DateField(blank=True, null=True)),
-                ('actual_date', models.DateField(blank=True, null=True)),
-                ('status', models.CharField(choices=[('scheduled', 'Scheduled'), ('in_window', 'In Window'), ('early', 'Early'), ('late', 'Late'), ('missed', 'Missed'), ('not_done', 'Not Done')], default='scheduled', max_length=20)),
-                ('history_id', models.AutoField(primary_key=True, serialize=False)),
-                ('history_date', models.DateTimeField(db_index=True)),
-                ('history_type', models.CharField(choices=[('+', 'Created'), ('~', 'Changed'), ('-', 'Deleted')], max_length=1)),
-                ('history_user', models.ForeignKey(null=True, on_delete=django.db.models.deletion.SET_NULL, related_name='+', to=settings.AUTH_USER_MODEL)),
-                ('participant', models.ForeignKey(blank=True, db_constraint=False, null=True, on_delete=django.db.models.deletion.DO_NOTHING, related_name='+', to='trials.participant')),
-            ],
-            options={
-                'verbose_name': 'historical visit',
-                'verbose_name_plural': 'historical visits',
-                'ordering': ('-history_date', '-history_id'),
-                'get_latest_by': ('history_date', 'history_id'),
+                "verbose_name": "historical site",
+                "verbose_name_plural": "historical sites",
+                "ordering": ("-history_date", "-history_id"),
+                "get_latest_by": ("history_date", "history_id"),
             },
             bases=(simple_history.models.HistoricalChanges, models.Model),
         ),
         migrations.CreateModel(
-            name='HistoricalEligibilityAssessment',
+            name="HistoricalTrialConfig",
             fields=[
-                ('id', models.BigIntegerField(auto_created=True, blank=True, db_index=True, verbose_name='ID')),
-                ('history_change_reason', models.TextField(null=True)),
-                ('assessed_on', models.DateField()),
-                ('protocol_version', models.CharField(max_length=50)),
-                ('eligible', models.BooleanField(help_text='None: undecided (data missing)', null=True)),
-                ('criteria', models.JSONField(default=dict, help_text='criterion id -> {kind, met, value, text}')),
-                ('screening_data', models.JSONField(default=dict)),
-                ('history_id', models.AutoField(primary_key=True, serialize=False)),
-                ('history_date', models.DateTimeField(db_index=True)),
-                ('history_type', models.CharField(choices=[('+', 'Created'), ('~', 'Changed'), ('-', 'Deleted')], max_length=1)),
-                ('history_user', models.ForeignKey(null=True, on_delete=django.db.models.deletion.SET_NULL, related_name='+', to=settings.AUTH_USER_MODEL)),
-                ('participant', models.ForeignKey(blank=True, db_constraint=False, null=True, on_delete=django.db.models.deletion.DO_NOTHING, related_name='+', to='trials.participant')),
+                (
+                    "id",
+                    models.BigIntegerField(
+                        auto_created=True, blank=True, db_index=True, verbose_name="ID"
+                    ),
+                ),
+                ("history_change_reason", models.TextField(null=True)),
+                ("name", models.CharField(max_length=100)),
+                ("version", models.CharField(max_length=50)),
+                ("content_hash", models.CharField(max_length=64)),
+                ("toml_text", models.TextField()),
+                ("design", models.CharField(blank=True, max_length=50)),
+                ("loaded_at", models.DateTimeField()),
+                ("history_id", models.AutoField(primary_key=True, serialize=False)),
+                ("history_date", models.DateTimeField(db_index=True)),
+                (
+                    "history_type",
+                    models.CharField(
+                        choices=[("+", "Created"), ("~", "Changed"), ("-", "Deleted")], max_length=1
+                    ),
+                ),
+                (
+                    "history_user",
+                    models.ForeignKey(
+                        null=True,
+                        on_delete=django.db.models.deletion.SET_NULL,
+                        related_name="+",
+                        to=settings.AUTH_USER_MODEL,
+                    ),
+                ),
             ],
             options={
-                'verbose_name': 'historical eligibility assessment',
-                'verbose_name_plural': 'historical eligibility assessments',
-                'ordering': ('-history_date', '-history_id'),
-                'get_latest_by': ('history_date', 'history_id'),
+                "verbose_name": "historical trial configuration",
+                "verbose_name_plural": "historical trial configurations",
+                "ordering": ("-history_date", "-history_id"),
+                "get_latest_by": ("history_date", "history_id"),
             },
             bases=(simple_history.models.HistoricalChanges, models.Model),
         ),
         migrations.CreateModel(
-            name='HistoricalConsent',
+            name="HistoricalUser",
             fields=[
-                ('id', models.BigIntegerField(auto_created=True, blank=True, db_index=True, verbose_name='ID')),
-                ('history_change_reason', models.TextField(null=True)),
-                ('version', models.CharField(max_length=50)),
-                ('date', models.DateField()),
-                ('history_id', models.AutoField(primary_key=True, serialize=False)),
-                ('history_date', models.DateTimeField(db_index=True)),
-                ('history_type', models.CharField(choices=[('+', 'Created'), ('~', 'Changed'), ('-', 'Deleted')], max_length=1)),
-                ('history_user', models.ForeignKey(null=True, on_delete=django.db.models.deletion.SET_NULL, related_name='+', to=settings.AUTH_USER_MODEL)),
-                ('participant', models.ForeignKey(blank=True, db_constraint=False, null=True, on_delete=django.db.models.deletion.DO_NOTHING, related_name='+', to='trials.participant')),
+                (
+                    "id",
+                    models.IntegerField(
+                        auto_created=True, blank=True, db_index=True, verbose_name="ID"
+                    ),
+                ),
+                (
+                    "last_login",
+                    models.DateTimeField(blank=True, null=True, verbose_name="last login"),
+                ),
+                (
+                    "is_superuser",
+                    models.BooleanField(
+                        default=False,
+                        help_text="Designates that this user has all permissions without explicitly assigning them.",
+                        verbose_name="superuser status",
+                    ),
+                ),
+                (
+                    "username",
+                    models.CharField(
+                        db_index=True,
+                        error_messages={"unique": "A user with that username already exists."},
+                        help_text="Required. 150 characters or fewer. Letters, digits and @/./+/-/_ only.",
+                        max_length=150,
+                        validators=[django.contrib.auth.validators.UnicodeUsernameValidator()],
+                        verbose_name="username",
+                    ),
+                ),
+                (
+                    "first_name",
+                    models.CharField(blank=True, max_length=150, verbose_name="first name"),
+                ),
+                (
+                    "last_name",
+                    models.CharField(blank=True, max_length=150, verbose_name="last name"),
+                ),
+                (
+                    "email",
+                    models.EmailField(blank=True, max_length=254, verbose_name="email address"),
+                ),
+                (
+                    "is_staff",
+                    models.BooleanField(
+                        default=False,
+                        help_text="Designates whether the user can log into this admin site.",
+                        verbose_name="staff status",
+                    ),
+                ),
+                (
+                    "is_active",
+                    models.BooleanField(
+                        default=True,
+                        help_text="Designates whether this user should be treated as active. Unselect this instead of deleting accounts.",
+                        verbose_name="active",
+                    ),
+                ),
+                (
+                    "date_joined",
+                    models.DateTimeField(
+                        default=django.utils.timezone.now, verbose_name="date joined"
+                    ),
+                ),
+                ("history_change_reason", models.TextField(null=True)),
+                ("history_id", models.AutoField(primary_key=True, serialize=False)),
+                ("history_date", models.DateTimeField(db_index=True)),
+                (
+                    "history_type",
+                    models.CharField(
+                        choices=[("+", "Created"), ("~", "Changed"), ("-", "Deleted")], max_length=1
+                    ),
+                ),
+                (
+                    "history_user",
+                    models.ForeignKey(
+                        null=True,
+                        on_delete=django.db.models.deletion.SET_NULL,
+                        related_name="+",
+                        to=settings.AUTH_USER_MODEL,
+                    ),
+                ),
             ],
             options={
-                'verbose_name': 'historical consent',
-                'verbose_name_plural': 'historical consents',
-                'ordering': ('-history_date', '-history_id'),
-                'get_latest_by': ('history_date', 'history_id'),
+                "verbose_name": "historical user",
+                "verbose_name_plural": "historical users",
+                "ordering": ("-history_date", "-history_id"),
+                "get_latest_by": ("history_date", "history_id"),
             },
             bases=(simple_history.models.HistoricalChanges, models.Model),
         ),
         migrations.CreateModel(
-            name='HistoricalCellProductBatch',
+            name="Participant",
             fields=[
-                ('id', models.BigIntegerField(auto_created=True, blank=True, db_index=True, verbose_name='ID')),
-                ('history_change_reason', models.TextField(null=True)),
-                ('batch_id', models.CharField(db_index=True, max_length=60)),
-                ('coi_identifier', models.CharField(blank=True, help_text='ISBT 128 ST-028', max_length=60)),
-                ('release_tests', models.JSONField(blank=True, default=dict)),
-                ('released', models.BooleanField(default=False)),
-                ('release_date', models.DateField(blank=True, null=True)),
-                ('history_id', models.AutoField(primary_key=True, serialize=False)),
-                ('history_date', models.DateTimeField(db_index=True)),
-                ('history_type', models.CharField(choices=[('+', 'Created'), ('~', 'Changed'), ('-', 'Deleted')], max_length=1)),
-                ('history_user', models.ForeignKey(null=True, on_delete=django.db.models.deletion.SET_NULL, related_name='+', to=settings.AUTH_USER_MODEL)),
-                ('participant', models.ForeignKey(blank=True, db_constraint=False, null=True, on_delete=django.db.models.deletion.DO_NOTHING, related_name='+', to='trials.participant')),
+                (
+                    "id",
+                    models.BigAutoField(
+                        auto_created=True, primary_key=True, serialize=False, verbose_name="ID"
+                    ),
+                ),
+                ("study_id", models.CharField(max_length=40, unique=True)),
+                ("sex", models.CharField(choices=[("F", "female"), ("M", "male")], max_length=1)),
+                (
+                    "year_of_birth",
+                    models.PositiveSmallIntegerField(
+                        validators=[
+                            django.core.validators.MinValueValidator(1900),
+                            django.core.validators.MaxValueValidator(2100),
+                        ]
+                    ),
+                ),
+                (
+                    "etiology",
+                    models.CharField(
+                        choices=[
+                            ("HBV", "hepatitis B"),
+                            ("HCV", "hepatitis C"),
+                            ("alcohol", "alcohol-related"),
+                            ("MASLD", "metabolic dysfunction-associated steatotic liver disease"),
+                            ("autoimmune", "autoimmune hepatitis"),
+                            ("PBC", "primary biliary cholangitis"),
+                            ("PSC", "primary sclerosing cholangitis"),
+                            ("cryptogenic", "cryptogenic"),
+                            ("other", "other"),
+                        ],
+                        max_length=20,
+                    ),
+                ),
+                ("screening_date", models.DateField()),
+                ("screening_data", models.JSONField(blank=True, default=dict)),
+                (
+                    "status",
+                    models.CharField(
+                        choices=[
+                            ("screened", "Screened"),
+                            ("screen_failed", "Screen Failed"),
+                            ("enrolled", "Enrolled"),
+                            ("withdrawn", "Withdrawn"),
+                            ("died", "Died"),
+                            ("transplanted", "Transplanted"),
+                            ("completed", "Completed"),
+                        ],
+                        default="screened",
+                        max_length=20,
+                    ),
+                ),
+                ("status_date", models.DateField()),
+                ("status_reason", models.TextField(blank=True)),
+                ("enrolment_date", models.DateField(blank=True, help_text="day 0", null=True)),
+                (
+                    "arm",
+                    models.ForeignKey(
+                        blank=True,
+                        null=True,
+                        on_delete=django.db.models.deletion.PROTECT,
+                        related_name="participants",
+                        to="trials.arm",
+                    ),
+                ),
+                (
+                    "site",
+                    models.ForeignKey(
+                        on_delete=django.db.models.deletion.PROTECT,
+                        related_name="participants",
+                        to="trials.site",
+                    ),
+                ),
             ],
             options={
-                'verbose_name': 'historical cell product batch',
-                'verbose_name_plural': 'historical cell product batches',
-                'ordering': ('-history_date', '-history_id'),
-                'get_latest_by': ('history_date', 'history_id'),
+                "ordering": ["study_id"],
+                "abstract": False,
+                "base_manager_name": "objects",
+            },
+        ),
+        migrations.CreateModel(
+            name="HistoricalVisit",
+            fields=[
+                (
+                    "id",
+                    models.BigIntegerField(
+                        auto_created=True, blank=True, db_index=True, verbose_name="ID"
+                    ),
+                ),
+                ("history_change_reason", models.TextField(null=True)),
+                ("code", models.CharField(max_length=20)),
+                ("label", models.CharField(blank=True, max_length=100)),
+                ("nominal_day", models.IntegerField()),
+                (
+                    "window_lower",
+                    models.IntegerField(default=0, help_text="days allowed before nominal day"),
+                ),
+                (
+                    "window_upper",
+                    models.IntegerField(default=0, help_text="days allowed after nominal day"),
+                ),
+                ("scheduled_date", models.DateField(blank=True, null=True)),
+                ("actual_date", models.DateField(blank=True, null=True)),
+                (
+                    "status",
+                    models.CharField(
+                        choices=[
+                            ("scheduled", "Scheduled"),
+                            ("in_window", "In Window"),
+                            ("early", "Early"),
+                            ("late", "Late"),
+                            ("missed", "Missed"),
+                            ("not_done", "Not Done"),
+                        ],
+                        default="scheduled",
+                        max_length=20,
+                    ),
+                ),
+                ("history_id", models.AutoField(primary_key=True, serialize=False)),
+                ("history_date", models.DateTimeField(db_index=True)),
+                (
+                    "history_type",
+                    models.CharField(
+                        choices=[("+", "Created"), ("~", "Changed"), ("-", "Deleted")], max_length=1
+                    ),
+                ),
+                (
+                    "history_user",
+                    models.ForeignKey(
+                        null=True,
+                        on_delete=django.db.models.deletion.SET_NULL,
+                        related_name="+",
+                        to=settings.AUTH_USER_MODEL,
+                    ),
+                ),
+                (
+                    "participant",
+                    models.ForeignKey(
+                        blank=True,
+                        db_constraint=False,
+                        null=True,
+                        on_delete=django.db.models.deletion.DO_NOTHING,
+                        related_name="+",
+                        to="trials.participant",
+                    ),
+                ),
+            ],
+            options={
+                "verbose_name": "historical visit",
+                "verbose_name_plural": "historical visits",
+                "ordering": ("-history_date", "-history_id"),
+                "get_latest_by": ("history_date", "history_id"),
             },
             bases=(simple_history.models.HistoricalChanges, models.Model),
         ),
         migrations.CreateModel(
-            name='HistoricalAdverseEvent',
+            name="HistoricalEligibilityAssessment",
             fields=[
-                ('id', models.BigIntegerField(auto_created=True, blank=True, db_index=True, verbose_name='ID')),
-                ('history_change_reason', models.TextField(null=True)),
-                ('term', models.CharField(max_length=200)),
-                ('grade', models.PositiveSmallIntegerField(validators=[django.core.validators.MinValueValidator(1), django.core.validators.MaxValueValidator(5)])),
-                ('serious', models.BooleanField(default=False)),
-                ('relatedness', models.CharField(choices=[('not_related', 'Not Related'), ('unlikely', 'Unlikely'), ('possible', 'Possible'), ('probable', 'Probable'), ('definite', 'Definite')], max_length=20)),
-                ('onset_date', models.DateField()),
-                ('resolution_date', models.DateField(blank=True, null=True)),
-                ('outcome', models.CharField(choices=[('recovered', 'Recovered'), ('recovering', 'Recovering'), ('not_recovered', 'Not Recovered'), ('recovered_with_sequelae', 'Recovered With Sequelae'), ('fatal', 'Fatal'), ('unknown', 'Unknown')], default='unknown', max_length=30)),
-                ('history_id', models.AutoField(primary_key=True, serialize=False)),
-                ('history_date', models.DateTimeField(db_index=True)),
-                ('history_type', models.CharField(choices=[('+', 'Created'), ('~', 'Changed'), ('-', 'Deleted')], max_length=1)),
-                ('history_user', models.ForeignKey(null=True, on_delete=django.db.models.deletion.SET_NULL, related_name='+', to=settings.AUTH_USER_MODEL)),
-                ('participant', models.ForeignKey(blank=True, db_constraint=False, null=True, on_delete=django.db.models.deletion.DO_NOTHING, related_name='+', to='trials.participant')),
+                (
+                    "id",
+                    models.BigIntegerField(
+                        auto_created=True, blank=True, db_index=True, verbose_name="ID"
+                    ),
+                ),
+                ("history_change_reason", models.TextField(null=True)),
+                ("assessed_on", models.DateField()),
+                ("protocol_version", models.CharField(max_length=50)),
+                (
+                    "eligible",
+                    models.BooleanField(help_text="None: undecided (data missing)", null=True),
+                ),
+                (
+                    "criteria",
+                    models.JSONField(
+                        default=dict, help_text="criterion id -> {kind, met, value, text}"
+                    ),
+                ),
+                ("screening_data", models.JSONField(default=dict)),
+                ("history_id", models.AutoField(primary_key=True, serialize=False)),
+                ("history_date", models.DateTimeField(db_index=True)),
+                (
+                    "history_type",
+                    models.CharField(
+                        choices=[("+", "Created"), ("~", "Changed"), ("-", "Deleted")], max_length=1
+                    ),
+                ),
+                (
+                    "history_user",
+                    models.ForeignKey(
+                        null=True,
+                        on_delete=django.db.models.deletion.SET_NULL,
+                        related_name="+",
+                        to=settings.AUTH_USER_MODEL,
+                    ),
+                ),
+                (
+                    "participant",
+                    models.ForeignKey(
+                        blank=True,
+                        db_constraint=False,
+                        null=True,
+                        on_delete=django.db.models.deletion.DO_NOTHING,
+                        related_name="+",
+                        to="trials.participant",
+                    ),
+                ),
             ],
             options={
-                'verbose_name': 'historical adverse event',
-                'verbose_name_plural': 'historical adverse events',
-                'ordering': ('-history_date', '-history_id'),
-                'get_latest_by': ('history_date', 'history_id'),
+                "verbose_name": "historical eligibility assessment",
+                "verbose_name_plural": "historical eligibility assessments",
+                "ordering": ("-history_date", "-history_id"),
+                "get_latest_by": ("history_date", "history_id"),
             },
             bases=(simple_history.models.HistoricalChanges, models.Model),
         ),
         migrations.CreateModel(
-            name='HistoricalAdministration',
+            name="HistoricalConsent",
             fields=[
-                ('id', models.BigIntegerField(auto_created=True, blank=True, db_index=True, verbose_name='ID')),
-                ('history_change_reason', models.TextField(null=True)),
-                ('route', models.CharField(choices=[('peripheral_vein', 'Peripheral Vein'), ('portal_vein', 'Portal Vein'), ('hepatic_artery', 'Hepatic Artery')], max_length=20)),
-                ('cells_total', models.FloatField(help_text='cells given')),
-                ('cells_per_kg', models.FloatField(blank=True, null=True)),
-                ('volume_ml', models.DecimalField(decimal_places=2, max_digits=8)),
-                ('date', models.DateField()),
-                ('operator', models.CharField(max_length=100)),
-                ('batch_id', models.CharField(max_length=60)),
-                ('history_id', models.AutoField(primary_key=True, serialize=False)),
-                ('history_date', models.DateTimeField(db_index=True)),
-                ('history_type', models.CharField(choices=[('+', 'Created'), ('~', 'Changed'), ('-', 'Deleted')], max_length=1)),
-                ('history_user', models.ForeignKey(null=True, on_delete=django.db.models.deletion.SET_NULL, related_name='+', to=settings.AUTH_USER_MODEL)),
-                ('participant', models.ForeignKey(blank=True, db_constraint=False, null=True, on_delete=django.db.models.deletion.DO_NOTHING, related_name='+', to='trials.participant')),
+                (
+                    "id",
+                    models.BigIntegerField(
+                        auto_created=True, blank=True, db_index=True, verbose_name="ID"
+                    ),
+                ),
+                ("history_change_reason", models.TextField(null=True)),
+                ("version", models.CharField(max_length=50)),
+                ("date", models.DateField()),
+                ("history_id", models.AutoField(primary_key=True, serialize=False)),
+                ("history_date", models.DateTimeField(db_index=True)),
+                (
+                    "history_type",
+                    models.CharField(
+                        choices=[("+", "Created"), ("~", "Changed"), ("-", "Deleted")], max_length=1
+                    ),
+                ),
+                (
+                    "history_user",
+                    models.ForeignKey(
+                        null=True,
+                        on_delete=django.db.models.deletion.SET_NULL,
+                        related_name="+",
+                        to=settings.AUTH_USER_MODEL,
+                    ),
+                ),
+                (
+                    "participant",
+                    models.ForeignKey(
+                        blank=True,
+                        db_constraint=False,
+                        null=True,
+                        on_delete=django.db.models.deletion.DO_NOTHING,
+                        related_name="+",
+                        to="trials.participant",
+                    ),
+                ),
             ],
             options={
-                'verbose_name': 'historical administration',
-                'verbose_name_plural': 'historical administrations',
-                'ordering': ('-history_date', '-history_id'),
-                'get_latest_by': ('history_date', 'history_id'),
+                "verbose_name": "historical consent",
+                "verbose_name_plural": "historical consents",
+                "ordering": ("-history_date", "-history_id"),
+                "get_latest_by": ("history_date", "history_id"),
             },
             bases=(simple_history.models.HistoricalChanges, models.Model),
         ),
         migrations.CreateModel(
-            name='EligibilityAssessment',
+            name="HistoricalCellProductBatch",
             fields=[
-                ('id', models.BigAutoField(auto_created=True, primary_key=True, serialize=False, verbose_name='ID')),
-                ('assessed_on', models.DateField()),
-                ('protocol_version', models.CharField(max_length=50)),
-                ('eligible', models.BooleanField(help_text='None: undecided (data missing)', null=True)),
-                ('criteria', models.JSONField(default=dict, help_text='criterion id -> {kind, met, value, text}')),
-                ('screening_data', models.JSONField(default=dict)),
-                ('participant', models.ForeignKey(on_delete=django.db.models.deletion.PROTECT, related_name='eligibility_assessments', to='trials.participant')),
+                (
+                    "id",
+                    models.BigIntegerField(
+                        auto_created=True, blank=True, db_index=True, verbose_name="ID"
+                    ),
+                ),
+                ("history_change_reason", models.TextField(null=True)),
+                ("batch_id", models.CharField(db_index=True, max_length=60)),
+                (
+                    "coi_identifier",
+                    models.CharField(blank=True, help_text="ISBT 128 ST-028", max_length=60),
+                ),
+                ("release_tests", models.JSONField(blank=True, default=dict)),
+                ("released", models.BooleanField(default=False)),
+                ("release_date", models.DateField(blank=True, null=True)),
+                ("history_id", models.AutoField(primary_key=True, serialize=False)),
+                ("history_date", models.DateTimeField(db_index=True)),
+                (
+                    "history_type",
+                    models.CharField(
+                        choices=[("+", "Created"), ("~", "Changed"), ("-", "Deleted")], max_length=1
+                    ),
+                ),
+                (
+                    "history_user",
+                    models.ForeignKey(
+                        null=True,
+                        on_delete=django.db.models.deletion.SET_NULL,
+                        related_name="+",
+                        to=settings.AUTH_USER_MODEL,
+                    ),
+                ),
+                (
+                    "participant",
+                    models.ForeignKey(
+                        blank=True,
+                        db_constraint=False,
+                        null=True,
+                        on_delete=django.db.models.deletion.DO_NOTHING,
+                        related_name="+",
+                        to="trials.participant",
+                    ),
+                ),
             ],
             options={
-                'ordering': ['participant', 'assessed_on', 'pk'],
-                'abstract': False,
-                'base_manager_name': 'objects',
-            },
-        ),
-        migrations.CreateModel(
-            name='Consent',
-            fields=[
-                ('id', models.BigAutoField(auto_created=True, primary_key=True, serialize=False, verbose_name='ID')),
-                ('version', models.CharField(max_length=50)),
-                ('date', models.DateField()),
-                ('participant', models.ForeignKey(on_delete=django.db.models.deletion.PROTECT, related_name='consents', to='trials.participant')),
-            ],
-            options={
-                'ordering': ['participant', 'date', 'pk'],
-                'abstract': False,
-                'base_manager_name': 'objects',
-            },
-        ),
-        migrations.CreateModel(
-            name='CellProductBatch',
-            fields=[
-                ('id', models.BigAutoField(auto_created=True, primary_key=True, serialize=False, verbose_name='ID')),
-                ('batch_id', models.CharField(max_length=60, unique=True)),
-                ('coi_identifier', models.CharField(blank=True, help_text='ISBT 128 ST-028', max_length=60)),
-                ('release_tests', models.JSONField(blank=True, default=dict)),
-                ('released', models.BooleanField(default=False)),
-                ('release_date', models.DateField(blank=True, null=True)),
-                ('participant', models.ForeignKey(on_delete=django.db.models.deletion.PROTECT, related_name='product_batches', to='trials.participant')),
-            ],
-            options={
-                'verbose_name_plural': 'cell product batches',
-                'ordering': ['batch_id'],
-                'abstract': False,
-                'base_manager_name': 'objects',
-            },
-        ),
-        migrations.CreateModel(
-            name='Administration',
-            fields=[
-                ('id', models.BigAutoField(auto_created=True, primary_key=True, serialize=False, verbose_name='ID')),
-                ('route', models.CharField(choices=[('peripheral_vein', 'Peripheral Vein'), ('portal_vein', 'Portal Vein'), ('hepatic_artery', 'Hepatic Artery')], max_length=20)),
-                ('cells_total', models.FloatField(help_text='cells given')),
-                ('cells_per_kg', models.FloatField(blank=True, null=True)),
-                ('volume_ml', models.DecimalField(decimal_places=2, max_digits=8)),
-                ('date', models.DateField()),
-                ('operator', models.CharField(max_length=100)),
-                ('batch_id', models.CharField(max_length=60)),
-                ('participant', models.ForeignKey(on_delete=django.db.models.deletion.PROTECT, related_name='administrations', to='trials.participant')),
-            ],
-            options={
-                'ordering': ['participant', 'date', 'pk'],
-                'abstract': False,
-                'base_manager_name': 'objects',
-            },
-        ),
-        migrations.CreateModel(
-            name='HistoricalSiteMembership',
-            fields=[
-                ('id', models.BigIntegerField(auto_created=True, blank=True, db_index=True, verbose_name='ID')),
-                ('history_change_reason', models.TextField(null=True)),
-                ('role', models.CharField(default='coordinator', max_length=30)),
-                ('history_id', models.AutoField(primary_key=True, serialize=False)),
-                ('history_date', models.DateTimeField(db_index=True)),
-                ('history_type', models.CharField(choices=[('+', 'Created'), ('~', 'Changed'), ('-', 'Deleted')], max_length=1)),
-                ('history_user', models.ForeignKey(null=True, on_delete=django.db.models.deletion.SET_NULL, related_name='+', to=settings.AUTH_USER_MODEL)),
-                ('user', models.ForeignKey(blank=True, db_constraint=False, null=True, on_delete=django.db.models.deletion.DO_NOTHING, related_name='+', to=settings.AUTH_USER_MODEL)),
-                ('site', models.ForeignKey(blank=True, db_constraint=False, null=True, on_delete=django.db.models.deletion.DO_NOTHING, related_name='+', to='trials.site')),
-            ],
-            options={
-                'verbose_name': 'historical site membership',
-                'verbose_name_plural': 'historical site memberships',
-                'ordering': ('-history_date', '-history_id'),
-                'get_latest_by': ('history_date', 'history_id'),
+                "verbose_name": "historical cell product batch",
+                "verbose_name_plural": "historical cell product batches",
+                "ordering": ("-history_date", "-history_id"),
+                "get_latest_by": ("history_date", "history_id"),
             },
             bases=(simple_history.models.HistoricalChanges, models.Model),
         ),
         migrations.CreateModel(
-            name='HistoricalRandomisationEntry',
+            name="HistoricalAdverseEvent",
             fields=[
-                ('id', models.BigIntegerField(auto_created=True, blank=True, db_index=True, verbose_name='ID')),
-                ('history_change_reason', models.TextField(null=True)),
-                ('sequence', models.PositiveIntegerField()),
-                ('block', models.PositiveIntegerField()),
-                ('allocated_at', models.DateTimeField(blank=True, null=True)),
-                ('history_id', models.AutoField(primary_key=True, serialize=False)),
-                ('history_date', models.DateTimeField(db_index=True)),
-                ('history_type', models.CharField(choices=[('+', 'Created'), ('~', 'Changed'), ('-', 'Deleted')], max_length=1)),
-                ('arm', models.ForeignKey(blank=True, db_constraint=False, null=True, on_delete=django.db.models.deletion.DO_NOTHING, related_name='+', to='trials.arm')),
-                ('history_user', models.ForeignKey(null=True, on_delete=django.db.models.deletion.SET_NULL, related_name='+', to=settings.AUTH_USER_MODEL)),
-                ('participant', models.ForeignKey(blank=True, db_constraint=False, null=True, on_delete=django.db.models.deletion.DO_NOTHING, related_name='+', to='trials.participant')),
-                ('allocation_list', models.ForeignKey(blank=True, db_constraint=False, null=True, on_delete=django.db.models.deletion.DO_NOTHING, related_name='+', to='trials.randomisationlist')),
-                ('site', models.ForeignKey(blank=True, db_constraint=False, null=True, on_delete=django.db.models.deletion.DO_NOTHING, related_name='+', to='trials.site')),
+                (
+                    "id",
+                    models.BigIntegerField(
+                        auto_created=True, blank=True, db_index=True, verbose_name="ID"
+                    ),
+                ),
+                ("history_change_reason", models.TextField(null=True)),
+                ("term", models.CharField(max_length=200)),
+                (
+                    "grade",
+                    models.PositiveSmallIntegerField(
+                        validators=[
+                            django.core.validators.MinValueValidator(1),
+                            django.core.validators.MaxValueValidator(5),
+                        ]
+                    ),
+                ),
+                ("serious", models.BooleanField(default=False)),
+                (
+                    "relatedness",
+                    models.CharField(
+                        choices=[
+                            ("not_related", "Not Related"),
+                            ("unlikely", "Unlikely"),
+                            ("possible", "Possible"),
+                            ("probable", "Probable"),
+                            ("definite", "Definite"),
+                        ],
+                        max_length=20,
+                    ),
+                ),
+                ("onset_date", models.DateField()),
+                ("resolution_date", models.DateField(blank=True, null=True)),
+                (
+                    "outcome",
+                    models.CharField(
+                        choices=[
+                            ("recovered", "Recovered"),
+                            ("recovering", "Recovering"),
+                            ("not_recovered", "Not Recovered"),
+                            ("recovered_with_sequelae", "Recovered With Sequelae"),
+                            ("fatal", "Fatal"),
+                            ("unknown", "Unknown"),
+                        ],
+                        default="unknown",
+                        max_length=30,
+                    ),
+                ),
+                ("history_id", models.AutoField(primary_key=True, serialize=False)),
+                ("history_date", models.DateTimeField(db_index=True)),
+                (
+                    "history_type",
+                    models.CharField(
+                        choices=[("+", "Created"), ("~", "Changed"), ("-", "Deleted")], max_length=1
+                    ),
+                ),
+                (
+                    "history_user",
+                    models.ForeignKey(
+                        null=True,
+                        on_delete=django.db.models.deletion.SET_NULL,
+                        related_name="+",
+                        to=settings.AUTH_USER_MODEL,
+                    ),
+                ),
+                (
+                    "participant",
+                    models.ForeignKey(
+                        blank=True,
+                        db_constraint=False,
+                        null=True,
+                        on_delete=django.db.models.deletion.DO_NOTHING,
+                        related_name="+",
+                        to="trials.participant",
+                    ),
+                ),
             ],
             options={
-                'verbose_name': 'historical randomisation entry',
-                'verbose_name_plural': 'historical randomisation entries',
-                'ordering': ('-history_date', '-history_id'),
-                'get_latest_by': ('history_date', 'history_id'),
+                "verbose_name": "historical adverse event",
+                "verbose_name_plural": "historical adverse events",
+                "ordering": ("-history_date", "-history_id"),
+                "get_latest_by": ("history_date", "history_id"),
             },
             bases=(simple_history.models.HistoricalChanges, models.Model),
         ),
         migrations.CreateModel(
-            name='HistoricalParticipant',
+            name="HistoricalAdministration",
             fields=[
-                ('id', models.BigIntegerField(auto_created=True, blank=True, db_index=True, verbose_name='ID')),
-                ('history_change_reason', models.TextField(null=True)),
-                ('study_id', models.CharField(db_index=True, max_length=40)),
-                ('sex', models.CharField(choices=[('F', 'female'), ('M', 'male')], max_length=1)),
-                ('year_of_birth', models.PositiveSmallIntegerField(validators=[django.core.validators.MinValueValidator(1900), django.core.validators.MaxValueValidator(2100)])),
-                ('etiology', models.CharField(choices=[('HBV', 'hepatitis B'), ('HCV', 'hepatitis C'), ('alcohol', 'alcohol-related'), ('MASLD', 'metabolic dysfunction-associated steatotic liver disease'), ('autoimmune', 'autoimmune hepatitis'), ('PBC', 'primary biliary cholangitis'), ('PSC', 'primary sclerosing cholangitis'), ('cryptogenic', 'cryptogenic'), ('other', 'other')], max_length=20)),
-                ('screening_date', models.DateField()),
-                ('screening_data', models.JSONField(blank=True, default=dict)),
-                ('status', models.CharField(choices=[('screened', 'Screened'), ('screen_failed', 'Screen Failed'), ('enrolled', 'Enrolled'), ('withdrawn', 'Withdrawn'), ('died', 'Died'), ('transplanted', 'Transplanted'), ('completed', 'Completed')], default='screened', max_length=20)),
-                ('status_date', models.DateField()),
-                ('status_reason', models.TextField(blank=True)),
-                ('enrolment_date', models.DateField(blank=True, help_text='day 0', null=True)),
-                ('history_id', models.AutoField(primary_key=True, serialize=False)),
-                ('history_date', models.DateTimeField(db_index=True)),
-                ('history_type', models.CharField(choices=[('+', 'Created'), ('~', 'Changed'), ('-', 'Deleted')], max_length=1)),
-                ('arm', models.ForeignKey(blank=True, db_constraint=False, null=True, on_delete=django.db.models.deletion.DO_NOTHING, related_name='+', to='trials.arm')),
-                ('history_user', models.ForeignKey(null=True, on_delete=django.db.models.deletion.SET_NULL, related_name='+', to=settings.AUTH_USER_MODEL)),
-                ('site', models.ForeignKey(blank=True, db_constraint=False, null=True, on_delete=django.db.models.deletion.DO_NOTHING, related_name='+', to='trials.site')),
+                (
+                    "id",
+                    models.BigIntegerField(
+                        auto_created=True, blank=True, db_index=True, verbose_name="ID"
+                    ),
+                ),
+                ("history_change_reason", models.TextField(null=True)),
+                (
+                    "route",
+                    models.CharField(
+                        choices=[
+                            ("peripheral_vein", "Peripheral Vein"),
+                            ("portal_vein", "Portal Vein"),
+                            ("hepatic_artery", "Hepatic Artery"),
+                        ],
+                        max_length=20,
+                    ),
+                ),
+                ("cells_total", models.FloatField(help_text="cells given")),
+                ("cells_per_kg", models.FloatField(blank=True, null=True)),
+                ("volume_ml", models.DecimalField(decimal_places=2, max_digits=8)),
+                ("date", models.DateField()),
+                ("operator", models.CharField(max_length=100)),
+                ("batch_id", models.CharField(max_length=60)),
+                ("history_id", models.AutoField(primary_key=True, serialize=False)),
+                ("history_date", models.DateTimeField(db_index=True)),
+                (
+                    "history_type",
+                    models.CharField(
+                        choices=[("+", "Created"), ("~", "Changed"), ("-", "Deleted")], max_length=1
+                    ),
+                ),
+                (
+                    "history_user",
+                    models.ForeignKey(
+                        null=True,
+                        on_delete=django.db.models.deletion.SET_NULL,
+                        related_name="+",
+                        to=settings.AUTH_USER_MODEL,
+                    ),
+                ),
+                (
+                    "participant",
+                    models.ForeignKey(
+                        blank=True,
+                        db_constraint=False,
+                        null=True,
+                        on_delete=django.db.models.deletion.DO_NOTHING,
+                        related_name="+",
+                        to="trials.participant",
+                    ),
+                ),
             ],
             options={
-                'verbose_name': 'historical participant',
-                'verbose_name_plural': 'historical participants',
-                'ordering': ('-history_date', '-history_id'),
-                'get_latest_by': ('history_date', 'history_id'),
+                "verbose_name": "historical administration",
+                "verbose_name_plural": "historical administrations",
+                "ordering": ("-history_date", "-history_id"),
+                "get_latest_by": ("history_date", "history_id"),
             },
             bases=(simple_history.models.HistoricalChanges, models.Model),
         ),
         migrations.CreateModel(
-            name='Visit',
+            name="EligibilityAssessment",
             fields=[
-                ('id', models.BigAutoField(auto_created=True, primary_key=True, serialize=False, verbose_name='ID')),
-                ('code', models.CharField(max_length=20)),
-                ('label', models.CharField(blank=True, max_length=100)),
-                ('nominal_day', models.IntegerField()),
-                ('window_lower', models.IntegerField(default=0, help_text='days allowed before nominal day')),
-                ('window_upper', models.IntegerField(default=0, help_text='days allowed after nominal day')),
-                ('scheduled_date', models.DateField(blank=True, null=True)),
-                ('actual_date', models.DateField(blank=True, null=True)),
-                ('status', models.CharField(choices=[('scheduled', 'Scheduled'), ('in_window', 'In Window'), ('early', 'Early'), ('late', 'Late'), ('missed', 'Missed'), ('not_done', 'Not Done')], default='scheduled', max_length=20)),
-                ('participant', models.ForeignKey(on_delete=django.db.models.deletion.PROTECT, related_name='visits', to='trials.participant')),
+                (
+                    "id",
+                    models.BigAutoField(
+                        auto_created=True, primary_key=True, serialize=False, verbose_name="ID"
+                    ),
+                ),
+                ("assessed_on", models.DateField()),
+                ("protocol_version", models.CharField(max_length=50)),
+                (
+                    "eligible",
+                    models.BooleanField(help_text="None: undecided (data missing)", null=True),
+                ),
+                (
+                    "criteria",
+                    models.JSONField(
+                        default=dict, help_text="criterion id -> {kind, met, value, text}"
+                    ),
+                ),
+                ("screening_data", models.JSONField(default=dict)),
+                (
+                    "participant",
+                    models.ForeignKey(
+                        on_delete=django.db.models.deletion.PROTECT,
+                        related_name="eligibility_assessments",
+                        to="trials.participant",
+                    ),
+                ),
             ],
             options={
-                'ordering': ['participant', 'nominal_day', 'code'],
-                'abstract': False,
-                'base_manager_name': 'objects',
+                "ordering": ["participant", "assessed_on", "pk"],
+                "abstract": False,
+                "base_manager_name": "objects",
             },
         ),
         migrations.CreateModel(
-            name='ProtocolDeviation',
+            name="Consent",
             fields=[
-                ('id', models.BigAutoField(auto_created=True, primary_key=True, serialize=False, verbose_name='ID')),
-                ('category', models.CharField(choices=[('visit_window', 'Visit Window'), ('missed_visit', 'Missed Visit'), ('eligibility', 'Eligibility'), ('dosing', 'Dosing'), ('consent', 'Consent'), ('other', 'Other')], max_length=30)),
-                ('description', models.TextField()),
-                ('date', models.DateField()),
-                ('major', models.BooleanField(default=False)),
-                ('detected_by', models.CharField(default='system', max_length=30)),
-                ('participant', models.ForeignKey(on_delete=django.db.models.deletion.PROTECT, related_name='deviations', to='trials.participant')),
-                ('visit', models.ForeignKey(blank=True, null=True, on_delete=django.db.models.deletion.PROTECT, related_name='deviations', to='trials.visit')),
+                (
+                    "id",
+                    models.BigAutoField(
+                        auto_created=True, primary_key=True, serialize=False, verbose_name="ID"
+                    ),
+                ),
+                ("version", models.CharField(max_length=50)),
+                ("date", models.DateField()),
+                (
+                    "participant",
+                    models.ForeignKey(
+                        on_delete=django.db.models.deletion.PROTECT,
+                        related_name="consents",
+                        to="trials.participant",
+                    ),
+                ),
             ],
             options={
-                'ordering': ['participant', 'date', 'pk'],
-                'abstract': False,
-                'base_manager_name': 'objects',
+                "ordering": ["participant", "date", "pk"],
+                "abstract": False,
+                "base_manager_name": "objects",
             },
         ),
         migrations.CreateModel(
-            name='LabResult',
+            name="CellProductBatch",
             fields=[
-                ('id', models.BigAutoField(auto_created=True, primary_key=True, serialize=False, verbose_name='ID')),
-                ('analyte', models.CharField(max_length=40)),
-                ('loinc', models.CharField(blank=True, max_length=20)),
-                ('value_as_entered', models.CharField(max_length=50)),
-                ('unit_as_entered', models.CharField(max_length=30)),
-                ('value', models.FloatField(help_text='value in the canonical unit')),
-                ('unit', models.CharField(help_text='canonical unit', max_length=30)),
-                ('laboratory', models.CharField(blank=True, max_length=200)),
-                ('specimen_date', models.DateField(blank=True, null=True)),
-                ('participant', models.ForeignKey(on_delete=django.db.models.deletion.PROTECT, related_name='labs', to='trials.participant')),
-                ('visit', models.ForeignKey(on_delete=django.db.models.deletion.PROTECT, related_name='labs', to='trials.visit')),
+                (
+                    "id",
+                    models.BigAutoField(
+                        auto_created=True, primary_key=True, serialize=False, verbose_name="ID"
+                    ),
+                ),
+                ("batch_id", models.CharField(max_length=60, unique=True)),
+                (
+                    "coi_identifier",
+                    models.CharField(blank=True, help_text="ISBT 128 ST-028", max_length=60),
+                ),
+                ("release_tests", models.JSONField(blank=True, default=dict)),
+                ("released", models.BooleanField(default=False)),
+                ("release_date", models.DateField(blank=True, null=True)),
+                (
+                    "participant",
+                    models.ForeignKey(
+                        on_delete=django.db.models.deletion.PROTECT,
+                        related_name="product_batches",
+                        to="trials.participant",
+                    ),
+                ),
             ],
             options={
-                'ordering': ['participant', 'visit__nominal_day', 'analyte'],
-                'abstract': False,
-                'base_manager_name': 'objects',
+                "verbose_name_plural": "cell product batches",
+                "ordering": ["batch_id"],
+                "abstract": False,
+                "base_manager_name": "objects",
             },
         ),
         migrations.CreateModel(
-            name='HistoricalProtocolDeviation',
+            name="Administration",
             fields=[
-                ('id', models.BigIntegerField(auto_created=True, blank=True, db_index=True, verbose_name='ID')),
-                ('history_change_reason', models.TextField(null=True)),
-                ('category', models.CharField(choices=[('visit_window', 'Visit Window'), ('missed_visit', 'Missed Visit'), ('eligibility', 'Eligibility'), ('dosing', 'Dosing'), ('consent', 'Consent'), ('other', 'Other')], max_length=30)),
-                ('description', models.TextField()),
-                ('date', models.DateField()),
-                ('major', models.BooleanField(default=False)),
-                ('detected_by', models.CharField(default='system', max_length=30)),
-                ('history_id', models.AutoField(primary_key=True, serialize=False)),
-                ('history_date', models.DateTimeField(db_index=True)),
-                ('history_type', models.CharField(choices=[('+', 'Created'), ('~', 'Changed'), ('-', 'Deleted')], max_length=1)),
-                ('history_user', models.ForeignKey(null=True, on_delete=django.db.models.deletion.SET_NULL, related_name='+', to=settings.AUTH_USER_MODEL)),
-                ('participant', models.ForeignKey(blank=True, db_constraint=False, null=True, on_delete=django.db.models.deletion.DO_NOTHING, related_name='+', to='trials.participant')),
-                ('visit', models.ForeignKey(blank=True, db_constraint=False, null=True, on_delete=django.db.models.deletion.DO_NOTHING, related_name='+', to='trials.visit')),
+                (
+                    "id",
+                    models.BigAutoField(
+                        auto_created=True, primary_key=True, serialize=False, verbose_name="ID"
+                    ),
+                ),
+                (
+                    "route",
+                    models.CharField(
+                        choices=[
+                            ("peripheral_vein", "Peripheral Vein"),
+                            ("portal_vein", "Portal Vein"),
+                            ("hepatic_artery", "Hepatic Artery"),
+                        ],
+                        max_length=20,
+                    ),
+                ),
+                ("cells_total", models.FloatField(help_text="cells given")),
+                ("cells_per_kg", models.FloatField(blank=True, null=True)),
+                ("volume_ml", models.DecimalField(decimal_places=2, max_digits=8)),
+                ("date", models.DateField()),
+                ("operator", models.CharField(max_length=100)),
+                ("batch_id", models.CharField(max_length=60)),
+                (
+                    "participant",
+                    models.ForeignKey(
+                        on_delete=django.db.models.deletion.PROTECT,
+                        related_name="administrations",
+                        to="trials.participant",
+                    ),
+                ),
             ],
             options={
-                'verbose_name': 'historical protocol deviation',
-                'verbose_name_plural': 'historical protocol deviations',
-                'ordering': ('-history_date', '-history_id'),
-                'get_latest_by': ('history_date', 'history_id'),
+                "ordering": ["participant", "date", "pk"],
+                "abstract": False,
+                "base_manager_name": "objects",
+            },
+        ),
+        migrations.CreateModel(
+            name="HistoricalSiteMembership",
+            fields=[
+                (
+                    "id",
+                    models.BigIntegerField(
+                        auto_created=True, blank=True, db_index=True, verbose_name="ID"
+                    ),
+                ),
+                ("history_change_reason", models.TextField(null=True)),
+                ("role", models.CharField(default="coordinator", max_length=30)),
+                ("history_id", models.AutoField(primary_key=True, serialize=False)),
+                ("history_date", models.DateTimeField(db_index=True)),
+                (
+                    "history_type",
+                    models.CharField(
+                        choices=[("+", "Created"), ("~", "Changed"), ("-", "Deleted")], max_length=1
+                    ),
+                ),
+                (
+                    "history_user",
+                    models.ForeignKey(
+                        null=True,
+                        on_delete=django.db.models.deletion.SET_NULL,
+                        related_name="+",
+                        to=settings.AUTH_USER_MODEL,
+                    ),
+                ),
+                (
+                    "user",
+                    models.ForeignKey(
+                        blank=True,
+                        db_constraint=False,
+                        null=True,
+                        on_delete=django.db.models.deletion.DO_NOTHING,
+                        related_name="+",
+                        to=settings.AUTH_USER_MODEL,
+                    ),
+                ),
+                (
+                    "site",
+                    models.ForeignKey(
+                        blank=True,
+                        db_constraint=False,
+                        null=True,
+                        on_delete=django.db.models.deletion.DO_NOTHING,
+                        related_name="+",
+                        to="trials.site",
+                    ),
+                ),
+            ],
+            options={
+                "verbose_name": "historical site membership",
+                "verbose_name_plural": "historical site memberships",
+                "ordering": ("-history_date", "-history_id"),
+                "get_latest_by": ("history_date", "history_id"),
             },
             bases=(simple_history.models.HistoricalChanges, models.Model),
         ),
         migrations.CreateModel(
-            name='HistoricalLabResult',
+            name="HistoricalRandomisationEntry",
             fields=[
-                ('id', models.BigIntegerField(auto_created=True, blank=True, db_index=True, verbose_name='ID')),
-                ('history_change_reason', models.TextField(null=True)),
-                ('analyte', models.CharField(max_length=40)),
-                ('loinc', models.CharField(blank=True, max_length=20)),
-                ('value_as_entered', models.CharField(max_length=50)),
-                ('unit_as_entered', models.CharField(max_length=30)),
-                ('value', models.FloatField(help_text='value in the canonical unit')),
-                ('unit', models.CharField(help_text='canonical unit', max_length=30)),
-                ('laboratory', models.CharField(blank=True, max_length=200)),
-                ('specimen_date', models.DateField(blank=True, null=True)),
-                ('history_id', models.AutoField(primary_key=True, serialize=False)),
-                ('history_date', models.DateTimeField(db_index=True)),
-                ('history_type', models.CharField(choices=[('+', 'Created'), ('~', 'Changed'), ('-', 'Deleted')], max_length=1)),
-                ('history_user', models.ForeignKey(null=True, on_delete=django.db.models.deletion.SET_NULL, related_name='+', to=settings.AUTH_USER_MODEL)),
-                ('participant', models.ForeignKey(blank=True, db_constraint=False, null=True, on_delete=django.db.models.deletion.DO_NOTHING, related_name='+', to='trials.participant')),
-                ('visit', models.ForeignKey(blank=True, db_constraint=False, null=True, on_delete=django.db.models.deletion.DO_NOTHING, related_name='+', to='trials.visit')),
+                (
+                    "id",
+                    models.BigIntegerField(
+                        auto_created=True, blank=True, db_index=True, verbose_name="ID"
+                    ),
+                ),
+                ("history_change_reason", models.TextField(null=True)),
+                ("sequence", models.PositiveIntegerField()),
+                ("block", models.PositiveIntegerField()),
+                ("allocated_at", models.DateTimeField(blank=True, null=True)),
+                ("history_id", models.AutoField(primary_key=True, serialize=False)),
+                ("history_date", models.DateTimeField(db_index=True)),
+                (
+                    "history_type",
+                    models.CharField(
+                        choices=[("+", "Created"), ("~", "Changed"), ("-", "Deleted")], max_length=1
+                    ),
+                ),
+                (
+                    "arm",
+                    models.ForeignKey(
+                        blank=True,
+                        db_constraint=False,
+                        null=True,
+                        on_delete=django.db.models.deletion.DO_NOTHING,
+                        related_name="+",
+                        to="trials.arm",
+                    ),
+                ),
+                (
+                    "history_user",
+                    models.ForeignKey(
+                        null=True,
+                        on_delete=django.db.models.deletion.SET_NULL,
+                        related_name="+",
+                        to=settings.AUTH_USER_MODEL,
+                    ),
+                ),
+                (
+                    "participant",
+                    models.ForeignKey(
+                        blank=True,
+                        db_constraint=False,
+                        null=True,
+                        on_delete=django.db.models.deletion.DO_NOTHING,
+                        related_name="+",
+                        to="trials.participant",
+                    ),
+                ),
+                (
+                    "allocation_list",
+                    models.ForeignKey(
+                        blank=True,
+                        db_constraint=False,
+                        null=True,
+                        on_delete=django.db.models.deletion.DO_NOTHING,
+                        related_name="+",
+                        to="trials.randomisationlist",
+                    ),
+                ),
+                (
+                    "site",
+                    models.ForeignKey(
+                        blank=True,
+                        db_constraint=False,
+                        null=True,
+                        on_delete=django.db.models.deletion.DO_NOTHING,
+                        related_name="+",
+                        to="trials.site",
+                    ),
+                ),
             ],
             options={
-                'verbose_name': 'historical lab result',
-                'verbose_name_plural': 'historical lab results',
-                'ordering': ('-history_date', '-history_id'),
-                'get_latest_by': ('history_date', 'history_id'),
+                "verbose_name": "historical randomisation entry",
+                "verbose_name_plural": "historical randomisation entries",
+                "ordering": ("-history_date", "-history_id"),
+                "get_latest_by": ("history_date", "history_id"),
             },
             bases=(simple_history.models.HistoricalChanges, models.Model),
         ),
         migrations.CreateModel(
-            name='HistoricalClinicalAssessment',
+            name="HistoricalParticipant",
             fields=[
-                ('id', models.BigIntegerField(auto_created=True, blank=True, db_index=True, verbose_name='ID')),
-                ('history_change_reason', models.TextField(null=True)),
-                ('ascites', models.CharField(choices=[('none', 'None'), ('slight', 'Slight'), ('moderate', 'Moderate')], max_length=20)),
-                ('encephalopathy', models.CharField(choices=[('none', 'None'), ('grade_1_2', 'Grade 1 2'), ('grade_3_4', 'Grade 3 4')], max_length=20)),
-                ('dialysis_last_week', models.BooleanField(default=False)),
-                ('weight_kg', models.DecimalField(blank=True, decimal_places=2, max_digits=6, null=True)),
-                ('history_id', models.AutoField(primary_key=True, serialize=False)),
-                ('history_date', models.DateTimeField(db_index=True)),
-                ('history_type', models.CharField(choices=[('+', 'Created'), ('~', 'Changed'), ('-', 'Deleted')], max_length=1)),
-                ('history_user', models.ForeignKey(null=True, on_delete=django.db.models.deletion.SET_NULL, related_name='+', to=settings.AUTH_USER_MODEL)),
-                ('participant', models.ForeignKey(blank=True, db_constraint=False, null=True, on_delete=django.db.models.deletion.DO_NOTHING, related_name='+', to='trials.participant')),
-                ('visit', models.ForeignKey(blank=True, db_constraint=False, null=True, on_delete=django.db.models.deletion.DO_NOTHING, related_name='+', to='trials.visit')),
+                (
+                    "id",
+                    models.BigIntegerField(
+                        auto_created=True, blank=True, db_index=True, verbose_name="ID"
+                    ),
+                ),
+                ("history_change_reason", models.TextField(null=True)),
+                ("study_id", models.CharField(db_index=True, max_length=40)),
+                ("sex", models.CharField(choices=[("F", "female"), ("M", "male")], max_length=1)),
+                (
+                    "year_of_birth",
+                    models.PositiveSmallIntegerField(
+                        validators=[
+                            django.core.validators.MinValueValidator(1900),
+                            django.core.validators.MaxValueValidator(2100),
+                        ]
+                    ),
+                ),
+                (
+                    "etiology",
+                    models.CharField(
+                        choices=[
+                            ("HBV", "hepatitis B"),
+                            ("HCV", "hepatitis C"),
+                            ("alcohol", "alcohol-related"),
+                            ("MASLD", "metabolic dysfunction-associated steatotic liver disease"),
+                            ("autoimmune", "autoimmune hepatitis"),
+                            ("PBC", "primary biliary cholangitis"),
+                            ("PSC", "primary sclerosing cholangitis"),
+                            ("cryptogenic", "cryptogenic"),
+                            ("other", "other"),
+                        ],
+                        max_length=20,
+                    ),
+                ),
+                ("screening_date", models.DateField()),
+                ("screening_data", models.JSONField(blank=True, default=dict)),
+                (
+                    "status",
+                    models.CharField(
+                        choices=[
+                            ("screened", "Screened"),
+                            ("screen_failed", "Screen Failed"),
+                            ("enrolled", "Enrolled"),
+                            ("withdrawn", "Withdrawn"),
+                            ("died", "Died"),
+                            ("transplanted", "Transplanted"),
+                            ("completed", "Completed"),
+                        ],
+                        default="screened",
+                        max_length=20,
+                    ),
+                ),
+                ("status_date", models.DateField()),
+                ("status_reason", models.TextField(blank=True)),
+                ("enrolment_date", models.DateField(blank=True, help_text="day 0", null=True)),
+                ("history_id", models.AutoField(primary_key=True, serialize=False)),
+                ("history_date", models.DateTimeField(db_index=True)),
+                (
+                    "history_type",
+                    models.CharField(
+                        choices=[("+", "Created"), ("~", "Changed"), ("-", "Deleted")], max_length=1
+                    ),
+                ),
+                (
+                    "arm",
+                    models.ForeignKey(
+                        blank=True,
+                        db_constraint=False,
+                        null=True,
+                        on_delete=django.db.models.deletion.DO_NOTHING,
+                        related_name="+",
+                        to="trials.arm",
+                    ),
+                ),
+                (
+                    "history_user",
+                    models.ForeignKey(
+                        null=True,
+                        on_delete=django.db.models.deletion.SET_NULL,
+                        related_name="+",
+                        to=settings.AUTH_USER_MODEL,
+                    ),
+                ),
+                (
+                    "site",
+                    models.ForeignKey(
+                        blank=True,
+                        db_constraint=False,
+                        null=True,
+                        on_delete=django.db.models.deletion.DO_NOTHING,
+                        related_name="+",
+                        to="trials.site",
+                    ),
+                ),
             ],
             options={
-                'verbose_name': 'historical clinical assessment',
-                'verbose_name_plural': 'historical clinical assessments',
-                'ordering': ('-history_date', '-history_id'),
-                'get_latest_by': ('history_date', 'history_id'),
+                "verbose_name": "historical participant",
+                "verbose_name_plural": "historical participants",
+                "ordering": ("-history_date", "-history_id"),
+                "get_latest_by": ("history_date", "history_id"),
             },
             bases=(simple_history.models.HistoricalChanges, models.Model),
         ),
         migrations.CreateModel(
-            name='ClinicalAssessment',
+            name="Visit",
             fields=[
-                ('id', models.BigAutoField(auto_created=True, primary_key=True, serialize=False, verbose_name='ID')),
-                ('ascites', models.CharField(choices=[('none', 'None'), ('slight', 'Slight'), ('moderate', 'Moderate')], max_length=20)),
-                ('encephalopathy', models.CharField(choices=[('none', 'None'), ('grade_1_2', 'Grade 1 2'), ('grade_3_4', 'Grade 3 4')], max_length=20)),
-                ('dialysis_last_week', models.BooleanField(default=False)),
-                ('weight_kg', models.DecimalField(blank=True, decimal_places=2, max_digits=6, null=True)),
-                ('participant', models.ForeignKey(on_delete=django.db.models.deletion.PROTECT, related_name='clinical_assessments', to='trials.participant')),
-                ('visit', models.OneToOneField(on_delete=django.db.models.deletion.PROTECT, related_name='clinical', to='trials.visit')),
+                (
+                    "id",
+                    models.BigAutoField(
+                        auto_created=True, primary_key=True, serialize=False, verbose_name="ID"
+                    ),
+                ),
+                ("code", models.CharField(max_length=20)),
+                ("label", models.CharField(blank=True, max_length=100)),
+                ("nominal_day", models.IntegerField()),
+                (
+                    "window_lower",
+                    models.IntegerField(default=0, help_text="days allowed before nominal day"),
+                ),
+                (
+                    "window_upper",
+                    models.IntegerField(default=0, help_text="days allowed after nominal day"),
+                ),
+                ("scheduled_date", models.DateField(blank=True, null=True)),
+                ("actual_date", models.DateField(blank=True, null=True)),
+                (
+                    "status",
+                    models.CharField(
+                        choices=[
+                            ("scheduled", "Scheduled"),
+                            ("in_window", "In Window"),
+                            ("early", "Early"),
+                            ("late", "Late"),
+                            ("missed", "Missed"),
+                            ("not_done", "Not Done"),
+                        ],
+                        default="scheduled",
+                        max_length=20,
+                    ),
+                ),
+                (
+                    "participant",
+                    models.ForeignKey(
+                        on_delete=django.db.models.deletion.PROTECT,
+                        related_name="visits",
+                        to="trials.participant",
+                    ),
+                ),
             ],
             options={
-                'ordering': ['participant', 'visit__nominal_day'],
-                'abstract': False,
-                'base_manager_name': 'objects',
+                "ordering": ["participant", "nominal_day", "code"],
+                "abstract": False,
+                "base_manager_name": "objects",
             },
         ),
         migrations.CreateModel(
-            name='AdverseEvent',
+            name="ProtocolDeviation",
             fields=[
-                ('id', models.BigAutoField(auto_created=True, primary_key=True, serialize=False, verbose_name='ID')),
-                ('term', models.CharField(max_length=200)),
-                ('grade', models.PositiveSmallIntegerField(validators=[django.core.validators.MinValueValidator(1), django.core.validators.MaxValueValidator(5)])),
-                ('serious', models.BooleanField(default=False)),
-                ('relatedness', models.CharField(choices=[('not_related', 'Not Related'), ('unlikely', 'Unlikely'), ('possible', 'Possible'), ('probable', 'Probable'), ('definite', 'Definite')], max_length=20)),
-                ('onset_date', models.DateField()),
-                ('resolution_date', models.DateField(blank=True, null=True)),
-                ('outcome', models.CharField(choices=[('recovered', 'Recovered'), ('recovering', 'Recovering'), ('not_recovered', 'Not Recovered'), ('recovered_with_sequelae', 'Recovered With Sequelae'), ('fatal', 'Fatal'), ('unknown', 'Unknown')], default='unknown', max_length=30)),
-                ('participant', models.ForeignKey(on_delete=django.db.models.deletion.PROTECT, related_name='adverse_events', to='trials.participant')),
+                (
+                    "id",
+                    models.BigAutoField(
+                        auto_created=True, primary_key=True, serialize=False, verbose_name="ID"
+                    ),
+                ),
+                (
+                    "category",
+                    models.CharField(
+                        choices=[
+                            ("visit_window", "Visit Window"),
+                            ("missed_visit", "Missed Visit"),
+                            ("eligibility", "Eligibility"),
+                            ("dosing", "Dosing"),
+                            ("consent", "Consent"),
+                            ("other", "Other"),
+                        ],
+                        max_length=30,
+                    ),
+                ),
+                ("description", models.TextField()),
+                ("date", models.DateField()),
+                ("major", models.BooleanField(default=False)),
+                ("detected_by", models.CharField(default="system", max_length=30)),
+                (
+                    "participant",
+                    models.ForeignKey(
+                        on_delete=django.db.models.deletion.PROTECT,
+                        related_name="deviations",
+                        to="trials.participant",
+                    ),
+                ),
+                (
+                    "visit",
+                    models.ForeignKey(
+                        blank=True,
+                        null=True,
+                        on_delete=django.db.models.deletion.PROTECT,
+                        related_name="deviations",
+                        to="trials.visit",
+                    ),
+                ),
             ],
             options={
-                'ordering': ['participant', 'onset_date', 'pk'],
-                'abstract': False,
-                'base_manager_name': 'objects',
-                'constraints': [models.CheckConstraint(condition=models.Q(('grade__gte', 1), ('grade__lte', 5)), name='ae_grade_1_5')],
+                "ordering": ["participant", "date", "pk"],
+                "abstract": False,
+                "base_manager_name": "objects",
             },
         ),
         migrations.CreateModel(
-            name='RandomisationEntry',
+            name="LabResult",
             fields=[
-                ('id', models.BigAutoField(auto_created=True, primary_key=True, serialize=False, verbose_name='ID')),
-                ('sequence', models.PositiveIntegerField()),
-                ('block', models.PositiveIntegerField()),
-                ('allocated_at', models.DateTimeField(blank=True, null=True)),
-                ('arm', models.ForeignKey(on_delete=django.db.models.deletion.PROTECT, related_name='+', to='trials.arm')),
-                ('participant', models.OneToOneField(blank=True, null=True, on_delete=django.db.models.deletion.PROTECT, related_name='randomisation', to='trials.participant')),
-                ('allocation_list', models.ForeignKey(on_delete=django.db.models.deletion.PROTECT, related_name='entries', to='trials.randomisationlist')),
-                ('site', models.ForeignKey(on_delete=django.db.models.deletion.PROTECT, related_name='+', to='trials.site')),
+                (
+                    "id",
+                    models.BigAutoField(
+                        auto_created=True, primary_key=True, serialize=False, verbose_name="ID"
+                    ),
+                ),
+                ("analyte", models.CharField(max_length=40)),
+                ("loinc", models.CharField(blank=True, max_length=20)),
+                ("value_as_entered", models.CharField(max_length=50)),
+                ("unit_as_entered", models.CharField(max_length=30)),
+                ("value", models.FloatField(help_text="value in the canonical unit")),
+                ("unit", models.CharField(help_text="canonical unit", max_length=30)),
+                ("laboratory", models.CharField(blank=True, max_length=200)),
+                ("specimen_date", models.DateField(blank=True, null=True)),
+                (
+                    "participant",
+                    models.ForeignKey(
+                        on_delete=django.db.models.deletion.PROTECT,
+                        related_name="labs",
+                        to="trials.participant",
+                    ),
+                ),
+                (
+                    "visit",
+                    models.ForeignKey(
+                        on_delete=django.db.models.deletion.PROTECT,
+                        related_name="labs",
+                        to="trials.visit",
+                    ),
+                ),
             ],
             options={
-                'verbose_name_plural': 'randomisation entries',
-                'ordering': ['site', 'sequence'],
-                'abstract': False,
-                'base_manager_name': 'objects',
-                'constraints': [models.UniqueConstraint(fields=('allocation_list', 'site', 'sequence'), name='uniq_allocation_seq')],
+                "ordering": ["participant", "visit__nominal_day", "analyte"],
+                "abstract": False,
+                "base_manager_name": "objects",
             },
         ),
         migrations.CreateModel(
-            name='SiteMembership',
+            name="HistoricalProtocolDeviation",
             fields=[
-                ('id', models.BigAutoField(auto_created=True, primary_key=True, serialize=False, verbose_name='ID')),
-                ('role', models.CharField(default='coordinator', max_length=30)),
-                ('site', models.ForeignKey(on_delete=django.db.models.deletion.PROTECT, related_name='memberships', to='trials.site')),
-                ('user', models.ForeignKey(on_delete=django.db.models.deletion.PROTECT, related_name='site_memberships', to=settings.AUTH_USER_MODEL)),
+                (
+                    "id",
+                    models.BigIntegerField(
+                        auto_created=True, blank=True, db_index=True, verbose_name="ID"
+                    ),
+                ),
+                ("history_change_reason", models.TextField(null=True)),
+                (
+                    "category",
+                    models.CharField(
+                        choices=[
+                            ("visit_window", "Visit Window"),
+                            ("missed_visit", "Missed Visit"),
+                            ("eligibility", "Eligibility"),
+                            ("dosing", "Dosing"),
+                            ("consent", "Consent"),
+                            ("other", "Other"),
+                        ],
+                        max_length=30,
+                    ),
+                ),
+                ("description", models.TextField()),
+                ("date", models.DateField()),
+                ("major", models.BooleanField(default=False)),
+                ("detected_by", models.CharField(default="system", max_length=30)),
+                ("history_id", models.AutoField(primary_key=True, serialize=False)),
+                ("history_date", models.DateTimeField(db_index=True)),
+                (
+                    "history_type",
+                    models.CharField(
+                        choices=[("+", "Created"), ("~", "Changed"), ("-", "Deleted")], max_length=1
+                    ),
+                ),
+                (
+                    "history_user",
+                    models.ForeignKey(
+                        null=True,
+                        on_delete=django.db.models.deletion.SET_NULL,
+                        related_name="+",
+                        to=settings.AUTH_USER_MODEL,
+                    ),
+                ),
+                (
+                    "participant",
+                    models.ForeignKey(
+                        blank=True,
+                        db_constraint=False,
+                        null=True,
+                        on_delete=django.db.models.deletion.DO_NOTHING,
+                        related_name="+",
+                        to="trials.participant",
+                    ),
+                ),
+                (
+                    "visit",
+                    models.ForeignKey(
+                        blank=True,
+                        db_constraint=False,
+                        null=True,
+                        on_delete=django.db.models.deletion.DO_NOTHING,
+                        related_name="+",
+                        to="trials.visit",
+                    ),
+                ),
             ],
             options={
-                'abstract': False,
-                'base_manager_name': 'objects',
-                'constraints': [models.UniqueConstraint(fields=('user', 'site'), name='uniq_membership')],
+                "verbose_name": "historical protocol deviation",
+                "verbose_name_plural": "historical protocol deviations",
+                "ordering": ("-history_date", "-history_id"),
+                "get_latest_by": ("history_date", "history_id"),
+            },
+            bases=(simple_history.models.HistoricalChanges, models.Model),
+        ),
+        migrations.CreateModel(
+            name="HistoricalLabResult",
+            fields=[
+                (
+                    "id",
+                    models.BigIntegerField(
+                        auto_created=True, blank=True, db_index=True, verbose_name="ID"
+                    ),
+                ),
+                ("history_change_reason", models.TextField(null=True)),
+                ("analyte", models.CharField(max_length=40)),
+                ("loinc", models.CharField(blank=True, max_length=20)),
+                ("value_as_entered", models.CharField(max_length=50)),
+                ("unit_as_entered", models.CharField(max_length=30)),
+                ("value", models.FloatField(help_text="value in the canonical unit")),
+                ("unit", models.CharField(help_text="canonical unit", max_length=30)),
+                ("laboratory", models.CharField(blank=True, max_length=200)),
+                ("specimen_date", models.DateField(blank=True, null=True)),
+                ("history_id", models.AutoField(primary_key=True, serialize=False)),
+                ("history_date", models.DateTimeField(db_index=True)),
+                (
+                    "history_type",
+                    models.CharField(
+                        choices=[("+", "Created"), ("~", "Changed"), ("-", "Deleted")], max_length=1
+                    ),
+                ),
+                (
+                    "history_user",
+                    models.ForeignKey(
+                        null=True,
+                        on_delete=django.db.models.deletion.SET_NULL,
+                        related_name="+",
+                        to=settings.AUTH_USER_MODEL,
+                    ),
+                ),
+                (
+                    "participant",
+                    models.ForeignKey(
+                        blank=True,
+                        db_constraint=False,
+                        null=True,
+                        on_delete=django.db.models.deletion.DO_NOTHING,
+                        related_name="+",
+                        to="trials.participant",
+                    ),
+                ),
+                (
+                    "visit",
+                    models.ForeignKey(
+                        blank=True,
+                        db_constraint=False,
+                        null=True,
+                        on_delete=django.db.models.deletion.DO_NOTHING,
+                        related_name="+",
+                        to="trials.visit",
+                    ),
+                ),
+            ],
+            options={
+                "verbose_name": "historical lab result",
+                "verbose_name_plural": "historical lab results",
+                "ordering": ("-history_date", "-history_id"),
+                "get_latest_by": ("history_date", "history_id"),
+            },
+            bases=(simple_history.models.HistoricalChanges, models.Model),
+        ),
+        migrations.CreateModel(
+            name="HistoricalClinicalAssessment",
+            fields=[
+                (
+                    "id",
+                    models.BigIntegerField(
+                        auto_created=True, blank=True, db_index=True, verbose_name="ID"
+                    ),
+                ),
+                ("history_change_reason", models.TextField(null=True)),
+                (
+                    "ascites",
+                    models.CharField(
+                        choices=[("none", "None"), ("slight", "Slight"), ("moderate", "Moderate")],
+                        max_length=20,
+                    ),
+                ),
+                (
+                    "encephalopathy",
+                    models.CharField(
+                        choices=[
+                            ("none", "None"),
+                            ("grade_1_2", "Grade 1 2"),
+                            ("grade_3_4", "Grade 3 4"),
+                        ],
+                        max_length=20,
+                    ),
+                ),
+                ("dialysis_last_week", models.BooleanField(default=False)),
+                (
+                    "weight_kg",
+                    models.DecimalField(blank=True, decimal_places=2, max_digits=6, null=True),
+                ),
+                ("history_id", models.AutoField(primary_key=True, serialize=False)),
+                ("history_date", models.DateTimeField(db_index=True)),
+                (
+                    "history_type",
+                    models.CharField(
+                        choices=[("+", "Created"), ("~", "Changed"), ("-", "Deleted")], max_length=1
+                    ),
+                ),
+                (
+                    "history_user",
+                    models.ForeignKey(
+                        null=True,
+                        on_delete=django.db.models.deletion.SET_NULL,
+                        related_name="+",
+                        to=settings.AUTH_USER_MODEL,
+                    ),
+                ),
+                (
+                    "participant",
+                    models.ForeignKey(
+                        blank=True,
+                        db_constraint=False,
+                        null=True,
+                        on_delete=django.db.models.deletion.DO_NOTHING,
+                        related_name="+",
+                        to="trials.participant",
+                    ),
+                ),
+                (
+                    "visit",
+                    models.ForeignKey(
+                        blank=True,
+                        db_constraint=False,
+                        null=True,
+                        on_delete=django.db.models.deletion.DO_NOTHING,
+                        related_name="+",
+                        to="trials.visit",
+                    ),
+                ),
+            ],
+            options={
+                "verbose_name": "historical clinical assessment",
+                "verbose_name_plural": "historical clinical assessments",
+                "ordering": ("-history_date", "-history_id"),
+                "get_latest_by": ("history_date", "history_id"),
+            },
+            bases=(simple_history.models.HistoricalChanges, models.Model),
+        ),
+        migrations.CreateModel(
+            name="ClinicalAssessment",
+            fields=[
+                (
+                    "id",
+                    models.BigAutoField(
+                        auto_created=True, primary_key=True, serialize=False, verbose_name="ID"
+                    ),
+                ),
+                (
+                    "ascites",
+                    models.CharField(
+                        choices=[("none", "None"), ("slight", "Slight"), ("moderate", "Moderate")],
+                        max_length=20,
+                    ),
+                ),
+                (
+                    "encephalopathy",
+                    models.CharField(
+                        choices=[
+                            ("none", "None"),
+                            ("grade_1_2", "Grade 1 2"),
+                            ("grade_3_4", "Grade 3 4"),
+                        ],
+                        max_length=20,
+                    ),
+                ),
+                ("dialysis_last_week", models.BooleanField(default=False)),
+                (
+                    "weight_kg",
+                    models.DecimalField(blank=True, decimal_places=2, max_digits=6, null=True),
+                ),
+                (
+                    "participant",
+                    models.ForeignKey(
+                        on_delete=django.db.models.deletion.PROTECT,
+                        related_name="clinical_assessments",
+                        to="trials.participant",
+                    ),
+                ),
+                (
+                    "visit",
+                    models.OneToOneField(
+                        on_delete=django.db.models.deletion.PROTECT,
+                        related_name="clinical",
+                        to="trials.visit",
+                    ),
+                ),
+            ],
+            options={
+                "ordering": ["participant", "visit__nominal_day"],
+                "abstract": False,
+                "base_manager_name": "objects",
+            },
+        ),
+        migrations.CreateModel(
+            name="AdverseEvent",
+            fields=[
+                (
+                    "id",
+                    models.BigAutoField(
+                        auto_created=True, primary_key=True, serialize=False, verbose_name="ID"
+                    ),
+                ),
+                ("term", models.CharField(max_length=200)),
+                (
+                    "grade",
+                    models.PositiveSmallIntegerField(
+                        validators=[
+                            django.core.validators.MinValueValidator(1),
+                            django.core.validators.MaxValueValidator(5),
+                        ]
+                    ),
+                ),
+                ("serious", models.BooleanField(default=False)),
+                (
+                    "relatedness",
+                    models.CharField(
+                        choices=[
+                            ("not_related", "Not Related"),
+                            ("unlikely", "Unlikely"),
+                            ("possible", "Possible"),
+                            ("probable", "Probable"),
+                            ("definite", "Definite"),
+                        ],
+                        max_length=20,
+                    ),
+                ),
+                ("onset_date", models.DateField()),
+                ("resolution_date", models.DateField(blank=True, null=True)),
+                (
+                    "outcome",
+                    models.CharField(
+                        choices=[
+                            ("recovered", "Recovered"),
+                            ("recovering", "Recovering"),
+                            ("not_recovered", "Not Recovered"),
+                            ("recovered_with_sequelae", "Recovered With Sequelae"),
+                            ("fatal", "Fatal"),
+                            ("unknown", "Unknown"),
+                        ],
+                        default="unknown",
+                        max_length=30,
+                    ),
+                ),
+                (
+                    "participant",
+                    models.ForeignKey(
+                        on_delete=django.db.models.deletion.PROTECT,
+                        related_name="adverse_events",
+                        to="trials.participant",
+                    ),
+                ),
+            ],
+            options={
+                "ordering": ["participant", "onset_date", "pk"],
+                "abstract": False,
+                "base_manager_name": "objects",
+                "constraints": [
+                    models.CheckConstraint(
+                        condition=models.Q(("grade__gte", 1), ("grade__lte", 5)),
+                        name="ae_grade_1_5",
+                    )
+                ],
+            },
+        ),
+        migrations.CreateModel(
+            name="RandomisationEntry",
+            fields=[
+                (
+                    "id",
+                    models.BigAutoField(
+                        auto_created=True, primary_key=True, serialize=False, verbose_name="ID"
+                    ),
+                ),
+                ("sequence", models.PositiveIntegerField()),
+                ("block", models.PositiveIntegerField()),
+                ("allocated_at", models.DateTimeField(blank=True, null=True)),
+                (
+                    "arm",
+                    models.ForeignKey(
+                        on_delete=django.db.models.deletion.PROTECT,
+                        related_name="+",
+                        to="trials.arm",
+                    ),
+                ),
+                (
+                    "participant",
+                    models.OneToOneField(
+                        blank=True,
+                        null=True,
+                        on_delete=django.db.models.deletion.PROTECT,
+                        related_name="randomisation",
+                        to="trials.participant",
+                    ),
+                ),
+                (
+                    "allocation_list",
+                    models.ForeignKey(
+                        on_delete=django.db.models.deletion.PROTECT,
+                        related_name="entries",
+                        to="trials.randomisationlist",
+                    ),
+                ),
+                (
+                    "site",
+                    models.ForeignKey(
+                        on_delete=django.db.models.deletion.PROTECT,
+                        related_name="+",
+                        to="trials.site",
+                    ),
+                ),
+            ],
+            options={
+                "verbose_name_plural": "randomisation entries",
+                "ordering": ["site", "sequence"],
+                "abstract": False,
+                "base_manager_name": "objects",
+                "constraints": [
+                    models.UniqueConstraint(
+                        fields=("allocation_list", "site", "sequence"), name="uniq_allocation_seq"
+                    )
+                ],
+            },
+        ),
+        migrations.CreateModel(
+            name="SiteMembership",
+            fields=[
+                (
+                    "id",
+                    models.BigAutoField(
+                        auto_created=True, primary_key=True, serialize=False, verbose_name="ID"
+                    ),
+                ),
+                ("role", models.CharField(default="coordinator", max_length=30)),
+                (
+                    "site",
+                    models.ForeignKey(
+                        on_delete=django.db.models.deletion.PROTECT,
+                        related_name="memberships",
+                        to="trials.site",
+                    ),
+                ),
+                (
+                    "user",
+                    models.ForeignKey(
+                        on_delete=django.db.models.deletion.PROTECT,
+                        related_name="site_memberships",
+                        to=settings.AUTH_USER_MODEL,
+                    ),
+                ),
+            ],
+            options={
+                "abstract": False,
+                "base_manager_name": "objects",
+                "constraints": [
+                    models.UniqueConstraint(fields=("user", "site"), name="uniq_membership")
+                ],
             },
         ),
         migrations.AddConstraint(
-            model_name='visit',
-            constraint=models.UniqueConstraint(fields=('participant', 'code'), name='uniq_visit_code'),
+            model_name="visit",
+            constraint=models.UniqueConstraint(
+                fields=("participant", "code"), name="uniq_visit_code"
+            ),
         ),
         migrations.AddConstraint(
-            model_name='labresult',
-            constraint=models.UniqueConstraint(fields=('visit', 'analyte'), name='uniq_lab_visit_analyte'),
+            model_name="labresult",
+            constraint=models.UniqueConstraint(
+                fields=("visit", "analyte"), name="uniq_lab_visit_analyte"
+            ),
         ),
     ]
