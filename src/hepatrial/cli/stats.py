@@ -14,15 +14,17 @@ from __future__ import annotations
 
 import json
 from pathlib import Path
-from typing import Annotated, Any
+from typing import TYPE_CHECKING, Annotated, Any
 
-import pandas as pd
 import typer
 from rich.console import Console
 from rich.table import Table
 
-# hepatrial.analysis (scipy, statsmodels) is imported inside the commands so that the rest of
-# the CLI does not pay for it at start-up.
+if TYPE_CHECKING:
+    import pandas as pd
+
+# pandas and hepatrial.analysis (scipy, statsmodels) are imported inside the commands so that
+# the rest of the CLI does not pay for them at start-up.
 
 err = Console(stderr=True)
 out = Console()
@@ -43,6 +45,8 @@ def _fail(path: Path, message: str) -> None:
 
 
 def _read(path: Path, key_columns: list[str]) -> pd.DataFrame:
+    import pandas as pd
+
     try:
         df = pd.read_csv(path, dtype=dict.fromkeys(key_columns, str), keep_default_na=True)
     except (ValueError, pd.errors.ParserError, UnicodeDecodeError) as exc:
@@ -75,6 +79,8 @@ def _as_float(text: str) -> float | None:
 
 
 def _numeric_visit_order(values: pd.Series) -> list[str] | None:
+    import pandas as pd
+
     levels = list(pd.unique(values.dropna()))
     num = pd.to_numeric(pd.Series(levels), errors="coerce")
     if bool(num.isna().any()):
@@ -174,6 +180,8 @@ def lmm(
 
     keys = [subject] + ([group] if group else [])
     df = _read(file, keys)
+    import pandas as pd
+
     ref: Any = reference
     if reference is not None and time in df.columns:
         same = [lv for lv in pd.unique(df[time].dropna()) if str(lv) == reference
