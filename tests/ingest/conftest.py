@@ -1,8 +1,5 @@
-"""Fixtures for the importer/exporter tests: a migrated in-process SQLite store (pytest-django).
-
-Django is configured here with :func:`hepatrial.trials.setup` (the same settings as
-``hepatrial.trials.settings``), so pytest-django's ``db`` fixture creates the test database.
-"""
+"""Fixtures for the importer/exporter tests: a migrated in-process SQLite store (pytest-django,
+configured in pyproject.toml with ``hepatrial.trials.settings``)."""
 
 from __future__ import annotations
 
@@ -10,10 +7,6 @@ import datetime as dt
 from pathlib import Path
 
 import pytest
-
-from hepatrial.trials import setup
-
-setup()
 
 PBCSEQ_NAME = "pbcseq.csv"
 

@@ -26,7 +26,10 @@ UserOpt = Annotated[str | None, typer.Option(
 
 
 def _console() -> Console:
-    return Console(stderr=False, highlight=False)
+    console = Console(highlight=False, soft_wrap=True)
+    if not console.is_terminal:  # logs and pipes: do not wrap reasons at 80 columns
+        console = Console(highlight=False, soft_wrap=True, width=200)
+    return console
 
 
 def _run_import(kind: str, file: Path, db: Path | None, dry_run: bool, reason: str | None,

@@ -1,0 +1,137 @@
+"""`hepatrial import` / `hepatrial export` end to end in subprocesses, on SQLite and PostgreSQL.
+
+Reuses the store tests' ``backend`` fixture (tests/store/test_e2e_cli.py): a fresh SQLite file,
+or a fresh PostgreSQL database CREATEd for the test and DROPped afterwards
+(``HEPATRIAL_TEST_PG_URL``, default ``postgresql://postgres@127.0.0.1:5432/test``; skipped with
+the reason when no server answers).
+"""
+
+from __future__ import annotations
+
+import hashlib
+import sys
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+import pandas as pd
+import pytest
+
+from tests.store.test_e2e_cli import backend  # noqa: F401  (fixture reused, not duplicated)
+from tests.store.test_e2e_cli import cli as _store_cli
+
+from .test_pbcseq_roundtrip import MAPPED
+
+
+def run(backend: dict[str, Any], *args: str) -> Any:  # noqa: F811
+    """``hepatrial ARGS``; on SQLite the store file is passed with ``--db``."""
+    extra = backend["db_args"] if args[:1] in (("import",), ("export",)) else []
+    return _store_cli(backend, *args, *extra)
+
+
+def _count(backend: dict[str, Any], table: str) -> int:  # noqa: F811
+    """Row count via the backend's raw SQL helper (rowcount of a SELECT is not portable)."""
+    if backend["name"] == "sqlite":
+        import sqlite3
+
+        path = backend["db_args"][1]
+        with sqlite3.connect(path) as con:
+            return int(con.execute(f"SELECT COUNT(*) FROM {table}").fetchone()[0])
+    import psycopg
+
+    with psycopg.connect(backend["env"]["HEPATRIAL_DATABASE_URL"]) as con:
+        return int(con.execute(f"SELECT COUNT(*) FROM {table}").fetchone()[0])
+
+
+def test_import_export_cli(backend: dict[str, Any], tmp_path: Path,  # noqa: F811
+                           reference_dir: Path) -> None:
+    pbcseq = reference_dir / "pbcseq.csv"
+    raw = pd.read_csv(pbcseq)
+    n_cells = int(sum(raw[c].notna().sum() for c in MAPPED))
+
+    r = run(backend, "init", "--protocol", "mayo-pbc")
+    assert r.returncode == 0, r.stderr
+    r = run(backend, "import", "visits", str(pbcseq), "--map", "mayo-pbc")
+    assert r.returncode == 0, r.stdout + r.stderr
+    assert f"{n_cells} created, 0 changed, 0 unchanged" in r.stdout
+    assert "312 participants and 1945 visits created" in r.stdout
+    assert _count(backend, "trials_participant") == 312
+    assert _count(backend, "trials_visit") == 1945
+    r = run(backend, "import", "visits", str(pbcseq), "--map", "mayo-pbc")
+    assert r.returncode == 0 and f"0 created, 0 changed, {n_cells} unchanged" in r.stdout
+
+    # export: every value back, deterministic bytes
+    out_csv = tmp_path / "ds.csv"
+    r = run(backend, "export", "dataset", "-o", str(out_csv))
+    assert r.returncode == 0, r.stderr
+    ds = pd.read_csv(out_csv, dtype={"participant_id": str})
+    meas = ds[ds["source"] == "measured"]
+    assert len(meas) == n_cells
+    got = meas.set_index(["participant_id", "actual_day", "analyte"])["value"]
+    for col, (analyte, factor) in MAPPED.items():
+        sub = raw.loc[raw[col].notna()]
+        keys = pd.MultiIndex.from_arrays([sub["id"].astype(str), sub["day"],
+                                          [analyte] * len(sub)])
+        np.testing.assert_allclose(got.reindex(keys).to_numpy(), sub[col] * factor,
+                                   rtol=1e-12, err_msg=col)
+    digests = []
+    for name in ("a.parquet", "b.parquet"):
+        r = run(backend, "export", "dataset", "-o", str(tmp_path / name))
+        assert r.returncode == 0, r.stderr
+        digests.append(hashlib.sha256((tmp_path / name).read_bytes()).hexdigest())
+    assert digests[0] == digests[1]
+
+    # a bad lab file is refused whole, every reason listed, nothing written
+    bad = tmp_path / "bad.csv"
+    bad.write_text(
+        "participant,visit,analyte,value,unit,date\n"
+        "1,D0,creatinine,1.1,mg/dL,2000-01-01\n"
+        "9999,D0,creatinine,1.1,mg/dL,2000-01-01\n"
+        "1,W7,creatinine,1.1,mg/dL,2000-01-01\n"
+        "1,D0,potassium,4.1,mmol/L,2000-01-01\n"
+        "1,D0,inr,1.1,%,2000-01-01\n"
+        "1,M6,inr,n/a,1,2000-07-01\n"
+        "2,D0,inr,33,1,2000-01-01\n"
+        "2,D0,sodium,140,mmol/L,01/02/2000\n"
+        "1,D0,creatinine,1.2,mg/dL,2000-01-01\n")
+    labs_before = _count(backend, "trials_labresult")
+    ledger_before = _count(backend, "trials_auditledger")
+    r = run(backend, "import", "labs", str(bad))
+    assert r.returncode == 1, r.stdout + r.stderr
+    for reason in ("unknown participant", "unknown visit code", "unknown analyte",
+                   "unit not accepted", "not a number", "out of range", "not a valid date",
+                   "duplicate of row 1"):
+        assert reason in r.stdout, reason
+    assert "8 row(s) rejected" in r.stdout
+    rej = pd.read_csv(tmp_path / "bad.csv.rejects.csv")
+    assert sorted(set(rej["row"])) == [2, 3, 4, 5, 6, 7, 8, 9]
+    assert _count(backend, "trials_labresult") == labs_before
+    assert _count(backend, "trials_auditledger") == ledger_before
+
+    # dry run writes nothing; a changed value needs --reason; the reason is in the history
+    good = tmp_path / "good.csv"
+    good.write_text("participant,visit,analyte,value,unit,date\n"
+                    "1,D0,creatinine,1.1,mg/dL,2000-01-01\n"
+                    "1,D0,bilirubin,14.5,mg/dL,2000-01-01\n")
+    r = run(backend, "import", "labs", str(good), "--dry-run")
+    assert r.returncode == 0 and "dry run" in r.stdout and "1 created" in r.stdout, r.stdout
+    assert _count(backend, "trials_labresult") == labs_before
+    r = run(backend, "import", "labs", str(good), "--user", "dm1")
+    assert r.returncode == 0 and "1 created, 0 changed, 1 unchanged" in r.stdout, r.stdout
+    changed = tmp_path / "changed.csv"
+    changed.write_text(good.read_text().replace("14.5", "14.6"))
+    r = run(backend, "import", "labs", str(changed))
+    assert r.returncode == 1 and "--reason" in r.stdout
+    r = run(backend, "import", "labs", str(changed), "--reason", "lab re-issued report")
+    assert r.returncode == 0 and "0 created, 1 changed, 1 unchanged" in r.stdout, r.stdout
+    r = run(backend, "audit", "verify")
+    assert r.returncode == 0, r.stderr
+    r = run(backend, "audit", "log", "--participant", "1")
+    assert r.returncode == 0 and "lab re-issued report" in r.stdout
+
+
+@pytest.mark.skipif(sys.platform == "win32", reason="POSIX paths")
+def test_export_rejects_unknown_suffix(backend: dict[str, Any], tmp_path: Path) -> None:  # noqa: F811
+    assert run(backend, "init", "--protocol", "kharaziha2009").returncode == 0
+    r = run(backend, "export", "dataset", "-o", str(tmp_path / "x.xlsx"))
+    assert r.returncode == 2 and ".csv or .parquet" in r.stdout
