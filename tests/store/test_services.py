@@ -274,6 +274,12 @@ def test_randomised_protocol_allocation_is_concealed_seeded_and_used_once(db: An
         assert len(arms) in (2, 4)
         assert arms.count(arms[0]) * 2 == len(arms)
     first_arms = [e.arm.code for e in entries[:20]]
+    # seeded: the same list on every machine (regression values for seed 19740101, site MAYO)
+    assert first_arms[:12] == [
+        "placebo", "DPCA", "DPCA", "placebo", "DPCA", "placebo",
+        "DPCA", "placebo", "DPCA", "placebo", "DPCA", "DPCA",
+    ]  # fmt: skip
+    assert [e.block for e in entries[:10]] == [1, 1, 2, 2, 2, 2, 3, 3, 4, 4]
     from hepatrial.protocol import load_protocol
 
     proto = load_protocol("mayo-pbc")
