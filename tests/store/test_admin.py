@@ -162,3 +162,23 @@ def test_admin_lab_edit_is_reconverted(two_sites: Any, store: Any) -> None:
     assert "unit &#x27;mg/L&#x27; is not accepted" in r.content.decode()
     lab.refresh_from_db()
     assert lab.unit_as_entered == "umol/L"
+
+
+def test_admin_administration_checks_chain_of_identity(two_sites: Any, store: Any) -> None:
+    from hepatrial.trials.models import Administration, Participant
+
+    store.register_product_batch(batch_id="B-K02", participant="K02")
+    k1 = Participant.objects.get(study_id="K01")
+    c = client_for(two_sites["root"])
+    data = {"participant": k1.pk, "route": "portal_vein", "cells_total": "4e7",
+            "cells_per_kg": "", "volume_ml": "10", "date": "2008-01-20", "operator": "op",
+            "batch_id": "B-K02"}  # fmt: skip
+    r = c.post("/admin/trials/administration/add/", data)
+    assert r.status_code == 200
+    assert "belongs to participant K02 (chain of identity)" in r.content.decode()
+    assert Administration.objects.count() == 0
+    data["batch_id"] = "B-unregistered"
+    r = c.post("/admin/trials/administration/add/", data)
+    assert r.status_code == 302, r.content.decode()[:2000]
+    a = Administration.objects.get()
+    assert a.cells_total == 4e7 and a.history.get().history_user.username == "root"

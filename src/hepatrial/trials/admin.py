@@ -43,6 +43,9 @@ class ReasonForm(forms.ModelForm):
 
     def clean(self) -> dict[str, Any]:
         data = super().clean()
+        participant, visit = data.get("participant"), data.get("visit")
+        if participant is not None and visit is not None and visit.participant_id != participant.pk:
+            self.add_error("visit", f"visit {visit} belongs to another participant")
         if self.instance.pk is not None and self.has_changed():
             if not (data.get(REASON_FIELD) or "").strip():
                 self.add_error(REASON_FIELD, "A reason for change is required.")
@@ -255,11 +258,55 @@ class EligibilityAssessmentAdmin(AuditedAdmin):
 class ProtocolDeviationAdmin(AuditedAdmin):
     list_display = ["participant", "visit", "category", "date", "major", "detected_by"]
     list_filter = ["category", "major"]
+    readonly_fields = ["detected_by"]
+
+    def save_model(self, request: HttpRequest, obj: Any, form: Any, change: bool) -> None:
+        if not change:
+            obj.detected_by = request.user.get_username()
+        super().save_model(request, obj, form, change)
+
+
+class AdministrationForm(ReasonForm):
+    """Checks route, dose and chain of identity like ``services.record_administration``."""
+
+    def clean(self) -> dict[str, Any]:
+        from hepatrial.trials import services
+
+        data = super().clean()
+        needed = ("participant", "route", "cells_total", "date", "batch_id")
+        if self.instance.pk is None and all(data.get(k) is not None for k in needed):
+            try:
+                services.check_administration(**{k: data[k] for k in needed})
+            except services.StoreError as exc:
+                raise forms.ValidationError(str(exc)) from None
+        return data
 
 
 @admin.register(m.Administration)
 class AdministrationAdmin(AuditedAdmin):
+    form = AdministrationForm
     list_display = ["participant", "date", "route", "cells_total", "cells_per_kg", "batch_id"]
+
+    def save_model(self, request: HttpRequest, obj: Any, form: Any, change: bool) -> None:
+        """A new administration goes through the service (route, dose, chain of identity)."""
+        from hepatrial.trials import services
+
+        if change:
+            return super().save_model(request, obj, form, change)
+        new = services.record_administration(
+            participant=obj.participant,
+            route=obj.route,
+            cells_total=obj.cells_total,
+            volume_ml=obj.volume_ml,
+            date=obj.date,
+            operator=obj.operator,
+            batch_id=obj.batch_id,
+            cells_per_kg=obj.cells_per_kg,
+            user=request.user,
+        )
+        obj.pk = new.pk
+        obj.refresh_from_db()
+        return None
 
 
 @admin.register(m.AdverseEvent)

@@ -66,6 +66,7 @@ __all__ = [
     "add_site_membership",
     "assess_eligibility",
     "change_status",
+    "check_administration",
     "create_site",
     "create_user",
     "enrol_participant",
@@ -473,7 +474,7 @@ def screen_participant(
         year_of_birth=yob,
         etiology=_choice(etiology, Etiology, f"{what} etiology"),
         screening_date=sdate,
-        screening_data=dict(screening_data or {}),
+        screening_data=_jsonable(dict(screening_data or {})),
         status=ParticipantStatus.SCREENED,
         status_date=sdate,
         status_reason="screened",
@@ -1082,29 +1083,17 @@ def _dec(value: Any, what: str) -> Decimal:
         raise StoreError(f"{what}: {value!r} is not a number") from None
 
 
-def record_administration(
-    *,
-    participant: Participant | str,
-    route: str,
-    cells_total: float,
-    volume_ml: Any,
-    date: Any,
-    operator: str,
-    batch_id: str,
-    cells_per_kg: float | None = None,
-    user: Any = None,
-) -> Administration:
-    """Record a cell administration.
+def check_administration(
+    *, participant: Participant | str, route: str, cells_total: Any, date: Any, batch_id: str
+) -> tuple[Participant, str, float, _dt.date]:
+    """Validate an administration before it is stored (also used by the admin form).
 
-    The route must be one the protocol allows; a dose outside the protocol's
-    ``cells_min``–``cells_max`` is stored and creates a ``dosing`` deviation. ``cells_per_kg``
-    defaults to ``cells_total`` / the latest recorded weight on or before ``date``. When a
-    :class:`CellProductBatch` with ``batch_id`` exists it must belong to this participant
-    (chain of identity) and be released.
+    Returns ``(participant, route, cells, date)``; raises :class:`StoreError` for a route the
+    protocol does not allow, a non-positive dose, a participant not enrolled, or a batch that
+    belongs to another participant (chain of identity) or is not released.
     """
     p = _participant(participant)
     what = f"participant {p} administration"
-    user = _user(user)
     proto = active_protocol()
     route = _choice(route, Route, f"{what} route")
     if proto.product is not None and route not in proto.product.routes:
@@ -1130,6 +1119,39 @@ def record_administration(
             )
         if not batch.released:
             raise StoreError(f"{what}: batch {batch_id!r} has not been released")
+    return p, route, cells, d
+
+
+def record_administration(
+    *,
+    participant: Participant | str,
+    route: str,
+    cells_total: float,
+    volume_ml: Any,
+    date: Any,
+    operator: str,
+    batch_id: str,
+    cells_per_kg: float | None = None,
+    user: Any = None,
+) -> Administration:
+    """Record a cell administration.
+
+    The route must be one the protocol allows; a dose outside the protocol's
+    ``cells_min``–``cells_max`` is stored and creates a ``dosing`` deviation. ``cells_per_kg``
+    defaults to ``cells_total`` / the latest recorded weight on or before ``date``. When a
+    :class:`CellProductBatch` with ``batch_id`` exists it must belong to this participant
+    (chain of identity) and be released.
+    """
+    p, route, cells, d = check_administration(
+        participant=participant,
+        route=route,
+        cells_total=cells_total,
+        date=date,
+        batch_id=batch_id,
+    )
+    what = f"participant {p} administration"
+    user = _user(user)
+    proto = active_protocol()
     if cells_per_kg is None:
         c = (
             ClinicalAssessment.objects.filter(
