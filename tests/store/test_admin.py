@@ -182,3 +182,27 @@ def test_admin_administration_checks_chain_of_identity(two_sites: Any, store: An
     assert r.status_code == 302, r.content.decode()[:2000]
     a = Administration.objects.get()
     assert a.cells_total == 4e7 and a.history.get().history_user.username == "root"
+
+
+def test_user_account_change_needs_reason_and_cannot_be_deleted(two_sites: Any) -> None:
+    b = two_sites["b"]
+    c = client_for(two_sites["root"])
+    url = f"/admin/auth/user/{b.pk}/change/"
+    data = {"username": "coord_b", "first_name": "", "last_name": "", "email": "",
+            "is_active": "", "is_staff": "on", "date_joined_0": "2008-01-01",
+            "date_joined_1": "00:00:00", "change_reason": ""}  # fmt: skip
+    r = c.post(url, data)
+    assert r.status_code == 200  # reason missing
+    b.refresh_from_db()
+    assert b.is_active
+    data["change_reason"] = "left the study team"
+    r = c.post(url, data)
+    assert r.status_code == 302, r.content.decode()[:3000]
+    b.refresh_from_db()
+    assert not b.is_active
+    h = b.history.order_by("-history_id").first()
+    assert h.history_change_reason == "left the study team" and h.history_user.username == "root"
+    assert c.get(f"/admin/auth/user/{b.pk}/delete/").status_code == 403
+    from hepatrial.trials import audit
+
+    assert audit.verify() == []

@@ -408,3 +408,49 @@ class AuditLedgerAdmin(admin.ModelAdmin):
 
     def has_delete_permission(self, request: HttpRequest, obj: Any = None) -> bool:
         return False
+
+
+# ------------------------------------------------------------------------ user accounts
+from django.contrib.auth import get_user_model  # noqa: E402
+from django.contrib.auth.admin import UserAdmin as _BaseUserAdmin  # noqa: E402
+from django.contrib.auth.forms import UserChangeForm as _BaseUserChangeForm  # noqa: E402
+
+
+class AuditedUserChangeForm(_BaseUserChangeForm):
+    """User change form with a required reason for change (account changes are audited)."""
+
+    change_reason = forms.CharField(
+        label="Reason for change",
+        required=True,
+        widget=forms.Textarea(attrs={"rows": 2}),
+        help_text="Kept in the audit trail of the account.",
+    )
+
+
+class AuditedUserAdmin(SimpleHistoryAdmin, _BaseUserAdmin):
+    """Accounts: a reason for every change, history view, and no deletion (deactivate instead,
+    21 CFR 11.100: identities are never reused)."""
+
+    form = AuditedUserChangeForm
+    fieldsets = (*_BaseUserAdmin.fieldsets, ("Audit", {"fields": ("change_reason",)}))
+
+    def save_model(self, request: HttpRequest, obj: Any, form: Any, change: bool) -> None:
+        obj._history_user = request.user
+        obj._change_reason = (
+            form.cleaned_data.get(REASON_FIELD, "").strip() if change else "account created"
+        )
+        super().save_model(request, obj, form, change)
+
+    def has_delete_permission(self, request: HttpRequest, obj: Any = None) -> bool:
+        return False
+
+    def get_actions(self, request: HttpRequest) -> dict[str, Any]:
+        actions = super().get_actions(request)
+        actions.pop("delete_selected", None)
+        return actions
+
+
+_User = get_user_model()
+if admin.site.is_registered(_User):
+    admin.site.unregister(_User)
+admin.site.register(_User, AuditedUserAdmin)

@@ -379,7 +379,7 @@ def verify(expected_head: str | None = None) -> list[Problem]:
         in_ledger = ledgered.pop(hlabel, {})
         latest: dict[Any, Any] = {}
         seen: set[int] = set()
-        for h in hmodel._base_manager.order_by("history_date", "history_id").iterator():
+        for h in hmodel._base_manager.order_by("history_id").iterator():
             seen.add(h.pk)
             entry = in_ledger.get(h.pk)
             obj_pk = getattr(h, pk_att)
@@ -511,7 +511,7 @@ def history_entries(participant_id: str | None = None) -> list[dict[str, Any]]:
         pk_att = _tracked_pk_attname(hmodel)
         prev_by_obj: dict[Any, Any] = {}
         tracked = list(hmodel.tracked_fields)
-        for h in qs.order_by("history_date", "history_id"):
+        for h in qs.order_by("history_id"):
             obj_pk = getattr(h, pk_att)
             prev = prev_by_obj.get(obj_pk)
             changes = []

@@ -345,7 +345,7 @@ def status_history_frame() -> pd.DataFrame:
     status_date, status_reason, recorded_at; sorted by participant and time recorded."""
     rows = []
     last: dict[int, tuple[str, Any]] = {}
-    for h in Participant.history.order_by("history_date", "history_id"):
+    for h in Participant.history.order_by("history_id"):
         key = (h.status, h.status_date)
         if last.get(h.id) == key or h.history_type == "-":
             continue
