@@ -9,6 +9,33 @@ Use :func:`setup` once per process before importing :mod:`hepatrial.trials.servi
 
 Layout (HackSoft style): writes only in ``services``, reads in ``selectors``, the audit ledger
 in ``audit``, a thin ``admin``; no business logic in signals.
+
+Public API
+----------
+``setup(db)``, ``migrate()``
+    configure Django (SQLite file or ``HEPATRIAL_DATABASE_URL``) and create/upgrade the schema.
+:mod:`~hepatrial.trials.services` (writes; keyword-only; ``user=None`` → ``system`` account)
+    ``install_protocol``, ``active_protocol``, ``generate_randomisation``, ``create_site``,
+    ``create_user``, ``add_site_membership``, ``screen_participant``, ``record_consent``,
+    ``assess_eligibility``, ``enrol_participant``, ``schedule_visits``, ``record_visit``,
+    ``mark_visit_not_done``, ``record_deviation``, ``record_lab`` (``canonical_lab``),
+    ``record_clinical``, ``register_product_batch``, ``release_product_batch``,
+    ``check_administration``, ``record_administration``, ``record_adverse_event``,
+    ``change_status``, ``update_participant|visit|lab|clinical|administration|adverse_event``
+    (all need ``reason=``). Errors: ``StoreError`` and ``ChangeReasonRequired`` (ValueErrors).
+:mod:`~hepatrial.trials.selectors` (reads → pandas / dicts)
+    ``participants_frame``, ``visits_frame``, ``labs_frame``, ``clinical_frame``,
+    ``measurements_frame``, ``administrations_frame``, ``adverse_events_frame``,
+    ``deviations_frame``, ``status_history_frame``, ``protocol_record``, ``sites``.
+:mod:`~hepatrial.trials.audit`
+    ``append(history_rows)``, ``bulk_create(model, objs, user=, reason=)``,
+    ``bulk_update(model, objs, fields, reason=, user=)``, ``verify(expected_head=None)`` →
+    ``list[Problem]``, ``head()``, ``history_entries(participant_id=None)``, ``row_digest``,
+    ``canonical_value``, ``chain_hash``, ``lock_ledger``, ``audited_models``.
+:mod:`~hepatrial.trials.base`
+    ``AuditedModel`` (reason for change enforced in ``save``/``delete`` and on querysets:
+    ``update_with_reason``/``delete_with_reason``), ``ChangeReasonRequired``,
+    ``AuditTrailImmutable``.
 """
 
 from __future__ import annotations
