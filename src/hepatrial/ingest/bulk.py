@@ -26,6 +26,7 @@ import json
 from collections.abc import Iterable, Iterator, Sequence
 from contextlib import contextmanager
 from json.encoder import encode_basestring as _encode_str  # type: ignore[attr-defined]
+from operator import itemgetter
 from typing import Any
 
 from django.apps import apps
@@ -115,87 +116,101 @@ def _encoder(field: models.Field | None) -> Any:
 
 
 class _Digester:
-    """Computes ``audit.row_digest`` of history rows from plain values, without ORM objects.
+    """Computes ``audit.row_digest`` of history rows from plain column values, without ORM
+    objects.
 
     ``row_digest`` is sha256 of ``canonical_json`` (sorted keys, compact separators, floats as
     repr strings, dates ISO, datetimes in UTC) of every concrete column plus ``__model__``; this
     builds the same text from a template with the per-import constants (history date, user,
-    reason, type, model) filled in once. The first row of each chunk is cross-checked against
+    reason, type, model) filled in once. The first row of each import is cross-checked against
     ``audit.row_digest`` of the stored row.
     """
 
-    def __init__(self, hmodel: type[models.Model], attnames: Sequence[str],
+    def __init__(self, hmodel: type[models.Model], varying: Sequence[str],
                  constants: dict[str, Any]) -> None:
         self.label = hmodel._meta.label_lower
         fields = {f.attname: f for f in hmodel._meta.concrete_fields}
+        if set(varying) | set(constants) != set(fields):
+            raise ValueError(f"{hmodel._meta.label}: digest needs exactly the columns "
+                             f"{sorted(fields)}")
         consts = {**constants, "__model__": self.label}
-        pieces, self.positions, self.encoders = [], [], []
-        for n, key in enumerate(sorted([*attnames, "__model__"])):
+        pieces: list[str] = []
+        self.pairs: list[tuple[Any, str]] = []
+        for n, key in enumerate(sorted([*fields, "__model__"])):
             pieces.append(("{" if n == 0 else ",") + _encode_str(key).replace("%", "%%") + ":")
             if key in consts:
                 pieces.append(_json_value(consts[key]).replace("%", "%%"))
             else:
                 pieces.append("%s")
-                self.positions.append(list(attnames).index(key))
-                self.encoders.append(_encoder(fields.get(key)))
+                self.pairs.append((_encoder(fields[key]), key))
         self.template = "".join(pieces) + "}"
-        self.pairs = list(zip(self.encoders, self.positions, strict=True))
 
-    def digest(self, values: Sequence[Any]) -> str:
-        """Digest of one row."""
-        text = self.template % tuple([enc(values[i]) for enc, i in self.pairs])
-        return hashlib.sha256(text.encode("utf-8")).hexdigest()
-
-    def digests(self, rows: Sequence[Sequence[Any]]) -> list[str]:
-        """Digests of many rows (column-wise encoding: same result, less per-row work)."""
-        encoded = [list(map(enc, [r[i] for r in rows])) for enc, i in self.pairs]
+    def digests(self, columns: dict[str, Sequence[Any]], rows: slice | None = None) -> list[str]:
+        """Digests of the rows given column-wise (``columns[attname]`` = that column's values)."""
+        sl = rows or slice(None)
+        encoded = [list(map(enc, columns[key][sl])) for enc, key in self.pairs]
         template = self.template
         sha = hashlib.sha256
-        return [sha((template % t).encode("utf-8")).hexdigest() for t in zip(*encoded, strict=True)]
+        return [sha((template % t).encode("utf-8")).hexdigest()
+                for t in zip(*encoded, strict=True)]
 
 
-def _fast_ledger(hmodel: type[models.Model], hattnames: Sequence[str],
-                 hrows: Sequence[tuple], pk_att: str, check: bool) -> None:
-    """Append history rows (plain values incl. ``history_id``) to the audit ledger.
+def _sql_literal(value: str) -> str:
+    return "'" + value.replace("'", "''") + "'"
 
-    The history date, user, reason and type must be the same on every row (one import).
 
-    Same entries as ``audit.append`` (seq, model, history pk, object pk, type, digest, previous
-    and chain hash) written with ``executemany``; ``audit.verify`` recomputes them.
+def _fast_ledger(hmodel: type[models.Model], columns: dict[str, Sequence[Any]],
+                 constants: dict[str, Any], pk_att: str, check: bool) -> None:
+    """Append history rows to the audit ledger, in history-id order.
+
+    ``columns`` holds the varying history columns (incl. the history id), ``constants`` the
+    columns equal on every row of one import (history date, user, reason, type). Same entries
+    as ``audit.append`` (seq, model, history pk, object pk, type, digest, previous and chain
+    hash), written with ``executemany``; ``audit.verify`` recomputes them.
     """
     from hepatrial.trials import audit
 
     Ledger = apps.get_model("trials", "AuditLedger")
     audit._lock()
-    consts = {k: hrows[0][hattnames.index(k)] for k in
-              ("history_date", "history_user_id", "history_change_reason", "history_type")}
-    dig = _Digester(hmodel, hattnames, consts)
+    hpk_att = hmodel._meta.pk.attname
+    dig = _Digester(hmodel, list(columns), constants)
     if check:
-        first = hmodel._base_manager.get(pk=hrows[0][hattnames.index(hmodel._meta.pk.attname)])
-        if audit.row_digest(first) != dig.digest(hrows[0]):
+        first = hmodel._base_manager.get(pk=columns[hpk_att][0])
+        if audit.row_digest(first) != dig.digests(columns, slice(0, 1))[0]:
             raise RuntimeError(f"{hmodel._meta.label}: fast digest differs from audit.row_digest;"
                                " refusing to write an unverifiable ledger")
     last = Ledger.objects.order_by("-seq").values_list("seq", "chain_hash").first()
     seq, prev = last if last else (0, audit.GENESIS)
     label = dig.label
-    hpk_pos = hattnames.index(hmodel._meta.pk.attname)
-    opk_pos = hattnames.index(pk_att)
-    type_pos = hattnames.index("history_type")
-    now = connection.ops.adapt_datetimefield_value(timezone.now())
     out = []
     sha = hashlib.sha256
-    for r, d in zip(hrows, dig.digests(hrows), strict=True):
+    for hpk, opk, d in zip(columns[hpk_att], columns[pk_att], dig.digests(columns),
+                           strict=True):
         seq += 1
-        hpk = r[hpk_pos]
         chain = sha(f"{seq}|{label}|{hpk}|{d}|{prev}".encode()).hexdigest()
-        out.append((seq, label, hpk, str(r[opk_pos]), r[type_pos], d, prev, chain, now))
+        out.append((seq, hpk, str(opk), d, prev, chain))
         prev = chain
     if check and out:
-        assert audit._chain(out[0][0], label, out[0][2], out[0][5], out[0][6]) == out[0][7]
+        s0 = out[0]
+        if audit._chain(s0[0], label, s0[1], s0[3], s0[4]) != s0[5]:
+            raise RuntimeError("fast chain hash differs from audit's")
+    qn = connection.ops.quote_name
     lmeta = Ledger._meta
-    cols = ["seq", "history_model", "history_pk", "object_pk", "history_type", "digest",
-            "prev_hash", "chain_hash", "recorded_at"]
-    _insert_many(lmeta.db_table, [lmeta.get_field(c).column for c in cols], out)
+
+    def col(name: str) -> str:
+        return qn(lmeta.get_field(name).column)
+
+    now = connection.ops.adapt_datetimefield_value(timezone.now())
+    # per-import constants are SQL literals, so only the six varying values are bound per row
+    now_sql = _sql_literal(str(now)) if isinstance(now, str) else "%s"
+    sql = (f"INSERT INTO {qn(lmeta.db_table)} ({col('seq')}, {col('history_pk')}, "
+           f"{col('object_pk')}, {col('digest')}, {col('prev_hash')}, {col('chain_hash')}, "
+           f"{col('history_model')}, {col('history_type')}, {col('recorded_at')}) "
+           f"VALUES (%s, %s, %s, %s, %s, %s, {_sql_literal(label).replace('%', '%%')}, "
+           f"{_sql_literal(str(constants['history_type']))}, {now_sql})")
+    params = out if now_sql != "%s" else [(*r, now) for r in out]
+    with connection.cursor() as cur:
+        cur.executemany(sql, params)
 
 
 def fast_create_with_history(
@@ -269,6 +284,32 @@ def _big_cache() -> Iterator[None]:
             cur.execute(f"PRAGMA cache_size = {int(old):d}")
 
 
+def _allocate_ids(model: type[models.Model], n: int) -> Sequence[int] | None:
+    """Reserve ``n`` primary keys for explicit inserts, or None when the backend has no way.
+
+    SQLite: the importer's transaction holds the write lock (``BEGIN IMMEDIATE``), so the keys
+    after ``max(MAX(pk), sqlite_sequence)`` are ours. PostgreSQL: ``nextval`` of the column's
+    identity sequence, ``n`` times.
+    """
+    qn = connection.ops.quote_name
+    table, pk = model._meta.db_table, model._meta.pk.column
+    with connection.cursor() as cur:
+        if connection.vendor == "sqlite":
+            cur.execute(f"SELECT MAX({qn(pk)}) FROM {qn(table)}")
+            top = cur.fetchone()[0] or 0
+            cur.execute("SELECT name FROM sqlite_master WHERE name = 'sqlite_sequence'")
+            if cur.fetchone():
+                cur.execute("SELECT seq FROM sqlite_sequence WHERE name = %s", [table])
+                row = cur.fetchone()
+                top = max(top, row[0] if row else 0)
+            return range(top + 1, top + 1 + n)
+        if connection.vendor == "postgresql":
+            cur.execute("SELECT nextval(pg_get_serial_sequence(%s, %s)) "
+                        "FROM generate_series(1, %s)", [qn(table), pk, n])
+            return [r[0] for r in cur.fetchall()]
+    return None
+
+
 def _fast_create(model: type[models.Model], columns: Sequence[str], rows: Sequence[tuple], *,
                  key_columns: Sequence[str], reason: str, user_id: int | None, date: Any,
                  chunk: int, db_cols: list[str], adapters: list[Any],
@@ -280,7 +321,7 @@ def _fast_create(model: type[models.Model], columns: Sequence[str], rows: Sequen
     hfields = {f.attname: f for f in hmeta.concrete_fields}
     pk_att = meta.pk.attname
     hpk_att = hmeta.pk.attname
-    key_pos = [list(columns).index(k) for k in key_columns]
+    key_of = itemgetter(*[list(columns).index(k) for k in key_columns])
     qn = connection.ops.quote_name
     adapt_any = any(a is not None for a in adapters)
     total = 0
@@ -290,28 +331,61 @@ def _fast_create(model: type[models.Model], columns: Sequence[str], rows: Sequen
         if adapt_any:
             db_part = [tuple(a(v) if a is not None and v is not None else v
                              for a, v in zip(adapters, r, strict=True)) for r in part]
-        before = _max_pk(model)
-        _insert_many(meta.db_table, db_cols, db_part)
-        key_sql = ", ".join(qn(fields[k].column) for k in key_columns)
-        with connection.cursor() as cur:
-            cur.execute(f"SELECT {qn(meta.pk.column)}, {key_sql} FROM {qn(meta.db_table)} "
-                        f"WHERE {qn(meta.pk.column)} > %s", [before])
-            ids = {tuple(r[1:]): r[0] for r in cur.fetchall()}
-        pks = [ids[tuple(r[p] for p in key_pos)] for r in part]
-        hbefore = _max_pk(hmodel)
-        _insert_many(hmeta.db_table, h_cols,
-                      [(pk, *r, hdate_db, user_id, reason, "+")
-                       for pk, r in zip(pks, db_part, strict=True)])
-        with connection.cursor() as cur:
-            cur.execute(f"SELECT {qn(hmeta.pk.column)}, {qn(hfields[pk_att].column)} FROM "
-                        f"{qn(hmeta.db_table)} WHERE {qn(hmeta.pk.column)} > %s "
-                        f"ORDER BY {qn(hmeta.pk.column)}", [hbefore])
-            mine = set(pks)
-            hist_ids = [(hid, oid) for hid, oid in cur.fetchall() if oid in mine]
-        by_obj = {oid: hid for hid, oid in hist_ids}
-        hrows = [(pk, *r, date, user_id, reason, "+", by_obj[pk])
-                 for pk, r in zip(pks, part, strict=True)]
-        hrows.sort(key=lambda r: r[-1])  # ledger in history-id order, like audit.append
-        _fast_ledger(hmodel, [*h_attnames, hpk_att], hrows, pk_att, check=True)
+        pks = _allocate_ids(model, len(part))
+        if pks is not None:
+            _insert_many(meta.db_table, [meta.pk.column, *db_cols],
+                         [(pk, *r) for pk, r in zip(pks, db_part, strict=True)])
+        else:  # pragma: no cover - other backends: insert, then read the keys back
+            before = _max_pk(model)
+            _insert_many(meta.db_table, db_cols, db_part)
+            key_sql = ", ".join(qn(fields[k].column) for k in key_columns)
+            with connection.cursor() as cur:
+                cur.execute(f"SELECT {key_sql}, {qn(meta.pk.column)} FROM {qn(meta.db_table)} "
+                            f"WHERE {qn(meta.pk.column)} > %s", [before])
+                ids = {r[:-1] if len(r) > 2 else r[0]: r[-1] for r in cur.fetchall()}
+            pks = [ids[key_of(r)] for r in part]
+        hids = _allocate_ids(hmodel, len(part))
+        if isinstance(pks, range) and isinstance(hids, range):
+            # contiguous keys (SQLite): copy the rows just written into the history table in
+            # SQL, so the stored history row is byte-for-byte the stored row
+            main_cols = [qn(meta.pk.column), *(qn(c) for c in db_cols)]
+            hist_cols = [qn(hfields[hpk_att].column), qn(hfields[pk_att].column),
+                         *(qn(hfields[a].column) for a in columns),
+                         *(qn(hfields[a].column) for a in ("history_date", "history_user_id",
+                                                            "history_change_reason",
+                                                            "history_type"))]
+            with connection.cursor() as cur:
+                cur.execute(
+                    f"INSERT INTO {qn(hmeta.db_table)} ({', '.join(hist_cols)}) "
+                    f"SELECT {qn(meta.pk.column)} + %s, {', '.join(main_cols)}, %s, %s, %s, %s "
+                    f"FROM {qn(meta.db_table)} WHERE {qn(meta.pk.column)} BETWEEN %s AND %s "
+                    f"ORDER BY {qn(meta.pk.column)}",
+                    [hids.start - pks.start, hdate_db, user_id, reason, "+", pks.start,
+                     pks[-1]])
+        elif hids is not None:
+            _insert_many(hmeta.db_table, [hfields[hpk_att].column, *h_cols],
+                         [(hid, pk, *r, hdate_db, user_id, reason, "+")
+                          for hid, pk, r in zip(hids, pks, db_part, strict=True)])
+        else:  # pragma: no cover
+            hbefore = _max_pk(hmodel)
+            _insert_many(hmeta.db_table, h_cols,
+                         [(pk, *r, hdate_db, user_id, reason, "+")
+                          for pk, r in zip(pks, db_part, strict=True)])
+            with connection.cursor() as cur:
+                cur.execute(f"SELECT {qn(hmeta.pk.column)}, {qn(hfields[pk_att].column)} FROM "
+                            f"{qn(hmeta.db_table)} WHERE {qn(hmeta.pk.column)} > %s "
+                            f"ORDER BY {qn(hmeta.pk.column)}", [hbefore])
+                mine = set(pks)
+                by_obj = {oid: hid for hid, oid in cur.fetchall() if oid in mine}
+            order = sorted(range(len(part)), key=lambda i: by_obj[pks[i]])
+            part = [part[i] for i in order]
+            pks = [pks[i] for i in order]
+            hids = [by_obj[pk] for pk in pks]
+        cols = dict(zip(columns, zip(*part, strict=True), strict=True))
+        cols[pk_att] = pks
+        cols[hpk_att] = hids
+        consts = {"history_date": date, "history_user_id": user_id,
+                  "history_change_reason": reason, "history_type": "+"}
+        _fast_ledger(hmodel, cols, consts, pk_att, check=start == 0)
         total += len(part)
     return total

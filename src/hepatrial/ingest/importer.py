@@ -125,9 +125,14 @@ def plan_labs(frame: pd.DataFrame, visit_ids: dict[tuple[str, str], int], *,
     """
     from hepatrial.trials.models import LabResult
 
-    keys = pd.MultiIndex.from_arrays([frame["participant"], frame["visit"]])
-    vid = np.array([visit_ids.get(k, -1) for k in keys], dtype=np.int64)
-    frame = frame.assign(visit_id=vid)
+    if visit_ids:
+        known = pd.DataFrame(list(visit_ids.keys()), columns=["participant", "visit"])
+        known["visit_id"] = np.fromiter(visit_ids.values(), dtype=np.int64, count=len(known))
+        frame = frame.merge(known, on=["participant", "visit"], how="left", sort=False)
+        frame["visit_id"] = frame["visit_id"].fillna(-1).astype(np.int64)
+    else:
+        frame = frame.assign(visit_id=np.full(len(frame), -1, dtype=np.int64))
+    vid = frame["visit_id"].to_numpy()
     known_vids = sorted(set(vid[vid > 0].tolist()))
     if not known_vids:
         return LabPlan(frame, frame.iloc[0:0], 0)
@@ -194,6 +199,24 @@ def _lab_rows(new: pd.DataFrame, participant_ids: dict[str, int]) -> tuple[list[
         new["unit"].tolist(), new["value_canonical"].astype(float).tolist(),
         new["unit_canonical"].tolist(), lab, dates, strict=True))
     return columns, rows
+
+
+def insert_labs(new: pd.DataFrame, participant_ids: dict[str, int], *, reason: str, user: Any,
+                chunk: int = 50_000) -> int:
+    """Insert validated new lab rows (with ``visit_id``) slice by slice, each with its history
+    row and ledger entry (one history date for the whole import)."""
+    from django.utils import timezone
+
+    from hepatrial.ingest.bulk import fast_create_with_history
+
+    when = timezone.now()
+    n = 0
+    for start in range(0, len(new), chunk):
+        columns, rows = _lab_rows(new.iloc[start:start + chunk], participant_ids)
+        n += fast_create_with_history(_lab_model(), columns, rows,
+                                      key_columns=("visit_id", "analyte"), reason=reason,
+                                      user_id=user.pk, date=when, chunk=chunk)
+    return n
 
 
 def _apply_changes(changed: pd.DataFrame, *, reason: str, user: Any,
@@ -291,7 +314,7 @@ def import_labs(
     reason: str | None = None,
     user: str | None = None,
     rejects_path: str | Path | None = None,
-    chunk: int = 20_000,
+    chunk: int = 50_000,
     today: _dt.date | None = None,
 ) -> ImportResult:
     """Import a long lab file (``participant, visit, analyte, value, unit, date[, lab]``).
@@ -302,7 +325,6 @@ def import_labs(
     differ from stored ones and no ``reason`` was given.
     """
     from django.db import transaction
-    from django.utils import timezone
 
     t0 = time.perf_counter()
     path = Path(path)
@@ -340,8 +362,6 @@ def import_labs(
         result.seconds = time.perf_counter() - t0
         return result
 
-    from hepatrial.ingest.bulk import fast_create_with_history
-
     history_user = _user(user)
     create_reason = f"import labs {path.name}"
     with transaction.atomic():
@@ -352,10 +372,8 @@ def import_labs(
         if not missing.empty:
             keys = zip(new["participant"], new["visit"], strict=True)
             new = new.assign(visit_id=[visit_ids[k] for k in keys])
-        columns, rows = _lab_rows(new, index.participants)
-        fast_create_with_history(
-            _lab_model(), columns, rows, key_columns=("visit_id", "analyte"),
-            reason=create_reason, user_id=history_user.pk, date=timezone.now(), chunk=chunk)
+        insert_labs(new, index.participants, reason=create_reason, user=history_user,
+                    chunk=chunk)
         if reason is not None:
             _apply_changes(plan.changed, reason=reason, user=history_user,
                            has_lab_column=has_lab)

@@ -259,7 +259,6 @@ def import_visits(
     stored values without ``reason``.
     """
     from django.db import transaction
-    from django.utils import timezone
 
     from hepatrial.ingest import importer as imp
 
@@ -314,9 +313,8 @@ def import_visits(
         result.seconds = time.perf_counter() - t0
         return result
 
-    from hepatrial.ingest.bulk import fast_create_with_history
     from hepatrial.trials import audit
-    from hepatrial.trials.models import LabResult, Participant, Visit
+    from hepatrial.trials.models import Participant, Visit
 
     history_user = imp._user(user)
     why = f"import visits {path.name}"
@@ -349,9 +347,7 @@ def import_visits(
             imp.save_each(objs, reason=reason, user=history_user)
         new = labs_plan.new.assign(visit_id=[vids[k] for k in zip(
             labs_plan.new["participant"], labs_plan.new["visit"], strict=True)])
-        columns, rows = imp._lab_rows(new, pids)
-        fast_create_with_history(LabResult, columns, rows, key_columns=("visit_id", "analyte"),
-                                 reason=why, user_id=history_user.pk, date=timezone.now())
+        imp.insert_labs(new, pids, reason=why, user=history_user)
         if reason is not None:
             imp._apply_changes(labs_plan.changed, reason=reason, user=history_user,
                                has_lab_column=False)
