@@ -1,0 +1,229 @@
+"""``hepatrial demo``: reconstruct the model trial, load it into a fresh store, analyse, report.
+
+Everything the demo produces is a **synthetic reconstruction, not patient data**.
+
+Steps: :func:`hepatrial.demo.cohort.reconstruct` → long lab CSV + participants CSV →
+a fresh SQLite store through the same commands users run (``hepatrial init --protocol
+kharaziha2009``; participants through :mod:`hepatrial.trials.services` — screening, consent,
+eligibility, enrolment, administration, completion; ``hepatrial import labs``) →
+:func:`hepatrial.ingest.export.trial_data` → :func:`hepatrial.report.analyze` →
+:func:`hepatrial.report.build_report`.
+
+The store step is the ``loader`` argument of :func:`run_demo` (default
+:func:`load_into_store`), so the pipeline can run without a database (``loader=None`` builds
+the bundle directly from the CSVs; used by tests of the report).
+
+Django is configured once per process: run the demo in its own process (the CLI does).
+"""
+
+from __future__ import annotations
+
+import datetime as _dt
+import time
+from collections.abc import Callable
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+import pandas as pd
+
+from hepatrial.demo import cohort as _cohort
+from hepatrial.demo import published as pub
+
+PROTOCOL = "kharaziha2009"
+LABS_CSV = "kharaziha2009_synthetic_labs.csv"
+PARTICIPANTS_CSV = "kharaziha2009_synthetic_participants.csv"
+DB_NAME = "kharaziha2009_synthetic.sqlite3"
+REPORT_HTML = "kharaziha2009_synthetic_report.html"
+RESULTS_JSON = "kharaziha2009_synthetic_results.json"
+#: Visits whose values were not published (interpolated + noise in the reconstruction).
+NOT_PUBLISHED = ("W1", "W2", "W4", "W8")
+
+
+@dataclass
+class DemoResult:
+    """Paths and objects produced by :func:`run_demo`."""
+
+    out_dir: Path
+    labs_csv: Path
+    participants_csv: Path
+    db: Path | None
+    report: Path
+    results_json: Path
+    cohort: Any
+    results: dict[str, Any]
+    seconds: float
+
+
+def write_csvs(c: _cohort.Cohort, out_dir: Path) -> tuple[Path, Path]:
+    """Write the long lab CSV (participant, visit, analyte, value, unit, date) and the
+    participants CSV; byte-identical for the same cohort."""
+    labs = c.labs.rename(columns={"participant_id": "participant"})
+    labs = labs.assign(value=[_fmt_value(a, v) for a, v in zip(labs["analyte"], labs["value"],
+                                                               strict=True)])
+    lp = out_dir / LABS_CSV
+    labs.to_csv(lp, index=False, lineterminator="\n")
+    pp = out_dir / PARTICIPANTS_CSV
+    c.participants.to_csv(pp, index=False, lineterminator="\n", float_format="%.6g")
+    return lp, pp
+
+
+def _fmt_value(analyte: str, v: float) -> str:
+    d = pub.ENTRY_DECIMALS[analyte]
+    return f"{v:.{d}f}"
+
+
+def _cli(args: list[str]) -> None:
+    """Run a ``hepatrial`` command in this process; raise on a non-zero exit."""
+    from typer.main import get_command
+
+    from hepatrial.cli import app
+
+    cmd = get_command(app)
+    try:
+        cmd.main(args=args, prog_name="hepatrial", standalone_mode=False)
+    except SystemExit as exc:  # pragma: no cover - typer.Exit inside standalone_mode=False
+        if exc.code:
+            raise RuntimeError(f"hepatrial {' '.join(args)} exited with {exc.code}") from None
+
+
+def _screening_data(row: Any, labs: pd.DataFrame) -> dict[str, Any]:
+    d0 = labs[(labs["participant_id"] == row.participant_id) & (labs["visit"] == "D0")]
+    values = dict(zip(d0["analyte"], d0["value"], strict=True))
+    return {
+        "age": float(row.age),
+        "cirrhosis": True,
+        "bilirubin": float(values["bilirubin"]),
+        "creatinine": float(values["creatinine"]),
+        "inr": float(values["inr"]),
+        "albumin": float(values["albumin"]),
+        "portal_vein_patent": True,
+        "informed_consent": True,
+        "hcc": False,
+        "active_infection": False,
+        "pregnant": False,
+    }
+
+
+def load_into_store(c: _cohort.Cohort, labs_csv: Path, db: Path) -> Any:
+    """Fresh SQLite store ← the synthetic cohort, through ``hepatrial init``, the store's
+    services and ``hepatrial import labs``; returns the exported TrialData bundle."""
+    if db.exists():
+        db.unlink()
+    _cli(["init", "--protocol", PROTOCOL, "--db", str(db)])
+    from hepatrial.trials import services
+
+    user = services.system_user()
+    for r in c.participants.itertuples(index=False):
+        d0 = _dt.date.fromisoformat(r.enrolment_date)
+        scr = d0 - _dt.timedelta(days=14)
+        services.screen_participant(
+            study_id=r.participant_id, site=r.site, sex=r.sex,
+            year_of_birth=scr.year - int(r.age), etiology=r.etiology, screening_date=scr,
+            screening_data=_screening_data(r, c.labs), user=user)
+        services.record_consent(participant=r.participant_id, version="1.0", date=scr,
+                                user=user)
+        a = services.assess_eligibility(participant=r.participant_id, assessed_on=scr,
+                                        user=user)
+        if a.eligible is not True:
+            failed = [k for k, v in a.criteria.items() if v.get("passes") is False]
+            raise _cohort.ReconstructionError(
+                f"{r.participant_id} (age {r.age:g}) is not eligible under the installed "
+                f"protocol: failed {', '.join(failed) or 'undecided'}")
+        services.enrol_participant(participant=r.participant_id, enrolment_date=d0, user=user)
+        services.record_administration(
+            participant=r.participant_id, route=r.route, cells_total=float(r.cells_total),
+            volume_ml=r.volume_ml, date=d0, operator="synthetic", batch_id=f"B-{r.participant_id}",
+            user=user)
+    _cli(["import", "labs", str(labs_csv), "--db", str(db)])
+    for r in c.participants.itertuples(index=False):
+        services.change_status(participant=r.participant_id, status="completed",
+                               date=_dt.date.fromisoformat(r.status_date),
+                               reason="completed 24-week follow-up", user=user)
+    from hepatrial.ingest.export import trial_data
+
+    return trial_data(db)
+
+
+def bundle_without_store(c: _cohort.Cohort) -> Any:
+    """The TrialData bundle built directly from the cohort (no database): measured rows plus
+    the MELD variants computed by :func:`hepatrial.scores.meld`. For tests and benchmarks."""
+    from hepatrial.analysis import TrialData
+    from hepatrial.protocol.loader import load_protocol
+
+    ps = load_protocol(PROTOCOL).summary_dict()
+    days = {v["code"]: v["nominal_day"] for v in ps["visits"]}
+    labs = c.labs.copy()
+    enrol = dict(zip(c.participants["participant_id"], c.participants["enrolment_date"],
+                     strict=True))
+    labs["actual_day"] = [(pd.Timestamp(d) - pd.Timestamp(enrol[p])).days
+                          for p, d in zip(labs["participant_id"], labs["date"], strict=True)]
+    rows = [labs.assign(source="measured")]
+    wide = labs.pivot_table(index=["participant_id", "visit", "actual_day"], columns="analyte",
+                            values="value").reset_index()
+    for variant in ("kamath2001", "continuous", "optn2002"):
+        m = _cohort.meld_si(wide["bilirubin"], wide["creatinine"], wide["inr"], variant)
+        rows.append(wide[["participant_id", "visit", "actual_day"]].assign(
+            analyte=f"meld_{variant}", value=m, unit="points", source="derived"))
+    ds = pd.concat(rows, ignore_index=True)
+    ds["site"] = "S01"
+    ds["arm"] = "single"
+    ds["nominal_day"] = ds["visit"].map(days).astype(int)
+    ds = ds[["participant_id", "site", "arm", "visit", "nominal_day", "actual_day", "analyte",
+             "value", "unit", "source"]]
+    ds = ds.sort_values(["participant_id", "nominal_day", "visit", "analyte"],
+                        kind="mergesort").reset_index(drop=True)
+    ae = pd.DataFrame({k: pd.Series(dtype=object) for k in (
+        "participant_id", "term", "grade", "serious", "related", "onset_day", "resolved_day",
+        "outcome")})
+    ppl = c.participants.copy()
+    return TrialData(ds, ppl, ae, ps)
+
+
+def run_demo(
+    out_dir: str | Path = "hepatrial-demo",
+    *,
+    seed: int = _cohort.SEED,
+    loader: Callable[[_cohort.Cohort, Path, Path], Any] | None = load_into_store,
+    run_time: str | None = None,
+) -> DemoResult:
+    """Reconstruct, store, export, analyse and report; returns where everything is."""
+    import json
+
+    from hepatrial.report import analyze, build_report
+
+    t0 = time.perf_counter()
+    out = Path(out_dir)
+    out.mkdir(parents=True, exist_ok=True)
+    c = _cohort.reconstruct(seed=seed)
+    c.feasibility = _cohort.meld_variant_feasibility(seed=seed)
+    labs_csv, ppl_csv = write_csvs(c, out)
+    db = out / DB_NAME if loader is not None else None
+    td = loader(c, labs_csv, db) if loader is not None and db is not None \
+        else bundle_without_store(c)
+    results = analyze(td, meld_variant=c.meld_variant)
+    results["demo"] = demo_section(c)
+    html = build_report(td, results, run_time=run_time)
+    report = out / REPORT_HTML
+    report.write_text(html, encoding="utf-8")
+    rj = out / RESULTS_JSON
+    rj.write_text(json.dumps(results, indent=1, sort_keys=True, allow_nan=False) + "\n",
+                  encoding="utf-8")
+    return DemoResult(out, labs_csv, ppl_csv, db, report, rj, c, results,
+                      time.perf_counter() - t0)
+
+
+def demo_section(c: _cohort.Cohort) -> dict[str, Any]:
+    """What the report says about the reconstruction (published vs reproduced, variants)."""
+    from hepatrial.report.analyze import jsonable
+
+    return jsonable({
+        "label": c.label,
+        "reference": pub.REFERENCE,
+        "seed": c.seed,
+        "attempts": c.attempts,
+        "meld_variant": c.meld_variant,
+        "verification": c.verification,
+        "feasibility": c.feasibility,
+        "not_published_visits": list(NOT_PUBLISHED),
+    })

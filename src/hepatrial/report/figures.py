@@ -1,0 +1,189 @@
+"""Deterministic matplotlib figures (Agg backend) returned as inline SVG / base64 PNG.
+
+Determinism: fixed ``svg.hashsalt``, no ``Date``/``Creator`` metadata, text kept as text
+(``svg.fonttype = "none"``, so no font files are embedded or fetched), fixed sizes and DPI.
+"""
+
+from __future__ import annotations
+
+import base64
+import io
+import textwrap
+from typing import Any
+
+import matplotlib
+
+matplotlib.use("Agg")
+
+import matplotlib.pyplot as plt  # noqa: E402
+import numpy as np  # noqa: E402
+import pandas as pd  # noqa: E402
+from matplotlib.collections import LineCollection  # noqa: E402
+
+__all__ = ["flow_diagram", "to_inline", "trajectories", "waterfall"]
+
+_RC = {
+    "svg.hashsalt": "hepatrial",
+    "svg.fonttype": "none",
+    "font.family": "DejaVu Sans",
+    "font.size": 9,
+    "axes.spines.top": False,
+    "axes.spines.right": False,
+}
+MAX_SVG_LINES = 150  # above this many participants, trajectories are PNG
+
+
+def to_inline(fig: Any, fmt: str = "svg", alt: str = "") -> str:
+    """Render ``fig`` to an inline ``<svg>`` or ``<img src="data:image/png;base64,...">``."""
+    buf = io.BytesIO()
+    with plt.rc_context(_RC):
+        if fmt == "svg":
+            fig.savefig(buf, format="svg", metadata={"Date": None, "Creator": None},
+                        bbox_inches="tight")
+            text = buf.getvalue().decode("utf-8")
+            start = text.index("<svg")
+            out = text[start:]
+            return f'<figure class="fig" role="img" aria-label="{alt}">{out}</figure>'
+        fig.savefig(buf, format="png", dpi=110, metadata={"Software": None},
+                    bbox_inches="tight")
+    plt.close(fig)
+    data = base64.b64encode(buf.getvalue()).decode("ascii")
+    return f'<figure class="fig"><img alt="{alt}" src="data:image/png;base64,{data}"></figure>'
+
+
+def _close_after(fig: Any, fmt: str, alt: str) -> str:
+    try:
+        return to_inline(fig, fmt, alt)
+    finally:
+        plt.close(fig)
+
+
+def trajectories(
+    data: pd.DataFrame,
+    outcomes: list[dict[str, Any]],
+    visits: list[str],
+    days: dict[str, int],
+    *,
+    note_visits: tuple[str, ...] = (),
+) -> str:
+    """One panel per outcome: each participant's trajectory (thin grey) and mean ± SD (black)
+    by visit; x = nominal week. ``note_visits`` are marked as not published."""
+    n_out = len(outcomes)
+    ncol = min(3, max(1, n_out))
+    nrow = int(np.ceil(n_out / ncol))
+    n_part = data["participant_id"].nunique()
+    with plt.rc_context(_RC):
+        fig, axes = plt.subplots(nrow, ncol, figsize=(3.4 * ncol, 2.7 * nrow), squeeze=False)
+        for k, o in enumerate(outcomes):
+            ax = axes[k // ncol][k % ncol]
+            sub = data[(data["analyte"] == o["analyte"]) & data["visit"].isin(visits)]
+            wide = sub.pivot_table(index="participant_id", columns="visit", values="value",
+                                   aggfunc="first").reindex(columns=visits)
+            x = np.array([days[v] / 7.0 for v in visits])
+            segs = []
+            for row in wide.to_numpy(dtype=float):
+                ok = ~np.isnan(row)
+                if ok.sum() >= 2:
+                    segs.append(np.column_stack([x[ok], row[ok]]))
+            alpha = 0.6 if n_part <= 20 else max(0.03, 6.0 / n_part)
+            ax.add_collection(LineCollection(segs, colors="0.55", linewidths=0.7, alpha=alpha))
+            mean = wide.mean(axis=0).to_numpy(dtype=float)
+            sd = wide.std(axis=0, ddof=1).to_numpy(dtype=float)
+            ax.errorbar(x, mean, yerr=sd, color="black", marker="o", ms=3.5, lw=1.6, capsize=3,
+                        zorder=3, label="mean ± SD")
+            for v in note_visits:
+                if v in visits:
+                    ax.axvspan(days[v] / 7.0 - 0.4, days[v] / 7.0 + 0.4, color="#f3d9a4",
+                               alpha=0.5, lw=0, zorder=0)
+            ax.set_title(f"{o['label']} ({o.get('reported_unit') or o.get('unit')})",
+                         fontsize=9)
+            ax.set_xlabel("week")
+            ax.autoscale_view()
+        for k in range(n_out, nrow * ncol):
+            axes[k // ncol][k % ncol].axis("off")
+        if note_visits:
+            fig.text(0.01, -0.01, "Shaded weeks: values not published (synthetic interpolation).",
+                     fontsize=8)
+        fig.tight_layout()
+    fmt = "svg" if n_part <= MAX_SVG_LINES else "png"
+    return _close_after(fig, fmt, "Outcomes over time: individual trajectories and mean ± SD")
+
+
+def waterfall(change: pd.Series, label: str, unit: str) -> str:
+    """Per-participant change (sorted bars), e.g. MELD at the last visit minus baseline."""
+    ch = change.dropna().sort_values(ascending=False, kind="mergesort")
+    n = len(ch)
+    with plt.rc_context(_RC):
+        fig, ax = plt.subplots(figsize=(min(9.0, 2.5 + 0.35 * max(n, 1)) if n <= 60 else 7.5, 2.9))
+        colors = np.where(ch.to_numpy() < 0, "#2c7bb6", "#d7191c")
+        ax.bar(np.arange(n), ch.to_numpy(), color=colors, width=0.8 if n <= 60 else 1.0)
+        ax.axhline(0, color="black", lw=0.8)
+        if n <= 30:
+            ax.set_xticks(np.arange(n), list(ch.index), rotation=90, fontsize=7)
+        else:
+            ax.set_xticks([])
+            ax.set_xlabel(f"{n} participants, sorted")
+        ax.set_ylabel(f"change in {label} ({unit})")
+        fig.tight_layout()
+    return _close_after(fig, "svg" if n <= MAX_SVG_LINES else "png",
+                        f"Waterfall of the change in {label} per participant")
+
+
+def _box(ax: Any, x: float, y: float, text: str, w: float = 0.42, h: float = 0.075,
+         side: bool = False) -> None:
+    lines = "\n".join(textwrap.fill(t, 46 if not side else 40) for t in text.split("\n"))
+    ax.text(x, y, lines, ha="center", va="center", fontsize=7.5,
+            bbox={"boxstyle": "square,pad=0.4", "fc": "#f7f7f7" if side else "white",
+                  "ec": "black", "lw": 0.8})
+
+
+def flow_diagram(flow: dict[str, Any]) -> str:
+    """CONSORT-style participant flow: screened → eligible → enrolled → treated → each visit,
+    with exclusions and losses (reasons) in side boxes."""
+    steps: list[tuple[str, str | None]] = []
+    reasons = flow.get("screen_fail_reasons") or {}
+    excl = f"Excluded (screen failure) n = {flow['screen_failed']}"
+    if reasons:
+        excl += "\n" + "\n".join(f"{k}: {v}" for k, v in reasons.items())
+    if flow.get("still_screening"):
+        excl += f"\nStill in screening: {flow['still_screening']}"
+    steps.append((f"Assessed for eligibility n = {flow['screened']}", excl))
+    steps.append((f"Eligible and enrolled n = {flow['enrolled']}", None))
+    nt = flow.get("not_treated", 0)
+    steps.append((f"Received cell infusion n = {flow['treated']}",
+                  f"Not treated n = {nt}" if nt else None))
+    prev_lost = 0
+    for v in flow.get("visits", []):
+        lost = {"died": v.get("missing_died") or 0,
+                "transplanted": v.get("missing_transplanted") or 0,
+                "withdrawn": v.get("missing_withdrawn") or 0,
+                "missed visit": v.get("missing_missed") or 0}
+        side = None
+        if v.get("missing"):
+            side = "Missing n = {}: {}".format(
+                v["missing"], ", ".join(f"{k} {n}" for k, n in lost.items() if n))
+        steps.append((f"{v['visit']}: attended n = {v['observed']} of {v['expected']}", side))
+        prev_lost = v.get("missing") or prev_lost
+    if flow.get("lost_reasons"):
+        steps.append((f"Completed follow-up n = {flow.get('completed', 0)}",
+                      "Left the study:\n" + "\n".join(flow["lost_reasons"][:8])
+                      + ("\n…" if len(flow["lost_reasons"]) > 8 else "")))
+    else:
+        steps.append((f"Completed follow-up n = {flow.get('completed', 0)}", None))
+    n = len(steps)
+    with plt.rc_context(_RC):
+        fig, ax = plt.subplots(figsize=(7.2, 0.62 * n + 0.4))
+        ax.set_xlim(0, 1)
+        ax.set_ylim(0, 1)
+        ax.axis("off")
+        ys = np.linspace(0.95, 0.05, n) if n > 1 else np.array([0.5])
+        for k, (main, side) in enumerate(steps):
+            _box(ax, 0.3, ys[k], main)
+            if side:
+                _box(ax, 0.78, ys[k], side, side=True)
+                ax.annotate("", xy=(0.555, ys[k]), xytext=(0.52, ys[k]),
+                            arrowprops={"arrowstyle": "->", "lw": 0.8})
+            if k + 1 < n:
+                ax.annotate("", xy=(0.3, ys[k + 1] + 0.035), xytext=(0.3, ys[k] - 0.035),
+                            arrowprops={"arrowstyle": "->", "lw": 0.8})
+    return _close_after(fig, "svg", "Participant flow diagram")
