@@ -1,0 +1,47 @@
+"""The in-process store tests (services, audit tampering, admin) again, on PostgreSQL.
+
+Runs ``pytest tests/store`` (without the CLI end-to-end file and this one) in a subprocess
+with ``HEPATRIAL_DATABASE_URL`` pointing at the PostgreSQL server; pytest-django creates and
+drops its ``test_...`` database. Skipped when no server answers (fails instead when
+``HEPATRIAL_REQUIRE_POSTGRES=1``).
+"""
+
+from __future__ import annotations
+
+import os
+import subprocess
+import sys
+import uuid
+from pathlib import Path
+
+import pytest
+
+from tests.store.test_e2e_cli import PG_ADMIN_URL, _pg_admin, _pg_url
+
+HERE = Path(__file__).resolve().parent
+REPO = HERE.parents[1]
+
+
+@pytest.mark.postgres
+def test_store_suite_on_postgresql() -> None:
+    try:
+        _pg_admin().close()
+    except Exception as exc:
+        msg = f"PostgreSQL not reachable at {PG_ADMIN_URL} ({exc}); run .ci/postgres.sh"
+        if os.environ.get("HEPATRIAL_REQUIRE_POSTGRES", "").strip() not in ("", "0"):
+            pytest.fail(f"HEPATRIAL_REQUIRE_POSTGRES is set but {msg}")
+        pytest.skip(msg)
+    env = dict(os.environ)
+    env["HEPATRIAL_DATABASE_URL"] = _pg_url(f"hepatrial_inproc_{uuid.uuid4().hex[:10]}")
+    r = subprocess.run(
+        [
+            sys.executable, "-m", "pytest", str(HERE), "-q", "-p", "no:cacheprovider",
+            "--create-db",
+            f"--ignore={HERE / 'test_e2e_cli.py'}",
+            f"--ignore={HERE / 'test_postgres_inprocess.py'}",
+        ],
+        cwd=REPO, env=env, capture_output=True, text=True, timeout=900,
+    )  # fmt: skip
+    tail = (r.stdout + r.stderr)[-4000:]
+    assert r.returncode == 0, tail
+    assert " passed" in r.stdout and " failed" not in r.stdout, tail
