@@ -85,10 +85,9 @@ def init(
 
     Re-running with the same protocol changes nothing; another version needs --reason.
     """
+    where = _open(db, migrate=True)
     from hepatrial.trials import services
     from hepatrial.trials.base import ChangeReasonRequired
-
-    where = _open(db, migrate=True)
     from hepatrial.trials.models import TrialConfig
 
     if protocol is None and TrialConfig.objects.exists():
@@ -142,9 +141,9 @@ def user_add(
     user: UserOpt = None,
 ) -> None:
     """Create an admin account: a coordinator for --site CODE, or a --superuser."""
+    _open(db)
     from hepatrial.trials import services
 
-    _open(db)
     if password_stdin:
         password = sys.stdin.readline().rstrip("\r\n")
     else:
@@ -182,9 +181,9 @@ def audit_log(
     from rich.console import Console
     from rich.table import Table
 
+    _open(db)
     from hepatrial.trials import audit
 
-    _open(db)
     try:
         entries = audit.history_entries(participant)
     except LookupError as exc:
@@ -219,9 +218,9 @@ def audit_verify(
     """Check the audit trail; exit 1 and list the problems when anything was tampered with."""
     import time
 
+    where = _open(db)
     from hepatrial.trials import audit
 
-    where = _open(db)
     t0 = time.perf_counter()
     problems = audit.verify(expected_head=expect_head)
     seq, head = audit.head()
