@@ -148,7 +148,15 @@ class _Digester:
     def digests(self, columns: dict[str, Sequence[Any]], rows: slice | None = None) -> list[str]:
         """Digests of the rows given column-wise (``columns[attname]`` = that column's values)."""
         sl = rows or slice(None)
-        encoded = [list(map(enc, columns[key][sl])) for enc, key in self.pairs]
+        encoded = []
+        for enc, key in self.pairs:
+            col = columns[key][sl]
+            distinct = set(col) if len(col) > 64 else None
+            if distinct is not None and len(distinct) * 4 < len(col):
+                cache = {v: enc(v) for v in distinct}  # repetitive column: encode once
+                encoded.append(list(map(cache.__getitem__, col)))
+            else:
+                encoded.append(list(map(enc, col)))
         template = self.template
         sha = hashlib.sha256
         return [sha((template % t).encode("utf-8")).hexdigest()
@@ -328,9 +336,13 @@ def _fast_create(model: type[models.Model], columns: Sequence[str], rows: Sequen
     for start in range(0, len(rows), chunk):
         part = rows[start:start + chunk]
         db_part = part
-        if adapt_any:
-            db_part = [tuple(a(v) if a is not None and v is not None else v
-                             for a, v in zip(adapters, r, strict=True)) for r in part]
+        if adapt_any:  # adapt date columns column-wise, each distinct value once
+            cols_db = list(zip(*part, strict=True))
+            for i, a in enumerate(adapters):
+                if a is not None:
+                    cache = {v: (a(v) if v is not None else None) for v in set(cols_db[i])}
+                    cols_db[i] = tuple(map(cache.__getitem__, cols_db[i]))
+            db_part = list(zip(*cols_db, strict=True))
         pks = _allocate_ids(model, len(part))
         if pks is not None:
             _insert_many(meta.db_table, [meta.pk.column, *db_cols],
