@@ -204,3 +204,37 @@ def test_cli_protocol_version_change_needs_reason(backend: dict[str, Any], tmp_p
     assert r.returncode == 1 and "--reason" in r.stderr
     r = cli(backend, "init", "--protocol", str(f), "--reason", "amendment 2")
     assert r.returncode == 0 and "v2.0.0 updated" in r.stdout, r.stderr
+
+
+CONCURRENT_SCRIPT = r"""
+import sys
+from hepatrial.trials import setup
+setup(sys.argv[2] if len(sys.argv) > 2 else None)
+from hepatrial.trials import services as s
+for i in range(25):
+    s.create_site(code=f"W{sys.argv[1]}-{i:02d}", name="concurrent writer")
+"""
+
+
+def test_concurrent_writers_keep_one_valid_chain(backend: dict[str, Any], tmp_path: Path) -> None:
+    assert cli(backend, "init").returncode == 0
+    f = tmp_path / "writer.py"
+    f.write_text(CONCURRENT_SCRIPT)
+    procs = [
+        subprocess.Popen(
+            [sys.executable, str(f), str(w), *backend["script_args"]],
+            env=backend["env"],
+            stdout=subprocess.PIPE,
+            stderr=subprocess.PIPE,
+            text=True,
+        )
+        for w in range(4)
+    ]
+    for p in procs:
+        _, err = p.communicate(timeout=300)
+        assert p.returncode == 0, err
+    r = cli(backend, "audit", "verify")
+    assert r.returncode == 0, r.stderr
+    # system user + protocol config + site + arm (init), then 4 writers x 25 sites
+    n = int(r.stdout.split(" ledger entries")[0].rsplit(" ", 1)[-1])
+    assert n == 104
