@@ -127,6 +127,13 @@ def test_ledger_digest_edit_detected(trail: Any) -> None:
     assert kinds(audit.verify()) == {"ledger_edited", "history_edited"}
 
 
+def test_ledger_object_pk_edit_detected(trail: Any) -> None:
+    from hepatrial.trials import audit
+
+    raw("UPDATE trials_auditledger SET object_pk = '999' WHERE seq = 2")
+    assert kinds(audit.verify()) == {"ledger_edited"}
+
+
 def test_history_row_inserted_outside_ledger_detected(trail: Any) -> None:
     from hepatrial.trials import audit
 

@@ -401,6 +401,16 @@ def verify(expected_head: str | None = None) -> list[Problem]:
                         f"history row {h.pk} (ledger #{entry[0]}) was altered",
                     )
                 )
+            elif entry[2] != str(obj_pk):
+                problems.append(
+                    Problem(
+                        "ledger_edited",
+                        hlabel,
+                        str(obj_pk),
+                        f"ledger #{entry[0]} names object {entry[2]!r}, history row {h.pk} "
+                        f"is of object {obj_pk!r}",
+                    )
+                )
             latest[obj_pk] = h
         for hpk, (seq, _d, opk) in sorted(in_ledger.items()):
             if hpk not in seen:
