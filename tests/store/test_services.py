@@ -303,3 +303,22 @@ def test_randomised_protocol_allocation_is_concealed_seeded_and_used_once(db: An
     assert assigned == first_arms[:4]
     used = RandomisationEntry.objects.filter(participant__isnull=False)
     assert list(used.order_by("sequence").values_list("sequence", flat=True)) == [1, 2, 3, 4]
+
+
+def test_update_participant_and_manual_deviation(enrolled: Any, store: Any) -> None:
+    from django.contrib.auth import get_user_model
+
+    monitor = get_user_model().objects.create_user("monitor")
+    with pytest.raises(store.StoreError, match="etiology: 'NASH' is not one of"):
+        store.update_participant("K01", etiology="NASH", reason="x")
+    with pytest.raises(store.StoreError, match="field 'status' cannot be changed here"):
+        store.update_participant("K01", status="died", reason="x")
+    p = store.update_participant("K01", etiology="HCV", reason="serology result", user=monitor)
+    h = p.history.order_by("-history_id").first()
+    assert (h.etiology, h.history_change_reason, h.history_user) == (
+        "HCV", "serology result", monitor,
+    )  # fmt: skip
+    d = store.record_deviation(participant="K01", category="consent", visit_code="D0",
+                               description="consent form version 0.9 used", date=DAY0,
+                               major=True, user=monitor)  # fmt: skip
+    assert d.detected_by == "monitor" and d.visit.code == "D0"
