@@ -12,6 +12,7 @@ from hepatrial import __version__
 from hepatrial.cli import grade as _grade
 from hepatrial.cli import ingest as _ingest
 from hepatrial.cli import protocol as _protocol
+from hepatrial.cli import report as _report
 from hepatrial.cli import scores as _scores
 from hepatrial.cli import stats as _stats
 from hepatrial.cli import store as _store
@@ -41,7 +42,7 @@ def _root(
     """Run and analyse clinical trials of cell therapy in end-stage liver disease."""
 
 
-for _module in (_scores, _grade, _protocol, _store, _stats, _ingest):
+for _module in (_scores, _grade, _protocol, _store, _stats, _ingest, _report):
     _module.register(app)
 
 

@@ -37,6 +37,7 @@ with 8 patients at all (8 integers average to …​.625 or …​.75).
 from __future__ import annotations
 
 import itertools
+import math
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -383,6 +384,18 @@ def _long_labs(values: dict, participants: pd.DataFrame) -> pd.DataFrame:
     return pd.DataFrame(rows)
 
 
+def cohort_meld(labs: pd.DataFrame) -> dict[str, list[tuple[float, float]]]:
+    """(mean, SD) of MELD at D0 and W24 under each variant, from the entered labs."""
+    out = {}
+    for variant in ("kamath2001", "continuous", "optn2002"):
+        out[variant] = []
+        for v in VISITS_MAIN:
+            m = meld_si(_wide(labs, v, "bilirubin"), _wide(labs, v, "creatinine"),
+                        _wide(labs, v, "inr"), variant)
+            out[variant].append((float(m.mean()), float(m.std(ddof=1))))
+    return out
+
+
 def reconstruct(seed: int = SEED, meld_variant: str = "kamath2001") -> Cohort:
     """Build the seeded synthetic cohort and verify it (raises :class:`ReconstructionError`).
 
@@ -468,70 +481,89 @@ def verify(labs: pd.DataFrame, participants: pd.DataFrame, meld_variant: str) ->
 # ----------------------------------------------------------------------------- variants
 
 
-def meld_variant_feasibility(seed: int = SEED, restarts: int = 12) -> dict[str, Any]:
-    """Which MELD variant can reproduce the published MELD from labs with the published
-    means and SDs? For each variant and visit: the closest attainable (mean, SD) found by
-    multi-start SLSQP minimising the squared distance to the published (mean, SD), subject
-    to the published lab means/SDs and the plausibility bounds (continuous values).
+_MELD_TERMS = {  # analyte: (coefficient of ln, SI units per mg/dL) -- Kamath 2001, x10 scaling
+    "creatinine": (9.57, 88.4),
+    "bilirubin": (3.78, 17.1),
+    "inr": (11.2, 1.0),
+}
+MELD_INTERCEPT = 6.43
 
-    ``optn2002`` additionally fails arithmetically: 8 integer scores have a mean that is a
-    multiple of 0.125, and no such number prints as 10.7 (10.625 → 10.6, 10.75 → 10.8).
+
+def lowest_mean_meld(variant: str, visit: str, seed: int = SEED, restarts: int = 24) -> float:
+    """Smallest mean MELD attainable over 8 patients whose INR, creatinine and bilirubin have
+    exactly the published mean and SD at ``visit`` and stay inside the plausibility bounds.
+
+    The mean of ``kamath2001`` / ``continuous`` MELD is separable,
+    ``6.43 + Σ_analyte mean(k·ln(x))`` (with the OPTN floors at 1.0 and the creatinine cap at
+    4.0 mg/dL for ``continuous``), so the minimum is the sum of three 8-variable problems, each
+    solved by multi-start SLSQP (equality constraints on mean and SD, box bounds).
+    """
+    total = MELD_INTERCEPT
+    for a, (k, per) in _MELD_TERMS.items():
+        s = pub.lab_stat(a, visit)
+        lo, hi = pub.PLAUSIBLE[a]
+
+        def g(x: np.ndarray, k: float = k, per: float = per) -> float:
+            y = x / per
+            if variant != "kamath2001":
+                y = np.clip(y, 1.0, 4.0 if per == 88.4 else np.inf)
+            return float(np.mean(k * np.log(y)))
+
+        cons = [{"type": "eq", "fun": lambda x, s=s: np.array(
+            [(x.mean() - s.mean) / s.sd, (x.std(ddof=1) - s.sd) / s.sd])}]
+        best = np.inf
+        for r in range(restarts):
+            rng = np.random.default_rng([seed, 11, r])
+            z = rng.standard_normal(N) if r % 2 else rng.standard_gamma(0.5 + r / 8, N)
+            z = (z - z.mean()) / z.std(ddof=1)
+            x0 = np.clip(s.mean + s.sd * z, lo, hi)
+            res = optimize.minimize(g, x0, method="SLSQP", bounds=[(lo, hi)] * N,
+                                    constraints=cons, options={"maxiter": 300, "ftol": 1e-12})
+            if np.abs(cons[0]["fun"](res.x)).max() < 1e-7:
+                best = min(best, g(res.x))
+        total += best
+    return float(total)
+
+
+def meld_variant_feasibility(cohort_meld: dict[str, Any] | None = None,
+                             seed: int = SEED, restarts: int = 3) -> dict[str, Any]:
+    """Which MELD variant can reproduce the published MELD (17.9 ± 5.6 → 10.7 ± 6.3)?
+
+    Per variant and visit: ``lowest_mean`` (:func:`lowest_mean_meld`; for ``optn2002`` the
+    ``continuous`` bound minus 0.5, since rounding lowers a score by at most 0.5), whether the
+    published mean is attainable, and for the reproducing variant the synthetic cohort's
+    (mean, SD) from ``cohort_meld`` (:func:`cohort_meld`). ``optn2002`` also fails arithmetically at week 24: the mean
+    of 8 integer scores is a multiple of 0.125, and none prints as 10.7 (10.625 → 10.6,
+    10.75 → 10.8).
     """
     out: dict[str, Any] = {}
-    lab3 = ("inr", "creatinine", "bilirubin")
+    cont = {v: lowest_mean_meld("continuous", v, seed, restarts) for v in VISITS_MAIN}
+    kam = {v: lowest_mean_meld("kamath2001", v, seed, restarts) for v in VISITS_MAIN}
     for variant in ("kamath2001", "continuous", "optn2002"):
         res_v: dict[str, Any] = {}
         for v in VISITS_MAIN:
-            target = pub.lab_stat("meld", v)
-            lo = np.concatenate([np.full(N, pub.PLAUSIBLE[a][0]) for a in lab3])
-            hi = np.concatenate([np.full(N, pub.PLAUSIBLE[a][1]) for a in lab3])
-            calc = "continuous" if variant == "optn2002" else variant
-
-            def cons(x: np.ndarray, v: str = v) -> np.ndarray:
-                x = x.reshape(3, N)
-                out_c = []
-                for j, a in enumerate(lab3):
-                    s = pub.lab_stat(a, v)
-                    out_c += [(x[j].mean() - s.mean) / s.sd, (x[j].std(ddof=1) - s.sd) / s.sd]
-                return np.array(out_c)
-
-            def obj(x: np.ndarray, target: pub.PublishedStat = target, calc: str = calc) -> float:
-                x = x.reshape(3, N)
-                m = meld_si(x[2], x[1], x[0], calc)
-                return float((m.mean() - target.mean) ** 2 + (m.std(ddof=1) - target.sd) ** 2)
-
-            best: tuple[float, float, float] | None = None
-            for r in range(restarts):
-                rng = np.random.default_rng([seed, 7, r])
-                x0 = []
-                for a in lab3:
-                    s = pub.lab_stat(a, v)
-                    z = rng.standard_normal(N) if r % 2 else rng.standard_gamma(1.5, N)
-                    z = (z - z.mean()) / z.std(ddof=1)
-                    x0.append(s.mean + s.sd * z)
-                x0a = np.clip(np.concatenate(x0), lo + 1e-3, hi)
-                res = optimize.minimize(obj, x0a, method="SLSQP", bounds=list(zip(lo, hi,
-                                        strict=True)), constraints=[{"type": "eq", "fun": cons}],
-                                        options={"maxiter": 300})
-                if np.abs(cons(res.x)).max() > 1e-5:
-                    continue
-                x = res.x.reshape(3, N)
-                m = meld_si(x[2], x[1], x[0], calc)
-                cand = (float(res.fun), float(m.mean()), float(m.std(ddof=1)))
-                if best is None or cand[0] < best[0]:
-                    best = cand
-            assert best is not None
-            mean, sd = best[1], best[2]
+            t = pub.lab_stat("meld", v)
+            low = {"kamath2001": kam[v], "continuous": cont[v],
+                   "optn2002": cont[v] - 0.5}[variant]
+            attainable = low < t.mean + t.half_unit
+            reason = "" if attainable else (
+                f"the lowest attainable mean is {low:.2f} > {t.mean + t.half_unit:.2f}")
             if variant == "optn2002":
-                # integer scores: nearest attainable mean is a multiple of 1/8
-                mean = round(mean * N) / N
-            res_v[v] = {"mean": mean, "sd": sd,
-                        "reproduced": target.reproduces(mean, sd),
-                        "published_mean": target.mean, "published_sd": target.sd}
-        res_v["feasible"] = all(res_v[v]["reproduced"] for v in VISITS_MAIN)
-        if variant == "optn2002":
-            res_v["note"] = ("integer MELD: a mean of 8 integers is a multiple of 0.125, so "
-                             "10.7 is unattainable (10.625 prints 10.6, 10.75 prints 10.8); "
-                             "it also inherits the floors of 'continuous'")
+                k = np.arange(0, 400)
+                printable = [x / N for x in k if t.reproduces(x / N, t.sd)]
+                if not printable:
+                    attainable = False
+                    near = sorted({math.floor(t.mean * N) / N, math.ceil(t.mean * N) / N})
+                    reason = ("no mean of 8 integers prints as "
+                              f"{t.mean} (nearest: {', '.join(f'{x:g}' for x in near)})"
+                              + (f"; {reason}" if reason else ""))
+            entry: dict[str, Any] = {"lowest_mean": low, "published_mean": t.mean,
+                                     "published_sd": t.sd, "attainable": bool(attainable),
+                                     "reason": reason}
+            if cohort_meld and variant in cohort_meld:
+                m, sd = cohort_meld[variant][VISITS_MAIN.index(v)]
+                entry.update(cohort_mean=m, cohort_sd=sd, reproduced=t.reproduces(m, sd))
+            res_v[v] = entry
+        res_v["feasible"] = all(res_v[v]["attainable"] for v in VISITS_MAIN)
         out[variant] = res_v
     return out

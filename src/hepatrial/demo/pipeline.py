@@ -196,7 +196,7 @@ def run_demo(
     out = Path(out_dir)
     out.mkdir(parents=True, exist_ok=True)
     c = _cohort.reconstruct(seed=seed)
-    c.feasibility = _cohort.meld_variant_feasibility(seed=seed)
+    c.feasibility = _cohort.meld_variant_feasibility(_cohort.cohort_meld(c.labs), seed=seed)
     labs_csv, ppl_csv = write_csvs(c, out)
     db = out / DB_NAME if loader is not None else None
     td = loader(c, labs_csv, db) if loader is not None and db is not None \

@@ -402,17 +402,23 @@ def demo_html(results: dict[str, Any]) -> str:
     for variant, r in demo["feasibility"].items():
         for v in ("D0", "W24"):
             x = r[v]
+            cm = (fmt_mean_sd(x["cohort_mean"], x["cohort_sd"], 3)
+                  if x.get("cohort_mean") is not None else "—")
             vrows.append({"variant": variant, "visit": v,
                           "published": f"{x['published_mean']} ± {x['published_sd']}",
-                          "closest attainable": f"{x['mean']:.3f} ± {x['sd']:.3f}",
-                          "reproduced": "yes" if x["reproduced"] else "no"})
+                          "lowest attainable mean": fmt_num(x["lowest_mean"], 2),
+                          "synthetic cohort": cm,
+                          "reproducible": "yes" if x["attainable"] else "no: " + x["reason"]})
+    verdict = ", ".join(k for k, r in demo["feasibility"].items() if r["feasible"]) or "none"
     vt = _gt_html(pd.DataFrame(vrows), "meld_variants",
                   "Which MELD variant reproduces the published MELD?", rowname="visit",
-                  group="variant",
-                  notes=["Closest (mean, SD) of MELD attainable from labs with the published "
-                         "means and SDs within the plausibility bounds (multi-start SLSQP); "
-                         "optn2002 means are restricted to multiples of 1/8 (integer scores, "
-                         "n = 8)."])
+                  group="variant", subtitle=f"Reproduces the published MELD: {verdict}",
+                  notes=["Lowest attainable mean: the smallest mean MELD of 8 patients whose "
+                         "INR, creatinine and bilirubin have exactly the published means and SDs "
+                         "within the plausibility bounds (separable minimisation, multi-start "
+                         "SLSQP); for optn2002 the continuous bound minus 0.5 (rounding). "
+                         "Synthetic cohort: MELD of the reconstructed cohort under that "
+                         "variant."])
     supp = []
     for r in results.get("meld_variants", []):
         supp.append({"variant": r["analyte"], "visit": r["visit"], "n": str(r["n"]),
