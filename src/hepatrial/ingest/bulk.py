@@ -23,10 +23,9 @@ from __future__ import annotations
 import datetime as _dt
 import hashlib
 import json
-from collections.abc import Iterable, Iterator, Sequence
+from collections.abc import Iterable, Iterator, Mapping, Sequence
 from contextlib import contextmanager
 from json.encoder import encode_basestring as _encode_str  # type: ignore[attr-defined]
-from operator import itemgetter
 from typing import Any
 
 from django.apps import apps
@@ -223,8 +222,7 @@ def _fast_ledger(hmodel: type[models.Model], columns: dict[str, Sequence[Any]],
 
 def fast_create_with_history(
     model: type[models.Model],
-    columns: Sequence[str],
-    rows: Sequence[tuple],
+    data: Mapping[str, Sequence[Any]],
     *,
     key_columns: Sequence[str],
     reason: str,
@@ -232,43 +230,40 @@ def fast_create_with_history(
     date: Any,
     chunk: int = CHUNK,
 ) -> int:
-    """Insert ``rows`` (tuples of values for the *attnames* ``columns``) into ``model`` with one
-    ``+`` history row each and the audit ledger appended. Returns the count.
+    """Insert rows given column-wise (``data[attname]`` = that column's values, all the same
+    length) into ``model``, each with one ``+`` history row (``reason``, ``user_id``, ``date``)
+    and its audit-ledger entry. Returns the count.
 
-    ``key_columns`` must be a unique key of the model (used to read the new primary keys back).
-    Must run inside a transaction (the caller's ``atomic``).
+    ``key_columns`` must be a unique key of the model (used to read primary keys back on
+    backends where they cannot be reserved). Must run inside a transaction.
     """
-    if not rows:
+    columns = list(data)
+    n = len(data[columns[0]]) if columns else 0
+    if n == 0:
         return 0
+    if any(len(v) != n for v in data.values()):
+        raise ValueError("fast_create_with_history: columns of different lengths")
     if not connection.in_atomic_block:
         raise RuntimeError("fast_create_with_history must run inside transaction.atomic()")
     meta = model._meta
-    fields = {f.attname: f for f in meta.concrete_fields}
-    db_cols = [fields[c].column for c in columns]
-    adapters = [_adapter(fields[c]) for c in columns]
     hmodel = get_history_manager_for_model(model).model
-    hmeta = hmodel._meta
     tracked = {f.attname for f in hmodel.tracked_fields}
-    pk_att = meta.pk.attname
-    missing = tracked - set(columns) - {pk_att}
+    missing = tracked - set(columns) - {meta.pk.attname}
     if missing:
         raise ValueError(f"{meta.label}: fast insert needs every tracked field; missing {missing}")
-    hpk_att = hmeta.pk.attname
-    extra = {"history_date", "history_user_id", "history_change_reason", "history_type", hpk_att}
+    hmeta = hmodel._meta
+    extra = {"history_date", "history_user_id", "history_change_reason", "history_type",
+             hmeta.pk.attname}
     unknown = {f.attname for f in hmeta.concrete_fields} - tracked - extra
     if unknown:  # pragma: no cover - custom historical fields would need values
         raise ValueError(f"{hmeta.label}: unexpected history columns {sorted(unknown)}")
-    hdate_db = connection.ops.adapt_datetimefield_value(date)
-    h_attnames = [pk_att, *columns, "history_date", "history_user_id", "history_change_reason",
-                  "history_type"]
-    hfields = {f.attname: f for f in hmeta.concrete_fields}
-    h_cols = [hfields[a].column for a in h_attnames]
-
     with _big_cache():
-        return _fast_create(model, columns, rows, key_columns=key_columns, reason=reason,
-                            user_id=user_id, date=date, chunk=chunk, db_cols=db_cols,
-                            adapters=adapters, hmodel=hmodel, h_attnames=h_attnames,
-                            h_cols=h_cols, hdate_db=hdate_db)
+        total = 0
+        for start in range(0, n, chunk):
+            part = {c: v[start:start + chunk] for c, v in data.items()}
+            total += _fast_chunk(model, hmodel, part, key_columns=key_columns, reason=reason,
+                                 user_id=user_id, date=date, check=start == 0)
+        return total
 
 
 #: SQLite page cache for a big import (KiB); the default 2 MiB makes index upkeep dominate.
@@ -318,86 +313,81 @@ def _allocate_ids(model: type[models.Model], n: int) -> Sequence[int] | None:
     return None
 
 
-def _fast_create(model: type[models.Model], columns: Sequence[str], rows: Sequence[tuple], *,
-                 key_columns: Sequence[str], reason: str, user_id: int | None, date: Any,
-                 chunk: int, db_cols: list[str], adapters: list[Any],
-                 hmodel: type[models.Model], h_attnames: list[str], h_cols: list[str],
-                 hdate_db: Any) -> int:
-    meta = model._meta
-    hmeta = hmodel._meta
+def _fast_chunk(model: type[models.Model], hmodel: type[models.Model],
+                data: dict[str, Sequence[Any]], *, key_columns: Sequence[str], reason: str,
+                user_id: int | None, date: Any, check: bool) -> int:
+    meta, hmeta = model._meta, hmodel._meta
     fields = {f.attname: f for f in meta.concrete_fields}
     hfields = {f.attname: f for f in hmeta.concrete_fields}
-    pk_att = meta.pk.attname
-    hpk_att = hmeta.pk.attname
-    key_of = itemgetter(*[list(columns).index(k) for k in key_columns])
+    pk_att, hpk_att = meta.pk.attname, hmeta.pk.attname
+    columns = list(data)
+    n = len(data[columns[0]])
     qn = connection.ops.quote_name
-    adapt_any = any(a is not None for a in adapters)
-    total = 0
-    for start in range(0, len(rows), chunk):
-        part = rows[start:start + chunk]
-        db_part = part
-        if adapt_any:  # adapt date columns column-wise, each distinct value once
-            cols_db = list(zip(*part, strict=True))
-            for i, a in enumerate(adapters):
-                if a is not None:
-                    cache = {v: (a(v) if v is not None else None) for v in set(cols_db[i])}
-                    cols_db[i] = tuple(map(cache.__getitem__, cols_db[i]))
-            db_part = list(zip(*cols_db, strict=True))
-        pks = _allocate_ids(model, len(part))
-        if pks is not None:
-            _insert_many(meta.db_table, [meta.pk.column, *db_cols],
-                         [(pk, *r) for pk, r in zip(pks, db_part, strict=True)])
-        else:  # pragma: no cover - other backends: insert, then read the keys back
-            before = _max_pk(model)
-            _insert_many(meta.db_table, db_cols, db_part)
-            key_sql = ", ".join(qn(fields[k].column) for k in key_columns)
-            with connection.cursor() as cur:
-                cur.execute(f"SELECT {key_sql}, {qn(meta.pk.column)} FROM {qn(meta.db_table)} "
-                            f"WHERE {qn(meta.pk.column)} > %s", [before])
-                ids = {r[:-1] if len(r) > 2 else r[0]: r[-1] for r in cur.fetchall()}
-            pks = [ids[key_of(r)] for r in part]
-        hids = _allocate_ids(hmodel, len(part))
-        if isinstance(pks, range) and isinstance(hids, range):
-            # contiguous keys (SQLite): copy the rows just written into the history table in
-            # SQL, so the stored history row is byte-for-byte the stored row
-            main_cols = [qn(meta.pk.column), *(qn(c) for c in db_cols)]
-            hist_cols = [qn(hfields[hpk_att].column), qn(hfields[pk_att].column),
-                         *(qn(hfields[a].column) for a in columns),
-                         *(qn(hfields[a].column) for a in ("history_date", "history_user_id",
-                                                            "history_change_reason",
-                                                            "history_type"))]
-            with connection.cursor() as cur:
-                cur.execute(
-                    f"INSERT INTO {qn(hmeta.db_table)} ({', '.join(hist_cols)}) "
-                    f"SELECT {qn(meta.pk.column)} + %s, {', '.join(main_cols)}, %s, %s, %s, %s "
-                    f"FROM {qn(meta.db_table)} WHERE {qn(meta.pk.column)} BETWEEN %s AND %s "
-                    f"ORDER BY {qn(meta.pk.column)}",
-                    [hids.start - pks.start, hdate_db, user_id, reason, "+", pks.start,
-                     pks[-1]])
-        elif hids is not None:
-            _insert_many(hmeta.db_table, [hfields[hpk_att].column, *h_cols],
-                         [(hid, pk, *r, hdate_db, user_id, reason, "+")
-                          for hid, pk, r in zip(hids, pks, db_part, strict=True)])
-        else:  # pragma: no cover
-            hbefore = _max_pk(hmodel)
-            _insert_many(hmeta.db_table, h_cols,
-                         [(pk, *r, hdate_db, user_id, reason, "+")
-                          for pk, r in zip(pks, db_part, strict=True)])
-            with connection.cursor() as cur:
-                cur.execute(f"SELECT {qn(hmeta.pk.column)}, {qn(hfields[pk_att].column)} FROM "
-                            f"{qn(hmeta.db_table)} WHERE {qn(hmeta.pk.column)} > %s "
-                            f"ORDER BY {qn(hmeta.pk.column)}", [hbefore])
-                mine = set(pks)
-                by_obj = {oid: hid for hid, oid in cur.fetchall() if oid in mine}
-            order = sorted(range(len(part)), key=lambda i: by_obj[pks[i]])
-            part = [part[i] for i in order]
-            pks = [pks[i] for i in order]
-            hids = [by_obj[pk] for pk in pks]
-        cols = dict(zip(columns, zip(*part, strict=True), strict=True))
-        cols[pk_att] = pks
-        cols[hpk_att] = hids
-        consts = {"history_date": date, "history_user_id": user_id,
-                  "history_change_reason": reason, "history_type": "+"}
-        _fast_ledger(hmodel, cols, consts, pk_att, check=start == 0)
-        total += len(part)
-    return total
+    db_cols = [fields[c].column for c in columns]
+    hist_meta = ("history_date", "history_user_id", "history_change_reason", "history_type")
+    hdate_db = connection.ops.adapt_datetimefield_value(date)
+    # values as the database driver wants them: dates adapted, each distinct value once
+    db_data = []
+    for c in columns:
+        a = _adapter(fields[c])
+        col = data[c]
+        if a is not None:
+            cache = {v: (a(v) if v is not None else None) for v in set(col)}
+            col = list(map(cache.__getitem__, col))
+        db_data.append(col)
+
+    pks = _allocate_ids(model, n)
+    if pks is not None:
+        _insert_many(meta.db_table, [meta.pk.column, *db_cols], zip(pks, *db_data, strict=True))
+    else:  # pragma: no cover - other backends: insert, then read the keys back
+        before = _max_pk(model)
+        _insert_many(meta.db_table, db_cols, zip(*db_data, strict=True))
+        key_sql = ", ".join(qn(fields[k].column) for k in key_columns)
+        with connection.cursor() as cur:
+            cur.execute(f"SELECT {key_sql}, {qn(meta.pk.column)} FROM {qn(meta.db_table)} "
+                        f"WHERE {qn(meta.pk.column)} > %s", [before])
+            ids = {tuple(r[:-1]): r[-1] for r in cur.fetchall()}
+        pks = [ids[k] for k in zip(*(data[k] for k in key_columns), strict=True)]
+
+    hids = _allocate_ids(hmodel, n)
+    h_cols = [hfields[pk_att].column, *(hfields[a].column for a in columns),
+              *(hfields[a].column for a in hist_meta)]
+    if isinstance(pks, range) and isinstance(hids, range):
+        # contiguous keys (SQLite): copy the rows just written into the history table in SQL,
+        # so each history row holds exactly what was stored
+        main_cols = [qn(meta.pk.column), *(qn(c) for c in db_cols)]
+        with connection.cursor() as cur:
+            cur.execute(
+                f"INSERT INTO {qn(hmeta.db_table)} ({qn(hfields[hpk_att].column)}, "
+                f"{', '.join(qn(c) for c in h_cols)}) "
+                f"SELECT {qn(meta.pk.column)} + %s, {', '.join(main_cols)}, %s, %s, %s, %s "
+                f"FROM {qn(meta.db_table)} WHERE {qn(meta.pk.column)} BETWEEN %s AND %s "
+                f"ORDER BY {qn(meta.pk.column)}",
+                [hids.start - pks.start, hdate_db, user_id, reason, "+", pks.start, pks[-1]])
+    elif hids is not None:
+        _insert_many(hmeta.db_table, [hfields[hpk_att].column, *h_cols],
+                     zip(hids, pks, *db_data, *([v] * len(pks) for v in
+                                                 (hdate_db, user_id, reason, "+")),
+                         strict=True))
+    else:  # pragma: no cover - read history keys back, ledger in history-id order
+        hbefore = _max_pk(hmodel)
+        _insert_many(hmeta.db_table, h_cols,
+                     zip(pks, *db_data, *([v] * len(pks) for v in
+                                          (hdate_db, user_id, reason, "+")), strict=True))
+        with connection.cursor() as cur:
+            cur.execute(f"SELECT {qn(hmeta.pk.column)}, {qn(hfields[pk_att].column)} FROM "
+                        f"{qn(hmeta.db_table)} WHERE {qn(hmeta.pk.column)} > %s "
+                        f"ORDER BY {qn(hmeta.pk.column)}", [hbefore])
+            mine = set(pks)
+            by_obj = {oid: hid for hid, oid in cur.fetchall() if oid in mine}
+        order = sorted(range(n), key=lambda i: by_obj[pks[i]])
+        data = {c: [v[i] for i in order] for c, v in data.items()}
+        pks = [pks[i] for i in order]
+        hids = [by_obj[pk] for pk in pks]
+    cols: dict[str, Sequence[Any]] = dict(data)
+    cols[pk_att] = pks
+    cols[hpk_att] = hids
+    consts = {"history_date": date, "history_user_id": user_id,
+              "history_change_reason": reason, "history_type": "+"}
+    _fast_ledger(hmodel, cols, consts, pk_att, check=check)
+    return n

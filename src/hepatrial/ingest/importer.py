@@ -182,23 +182,25 @@ def _changes_need_reason(changed: pd.DataFrame) -> pd.DataFrame:
 # --------------------------------------------------------------------------- writing
 
 
-def _lab_rows(new: pd.DataFrame, participant_ids: dict[str, int]) -> tuple[list[str], list[tuple]]:
+def _lab_columns(new: pd.DataFrame, participant_ids: dict[str, int]) -> dict[str, list[Any]]:
+    """LabResult column values (attnames) for validated new rows with ``visit_id``."""
     from hepatrial.protocol import analytes as reg
 
-    columns = ["participant_id", "visit_id", "analyte", "loinc", "value_as_entered",
-               "unit_as_entered", "value", "unit", "laboratory", "specimen_date"]
     loinc = {code: a.loinc for code, a in reg.ANALYTES.items()}
-    pid = new["participant"].map(participant_ids).astype("int64").tolist()
     ts = new["date_parsed"]
     uniq = {t: (t.date() if not pd.isna(t) else None) for t in ts.unique()}
-    dates = ts.map(uniq).tolist()  # few distinct dates: convert each once
-    lab = new["lab"].tolist() if "lab" in new.columns else [""] * len(new)
-    rows = list(zip(
-        pid, new["visit_id"].astype("int64").tolist(), new["analyte"].tolist(),
-        [loinc.get(a, "") for a in new["analyte"].tolist()], new["value"].tolist(),
-        new["unit"].tolist(), new["value_canonical"].astype(float).tolist(),
-        new["unit_canonical"].tolist(), lab, dates, strict=True))
-    return columns, rows
+    return {
+        "participant_id": new["participant"].map(participant_ids).astype("int64").tolist(),
+        "visit_id": new["visit_id"].astype("int64").tolist(),
+        "analyte": new["analyte"].tolist(),
+        "loinc": new["analyte"].map(loinc).fillna("").tolist(),
+        "value_as_entered": new["value"].tolist(),
+        "unit_as_entered": new["unit"].tolist(),
+        "value": new["value_canonical"].astype(float).tolist(),
+        "unit": new["unit_canonical"].tolist(),
+        "laboratory": new["lab"].tolist() if "lab" in new.columns else [""] * len(new),
+        "specimen_date": ts.map(uniq).tolist(),  # few distinct dates: each converted once
+    }
 
 
 def insert_labs(new: pd.DataFrame, participant_ids: dict[str, int], *, reason: str, user: Any,
@@ -212,10 +214,9 @@ def insert_labs(new: pd.DataFrame, participant_ids: dict[str, int], *, reason: s
     when = timezone.now()
     n = 0
     for start in range(0, len(new), chunk):
-        columns, rows = _lab_rows(new.iloc[start:start + chunk], participant_ids)
-        n += fast_create_with_history(_lab_model(), columns, rows,
-                                      key_columns=("visit_id", "analyte"), reason=reason,
-                                      user_id=user.pk, date=when, chunk=chunk)
+        data = _lab_columns(new.iloc[start:start + chunk], participant_ids)
+        n += fast_create_with_history(_lab_model(), data, key_columns=("visit_id", "analyte"),
+                                      reason=reason, user_id=user.pk, date=when, chunk=chunk)
     return n
 
 
