@@ -284,6 +284,7 @@ class Cohort:
     verification: dict[str, Any] = field(default_factory=dict)
     feasibility: dict[str, Any] = field(default_factory=dict)
     label: str = "Synthetic reconstruction, not patient data"
+    notes: list[str] = field(default_factory=list)
 
 
 def _main_visits(variant: str, seed: int, max_attempts: int = 40) -> tuple[dict, int]:

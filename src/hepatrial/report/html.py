@@ -397,7 +397,7 @@ def demo_html(results: dict[str, Any]) -> str:
     tab = _gt_html(pd.DataFrame(rows), "reconstruction",
                    "Reconstruction check: published vs synthetic", rowname="statistic",
                    notes=[f"Seed {demo['seed']}; MELD variant {demo['meld_variant']}; "
-                          f"source: {demo['reference']}."])
+                          f"source: {demo['reference']}.", *demo.get("notes", [])])
     vrows = []
     for variant, r in demo["feasibility"].items():
         for v in ("D0", "W24"):
