@@ -163,6 +163,12 @@ def test_history_rows_are_insert_only_through_the_orm(trail: Any) -> None:
     row = AuditLedger.objects.first()
     with pytest.raises(AuditTrailImmutable):
         row.save()
+    with pytest.raises(AuditTrailImmutable):
+        trail.history.all().delete()
+    with pytest.raises(AuditTrailImmutable):
+        type(trail).history.filter(id=trail.pk).update(value_as_entered="0")
+    with pytest.raises(AuditTrailImmutable):
+        type(trail).history.model.objects.all().delete()
 
 
 def test_bulk_create_is_ledgered(store: Any) -> None:

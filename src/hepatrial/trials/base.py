@@ -17,6 +17,7 @@ from contextlib import contextmanager
 from typing import Any
 
 from django.db import models, transaction
+from simple_history.manager import HistoricalQuerySet
 from simple_history.models import HistoricalRecords
 
 __all__ = [
@@ -60,8 +61,29 @@ def bulk_writes_allowed() -> Iterator[None]:
         _bulk_allowed.reset(token)
 
 
+class _AppendOnlyMixin:
+    def update(self, **kwargs: Any) -> int:
+        raise AuditTrailImmutable(f"{self.model._meta.label}: history rows cannot be updated")  # type: ignore[attr-defined]
+
+    def delete(self) -> Any:
+        raise AuditTrailImmutable(f"{self.model._meta.label}: history rows cannot be deleted")  # type: ignore[attr-defined]
+
+    def bulk_update(self, *args: Any, **kwargs: Any) -> int:
+        raise AuditTrailImmutable(f"{self.model._meta.label}: history rows cannot be updated")  # type: ignore[attr-defined]
+
+
+class AppendOnlyQuerySet(_AppendOnlyMixin, models.QuerySet):
+    """QuerySet of history rows: no ``update``/``delete``/``bulk_update`` (AT-1)."""
+
+
+class AppendOnlyHistoricalQuerySet(_AppendOnlyMixin, HistoricalQuerySet):
+    """``Model.history`` queryset without ``update``/``delete``/``bulk_update``."""
+
+
 class LedgeredHistory(models.Model):
     """Base of every historical model: insert-only, each insert appended to the audit ledger."""
+
+    objects = models.Manager.from_queryset(AppendOnlyQuerySet)()
 
     class Meta:
         abstract = True
@@ -88,6 +110,7 @@ class AuditedHistoricalRecords(HistoricalRecords):
 
     def __init__(self, *args: Any, **kwargs: Any) -> None:
         kwargs.setdefault("bases", [LedgeredHistory])
+        kwargs.setdefault("historical_queryset", AppendOnlyHistoricalQuerySet)
         kwargs.setdefault("history_change_reason_field", models.TextField(null=True))
         kwargs.setdefault("cascade_delete_history", False)
         super().__init__(*args, **kwargs)
