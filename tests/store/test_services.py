@@ -131,6 +131,12 @@ def test_lab_converted_to_canonical_and_kept_as_entered(enrolled: Any, store: An
         participant="K01", visit_code="D0", analyte="albumin", value=3.5, unit="g/dL"
     )
     assert alb.value == pytest.approx(35.0) and alb.unit == "g/L"
+    import numpy as np
+
+    inr = store.record_lab(
+        participant="K01", visit_code="D0", analyte="inr", value=np.float64(1.45), unit="1"
+    )
+    assert inr.value_as_entered == "1.45" and inr.value == 1.45
 
 
 @pytest.mark.parametrize(

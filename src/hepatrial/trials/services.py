@@ -871,7 +871,7 @@ def _to_text(value: Any, what: str) -> str:
     if value is None or isinstance(value, bool):
         raise StoreError(f"{what}: value {value!r} is not a number")
     if isinstance(value, float):
-        text = repr(value)
+        text = repr(float(value))  # also numpy floats (their repr names the type)
     else:
         text = str(value).strip()
     try:
