@@ -47,6 +47,11 @@ def test_coordinator_sees_only_own_site(two_sites: Any) -> None:
     v2 = Visit.objects.filter(participant=k2).first()
     assert c.get(f"/admin/trials/visit/{v2.pk}/change/").status_code == 302
     assert c.get(f"/admin/trials/participant/{k2.pk}/history/").status_code in (302, 403)
+    h2 = k2.history.order_by("history_id").first().history_id
+    assert c.get(f"/admin/trials/participant/{k2.pk}/history/{h2}/").status_code == 403
+    k1 = Participant.objects.get(study_id="K01")
+    h1 = k1.history.order_by("history_id").first().history_id
+    assert c.get(f"/admin/trials/participant/{k1.pk}/history/{h1}/").status_code == 200
     r = c.get("/admin/trials/visit/")
     assert "K02" not in r.content.decode() and "K01" in r.content.decode()
     assert LabResult.objects.count() == 0

@@ -106,6 +106,19 @@ class AuditedAdmin(SimpleHistoryAdmin):
     def delete_model(self, request: HttpRequest, obj: Any) -> None:
         obj.delete(reason=getattr(request, "_hepatrial_reason", ""), user=request.user)
 
+    def history_form_view(
+        self, request: HttpRequest, object_id: str, version_id: str, extra_context: Any = None
+    ) -> Any:
+        # simple_history looks the version up without get_queryset: check the site here
+        if (
+            not request.user.is_superuser
+            and not self.get_queryset(request).filter(pk=object_id).exists()
+        ):
+            from django.core.exceptions import PermissionDenied
+
+            raise PermissionDenied
+        return super().history_form_view(request, object_id, version_id, extra_context)
+
     def history_view(self, request: HttpRequest, object_id: str, extra_context: Any = None) -> Any:
         # only objects the user may see (get_object goes through get_queryset)
         if self.get_object(request, object_id) is None and not request.user.is_superuser:
