@@ -4,9 +4,9 @@
 
 Setup (not timed): a fresh SQLite store in a temporary directory, migrated, protocol
 ``kharaziha2009`` installed, a synthetic cohort of ``ceil(rows / 56)`` participants registered
-and their 7 protocol visits scheduled (bulk, with history and audit ledger), as happens at
-enrolment. The lab file (8 analytes x 7 visits per participant, mixed conventional and SI
-units, values as text with 1-3 decimals, seeded) is written to CSV.
+and their 7 protocol visits recorded as done (bulk, with history and audit ledger), as happens
+at enrolment and at the visits. The lab file (8 analytes x 7 visits per participant, mixed
+conventional and SI units, values as text with 1-3 decimals, seeded) is written to CSV.
 
 Timed: :func:`hepatrial.ingest.importer.import_labs` on that file - read, whole-file validation,
 comparison with the store, then one transaction writing every lab result with its history row
@@ -105,7 +105,9 @@ def make_store(db: Path, n_part: int) -> None:
         visits = [Visit(participant_id=p.pk, code=v.code, label=v.label,
                         nominal_day=v.target_day, window_lower=v.window_lower,
                         window_upper=v.window_upper,
-                        scheduled_date=DAY0 + dt.timedelta(days=v.target_day))
+                        scheduled_date=DAY0 + dt.timedelta(days=v.target_day),
+                        actual_date=DAY0 + dt.timedelta(days=v.target_day),
+                        status="in_window")
                   for p in ppl for v in proto.visits]
         audit.bulk_create(Visit, visits, user=user, reason="benchmark schedule",
                           batch_size=2000)

@@ -135,3 +135,32 @@ def test_changed_value_needs_reason_and_is_audited(kharaziha_store, tmp_path):
     assert latest.history_change_reason == "transcription error corrected"
     assert inr.history.count() == 2
     assert audit.verify() == []
+
+
+def test_scheduled_visits_get_their_dates_and_deviations(db, tmp_path):
+    """Labs for visits scheduled at enrolment record each visit's date (earliest specimen date),
+    with history, ledger and a window deviation for a late visit."""
+    from hepatrial.ingest import export
+    from hepatrial.trials import audit, services
+    from hepatrial.trials.models import ProtocolDeviation, Visit
+    from tests.store.conftest import enrol
+
+    services.install_protocol("kharaziha2009")
+    enrol(services, "K01")  # day 0 = 2008-01-20, visits scheduled
+    path = _write(tmp_path, "participant,visit,analyte,value,unit,date\n"
+                            "K01,D0,bilirubin,2.3,mg/dL,2008-01-20\n"
+                            "K01,W1,bilirubin,2.1,mg/dL,2008-02-01\n"
+                            "K01,W1,inr,1.4,1,2008-02-02\n")
+    r = import_labs(path, today=TODAY)
+    assert (r.created, r.visits_created, r.visits_dated) == (3, 0, 2)
+    w1 = Visit.objects.get(participant__study_id="K01", code="W1")
+    assert (w1.actual_date, w1.status) == (dt.date(2008, 2, 1), "late")  # day 12, window 5-9
+    h = w1.history.order_by("-history_id").first()
+    assert h.history_type == "~" and "earliest specimen date" in h.history_change_reason
+    dev = ProtocolDeviation.objects.get(visit=w1)
+    assert dev.category == "visit_window" and "day 12" in dev.description
+    assert audit.verify() == []
+    ds = export.dataset()
+    w1_rows = ds[(ds["visit"] == "W1") & (ds["source"] == "measured")]
+    assert set(w1_rows["actual_day"]) == {12}
+    assert import_labs(path, today=TODAY).summary() == "0 created, 0 changed, 3 unchanged"

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import datetime as _dt
 from pathlib import Path
 from typing import Annotated
 
@@ -33,7 +34,8 @@ def _console() -> Console:
 
 
 def _run_import(kind: str, file: Path, db: Path | None, dry_run: bool, reason: str | None,
-                rejects: Path | None, user: str | None, map_name: str | None = None) -> None:
+                rejects: Path | None, user: str | None, map_name: str | None = None,
+                day0: str | None = None) -> None:
     from hepatrial.ingest import importer
     from hepatrial.ingest.report import ImportRefused, render_rejects
     from hepatrial.ingest.validate import ImportFileError
@@ -45,8 +47,13 @@ def _run_import(kind: str, file: Path, db: Path | None, dry_run: bool, reason: s
             result = importer.import_labs(file, db=db, dry_run=dry_run, reason=reason,
                                           user=user, rejects_path=rejects_path)
         else:
+            try:
+                anchor = _dt.date.fromisoformat(day0) if day0 else None
+            except ValueError:
+                raise ImportFileError(f"--day0 {day0!r} is not a date (YYYY-MM-DD)") from None
             result = importer.import_visits(file, map_name or "", db=db, dry_run=dry_run,
-                                            reason=reason, user=user, rejects_path=rejects_path)
+                                            reason=reason, user=user, rejects_path=rejects_path,
+                                            day0=anchor)
     except ImportFileError as exc:
         console.print(f"[red]error:[/red] {exc}")
         raise typer.Exit(2) from None
@@ -84,9 +91,12 @@ def import_visits_cmd(
     reason: ReasonOpt = None,
     rejects: RejectsOpt = None,
     user: UserOpt = None,
+    day0: Annotated[str | None, typer.Option(
+        "--day0", help="Calendar date of day 0 for files that hold only days since enrolment "
+        "(default 2000-01-01, an arbitrary anchor; exported actual_day is unaffected).")] = None,
 ) -> None:
     """Import a wide visit file through an import map (participants/visits created as needed)."""
-    _run_import("visits", file, db, dry_run, reason, rejects, user, map_name=map_)
+    _run_import("visits", file, db, dry_run, reason, rejects, user, map_name=map_, day0=day0)
 
 
 @export_app.command("dataset")

@@ -391,3 +391,69 @@ def _fast_chunk(model: type[models.Model], hmodel: type[models.Model],
               "history_change_reason": reason, "history_type": "+"}
     _fast_ledger(hmodel, cols, consts, pk_att, check=check)
     return n
+
+
+def fast_update_with_history(
+    model: type[models.Model],
+    pks: Sequence[int],
+    changes: Mapping[str, Sequence[Any]],
+    *,
+    reason: str,
+    user_id: int | None,
+    date: Any,
+    chunk: int = CHUNK,
+) -> int:
+    """Update ``changes[attname][i]`` on row ``pks[i]``, each with a ``~`` history row carrying
+    ``reason`` and its audit-ledger entry (the history row is read back through the ORM, so it
+    holds exactly what is stored). Must run inside a transaction. Returns the count."""
+    if not pks:
+        return 0
+    if not reason or not str(reason).strip():
+        raise ValueError("fast_update_with_history: a reason for change is required")
+    if not connection.in_atomic_block:
+        raise RuntimeError("fast_update_with_history must run inside transaction.atomic()")
+    meta = model._meta
+    hmodel = get_history_manager_for_model(model).model
+    hmeta = hmodel._meta
+    fields = {f.attname: f for f in meta.concrete_fields}
+    hfields = {f.attname: f for f in hmeta.concrete_fields}
+    tracked = [f.attname for f in hmodel.tracked_fields]
+    qn = connection.ops.quote_name
+    names = list(changes)
+    sets = ", ".join(f"{qn(fields[a].column)} = %s" for a in names)
+    sql = f"UPDATE {qn(meta.db_table)} SET {sets} WHERE {qn(meta.pk.column)} = %s"
+    adapters = [_adapter(fields[a]) for a in names]
+    hist_meta = ("history_date", "history_user_id", "history_change_reason", "history_type")
+    hdate_db = connection.ops.adapt_datetimefield_value(date)
+    total = 0
+    for start in range(0, len(pks), chunk):
+        part = list(pks[start:start + chunk])
+        vals = [[(a(v) if a is not None and v is not None else v) for v in
+                 changes[name][start:start + chunk]] for name, a in zip(names, adapters,
+                                                                       strict=True)]
+        with connection.cursor() as cur:
+            cur.executemany(sql, list(zip(*vals, part, strict=True)))
+        stored = list(model._base_manager.filter(pk__in=part).order_by("pk")
+                      .values_list(*tracked))
+        n = len(stored)
+        hids = _allocate_ids(hmodel, n)
+        if hids is None:  # pragma: no cover - SQLite and PostgreSQL reserve keys
+            raise RuntimeError(f"{hmeta.label}: cannot reserve history keys on this backend")
+        cols: dict[str, Sequence[Any]] = dict(zip(tracked, zip(*stored, strict=True),
+                                                   strict=True))
+        h_att = [hmeta.pk.attname, *tracked]
+        db_cols_data = []
+        for a in tracked:
+            ad = _adapter(hfields[a])
+            db_cols_data.append([ad(v) if ad is not None and v is not None else v
+                                 for v in cols[a]])
+        _insert_many(hmeta.db_table, [hfields[a].column for a in (*h_att, *hist_meta)],
+                     zip(hids, *db_cols_data, *([v] * n for v in
+                                                (hdate_db, user_id, reason, "~")),
+                         strict=True))
+        cols[hmeta.pk.attname] = hids
+        consts = {"history_date": date, "history_user_id": user_id,
+                  "history_change_reason": reason, "history_type": "~"}
+        _fast_ledger(hmodel, cols, consts, meta.pk.attname, check=start == 0)
+        total += n
+    return total

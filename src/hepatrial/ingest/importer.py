@@ -281,8 +281,97 @@ def _create_visits(missing: pd.DataFrame, protocol: Any, participants: dict[str,
             scheduled_date=(day0 + _dt.timedelta(days=pv.target_day)) if day0 else None,
             actual_date=actual, status=_visit_status(pv, day0, actual)))
     created = audit.bulk_create(Visit, objs, user=user, reason=reason)
+    _window_deviations([_VisitDone(o.pk, o.participant_id, o.code, o.nominal_day,
+                                   o.window_lower, o.window_upper, o.actual_date, o.status,
+                                   enrol.get(r.participant))
+                        for r, o in zip(missing.itertuples(index=False), created, strict=True)],
+                       user=user, reason=reason)
     return {(r.participant, r.visit): o.pk
             for r, o in zip(missing.itertuples(index=False), created, strict=True)}
+
+
+@dataclass
+class _VisitDone:
+    """A visit whose actual date an import records (created, or scheduled and now done)."""
+
+    pk: int
+    participant_id: int
+    code: str
+    nominal_day: int
+    window_lower: int
+    window_upper: int
+    actual_date: _dt.date
+    status: str
+    day0: _dt.date | None
+
+
+def _window_deviations(visits: list[_VisitDone], *, user: Any, reason: str) -> int:
+    """A ``visit_window`` protocol deviation for each visit done early or late (as
+    ``services.record_visit`` does for visits recorded one at a time)."""
+    from hepatrial.trials import audit
+    from hepatrial.trials.models import ProtocolDeviation
+
+    devs = []
+    for v in visits:
+        if v.status not in ("early", "late"):
+            continue
+        day = (v.actual_date - v.day0).days if v.day0 else None
+        lo, hi = v.nominal_day + v.window_lower, v.nominal_day + v.window_upper
+        devs.append(ProtocolDeviation(
+            participant_id=v.participant_id, visit_id=v.pk, category="visit_window",
+            description=(f"visit {v.code} on day {day} ({v.actual_date}) is {v.status}: window "
+                         f"is day {lo} to {hi} (target {v.nominal_day}); found by import"),
+            date=v.actual_date, detected_by="system"))
+    audit.bulk_create(ProtocolDeviation, devs, user=user, reason=reason)
+    return len(devs)
+
+
+def _scheduled_without_date(frame: pd.DataFrame, visit_ids: dict[tuple[str, str], int]
+                            ) -> list[dict[str, Any]]:
+    """Stored visits the file's rows refer to that are still ``scheduled`` without a date."""
+    from hepatrial.trials.models import Visit
+
+    pending = {pk: v for pk, v in ((v["id"], v) for v in Visit.objects.filter(
+        actual_date__isnull=True, status="scheduled").values(
+            "id", "participant_id", "participant__enrolment_date", "code", "nominal_day",
+            "window_lower", "window_upper"))}
+    if not pending:
+        return []
+    first = frame.groupby(["participant", "visit"], sort=True)["date_parsed"].min()
+    out = []
+    for (sid, code), when in first.items():
+        pk = visit_ids.get((sid, code))
+        if pk is not None and pk in pending:
+            out.append({**pending[pk], "actual_date": when.date()})
+    return out
+
+
+def _record_visit_dates(pending: list[dict[str, Any]], *, user: Any, reason: str) -> int:
+    """Record actual date (earliest specimen date) and window status of scheduled visits, with
+    ``~`` history rows and ledger entries, and their window deviations."""
+    from django.utils import timezone
+
+    from hepatrial.ingest.bulk import fast_update_with_history
+    from hepatrial.trials.models import Visit
+
+    if not pending:
+        return 0
+    done = []
+    for v in pending:
+        day0 = v["participant__enrolment_date"]
+        day = (v["actual_date"] - day0).days if day0 else None
+        lo, hi = v["nominal_day"] + v["window_lower"], v["nominal_day"] + v["window_upper"]
+        status = ("in_window" if day is None or lo <= day <= hi
+                  else "early" if day < lo else "late")
+        done.append(_VisitDone(v["id"], v["participant_id"], v["code"], v["nominal_day"],
+                               v["window_lower"], v["window_upper"], v["actual_date"], status,
+                               day0))
+    fast_update_with_history(
+        Visit, [d.pk for d in done],
+        {"actual_date": [d.actual_date for d in done], "status": [d.status for d in done]},
+        reason=reason, user_id=user.pk, date=timezone.now())
+    _window_deviations(done, user=user, reason=reason)
+    return len(done)
 
 
 def _visit_status(pv: Any, day0: _dt.date | None, actual: _dt.date | None) -> str:
@@ -359,7 +448,9 @@ def import_labs(
     missing = (new_visits.groupby(["participant", "visit"], sort=True)["date_parsed"].min()
                .dt.date.rename("date").reset_index())
     result.visits_created = len(missing)
-    if dry_run or (plan.new.empty and plan.changed.empty):
+    pending = _scheduled_without_date(validation.frame, index.visits)
+    result.visits_dated = len(pending)
+    if dry_run or (plan.new.empty and plan.changed.empty and not pending):
         result.seconds = time.perf_counter() - t0
         return result
 
@@ -369,6 +460,8 @@ def import_labs(
         visit_ids = dict(index.visits)
         visit_ids.update(_create_visits(missing, index.protocol, index.participants,
                                         user=history_user, reason=create_reason))
+        _record_visit_dates(pending, user=history_user,
+                            reason=f"{create_reason}: visit done on the earliest specimen date")
         new = plan.new
         if not missing.empty:
             keys = zip(new["participant"], new["visit"], strict=True)

@@ -22,7 +22,8 @@ class ImportResult:
     """What an import did (or, for a dry run, would do).
 
     ``created``/``changed``/``unchanged`` count lab values (measurements); ``participants_created``
-    and ``visits_created`` count the rows the import had to add.
+    and ``visits_created`` count the rows the import had to add, ``visits_dated`` the scheduled
+    visits whose actual date it recorded (earliest specimen date).
     """
 
     rows: int
@@ -31,6 +32,7 @@ class ImportResult:
     unchanged: int = 0
     participants_created: int = 0
     visits_created: int = 0
+    visits_dated: int = 0
     dry_run: bool = False
     rejects: pd.DataFrame = field(default_factory=lambda: pd.DataFrame(columns=REJECT_COLUMNS))
     rejects_path: Path | None = None
@@ -53,6 +55,9 @@ class ImportResult:
             extra.append(f"{self.visits_created} visits")
         if extra:
             s += f" ({' and '.join(extra)} {'to create' if self.dry_run else 'created'})"
+        if self.visits_dated:
+            s += (f" ({self.visits_dated} scheduled visit dates "
+                  f"{'to record' if self.dry_run else 'recorded'})")
         return s
 
 
