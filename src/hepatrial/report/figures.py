@@ -1,4 +1,4 @@
-"""Deterministic matplotlib figures (Agg backend) returned as inline SVG / base64 PNG.
+"""Deterministic matplotlib figures (no pyplot state) as inline SVG / base64 PNG.
 
 Determinism: fixed ``svg.hashsalt``, no ``Date``/``Creator`` metadata, text kept as text
 (``svg.fonttype = "none"``, so no font files are embedded or fetched), fixed sizes and DPI.
@@ -11,14 +11,11 @@ import io
 import textwrap
 from typing import Any
 
-import matplotlib
-
-matplotlib.use("Agg")
-
-import matplotlib.pyplot as plt  # noqa: E402
-import numpy as np  # noqa: E402
-import pandas as pd  # noqa: E402
-from matplotlib.collections import LineCollection  # noqa: E402
+import matplotlib as mpl
+import numpy as np
+import pandas as pd
+from matplotlib.collections import LineCollection
+from matplotlib.figure import Figure
 
 __all__ = ["flow_diagram", "to_inline", "trajectories", "waterfall"]
 
@@ -36,7 +33,7 @@ MAX_SVG_LINES = 150  # above this many participants, trajectories are PNG
 def to_inline(fig: Any, fmt: str = "svg", alt: str = "") -> str:
     """Render ``fig`` to an inline ``<svg>`` or ``<img src="data:image/png;base64,...">``."""
     buf = io.BytesIO()
-    with plt.rc_context(_RC):
+    with mpl.rc_context(_RC):
         if fmt == "svg":
             fig.savefig(buf, format="svg", metadata={"Date": None, "Creator": None},
                         bbox_inches="tight")
@@ -46,16 +43,12 @@ def to_inline(fig: Any, fmt: str = "svg", alt: str = "") -> str:
             return f'<figure class="fig" role="img" aria-label="{alt}">{out}</figure>'
         fig.savefig(buf, format="png", dpi=110, metadata={"Software": None},
                     bbox_inches="tight")
-    plt.close(fig)
     data = base64.b64encode(buf.getvalue()).decode("ascii")
     return f'<figure class="fig"><img alt="{alt}" src="data:image/png;base64,{data}"></figure>'
 
 
 def _close_after(fig: Any, fmt: str, alt: str) -> str:
-    try:
-        return to_inline(fig, fmt, alt)
-    finally:
-        plt.close(fig)
+    return to_inline(fig, fmt, alt)
 
 
 def trajectories(
@@ -72,8 +65,9 @@ def trajectories(
     ncol = min(3, max(1, n_out))
     nrow = int(np.ceil(n_out / ncol))
     n_part = data["participant_id"].nunique()
-    with plt.rc_context(_RC):
-        fig, axes = plt.subplots(nrow, ncol, figsize=(3.4 * ncol, 2.7 * nrow), squeeze=False)
+    with mpl.rc_context(_RC):
+        fig = Figure(figsize=(3.4 * ncol, 2.7 * nrow))
+        axes = fig.subplots(nrow, ncol, squeeze=False)
         for k, o in enumerate(outcomes):
             ax = axes[k // ncol][k % ncol]
             sub = data[(data["analyte"] == o["analyte"]) & data["visit"].isin(visits)]
@@ -113,8 +107,9 @@ def waterfall(change: pd.Series, label: str, unit: str) -> str:
     """Per-participant change (sorted bars), e.g. MELD at the last visit minus baseline."""
     ch = change.dropna().sort_values(ascending=False, kind="mergesort")
     n = len(ch)
-    with plt.rc_context(_RC):
-        fig, ax = plt.subplots(figsize=(min(9.0, 2.5 + 0.35 * max(n, 1)) if n <= 60 else 7.5, 2.9))
+    with mpl.rc_context(_RC):
+        fig = Figure(figsize=(min(9.0, 2.5 + 0.35 * max(n, 1)) if n <= 60 else 7.5, 2.9))
+        ax = fig.subplots()
         colors = np.where(ch.to_numpy() < 0, "#2c7bb6", "#d7191c")
         ax.bar(np.arange(n), ch.to_numpy(), color=colors, width=0.8 if n <= 60 else 1.0)
         ax.axhline(0, color="black", lw=0.8)
@@ -171,8 +166,9 @@ def flow_diagram(flow: dict[str, Any]) -> str:
     else:
         steps.append((f"Completed follow-up n = {flow.get('completed', 0)}", None))
     n = len(steps)
-    with plt.rc_context(_RC):
-        fig, ax = plt.subplots(figsize=(7.2, 0.62 * n + 0.4))
+    with mpl.rc_context(_RC):
+        fig = Figure(figsize=(7.2, 0.62 * n + 0.4))
+        ax = fig.subplots()
         ax.set_xlim(0, 1)
         ax.set_ylim(0, 1)
         ax.axis("off")

@@ -121,14 +121,20 @@ def _cont_rows(x: pd.Series, name: str, d: int) -> list[dict]:
     ]
 
 
-def _table1_column(ppl: pd.DataFrame, base: pd.DataFrame, outcomes: list[dict]) -> list[dict]:
+def _categorical(ppl: pd.DataFrame) -> dict[str, pd.Series]:
+    out = {"Sex, n (%)": ppl["sex"].map({"F": "female", "M": "male"}).fillna(ppl["sex"]),
+           "Aetiology, n (%)": ppl["etiology"]}
+    if "route" in ppl and ppl["route"].notna().any():
+        out["Route, n (%)"] = ppl["route"].astype(str).str.replace("_", " ")
+    return out
+
+
+def _table1_column(ppl: pd.DataFrame, base: pd.DataFrame, outcomes: list[dict],
+                   levels: dict[str, list[str]]) -> list[dict]:
     rows = [{"group": "Participants", "row": "n", "value": str(len(ppl))}]
     rows += _cont_rows(ppl["age"], "Age, years", 1)
-    rows += _cat_rows(ppl["sex"].map({"F": "female", "M": "male"}).fillna(ppl["sex"]),
-                      "Sex, n (%)")
-    rows += _cat_rows(ppl["etiology"], "Aetiology, n (%)")
-    if "route" in ppl and ppl["route"].notna().any():
-        rows += _cat_rows(ppl["route"].astype(str).str.replace("_", " "), "Route, n (%)")
+    for name, series in _categorical(ppl).items():
+        rows += _cat_rows(series, name, levels[name])
     if "cells_total" in ppl and ppl["cells_total"].notna().any():
         rows += _cont_rows(ppl["cells_total"] / 1e6, "Cells infused, ×10^6", 1)
     for o in outcomes:
@@ -146,12 +152,13 @@ def table1(td: Any, results: dict[str, Any]) -> str:
     ds = td.dataset
     base = ds[ds["visit"] == results["baseline_visit"]]
     arms = sorted(ppl["arm"].dropna().astype(str).unique())
+    levels = {k: sorted(v.dropna().astype(str).unique()) for k, v in _categorical(ppl).items()}
     cols: dict[str, list[dict]] = {}
     if len(arms) > 1:
         for a in arms:
             cols[f"{a} (n={int((ppl['arm'] == a).sum())})"] = _table1_column(
-                ppl[ppl["arm"] == a], base, results["outcomes"])
-    cols[f"Overall (n={len(ppl)})"] = _table1_column(ppl, base, results["outcomes"])
+                ppl[ppl["arm"] == a], base, results["outcomes"], levels)
+    cols[f"Overall (n={len(ppl)})"] = _table1_column(ppl, base, results["outcomes"], levels)
     first = next(iter(cols.values()))
     df = pd.DataFrame({"group": [r["group"] for r in first], "row": [r["row"] for r in first]})
     for name, rows in cols.items():
