@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import datetime as dt
 
+import numpy as np
 import pandas as pd
 import pytest
 
@@ -164,3 +165,34 @@ def test_scheduled_visits_get_their_dates_and_deviations(db, tmp_path):
     w1_rows = ds[(ds["visit"] == "W1") & (ds["source"] == "measured")]
     assert set(w1_rows["actual_day"]) == {12}
     assert import_labs(path, today=TODAY).summary() == "0 created, 0 changed, 3 unchanged"
+
+
+def test_dataset_derives_scores_from_labs_and_clinical(db, tmp_path):
+    """Derived rows use that visit's labs + clinical assessment (MELD, Child-Pugh)."""
+    from hepatrial.ingest import export
+    from hepatrial.trials import services
+    from tests.store.conftest import enrol
+
+    services.install_protocol("kharaziha2009")
+    enrol(services, "K01")
+    services.record_clinical(participant="K01", visit_code="D0", ascites="none",
+                             encephalopathy="none", weight_kg="70.5")
+    path = _write(tmp_path, "participant,visit,analyte,value,unit,date\n"
+                            "K01,D0,bilirubin,2.3,mg/dL,2008-01-20\n"
+                            "K01,D0,creatinine,1.0,mg/dL,2008-01-20\n"
+                            "K01,D0,inr,1.4,1,2008-01-20\n"
+                            "K01,D0,albumin,3.1,g/dL,2008-01-20\n")
+    import_labs(path, today=TODAY)
+    ds = export.dataset()
+    d0 = ds[ds["visit"] == "D0"].set_index("analyte")
+    # MELD (UNOS 2002-2016) = round(9.57 ln Cr + 3.78 ln bili + 11.2 ln INR + 6.43) (Kamath 2001)
+    raw = 9.57 * np.log(1.0) + 3.78 * np.log(2.3) + 11.2 * np.log(1.4) + 6.43
+    assert d0.loc["meld_optn2002", "value"] == round(raw) == 13
+    # Child-Pugh: bilirubin 2-3 mg/dL 2, albumin 2.8-3.5 g/dL 2, INR < 1.7 1, no ascites 1,
+    # no encephalopathy 1 (Pugh 1973)
+    assert d0.loc["child_pugh_points", "value"] == 7
+    assert d0.loc["child_pugh_points", "source"] == "derived"
+    assert d0.loc["child_pugh_points", "unit"] == "points"
+    assert d0.loc["weight", "value"] == 70.5 and d0.loc["weight", "unit"] == "kg"
+    assert d0.loc["bilirubin", "value"] == pytest.approx(2.3 * 17.1)
+    assert set(d0["actual_day"]) == {0}

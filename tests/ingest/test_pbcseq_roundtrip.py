@@ -162,3 +162,18 @@ def test_bad_visits_file_refused(mayo_store, pbcseq_path, tmp_path):
     assert got[(6, "day")][0].startswith("duplicate of row 1")
     assert set(exc.value.rejects["row"]) == {2, 3, 4, 6}
     assert (tmp_path / "bad.csv.rejects.csv").is_file()
+
+
+def test_trial_data_bundle(loaded):
+    from hepatrial.analysis import TrialData
+
+    td = export.trial_data()
+    assert isinstance(td, TrialData)
+    td.validate()
+    assert td.baseline_visit == "D0"
+    assert td.protocol_summary["name"] == "mayo-pbc"
+    assert len(td.participants) == 312 and list(td.participants.columns) == list(
+        export.PARTICIPANT_COLUMNS)
+    assert td.adverse_events.empty and list(td.adverse_events.columns) == list(
+        export.AE_COLUMNS)
+    assert len(td.dataset) == len(export.dataset())

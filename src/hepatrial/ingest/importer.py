@@ -9,9 +9,12 @@ Sequence for both importers:
 3. compare with what is stored: each lab value is *created*, *unchanged* or *changed*; changes
    need ``reason`` (otherwise :class:`ImportRefused` listing those rows, nothing written);
 4. unless ``dry_run``: one transaction - participants/visits created as needed
-   (``audit.bulk_create``), lab results inserted in chunks with history and ledger
-   (:func:`hepatrial.ingest.bulk.fast_create_with_history`), changes via ``audit.bulk_update``
+   (``audit.bulk_create``), scheduled visits given their actual date (earliest specimen date,
+   ``~`` history), lab results inserted in chunks with history and ledger
+   (:func:`hepatrial.ingest.bulk.fast_create_with_history`), changed values saved one by one
    with the reason (``~`` history rows carrying it).
+
+Row numbers in rejects are 1-based data rows (row 1 = the first line after the header).
 """
 
 from __future__ import annotations
@@ -19,8 +22,6 @@ from __future__ import annotations
 import datetime as _dt
 import getpass
 import time
-import tracemalloc
-from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -500,15 +501,3 @@ def import_visits(
 
     return _impl(path, map_name, db=db, dry_run=dry_run, reason=reason, user=user,
                  rejects_path=rejects_path, day0=day0)
-
-
-def measure(fn: Callable[[], ImportResult]) -> ImportResult:
-    """Run an import under tracemalloc and record peak Python memory (MiB) in ``result.peak``."""
-    tracemalloc.start()
-    try:
-        result = fn()
-    finally:
-        _, peak = tracemalloc.get_traced_memory()
-        tracemalloc.stop()
-    result.peak["tracemalloc_mib"] = peak / 2**20
-    return result

@@ -37,7 +37,6 @@ class ImportResult:
     rejects: pd.DataFrame = field(default_factory=lambda: pd.DataFrame(columns=REJECT_COLUMNS))
     rejects_path: Path | None = None
     seconds: float = 0.0
-    peak: dict[str, float] = field(default_factory=dict)
 
     @property
     def ok(self) -> bool:

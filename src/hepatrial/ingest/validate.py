@@ -15,7 +15,7 @@ from __future__ import annotations
 
 import datetime as _dt
 import re
-from collections.abc import Callable, Collection, Iterable, Mapping
+from collections.abc import Callable, Collection, Iterable
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Protocol
@@ -292,48 +292,3 @@ def validate_labs(
     frame["unit_canonical"] = canon_unit
     frame["date_parsed"] = dates
     return Validation(frame=frame, rejects=rejects_frame(parts))
-
-
-def unit_map_catalog(
-    units: Mapping[str, Mapping[str, float]],
-    canonical: Mapping[str, str],
-    ranges: Mapping[str, tuple[float, float]],
-) -> AnalyteCatalog:
-    """A simple :class:`AnalyteCatalog` from factor tables (used in tests and benchmarks).
-
-    ``units[code][unit]`` is the multiplicative factor to the canonical unit, ``ranges[code]``
-    the inclusive plausible range in the canonical unit.
-    """
-    return _TableCatalog(units, canonical, ranges)
-
-
-class _TableCatalog:
-    def __init__(self, units: Mapping[str, Mapping[str, float]], canonical: Mapping[str, str],
-                 ranges: Mapping[str, tuple[float, float]]) -> None:
-        self._units = {k: dict(v) for k, v in units.items()}
-        self._canonical = dict(canonical)
-        self._ranges = dict(ranges)
-
-    def codes(self) -> Collection[str]:
-        return self._units.keys()
-
-    def units(self, code: str) -> Collection[str]:
-        return self._units[code].keys()
-
-    def accepts(self, code: str, unit: str) -> bool:
-        return unit in self._units[code]
-
-    def canonical_unit(self, code: str) -> str:
-        return self._canonical[code]
-
-    def convert(self, code: str, unit: str, values: np.ndarray
-                ) -> tuple[np.ndarray, np.ndarray]:
-        conv = np.asarray(values, dtype=float) * self._units[code][unit]
-        lo, hi = self._ranges[code]
-        bad = (conv < lo) | (conv > hi)
-        errors = np.full(len(conv), None, dtype=object)
-        if bad.any():
-            cu = self._canonical[code]
-            errors[bad] = [f"out of range for {code}: {v:g} {cu} (plausible {lo:g}-{hi:g} {cu})"
-                           for v in conv[bad]]
-        return conv, errors

@@ -27,7 +27,7 @@ from typing import Any
 import numpy as np
 import pandas as pd
 
-from hepatrial.ingest.report import ImportResult, write_rejects
+from hepatrial.ingest.report import ImportResult
 from hepatrial.ingest.validate import (
     ImportFileError,
     parse_numbers,
@@ -435,10 +435,3 @@ def _apply_participant_changes(changes: list[tuple[int, dict[str, Any]]], *, rea
     from hepatrial.ingest.importer import save_each
 
     save_each(out, reason=reason, user=user)
-
-
-def write_rejects_if(rejects: pd.DataFrame, path: Path | None) -> None:
-    """Write rejects when a path is given (helper for callers of :func:`prepare_visits`)."""
-    if path is not None and not rejects.empty:
-        write_rejects(rejects, path)
-
