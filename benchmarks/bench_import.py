@@ -122,11 +122,18 @@ def main(argv: list[str] | None = None) -> int:
     ap.add_argument("--tracemalloc", action="store_true",
                     help="also trace Python allocations (slower; reports their peak)")
     ap.add_argument("--verify", action="store_true", help="recompute the audit chain after")
-    ap.add_argument("--setup-only", type=int, default=None, metavar="N_PARTICIPANTS",
-                    help=argparse.SUPPRESS)
+    ap.add_argument("--setup-only", type=int, default=None, help=argparse.SUPPRESS)
     args = ap.parse_args(argv)
-    if args.setup_only is not None:  # child process: build the store, then exit
-        make_store(args.dir / "bench.sqlite3", args.setup_only)
+    if args.setup_only is not None:  # child process: write the file, build the store, exit
+        t = time.perf_counter()
+        n_part = make_file(args.dir / "labs.csv", args.rows, args.seed)
+        print(f"file: {args.dir / 'labs.csv'} ({args.rows} rows, {n_part} participants, "
+              f"{(args.dir / 'labs.csv').stat().st_size / 2**20:.1f} MiB) "
+              f"in {time.perf_counter() - t:.1f} s", flush=True)
+        t = time.perf_counter()
+        make_store(args.dir / "bench.sqlite3", n_part)
+        print(f"store: {n_part} participants, {n_part * len(VISITS)} visits done, "
+              f"in {time.perf_counter() - t:.1f} s", flush=True)
         return 0
 
     work = args.dir or Path(tempfile.mkdtemp(prefix="hepatrial-bench-"))
@@ -134,16 +141,9 @@ def main(argv: list[str] | None = None) -> int:
     csv, db = work / "labs.csv", work / "bench.sqlite3"
     if db.exists():
         db.unlink()
-    t = time.perf_counter()
-    n_part = make_file(csv, args.rows, args.seed)
-    print(f"file: {csv} ({args.rows} rows, {n_part} participants, "
-          f"{csv.stat().st_size / 2**20:.1f} MiB) in {time.perf_counter() - t:.1f} s")
-    t = time.perf_counter()
-    # the store is built in a child process so that peak RSS below is the import's own
-    subprocess.run([sys.executable, __file__, "--dir", str(work), "--setup-only", str(n_part)],
-                   check=True)
-    print(f"store: {db} ({n_part} participants, {n_part * len(VISITS)} visits) "
-          f"in {time.perf_counter() - t:.1f} s")
+    # file and store are made in a child process so that peak RSS below is the import's own
+    subprocess.run([sys.executable, __file__, "--dir", str(work), "--rows", str(args.rows),
+                    "--seed", str(args.seed), "--setup-only", "1"], check=True)
 
     from hepatrial.trials import setup
 
