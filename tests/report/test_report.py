@@ -111,7 +111,7 @@ def test_results_sentence_uses_computed_numbers(report: tuple) -> None:
     assert expected in html
     pr = next(r for r in res["paired"] if r["outcome"] == "meld_optn2002" and r["visit"] == "W12")
     assert pr["n_pairs"] == 7  # P07 withdrew before W12
-    assert f"n = 7 pairs" in html
+    assert "n = 7 pairs" in html
 
 
 def test_outcome_table_counts_pairs(report: tuple) -> None:
