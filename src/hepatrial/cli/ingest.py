@@ -36,6 +36,8 @@ def _console() -> Console:
 def _run_import(kind: str, file: Path, db: Path | None, dry_run: bool, reason: str | None,
                 rejects: Path | None, user: str | None, map_name: str | None = None,
                 day0: str | None = None) -> None:
+    from django.db import DatabaseError
+
     from hepatrial.ingest import importer
     from hepatrial.ingest.report import ImportRefused, render_rejects
     from hepatrial.ingest.validate import ImportFileError
@@ -56,6 +58,9 @@ def _run_import(kind: str, file: Path, db: Path | None, dry_run: bool, reason: s
                                             day0=anchor)
     except ImportFileError as exc:
         console.print(f"[red]error:[/red] {exc}")
+        raise typer.Exit(2) from None
+    except DatabaseError as exc:
+        console.print(f"[red]error:[/red] database: {exc} (run `hepatrial init` first?)")
         raise typer.Exit(2) from None
     except ImportRefused as exc:
         render_rejects(exc.rejects, console, title=f"{file.name}: import refused")
@@ -110,8 +115,13 @@ def export_dataset_cmd(
     from hepatrial.ingest import export
 
     console = _console()
+    from django.db import DatabaseError
+
     try:
         frame = export.write_dataset(output, db=db, derived=not no_derived)
+    except DatabaseError as exc:
+        console.print(f"[red]error:[/red] database: {exc} (run `hepatrial init` first?)")
+        raise typer.Exit(2) from None
     except ValueError as exc:
         console.print(f"[red]error:[/red] {exc}")
         raise typer.Exit(2) from None

@@ -20,7 +20,6 @@ Row numbers in rejects are 1-based data rows (row 1 = the first line after the h
 from __future__ import annotations
 
 import datetime as _dt
-import getpass
 import time
 from dataclasses import dataclass
 from pathlib import Path
@@ -75,28 +74,30 @@ class StoreIndex:
 
 def current_protocol() -> Any:
     """The protocol the store was initialised with (``hepatrial init --protocol``)."""
-    from hepatrial.protocol.loader import validate_text
-    from hepatrial.trials.models import TrialConfig
+    from hepatrial.trials.services import StoreError, active_protocol
 
-    cfg = TrialConfig.objects.order_by("-pk").first()
-    if cfg is None:
-        raise ImportFileError("the store has no protocol: run `hepatrial init --protocol NAME`")
-    proto, issues = validate_text(cfg.toml_text, f"store:{cfg.name}")
-    if proto is None:  # pragma: no cover - stored text was validated at init
-        raise ImportFileError(f"stored protocol {cfg.name} is invalid: {issues}")
-    return proto
+    try:
+        return active_protocol()
+    except StoreError as exc:
+        raise ImportFileError(str(exc)) from None
 
 
 def _user(name: str | None) -> Any:
-    """The history user: ``name`` (created if new, audited) or the OS user name."""
+    """The history user: ``name`` (an account created for it if new, audited) or, by default,
+    the store's ``system`` account (the store's convention for CLI/import writes)."""
     from django.contrib.auth import get_user_model
 
-    username = (name or getpass.getuser() or "hepatrial").strip()
+    from hepatrial.trials.services import system_user
+
+    if not name or not name.strip():
+        return system_user()
     User = get_user_model()
-    user = User.objects.filter(username=username).first()
+    user = User.objects.filter(username=name.strip()).first()
     if user is None:
-        user = User(username=username)
+        user = User(username=name.strip(), is_active=False)
         user.set_unusable_password()
+        user._history_user = system_user()
+        user._change_reason = "account created for import --user (cannot log in)"
         user.save()
     return user
 
