@@ -23,7 +23,7 @@ ReasonOpt = Annotated[str | None, typer.Option(
 RejectsOpt = Annotated[Path | None, typer.Option(
     "--rejects", help="Where to write rejected rows (default <FILE>.rejects.csv).")]
 UserOpt = Annotated[str | None, typer.Option(
-    "--user", help="User name recorded in the history (default: the OS user).")]
+    "--user", help="User name recorded in the history (default: the system account).")]
 
 
 def _console() -> Console:
@@ -82,7 +82,13 @@ def import_labs_cmd(
     rejects: RejectsOpt = None,
     user: UserOpt = None,
 ) -> None:
-    """Import lab results (one row per participant, visit and analyte)."""
+    """Import lab results (one row per participant, visit and analyte).
+
+    The whole file is validated first; if any row is rejected nothing is written and every
+    problem is listed (row = 1-based data row; row 1 is the line after the header) on screen and
+    in the rejects CSV. Re-importing the same file changes nothing; a value that differs from the
+    stored one is a change and needs --reason (kept in the audit trail).
+    """
     _run_import("labs", file, db, dry_run, reason, rejects, user)
 
 
@@ -100,7 +106,12 @@ def import_visits_cmd(
         "--day0", help="Calendar date of day 0 for files that hold only days since enrolment "
         "(default 2000-01-01, an arbitrary anchor; exported actual_day is unaffected).")] = None,
 ) -> None:
-    """Import a wide visit file through an import map (participants/visits created as needed)."""
+    """Import a wide visit file through an import map (participants/visits created as needed).
+
+    Same rules as `import labs`: whole-file validation, all-or-nothing, idempotent, --reason
+    for changes. Rows in no visit window (or a second row in a window) are kept as unscheduled
+    visits.
+    """
     _run_import("visits", file, db, dry_run, reason, rejects, user, map_name=map_, day0=day0)
 
 
