@@ -101,3 +101,21 @@ def test_unit_spelling_normalised(tmp_path, catalog):
                       participants=None, today=TODAY)
     assert v.ok, v.rejects
     assert np.allclose(v.frame["value_canonical"], [20.0, 150.0])
+
+
+def test_terminal_table_is_capped_with_a_count(tmp_path):
+    import pandas as pd
+    from rich.console import Console
+
+    from hepatrial.ingest.report import render_rejects, write_rejects
+
+    rej = pd.DataFrame({"row": range(1, 121), "column": "value", "value": "x",
+                        "reason": "not a number"})
+    console = Console(record=True, width=120)
+    render_rejects(rej, console, title="labs.csv", cap=50)
+    text = console.export_text()
+    assert "120 row(s) rejected, 120 problem(s)" in text
+    assert "... and 70 more problem(s) not shown" in text
+    assert " 50 " in text and " 51 " not in text
+    out = write_rejects(rej, tmp_path / "r.csv")
+    assert len(pd.read_csv(out)) == 120  # the CSV has every problem

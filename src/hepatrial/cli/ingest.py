@@ -65,8 +65,7 @@ def _run_import(kind: str, file: Path, db: Path | None, dry_run: bool, reason: s
     except ImportRefused as exc:
         render_rejects(exc.rejects, console, title=f"{file.name}: import refused")
         console.print(f"[red]{exc}[/red]")
-        console.print(f"rejects written to {rejects_path} (rows are 1-based data rows; "
-                      "row 1 is the first line after the header)")
+        console.print(f"rejects written to {rejects_path}")
         raise typer.Exit(1) from None
     console.print(f"{file.name}: {result.rows} rows: {result.summary()} "
                   f"in {result.seconds:.2f} s")

@@ -80,8 +80,9 @@ def render_rejects(rejects: pd.DataFrame, console: Console, *, title: str,
                    cap: int = DISPLAY_CAP) -> None:
     """Print the rejects as a rich table, at most ``cap`` lines, then how many were not shown."""
     n_rows = rejects["row"].nunique()
-    table = Table(title=f"{title}: {n_rows} row(s) rejected, {len(rejects)} problem(s)",
-                  title_justify="left")
+    console.print(f"{title}: {n_rows} row(s) rejected, {len(rejects)} problem(s) "
+                  "(row = 1-based data row; row 1 is the line after the header)")
+    table = Table()
     table.add_column("row", justify="right")
     table.add_column("column")
     table.add_column("value")
