@@ -72,7 +72,8 @@ def _bundle(with_ae: bool = True) -> TrialData:
           "analysis": {"meld_variant": "optn2002", "tests": ["t", "wilcoxon"],
                        "wilcoxon_method": "exact", "multiplicity": "fixed_sequence",
                        "sequence": [{"analyte": "meld_optn2002", "visit": "W12"},
-                                    {"analyte": "inr", "visit": "W12"}], "alpha": 0.05}}
+                                    {"analyte": "inr", "visit": "W12"}], "alpha": 0.05,
+                       "mixed_model": {"time": "visit"}}}
     return TrialData(ds, pd.DataFrame(ppl), ae, ps)
 
 
@@ -85,7 +86,8 @@ def report() -> tuple[TrialData, dict, str]:
 
 def test_report_contains_tables_figures_and_text(report: tuple) -> None:
     _, res, html = report
-    for tid in ("table1", "outcomes", "multiplicity", "ae_overview", "ae_summary", "lab_shifts"):
+    for tid in ("table1", "outcomes", "ancova", "multiplicity", "lmm", "ae_overview",
+                "ae_summary", "lab_shifts"):
         assert f'id="{tid}"' in html, tid
     assert html.count("<svg") >= 3  # flow, trajectories, waterfall
     assert "Table 1. Baseline characteristics" in html
@@ -97,7 +99,9 @@ def test_report_contains_tables_figures_and_text(report: tuple) -> None:
     assert "Cholangitis" in html
     assert "No adverse events were recorded" not in html
     assert "fixed-sequence testing at α = 0.05" in html
-    assert "A Holm correction over all m = 6 comparisons could never reject" in html
+    # per arm: 3 outcomes x 2 visits x 2 arms = 12 comparisons, 3 or 4 pairs each
+    assert "A Holm correction over all m = 12 comparisons could never reject" in html
+    assert "the baseline-adjusted difference in MELD (control − cells)" in html
     assert "hepatrial " in html and "abc123" in html and res["dataset_sha256"] in html
 
 
@@ -106,18 +110,29 @@ def test_results_sentence_uses_computed_numbers(report: tuple) -> None:
     ds = td.dataset
     b = ds[(ds.analyte == "meld_optn2002") & (ds.visit == "D0")]["value"]
     f = ds[(ds.analyte == "meld_optn2002") & (ds.visit == "W12")]["value"]
-    expected = f"MELD decreased from {fmt_mean_sd(b.mean(), b.std(), 1)} to " \
+    arm = td.participants.set_index("participant_id")["arm"]
+    ds = ds.assign(arm=ds["participant_id"].map(arm))
+    b = b[ds.loc[b.index, "arm"] == "cells"]
+    f = f[ds.loc[f.index, "arm"] == "cells"]
+    verb = "decreased" if f.mean() < b.mean() else "increased"
+    expected = f"In arm cells, MELD {verb} from {fmt_mean_sd(b.mean(), b.std(), 1)} to " \
                f"{fmt_mean_sd(f.mean(), f.std(), 1)} at W12"
     assert expected in html
-    pr = next(r for r in res["paired"] if r["outcome"] == "meld_optn2002" and r["visit"] == "W12")
-    assert pr["n_pairs"] == 7  # P07 withdrew before W12
-    assert "n = 7 pairs" in html
+    pr = next(r for r in res["paired"] if r["outcome"] == "meld_optn2002" and r["visit"] == "W12"
+              and r["arm"] == "cells")
+    assert pr["n_pairs"] == 3  # P07 (arm cells) withdrew before W12
+    assert "n = 3 pairs" in html
+    an = next(r for r in res["ancova"] if r["outcome"] == "meld_optn2002" and r["visit"] == "W12")
+    assert an["n_used"] == 7
+    assert "the baseline-adjusted difference in MELD" in html
 
 
 def test_outcome_table_counts_pairs(report: tuple) -> None:
     _, res, _ = report
-    w12 = [r for r in res["paired"] if r["visit"] == "W12"]
-    assert all(r["n_pairs"] == 7 and r["excluded_missing_visit"] == 1 for r in w12)
+    w12 = [r for r in res["paired"] if r["visit"] == "W12" and r["arm"] == "cells"]
+    assert all(r["n_pairs"] == 3 and r["excluded_missing_visit"] == 1 for r in w12)
+    w12c = [r for r in res["paired"] if r["visit"] == "W12" and r["arm"] == "control"]
+    assert all(r["n_pairs"] == 4 and r["n_excluded"] == 0 for r in w12c)
     assert res["flow"]["screened"] == 9 and res["flow"]["enrolled"] == 8
 
 

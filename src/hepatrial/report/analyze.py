@@ -27,6 +27,7 @@ REFERENCE_RANGES = {
     "albumin": {"lln": 35.0, "unit": "g/L", "term": "Hypoalbuminemia"},
 }
 SIGNIFICANCE = 0.05
+EXACT_MAX_PAIRS = 50  # the Holm/exact-test feasibility note is computed up to this many pairs
 
 
 def jsonable(x: Any) -> Any:
@@ -144,12 +145,17 @@ def _lab_grades(td: Any, baseline: str, visits: list[str]) -> pd.DataFrame:
     return pd.concat(rows, ignore_index=True)
 
 
-def analyze(td: Any, *, meld_variant: str | None = None) -> dict[str, Any]:
+def analyze(td: Any, *, meld_variant: str | None = None,
+            mixed_model: bool = True) -> dict[str, Any]:
     """Descriptive statistics, paired tests vs baseline, the multiplicity rule, visit
     completeness, participant flow, Table-1 data and safety for a TrialData bundle.
 
     ``meld_variant`` overrides the protocol's MELD variant for the outcome analyses (the
-    protocol's MELD is then kept as a supportive row in ``meld_variants``).
+    protocol's MELD is then kept as a supportive row in ``meld_variants``). With more than one
+    arm, descriptive statistics and paired tests are per arm (column ``arm``) and the arms are
+    compared by ANCOVA on the change from baseline adjusted for baseline (``ancova``).
+    ``mixed_model``: fit the protocol's supportive linear mixed model (visit as a categorical
+    fixed effect, random intercept; arm x visit for randomised trials) when the plan has one.
     """
     td.validate()
     ps = td.protocol_summary or {}
@@ -162,11 +168,45 @@ def analyze(td: Any, *, meld_variant: str | None = None) -> dict[str, Any]:
     codes = [o["analyte"] for o in outcomes]
     ds = td.dataset
     out_ds = ds[ds["analyte"].isin(codes) & ds["visit"].isin(visits)]
-    desc = an.describe(out_ds, by="analyte", baseline=baseline, visits=visits) \
-        if not out_ds.empty else pd.DataFrame()
+    arms = sorted(out_ds["arm"].dropna().astype(str).unique())
+    per_arm = len(arms) > 1
     wmethod = plan.get("wilcoxon_method", "exact")
-    paired = an.paired_vs_baseline(out_ds, baseline=baseline, by="analyte", visits=visits,
-                                   wilcoxon=wmethod) if not out_ds.empty else pd.DataFrame()
+    descs, paireds = [], []
+    for arm_code in (arms if per_arm else [None]):
+        sub = out_ds if arm_code is None else out_ds[out_ds["arm"] == arm_code]
+        if sub.empty:
+            continue
+        d = an.describe(sub, by="analyte", baseline=baseline, visits=visits)
+        pv = an.paired_vs_baseline(sub, baseline=baseline, by="analyte", visits=visits,
+                                   wilcoxon=wmethod)
+        if arm_code is not None:
+            d.insert(0, "arm", arm_code)
+            pv.insert(0, "arm", arm_code)
+        descs.append(d)
+        paireds.append(pv)
+    desc = pd.concat(descs, ignore_index=True) if descs else pd.DataFrame()
+    paired = pd.concat(paireds, ignore_index=True) if paireds else pd.DataFrame()
+    ancova = pd.DataFrame()
+    if per_arm and not out_ds.empty:
+        ancova = an.ancova_by_visit(out_ds, baseline=baseline, by="analyte", visits=visits)
+    lmm: list[dict[str, Any]] = []
+    if plan.get("mixed_model") and not out_ds.empty and mixed_model:
+        for o in outcomes:
+            sub = out_ds[out_ds["analyte"] == o["analyte"]]
+            if sub["visit"].nunique() < 2:
+                continue
+            try:
+                fit = an.fit_lmm(sub, "participant_id", "visit", "value",
+                                 time_type="categorical", time_reference=baseline,
+                                 time_order=visits, random="intercept",
+                                 group="arm" if per_arm else None)
+                fe = fit.fixed_effects.reset_index().rename(columns={"index": "term"})
+                fe.columns = ["term", *fe.columns[1:]]
+                lmm.append({"outcome": o["analyte"], "converged": fit.converged,
+                            "n_obs": fit.n_obs, "n_groups": fit.n_groups, "model": fit.model,
+                            "fixed_effects": jsonable(fe)})
+            except an.AnalysisInputError as exc:
+                lmm.append({"outcome": o["analyte"], "error": str(exc)})
     alpha = float(plan.get("alpha", SIGNIFICANCE))
     seq = []
     for s in plan.get("sequence", []):
@@ -176,19 +216,28 @@ def analyze(td: Any, *, meld_variant: str | None = None) -> dict[str, Any]:
         seq.append((a, s["visit"]))
     multiplicity: dict[str, Any] = {"rule": plan.get("multiplicity", "none"), "alpha": alpha,
                                     "sequence": [f"{a}@{v}" for a, v in seq], "by_test": {}}
-    if not paired.empty:
+    if not paired.empty and not per_arm:
         idx = paired.set_index(["outcome", "visit"])
         for test, col in (("t", "p_t"), ("wilcoxon", "p_wilcoxon")):
-            pv = [(f"{a}@{v}", float(idx.loc[(a, v), col]) if (a, v) in idx.index else float("nan"))
-                  for a, v in seq]
+            pv = [(f"{a}@{v}", float(idx.loc[(a, v), col]) if (a, v) in idx.index
+                   else float("nan")) for a, v in seq]
             if pv:
                 multiplicity["by_test"][test] = jsonable(an.fixed_sequence(pv, alpha=alpha))
+    if not paired.empty:
         n_pairs = int(paired["n_pairs"].min()) if len(paired) else 0
         m_all = len(paired)
-        multiplicity["holm_all"] = jsonable(an.exact_test_feasibility(n_pairs, m_all,
-                                                                       alpha=alpha))
-        multiplicity["holm_all"]["m_tests"] = m_all
-        multiplicity["holm_all"]["n_pairs"] = n_pairs
+        if 0 < n_pairs <= EXACT_MAX_PAIRS:  # only small samples can hit the exact-test floor
+            multiplicity["holm_all"] = jsonable(an.exact_test_feasibility(n_pairs, m_all,
+                                                                           alpha=alpha))
+            multiplicity["holm_all"]["m_tests"] = m_all
+            multiplicity["holm_all"]["n_pairs"] = n_pairs
+    if per_arm and not ancova.empty:
+        # first non-reference arm (two-arm trials: the only comparison)
+        first = ancova.drop_duplicates(["outcome", "visit"], keep="first")
+        pmap = {(r.outcome, r.visit): float(r.p) for r in first.itertuples()}
+        pv = [(f"{a}@{v}", pmap.get((a, v), float("nan"))) for a, v in seq]
+        if pv:
+            multiplicity["by_test"]["ancova"] = jsonable(an.fixed_sequence(pv, alpha=alpha))
     completeness = an.visit_completeness(ds, td.participants, visits=visits)
     meld_rows = []
     for a in sorted(x for x in ds["analyte"].unique() if str(x).startswith("meld_")
@@ -219,6 +268,9 @@ def analyze(td: Any, *, meld_variant: str | None = None) -> dict[str, Any]:
         "outcomes": outcomes,
         "describe": desc,
         "paired": paired,
+        "arms": arms,
+        "ancova": ancova,
+        "lmm": lmm,
         "multiplicity": multiplicity,
         "completeness": completeness,
         "flow": _flow(td, visits, completeness),

@@ -35,6 +35,8 @@ MELD_VARIANT_TEXT = {
     "optn2002": "the OPTN/UNOS allocation MELD 2002-2016 (floors and cap as above, rounded "
                 "to an integer, bounded 6-40)",
 }
+TEST_NAMES = {"t": "paired t", "wilcoxon": "exact Wilcoxon",
+              "ancova": "ANCOVA (arm difference in change, adjusted for baseline)"}
 VISIT_WORD = {"D0": "baseline", "W1": "week 1", "W2": "week 2", "W4": "week 4", "W8": "week 8",
               "W24": "week 24"}
 
@@ -177,22 +179,29 @@ def outcomes_table(results: dict[str, Any]) -> str:
     desc = pd.DataFrame(results["describe"])
     paired = pd.DataFrame(results["paired"])
     rows = []
-    for o in results["outcomes"]:
+    arms = results.get("arms") or []
+    per_arm = "arm" in desc.columns
+    for o, arm in [(o, arm) for o in results["outcomes"] for arm in (arms if per_arm else [None])]:
         a = o["analyte"]
         d = _decimals(a)[0]
         dsub = desc[desc["outcome"] == a] if len(desc) else desc
+        psub = paired[paired["outcome"] == a] if len(paired) else paired
+        if arm is not None:
+            dsub = dsub[dsub["arm"] == arm]
+            psub = psub[psub["arm"] == arm]
         for r in dsub.to_dict(orient="records"):
             v = r["visit"]
             pr: dict[str, Any] = {}
-            if len(paired):
-                m = paired[(paired["outcome"] == a) & (paired["visit"] == v)]
+            if len(psub):
+                m = psub[psub["visit"] == v]
                 pr = m.iloc[0].to_dict() if len(m) else {}
             change = "—"
             if r.get("mean_change") is not None and not _isnan(r.get("mean_change")):
                 change = (f"{fmt_num(r['mean_change'], d)} ({fmt_num(r['change_ci_low'], d)}, "
                           f"{fmt_num(r['change_ci_high'], d)})")
+            label = f"{o['label']} ({o.get('reported_unit') or o.get('unit')})"
             rows.append({
-                "outcome": f"{o['label']} ({o.get('reported_unit') or o.get('unit')})",
+                "outcome": label if arm is None else f"{label}, arm {arm}",
                 "visit": v,
                 "n": str(int(r["n"])),
                 "mean ± SD": fmt_mean_sd(r["mean"], r["sd"], d),
@@ -229,7 +238,7 @@ def multiplicity_table(results: dict[str, Any]) -> str:
     rows = []
     for test, recs in mult.get("by_test", {}).items():
         for r in recs:
-            rows.append({"test": "paired t" if test == "t" else "exact Wilcoxon",
+            rows.append({"test": TEST_NAMES.get(test, test),
                          "order": str(r["order"]), "hypothesis": str(r["test"]),
                          "P": fmt_p(r["p"]), "decision": r["status"]})
     if not rows:
@@ -239,6 +248,53 @@ def multiplicity_table(results: dict[str, Any]) -> str:
                     rowname="order", group="test",
                     notes=["Each hypothesis is tested at the full α only while every earlier "
                            "one was rejected; the first non-rejection stops the sequence."])
+
+
+def ancova_table(results: dict[str, Any]) -> str:
+    """Between-arm comparison per outcome and visit (randomised trials)."""
+    rows = []
+    labels = {o["analyte"]: o["label"] for o in results["outcomes"]}
+    for r in results.get("ancova") or []:
+        d = _decimals(r["outcome"])[0]
+        rows.append({"outcome": labels.get(r["outcome"], r["outcome"]), "visit": r["visit"],
+                     "comparison": f"{r['arm']} − {r['reference_arm']}",
+                     "difference (95% CI)": f"{fmt_num(r['estimate'], d)} "
+                                            f"({fmt_num(r['ci_low'], d)}, "
+                                            f"{fmt_num(r['ci_high'], d)})",
+                     "n": str(int(r["n_used"])), "P": fmt_p(r["p"])})
+    if not rows:
+        return ""
+    return _gt_html(pd.DataFrame(rows), "ancova",
+                    "Between-arm comparison: ANCOVA of the change from baseline",
+                    rowname="visit", group="outcome",
+                    notes=["Change from baseline regressed on arm and baseline value; "
+                           "participants without both values are excluded (n used)."])
+
+
+def lmm_table(results: dict[str, Any]) -> str:
+    """Supportive linear mixed model: fixed effects per outcome (GLS SEs, Wald z)."""
+    rows = []
+    labels = {o["analyte"]: o["label"] for o in results["outcomes"]}
+    for m in results.get("lmm") or []:
+        if "error" in m:
+            rows.append({"outcome": labels.get(m["outcome"], m["outcome"]), "term": "—",
+                         "estimate (SE)": m["error"], "P": "—"})
+            continue
+        d = _decimals(m["outcome"])[0] + 1
+        for fe in m["fixed_effects"]:
+            rows.append({"outcome": labels.get(m["outcome"], m["outcome"]) +
+                         ("" if m["converged"] else " (NOT converged)"),
+                         "term": str(fe["term"]),
+                         "estimate (SE)": f"{fmt_num(fe['estimate'], d)} ({fmt_num(fe['se'], d)})",
+                         "P": fmt_p(fe["p"])})
+    if not rows:
+        return ""
+    return _gt_html(pd.DataFrame(rows), "lmm",
+                    "Supportive analysis: linear mixed model (all visits)", rowname="term",
+                    group="outcome",
+                    notes=["Visit as a categorical fixed effect (reference: baseline), random "
+                           "intercept per participant, REML; standard errors by GLS, Wald z "
+                           "tests (no small-sample degrees of freedom)."])
 
 
 # ----------------------------------------------------------------------------- safety
@@ -283,16 +339,16 @@ def safety_html(results: dict[str, Any]) -> str:
 # ----------------------------------------------------------------------------- text
 
 
-def _describe_row(results: dict, analyte: str, visit: str) -> dict | None:
+def _describe_row(results: dict, analyte: str, visit: str, arm: str | None = None) -> dict | None:
     for r in results["describe"]:
-        if r["outcome"] == analyte and r["visit"] == visit:
+        if r["outcome"] == analyte and r["visit"] == visit and r.get("arm") == arm:
             return r
     return None
 
 
-def _paired_row(results: dict, analyte: str, visit: str) -> dict | None:
+def _paired_row(results: dict, analyte: str, visit: str, arm: str | None = None) -> dict | None:
     for r in results["paired"]:
-        if r["outcome"] == analyte and r["visit"] == visit:
+        if r["outcome"] == analyte and r["visit"] == visit and r.get("arm") == arm:
             return r
     return None
 
@@ -344,10 +400,12 @@ def results_text(results: dict[str, Any]) -> str:
     n_treated = results["flow"]["treated"]
     parts = [f"{n_treated} participants were treated."]
     sig_t, ns = [], []
-    for o in results["outcomes"]:
+    arms = results.get("arms") or []
+    per_arm = any("arm" in r for r in results["describe"])
+    for o, arm in [(o, arm) for o in results["outcomes"] for arm in (arms if per_arm else [None])]:
         a = o["analyte"]
-        b, f, p = (_describe_row(results, a, base), _describe_row(results, a, last),
-                   _paired_row(results, a, last))
+        b, f, p = (_describe_row(results, a, base, arm), _describe_row(results, a, last, arm),
+                   _paired_row(results, a, last, arm))
         if not (b and f and p):
             continue
         d = _decimals(a)[1]
@@ -356,18 +414,33 @@ def results_text(results: dict[str, Any]) -> str:
         verb = "decreased" if f["mean"] < b["mean"] else "increased"
         pt = _p_text(p.get("p_t"))
         pw = _p_text(p.get("p_wilcoxon"))
-        parts.append(f"{o['label']} {verb} from {fmt_mean_sd(b['mean'], b['sd'], d)}{unit_txt} "
-                     f"to {fmt_mean_sd(f['mean'], f['sd'], d)}{unit_txt} at "
+        who = "" if arm is None else f"In arm {arm}, "
+        parts.append(f"{who}{o['label']} {verb} from "
+                     f"{fmt_mean_sd(b['mean'], b['sd'], d)}{unit_txt} to "
+                     f"{fmt_mean_sd(f['mean'], f['sd'], d)}{unit_txt} at "
                      f"{VISIT_WORD.get(last, last)} ({pt}, paired t; Wilcoxon {pw}; "
                      f"n = {int(p['n_pairs'])} pairs).")
-        (sig_t if (p.get("p_t") or 1) < 0.05 else ns).append(o["label"])
+        name = o["label"] if arm is None else f"{o['label']} ({arm})"
+        (sig_t if (p.get("p_t") or 1) < 0.05 else ns).append(name)
+    for r in results.get("ancova") or []:
+        if r["visit"] != last:
+            continue
+        o = next((x for x in results["outcomes"] if x["analyte"] == r["outcome"]), None)
+        if o is None:
+            continue
+        d = _decimals(r["outcome"])[1] + 1
+        parts.append(f"At {VISIT_WORD.get(last, last)} the baseline-adjusted difference in "
+                     f"{o['label']} ({r['arm']} − {r['reference_arm']}) was "
+                     f"{fmt_num(r['estimate'], d)} (95% CI {fmt_num(r['ci_low'], d)} to "
+                     f"{fmt_num(r['ci_high'], d)}; {_p_text(r['p'])}; ANCOVA, "
+                     f"n = {int(r['n_used'])}).")
     if sig_t:
         parts.append("Unadjusted P < 0.05 (paired t) for " + ", ".join(sig_t) + "; "
                      + ("not significant for " + ", ".join(ns) + "." if ns else "all outcomes."))
     mult = results["multiplicity"]
     for test, recs in mult.get("by_test", {}).items():
         rej = [r["test"] for r in recs if r["status"] == "rejected"]
-        name = "paired t" if test == "t" else "exact Wilcoxon"
+        name = TEST_NAMES.get(test, test)
         parts.append(f"Under the fixed sequence ({name}) {len(rej)} of {len(recs)} hypotheses "
                      f"were rejected{': ' + ', '.join(rej) if rej else ''}.")
     if results["safety"]["n_events"] == 0:
@@ -493,6 +566,8 @@ def build_report(td: Any, analysis_results: dict[str, Any], *, run_time: str | N
         "table1": table1(td, r),
         "outcomes": outcomes_table(r),
         "multiplicity": multiplicity_table(r),
+        "ancova": ancova_table(r),
+        "lmm": lmm_table(r),
         "safety": safety_html(r),
         "demo": demo_html(r),
         "fig_traj": figs["trajectories"],
