@@ -90,7 +90,8 @@ def synthetic_trial(n: int = 2000, seed: int = 1) -> object:
           "analysis": {"meld_variant": "continuous", "tests": ["t", "wilcoxon"],
                        "wilcoxon_method": "exact", "multiplicity": "fixed_sequence",
                        "sequence": [{"analyte": o["analyte"], "visit": "W24"} for o in outcomes],
-                       "alpha": 0.05, "mixed_model": {"time": "visit"}}}
+                       "alpha": 0.05, "mixed_model": {"time": "visit"}},
+          "primary_endpoint": {"analyte": "meld_continuous", "visit": "W24"}}
     return TrialData(ds, ppl, ae, ps)
 
 

@@ -27,6 +27,7 @@ REFERENCE_RANGES = {
     "albumin": {"lln": 35.0, "unit": "g/L", "term": "Hypoalbuminemia"},
 }
 SIGNIFICANCE = 0.05
+LMM_ALL_MAX = 300  # above this many participants the LMM is fitted for the primary outcome only
 EXACT_MAX_PAIRS = 50  # the Holm/exact-test feasibility note is computed up to this many pairs
 
 
@@ -191,7 +192,14 @@ def analyze(td: Any, *, meld_variant: str | None = None,
         ancova = an.ancova_by_visit(out_ds, baseline=baseline, by="analyte", visits=visits)
     lmm: list[dict[str, Any]] = []
     if plan.get("mixed_model") and not out_ds.empty and mixed_model:
-        for o in outcomes:
+        lmm_outcomes = outcomes
+        lmm_kw: dict[str, Any] = {}
+        if out_ds["participant_id"].nunique() > LMM_ALL_MAX:  # statsmodels: ~15 s per fit
+            lmm_kw["optimizers"] = ("bfgs", "lbfgs")  # two optimizers cross-check each other
+            pe = (ps.get("primary_endpoint") or {}).get("analyte")
+            lmm_outcomes = [o for o in outcomes if o.get("protocol_analyte", o["analyte"]) == pe
+                            or o["analyte"] == pe] or outcomes[:1]
+        for o in lmm_outcomes:
             sub = out_ds[out_ds["analyte"] == o["analyte"]]
             if sub["visit"].nunique() < 2:
                 continue
@@ -199,7 +207,7 @@ def analyze(td: Any, *, meld_variant: str | None = None,
                 fit = an.fit_lmm(sub, "participant_id", "visit", "value",
                                  time_type="categorical", time_reference=baseline,
                                  time_order=visits, random="intercept",
-                                 group="arm" if per_arm else None)
+                                 group="arm" if per_arm else None, **lmm_kw)
                 fe = fit.fixed_effects.reset_index().rename(columns={"index": "term"})
                 fe.columns = ["term", *fe.columns[1:]]
                 lmm.append({"outcome": o["analyte"], "converged": fit.converged,

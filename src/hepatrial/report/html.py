@@ -294,7 +294,8 @@ def lmm_table(results: dict[str, Any]) -> str:
                     group="outcome",
                     notes=["Visit as a categorical fixed effect (reference: baseline), random "
                            "intercept per participant, REML; standard errors by GLS, Wald z "
-                           "tests (no small-sample degrees of freedom)."])
+                           "tests (no small-sample degrees of freedom). Above 300 participants "
+                           "only the primary outcome is modelled."])
 
 
 # ----------------------------------------------------------------------------- safety
