@@ -177,3 +177,12 @@ def test_trial_data_bundle(loaded):
     assert td.adverse_events.empty and list(td.adverse_events.columns) == list(
         export.AE_COLUMNS)
     assert len(td.dataset) == len(export.dataset())
+
+
+def test_visits_dry_run_writes_nothing(mayo_store, pbcseq_path):
+    before = store_counts()
+    r = import_visits(pbcseq_path, "mayo-pbc", dry_run=True)
+    assert (r.participants_created, r.visits_created) == (312, 1945)
+    assert r.created == sum(pd.read_csv(pbcseq_path)[c].notna().sum() for c in MAPPED)
+    assert r.summary().startswith("dry run, nothing written: would be ")
+    assert store_counts() == before
