@@ -69,6 +69,8 @@ def _run_import(kind: str, file: Path, db: Path | None, dry_run: bool, reason: s
         raise typer.Exit(1) from None
     console.print(f"{file.name}: {result.rows} rows: {result.summary()} "
                   f"in {result.seconds:.2f} s")
+    for note in result.notes:
+        console.print(f"note: {note}")
 
 
 @import_app.command("labs")

@@ -281,6 +281,11 @@ def import_visits(
         raise ImportFileError(f"map {map_name} does not fit the store's protocol "
                               f"{protocol.name}: " + "; ".join(str(i) for i in issues))
     result = ImportResult(rows=len(frame), dry_run=dry_run)
+    if imap.clinical:
+        result.notes.append(
+            "clinical column(s) " + ", ".join(c.column for c in imap.clinical)
+            + " validated but not stored: the store's clinical assessment needs ascites "
+            "(none/slight/moderate) and encephalopathy, which this map does not provide")
     ppl, visits, labs, rejects = prepare_visits(frame, imap, protocol, day0=day0)
     if not rejects.empty:
         n = rejects["row"].nunique()
