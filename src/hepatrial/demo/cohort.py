@@ -178,7 +178,8 @@ def _continuous_solution(
         tcols = []
         for a, d in diffs.items():
             t = np.abs(_tstat(d))
-            tcols.append(np.maximum(0.0, T_SIG - t) if SIGNIFICANT[a] else np.maximum(0.0, t - T_NS))
+            tcols.append(np.maximum(0.0, T_SIG - t) if SIGNIFICANT[a]
+                         else np.maximum(0.0, t - T_NS))
         cols.append(np.stack(tcols, axis=1))
         cols.append(np.maximum(0.0, (lo - x) / scale) + np.maximum(0.0, (x - hi) / scale))
         return np.concatenate(cols, axis=1)
@@ -324,24 +325,26 @@ def _interim(main: dict, rng: np.random.Generator) -> dict[tuple[str, str], np.n
 
 
 def _ages(rng: np.random.Generator) -> np.ndarray:
-    """Integer ages with min 38, max 67, mean printing as 55.63 and SD as 10.45 (Kim 2015)."""
-    total = round(pub.AGE_MEAN * N)  # 445: the only integer sum whose mean prints as 55.63
-    inner = np.array(list(itertools.combinations_with_replacement(
-        range(pub.AGE_MIN, pub.AGE_MAX + 1), N - 3)), dtype=float)
-    last = total - pub.AGE_MIN - pub.AGE_MAX - inner.sum(axis=1)
-    a = np.column_stack([np.full(len(inner), pub.AGE_MIN), inner, last,
-                         np.full(len(inner), pub.AGE_MAX)])
-    ok = (last >= inner[:, -1]) & (last <= pub.AGE_MAX)  # each multiset once
-    # SD printing as 10.45 (Kim 2015). With 8 integer ages summing to 445 the sum of squares is
-    # odd (x^2 = x mod 2), so the SD is 10.4463 (SS 25517) or 10.4599 (SS 25519): only 10.4463
-    # prints as 10.45. At one decimal that is 10.4; the "10.5" of one-decimal summaries is the
-    # double rounding of 10.45.
-    ok &= np.abs(a.std(axis=1, ddof=1) - pub.AGE_SD) < 0.005
-    found = a[ok]
-    if not len(found):  # pragma: no cover - guarded by the tests
-        raise ReconstructionError("no integer ages reproduce 55.63 ± 10.45 (38-67)")
-    ages = found[int(rng.integers(len(found)))]
-    return ages[rng.permutation(N)]
+    """Ages at enrolment in years to one decimal: min 38.0, max 67.0, mean 55.625 (prints as
+    55.63 with half-up rounding, Kim 2015, and as 55.6) and SD in [10.45, 10.455) (prints as
+    10.45, Kim 2015, and as 10.5 at one decimal).
+
+    Whole-year ages cannot do both: 8 integers summing to 445 have an odd sum of squares, so
+    their SD is 10.4463 (prints 10.45 but 10.4) or 10.4599.
+    """
+    total = round(pub.AGE_MEAN * N * 10)  # 4450 tenths: mean 55.625
+    lo, hi = pub.AGE_MIN * 10, pub.AGE_MAX * 10
+    for _ in range(50):
+        inner = rng.integers(lo, hi + 1, size=(100_000, N - 3))
+        last = total - lo - hi - inner.sum(axis=1)
+        a = np.column_stack([np.full(len(inner), lo), inner, last, np.full(len(inner), hi)])
+        ok = (last >= lo) & (last <= hi)
+        sd = a.std(axis=1, ddof=1) / 10
+        ok &= (sd >= pub.AGE_SD) & (sd < pub.AGE_SD + 0.005)
+        if ok.any():
+            ages = a[np.flatnonzero(ok)[0]] / 10
+            return ages[rng.permutation(N)]
+    raise ReconstructionError("no ages reproduce 55.63 ± 10.45 (38-67)")  # pragma: no cover
 
 
 def _participants(rng: np.random.Generator) -> pd.DataFrame:
@@ -471,7 +474,7 @@ def verify(labs: pd.DataFrame, participants: pd.DataFrame, meld_variant: str) ->
             out["failures"].append(f"{a} not entered at {dec} decimals")
     ages = participants["age"].to_numpy(dtype=float)
     age_ok = (abs(ages.mean() - pub.AGE_MEAN) <= 0.005 + 1e-9
-              and abs(ages.std(ddof=1) - pub.AGE_SD) < 0.005
+              and pub.AGE_SD <= ages.std(ddof=1) < pub.AGE_SD + 0.005
               and ages.min() == pub.AGE_MIN and ages.max() == pub.AGE_MAX)
     counts_ok = (participants["sex"].value_counts().to_dict() == pub.SEX
                  and participants["etiology"].value_counts().to_dict() == pub.ETIOLOGY
@@ -555,9 +558,9 @@ def meld_variant_feasibility(cohort_meld: dict[str, Any] | None = None,
     Per variant and visit: ``lowest_mean`` (:func:`lowest_mean_meld`; for ``optn2002`` the
     ``continuous`` bound minus 0.5, since rounding lowers a score by at most 0.5), whether the
     published mean is attainable, and for the reproducing variant the synthetic cohort's
-    (mean, SD) from ``cohort_meld`` (:func:`cohort_meld`). ``optn2002`` also fails arithmetically at week 24: the mean
-    of 8 integer scores is a multiple of 0.125, and none prints as 10.7 (10.625 → 10.6,
-    10.75 → 10.8).
+    (mean, SD) from ``cohort_meld`` (:func:`cohort_meld`). ``optn2002`` also fails
+    arithmetically at week 24: the mean of 8 integer scores is a multiple of 0.125, and none
+    prints as 10.7 (10.625 → 10.6, 10.75 → 10.8).
     """
     out: dict[str, Any] = {}
     cont = {v: lowest_mean_meld("continuous", v, seed, restarts) for v in VISITS_MAIN}
