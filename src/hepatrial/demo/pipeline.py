@@ -146,7 +146,22 @@ def demo_protocol(c: _cohort.Cohort, out_dir: Path) -> tuple[str, str | None]:
 
 def load_into_store(c: _cohort.Cohort, labs_csv: Path, db: Path) -> Any:
     """Fresh SQLite store ← the synthetic cohort, through ``hepatrial init``, the store's
-    services and ``hepatrial import labs``; returns the exported TrialData bundle."""
+    services and ``hepatrial import labs``; returns the exported TrialData bundle.
+
+    The demo always uses this fresh SQLite file: ``HEPATRIAL_DATABASE_URL`` is removed from
+    this process's environment so that synthetic data never reach a configured server, and
+    a process whose Django is already bound to another database is refused.
+    """
+    import os
+
+    os.environ.pop("HEPATRIAL_DATABASE_URL", None)
+    from django.conf import settings
+
+    if settings.configured:
+        name = str(settings.DATABASES["default"].get("NAME", ""))
+        if Path(name).resolve() != db.resolve():
+            raise RuntimeError(f"Django in this process already uses {name!r}; run the demo in "
+                               "a fresh process (e.g. `hepatrial demo`)")
     if db.exists():
         db.unlink()
     protocol, note = demo_protocol(c, db.parent)
