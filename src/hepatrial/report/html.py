@@ -507,7 +507,29 @@ def demo_html(results: dict[str, Any]) -> str:
     st = _gt_html(pd.DataFrame(supp), "meld_supportive",
                   "MELD of the synthetic cohort under each variant", rowname="visit",
                   group="variant") if supp else ""
-    return tab + vt + st
+    return f"<p id='variant-verdict'>{_html.escape(variant_sentence(demo))}</p>" + tab + vt + st
+
+
+def variant_sentence(demo: dict[str, Any]) -> str:
+    """Which MELD variant reproduces the published MELD, and how close the others get."""
+    fz = demo["feasibility"]
+    ok = [k for k, r in fz.items() if r["feasible"]]
+    parts = [f"The published MELD (17.9 ± 5.6 at baseline, 10.7 ± 6.3 at week 24) is "
+             f"reproduced from labs with the published means and SDs only by "
+             f"{' and '.join(ok) or 'no variant'}."]
+    for k, r in fz.items():
+        if r["feasible"]:
+            c0, c1 = r["D0"], r["W24"]
+            if c0.get("cohort_mean") is not None:
+                parts.append(f"{k}: the synthetic cohort gives {c0['cohort_mean']:.2f} ± "
+                             f"{c0['cohort_sd']:.2f} and {c1['cohort_mean']:.2f} ± "
+                             f"{c1['cohort_sd']:.2f}.")
+            continue
+        parts.append(f"{k} cannot: its attainable mean MELD is at least "
+                     f"{r['D0']['lowest_mean']:.2f} at baseline and {r['W24']['lowest_mean']:.2f}"
+                     f" at week 24" + ("" if k != "optn2002" else
+                                       ", and no mean of 8 integer scores prints as 10.7") + ".")
+    return " ".join(parts)
 
 
 # ----------------------------------------------------------------------------- page
