@@ -28,6 +28,7 @@ _RC = {
     "axes.spines.right": False,
 }
 MAX_SVG_LINES = 150  # above this many participants, trajectories are PNG
+_COLORS = ("black", "#d95f02", "#1b9e77", "#7570b3")
 
 
 def to_inline(fig: Any, fmt: str = "svg", alt: str = "") -> str:
@@ -81,10 +82,19 @@ def trajectories(
                     segs.append(np.column_stack([x[ok], row[ok]]))
             alpha = 0.6 if n_part <= 20 else max(0.03, 6.0 / n_part)
             ax.add_collection(LineCollection(segs, colors="0.55", linewidths=0.7, alpha=alpha))
-            mean = wide.mean(axis=0).to_numpy(dtype=float)
-            sd = wide.std(axis=0, ddof=1).to_numpy(dtype=float)
-            ax.errorbar(x, mean, yerr=sd, color="black", marker="o", ms=3.5, lw=1.6, capsize=3,
-                        zorder=3, label="mean ± SD")
+            arms = sorted(sub["arm"].dropna().astype(str).unique()) if "arm" in sub else []
+            groups = [(None, wide)] if len(arms) <= 1 else [
+                (a, wide.loc[wide.index.isin(sub.loc[sub["arm"] == a, "participant_id"])])
+                for a in arms]
+            for j, (a, w) in enumerate(groups):
+                mean = w.mean(axis=0).to_numpy(dtype=float)
+                sd = w.std(axis=0, ddof=1).to_numpy(dtype=float)
+                off = 0.0 if a is None else (j - (len(groups) - 1) / 2) * 0.35
+                ax.errorbar(x + off, mean, yerr=sd, color=_COLORS[j % len(_COLORS)] if a else
+                            "black", marker="o", ms=3.5, lw=1.6, capsize=3, zorder=3,
+                            label="mean ± SD" if a is None else f"{a}: mean ± SD")
+            if len(groups) > 1 and k == 0:
+                ax.legend(fontsize=7, frameon=False)
             for v in note_visits:
                 if v in visits:
                     ax.axvspan(days[v] / 7.0 - 0.4, days[v] / 7.0 + 0.4, color="#f3d9a4",
