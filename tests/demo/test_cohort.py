@@ -3,9 +3,9 @@
 from __future__ import annotations
 
 import itertools
+from pathlib import Path
 
 import numpy as np
-import pandas as pd
 import pytest
 from scipy import stats
 
@@ -122,7 +122,7 @@ def test_verify_rejects_a_tampered_cohort(cohort: C.Cohort) -> None:
         C.verify(labs, cohort.participants, "kamath2001")
 
 
-def test_determinism_identical_csv_bytes(tmp_path: pd.DataFrame, cohort: C.Cohort) -> None:
+def test_determinism_identical_csv_bytes(tmp_path: Path, cohort: C.Cohort) -> None:
     again = C.reconstruct()
     (tmp_path / "a").mkdir()
     (tmp_path / "b").mkdir()
