@@ -2,7 +2,8 @@
 
     uv run python benchmarks/bench_import.py [--rows 1000000] [--seed 20090101] [--tracemalloc]
 
-Setup (not timed): a fresh SQLite store in a temporary directory, migrated, protocol
+Setup (not timed): a fresh SQLite store in a temporary directory (or, with
+``HEPATRIAL_DATABASE_URL`` set, that PostgreSQL database, which must be empty), migrated, protocol
 ``kharaziha2009`` installed, a synthetic cohort of ``ceil(rows / 56)`` participants registered
 and their 7 protocol visits recorded as done (bulk, with history and audit ledger), as happens
 at enrolment and at the visits. The lab file (8 analytes x 7 visits per participant, mixed
@@ -174,8 +175,11 @@ def main(argv: list[str] | None = None) -> int:
           f"(CPU {cpu:.2f} s: {args.rows / cpu:,.0f} rows per CPU-second)")
     print(f"peak RSS: {rss:,.0f} MiB (before import: {rss_before:,.0f} MiB)"
           + (f"  tracemalloc peak: {traced:,.0f} MiB" if traced is not None else ""))
-    print(f"ledger rows: {AuditLedger.objects.count()}  db size: "
-          f"{db.stat().st_size / 2**20:,.0f} MiB")
+    from django.db import connection
+
+    size = (f"db size: {db.stat().st_size / 2**20:,.0f} MiB" if db.exists()
+            else f"database: {connection.vendor}")
+    print(f"ledger rows: {AuditLedger.objects.count()}  {size}")
     if args.verify:
         from hepatrial.trials import audit
 

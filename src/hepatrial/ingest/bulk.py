@@ -49,8 +49,16 @@ def _adapter(field: models.Field) -> Any:
 
 
 def _insert_many(table: str, columns: Sequence[str], rows: Iterable[tuple]) -> None:
+    """Insert rows: ``executemany`` (SQLite), ``COPY ... FROM STDIN`` (PostgreSQL)."""
     qn = connection.ops.quote_name
     cols = ", ".join(qn(c) for c in columns)
+    if connection.vendor == "postgresql":
+        with connection.cursor() as cur:
+            raw = cur.cursor  # the psycopg cursor under Django's wrapper
+            with raw.copy(f"COPY {qn(table)} ({cols}) FROM STDIN") as copy:
+                for row in rows:
+                    copy.write_row(row)
+        return
     marks = ", ".join(["%s"] * len(columns))
     sql = f"INSERT INTO {qn(table)} ({cols}) VALUES ({marks})"
     with connection.cursor() as cur:
@@ -208,6 +216,13 @@ def _fast_ledger(hmodel: type[models.Model], columns: dict[str, Sequence[Any]],
         return qn(lmeta.get_field(name).column)
 
     now = connection.ops.adapt_datetimefield_value(timezone.now())
+    if connection.vendor == "postgresql":
+        names = ["seq", "history_pk", "object_pk", "digest", "prev_hash", "chain_hash",
+                 "history_model", "history_type", "recorded_at"]
+        extra = (label, constants["history_type"], now)
+        _insert_many(lmeta.db_table, [lmeta.get_field(c).column for c in names],
+                     ((*r, *extra) for r in out))
+        return
     # per-import constants are SQL literals, so only the six varying values are bound per row
     now_sql = _sql_literal(str(now)) if isinstance(now, str) else "%s"
     sql = (f"INSERT INTO {qn(lmeta.db_table)} ({col('seq')}, {col('history_pk')}, "
