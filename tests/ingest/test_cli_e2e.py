@@ -9,6 +9,8 @@ the reason when no server answers).
 from __future__ import annotations
 
 import hashlib
+import os
+import subprocess
 import sys
 from pathlib import Path
 from typing import Any
@@ -135,3 +137,47 @@ def test_export_rejects_unknown_suffix(backend: dict[str, Any], tmp_path: Path) 
     assert run(backend, "init", "--protocol", "kharaziha2009").returncode == 0
     r = run(backend, "export", "dataset", "-o", str(tmp_path / "x.xlsx"))
     assert r.returncode == 2 and ".csv or .parquet" in r.stdout
+
+
+ENROL = r"""
+import sys
+from hepatrial.trials import setup
+setup(sys.argv[1] if len(sys.argv) > 1 else None)
+from hepatrial.trials import services as s
+from tests.store.conftest import ELIGIBLE
+s.screen_participant(study_id="K01", site="S01", sex="F", year_of_birth=1965, etiology="HCV",
+                     screening_date="2008-01-06", screening_data=ELIGIBLE)
+s.record_consent(participant="K01", version="1.0", date="2008-01-06")
+s.assess_eligibility(participant="K01")
+s.enrol_participant(participant="K01", enrolment_date="2008-01-20")
+"""
+
+
+def test_labs_for_scheduled_visits_cli(backend: dict[str, Any], tmp_path: Path) -> None:  # noqa: F811
+    """Enrolment schedules the visits; `import labs` records their dates (earliest specimen
+    date, window status, deviation when late) with history, and the audit trail verifies."""
+    assert run(backend, "init", "--protocol", "kharaziha2009").returncode == 0
+    f = tmp_path / "enrol.py"
+    f.write_text(ENROL)
+    env = {**backend["env"], "PYTHONPATH": str(Path(__file__).resolve().parents[2])
+           + os.pathsep + backend["env"].get("PYTHONPATH", "")}
+    r = subprocess.run([sys.executable, str(f), *backend["script_args"]], env=env,
+                       capture_output=True, text=True, timeout=300)
+    assert r.returncode == 0, r.stderr
+    labs = tmp_path / "labs.csv"
+    labs.write_text("participant,visit,analyte,value,unit,date,lab\n"
+                    "K01,D0,bilirubin,2.3,mg/dL,2008-01-20,central\n"
+                    "K01,D0,inr,1.42,1,2008-01-20,central\n"
+                    "K01,W2,bilirubin,1.9,mg/dL,2008-02-10,central\n")
+    r = run(backend, "import", "labs", str(labs))
+    assert r.returncode == 0, r.stdout + r.stderr
+    assert "3 created, 0 changed, 0 unchanged" in r.stdout
+    assert "2 scheduled visit dates recorded" in r.stdout
+    assert _count(backend, "trials_protocoldeviation") == 1  # W2 on day 21: window 11-17
+    r = run(backend, "audit", "verify")
+    assert r.returncode == 0, r.stderr
+    out = tmp_path / "ds.csv"
+    assert run(backend, "export", "dataset", "-o", str(out)).returncode == 0
+    ds = pd.read_csv(out)
+    w2 = ds[(ds["visit"] == "W2") & (ds["analyte"] == "bilirubin")]
+    assert w2["actual_day"].tolist() == [21] and w2["nominal_day"].tolist() == [14]
