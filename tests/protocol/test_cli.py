@@ -49,7 +49,7 @@ def test_show_builtin_text() -> None:
     assert r.exit_code == 0, r.output
     assert "NCT00420134" in r.stdout
     assert "W24   day   168  window -14/+14 (days 154..182)" in r.stdout
-    assert "meld_optn2002@W24 -> inr@W24" in r.stdout
+    assert "meld_kamath2001@W24 -> inr@W24" in r.stdout
 
 
 def test_show_json_is_summary_dict() -> None:

@@ -85,7 +85,7 @@ def test_missing_field_is_undecided() -> None:
     assert _crit("INC-AGE").evaluate({"age": float("nan")}).met is None
 
 
-@pytest.mark.parametrize(("age", "met"), [(17.9, False), (18, True), (65, True), (65.1, False)])
+@pytest.mark.parametrize(("age", "met"), [(17.9, False), (18, True), (70, True), (70.1, False)])
 def test_age_between_inclusive(age: float, met: bool) -> None:
     assert _crit("INC-AGE").evaluate({"age": age}).met is met
 
@@ -108,7 +108,7 @@ def test_screen_whole_protocol() -> None:
     res = KH.screen(ELIGIBLE)
     assert res.eligible is True
     assert res.failed == ()
-    res = KH.screen({**ELIGIBLE, "hcc": True, "age": 70})
+    res = KH.screen({**ELIGIBLE, "hcc": True, "age": 71})
     assert res.eligible is False
     assert {r.criterion_id for r in res.failed} == {"EXC-HCC", "INC-AGE"}
     res = KH.screen({k: v for k, v in ELIGIBLE.items() if k != "pregnant"})

@@ -58,10 +58,10 @@ def test_kharaziha_content() -> None:
     assert p.visit_codes == ("SCR", "D0", "W1", "W2", "W4", "W8", "W24")
     assert [v.target_day for v in p.visits] == [-14, 0, 7, 14, 28, 56, 168]
     assert p.baseline_visit.code == "D0"
-    assert p.primary_endpoint.analyte == "meld_optn2002"
+    assert p.primary_endpoint.analyte == "meld_kamath2001"
     assert p.primary_endpoint.visit == "W24"
     assert [(s.analyte, s.visit) for s in p.analysis.sequence] == [
-        ("meld_optn2002", "W24"),
+        ("meld_kamath2001", "W24"),
         ("inr", "W24"),
         ("creatinine", "W24"),
         ("albumin", "W24"),
@@ -75,7 +75,7 @@ def test_kharaziha_content() -> None:
     assert set(p.etiologies) == {"HBV", "HCV", "alcohol", "cryptogenic"}
     units = {o.analyte: o.unit for o in p.outcomes}
     assert units == {
-        "meld_optn2002": "points",
+        "meld_kamath2001": "points",
         "inr": "1",
         "creatinine": "umol/L",
         "albumin": "g/L",
@@ -363,12 +363,12 @@ def test_summary_dict_is_plain_json() -> None:
     assert s["content_hash"] == p.content_hash()
     assert [v["nominal_day"] for v in s["visits"]] == [-14, 0, 7, 14, 28, 56, 168]
     assert s["arms"] == [{"code": "single", "label": "Autologous bone-marrow MSC", "ratio": 1}]
-    assert s["meld_variant"] == s["analysis"]["meld_variant"] == "optn2002"
+    assert s["meld_variant"] == s["analysis"]["meld_variant"] == "kamath2001"
     assert s["tests"] == ["t", "wilcoxon"]
     assert s["multiplicity"] == "fixed_sequence"
-    assert s["analysis"]["meld_score"] == "meld_optn2002"
+    assert s["analysis"]["meld_score"] == "meld_kamath2001"
     assert s["primary_endpoint"] == {
-        "analyte": "meld_optn2002",
+        "analyte": "meld_kamath2001",
         "visit": "W24",
         "comparison": "change_from_baseline",
         "transform": "none",

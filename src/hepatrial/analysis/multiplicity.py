@@ -96,7 +96,8 @@ def min_attainable_p(n_pairs: int, *, two_sided: bool = True) -> float:
     """
     if n_pairs < 0:
         raise AnalysisInputError(f"n_pairs must be >= 0, got {n_pairs}")
-    p = (2.0 if two_sided else 1.0) / 2.0**n_pairs
+    # ldexp(1, -n) = 2**-n without overflow for large n (underflows to 0.0 past n = 1074)
+    p = math.ldexp(2.0 if two_sided else 1.0, -n_pairs)
     return min(1.0, p)
 
 
