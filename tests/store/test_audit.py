@@ -189,6 +189,42 @@ def test_bulk_create_is_ledgered(store: Any) -> None:
     assert audit.verify() == []
 
 
+def test_bulk_update_stores_values_with_reasoned_history(trail: Any) -> None:
+    """audit.bulk_update works (Django's bulk_update -> QuerySet.update() is allowed inside it):
+    the new values are stored, each row gets one ``~`` history row with the reason and user,
+    the ledger verifies, and the audited queryset still refuses update() outside it."""
+    from hepatrial.trials import audit
+    from hepatrial.trials.base import ChangeReasonRequired
+    from hepatrial.trials.models import AuditLedger, LabResult
+    from hepatrial.trials.services import system_user
+
+    extra = trail.__class__(
+        participant=trail.participant, visit=trail.visit, analyte="albumin",
+        value_as_entered="3.1", unit_as_entered="g/dL", value=31.0, unit="g/L")
+    extra.save()
+    labs = list(LabResult.objects.order_by("pk"))
+    assert len(labs) == 2
+    n_hist, n_ledger = LabResult.history.count(), AuditLedger.objects.count()
+    labs[0].value_as_entered, labs[0].value = "2.5", 2.5 * 17.1
+    labs[1].value_as_entered, labs[1].value = "3.2", 32.0
+    with pytest.raises(ChangeReasonRequired):
+        audit.bulk_update(LabResult, labs, ["value_as_entered", "value"], reason=" ")
+    assert LabResult.objects.get(pk=labs[0].pk).value_as_entered == "2.4"  # nothing written
+    n = audit.bulk_update(LabResult, labs, ["value_as_entered", "value"], reason="re-read")
+    assert n == 2
+    stored = {o.pk: (o.value_as_entered, o.value) for o in LabResult.objects.all()}
+    assert stored == {labs[0].pk: ("2.5", 2.5 * 17.1), labs[1].pk: ("3.2", 32.0)}
+    new_hist = list(LabResult.history.order_by("history_id")[n_hist:])
+    assert [(h.id, h.history_type, h.history_change_reason, h.value_as_entered)
+            for h in new_hist] == [(labs[0].pk, "~", "re-read", "2.5"),
+                                   (labs[1].pk, "~", "re-read", "3.2")]
+    assert all(h.history_user_id == system_user().pk for h in new_hist)
+    assert AuditLedger.objects.count() == n_ledger + 2
+    assert audit.verify() == []
+    with pytest.raises(ChangeReasonRequired):
+        LabResult.objects.filter(pk=labs[0].pk).update(value=1.0)
+
+
 def test_history_entries_show_who_what_why(trail: Any) -> None:
     from hepatrial.trials import audit
 
