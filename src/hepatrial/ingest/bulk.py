@@ -10,22 +10,19 @@ transaction:
 2. one ``+`` history row each, with the columns simple_history writes (every tracked field,
    ``history_date``, ``history_user``, ``history_change_reason`` = the import reason,
    ``history_type``);
-3. one audit-ledger entry per history row, chained exactly as ``hepatrial.trials.audit.append``
-   does (digest of the row's canonical JSON, ``sha256(seq|model|pk|digest|prev)``); the first
-   row of each import is cross-checked against ``audit.row_digest`` and the tests run
-   ``audit.verify()`` over imported data.
+3. one audit-ledger entry per history row, with the store's own functions
+   (``audit.row_digests`` - the columnar form of ``audit.row_digest`` -, ``audit.chain_hash``,
+   ``audit.lock_ledger``); the first row of each import is cross-checked against
+   ``audit.row_digest`` of the stored row and the tests run ``audit.verify()`` over imported
+   data.
 
 Participants and visits (few rows) use the store's own ``audit.bulk_create``.
 """
 
 from __future__ import annotations
 
-import datetime as _dt
-import hashlib
-import json
 from collections.abc import Iterable, Iterator, Mapping, Sequence
 from contextlib import contextmanager
-from json.encoder import encode_basestring as _encode_str  # type: ignore[attr-defined]
 from typing import Any
 
 from django.apps import apps
@@ -74,102 +71,6 @@ def _max_pk(model: type[models.Model]) -> int:
     return int(value or 0)
 
 
-def _json_value(v: Any) -> str:
-    """JSON text of ``audit._canon(v)`` (floats by repr as strings, dates ISO, UTC datetimes)."""
-    t = type(v)
-    if v is None:
-        return "null"
-    if t is str:
-        return _encode_str(v)
-    if t is int:
-        return str(v)
-    if t is float:
-        return '"' + repr(v) + '"'
-    if t is bool:
-        return "true" if v else "false"
-    if t is _dt.datetime:
-        if v.tzinfo is not None and v.utcoffset() is not None:
-            v = v.astimezone(_dt.UTC)
-        return '"' + v.isoformat() + '"'
-    if t is _dt.date:
-        return '"' + v.isoformat() + '"'
-    from hepatrial.trials.audit import _canon
-
-    return json.dumps(_canon(v), ensure_ascii=False)
-
-
-def _encoder(field: models.Field | None) -> Any:
-    """JSON encoder for a column's values as the database gives them back (by field type)."""
-    internal = field.get_internal_type() if field is not None else ""
-    if internal in ("CharField", "TextField", "SlugField", "EmailField", "URLField"):
-        enc = _encode_str
-    elif internal in ("AutoField", "BigAutoField", "IntegerField", "BigIntegerField",
-                      "SmallIntegerField", "PositiveIntegerField", "PositiveBigIntegerField",
-                      "PositiveSmallIntegerField", "ForeignKey", "OneToOneField"):
-        enc = str
-    elif internal == "FloatField":
-        def enc(v: Any) -> str:
-            return '"' + repr(float(v)) + '"'
-    elif internal == "DateField":
-        def enc(v: Any) -> str:
-            return '"' + v.isoformat() + '"'
-    else:
-        return _json_value
-    if field is not None and field.null:
-        def nullable(v: Any, _enc: Any = enc) -> str:
-            return "null" if v is None else _enc(v)
-        return nullable
-    return enc
-
-
-class _Digester:
-    """Computes ``audit.row_digest`` of history rows from plain column values, without ORM
-    objects.
-
-    ``row_digest`` is sha256 of ``canonical_json`` (sorted keys, compact separators, floats as
-    repr strings, dates ISO, datetimes in UTC) of every concrete column plus ``__model__``; this
-    builds the same text from a template with the per-import constants (history date, user,
-    reason, type, model) filled in once. The first row of each import is cross-checked against
-    ``audit.row_digest`` of the stored row.
-    """
-
-    def __init__(self, hmodel: type[models.Model], varying: Sequence[str],
-                 constants: dict[str, Any]) -> None:
-        self.label = hmodel._meta.label_lower
-        fields = {f.attname: f for f in hmodel._meta.concrete_fields}
-        if set(varying) | set(constants) != set(fields):
-            raise ValueError(f"{hmodel._meta.label}: digest needs exactly the columns "
-                             f"{sorted(fields)}")
-        consts = {**constants, "__model__": self.label}
-        pieces: list[str] = []
-        self.pairs: list[tuple[Any, str]] = []
-        for n, key in enumerate(sorted([*fields, "__model__"])):
-            pieces.append(("{" if n == 0 else ",") + _encode_str(key).replace("%", "%%") + ":")
-            if key in consts:
-                pieces.append(_json_value(consts[key]).replace("%", "%%"))
-            else:
-                pieces.append("%s")
-                self.pairs.append((_encoder(fields[key]), key))
-        self.template = "".join(pieces) + "}"
-
-    def digests(self, columns: dict[str, Sequence[Any]], rows: slice | None = None) -> list[str]:
-        """Digests of the rows given column-wise (``columns[attname]`` = that column's values)."""
-        sl = rows or slice(None)
-        encoded = []
-        for enc, key in self.pairs:
-            col = columns[key][sl]
-            distinct = set(col) if len(col) > 64 else None
-            if distinct is not None and len(distinct) * 4 < len(col):
-                cache = {v: enc(v) for v in distinct}  # repetitive column: encode once
-                encoded.append(list(map(cache.__getitem__, col)))
-            else:
-                encoded.append(list(map(enc, col)))
-        template = self.template
-        sha = hashlib.sha256
-        return [sha((template % t).encode("utf-8")).hexdigest()
-                for t in zip(*encoded, strict=True)]
-
-
 def _sql_literal(value: str) -> str:
     return "'" + value.replace("'", "''") + "'"
 
@@ -186,29 +87,25 @@ def _fast_ledger(hmodel: type[models.Model], columns: dict[str, Sequence[Any]],
     from hepatrial.trials import audit
 
     Ledger = apps.get_model("trials", "AuditLedger")
-    audit._lock()
+    audit.lock_ledger()
     hpk_att = hmodel._meta.pk.attname
-    dig = _Digester(hmodel, list(columns), constants)
-    if check:
+    label = hmodel._meta.label_lower
+    digests = audit.row_digests(hmodel, columns, constants)
+    if check:  # the values written must be the values stored (types, rounding)
         first = hmodel._base_manager.get(pk=columns[hpk_att][0])
-        if audit.row_digest(first) != dig.digests(columns, slice(0, 1))[0]:
-            raise RuntimeError(f"{hmodel._meta.label}: fast digest differs from audit.row_digest;"
-                               " refusing to write an unverifiable ledger")
+        if audit.row_digest(first) != digests[0]:
+            raise RuntimeError(f"{hmodel._meta.label}: digest of the values written differs "
+                               "from audit.row_digest of the stored row; refusing to write an "
+                               "unverifiable ledger")
     last = Ledger.objects.order_by("-seq").values_list("seq", "chain_hash").first()
     seq, prev = last if last else (0, audit.GENESIS)
-    label = dig.label
+    chain_hash = audit.chain_hash
     out = []
-    sha = hashlib.sha256
-    for hpk, opk, d in zip(columns[hpk_att], columns[pk_att], dig.digests(columns),
-                           strict=True):
+    for hpk, opk, d in zip(columns[hpk_att], columns[pk_att], digests, strict=True):
         seq += 1
-        chain = sha(f"{seq}|{label}|{hpk}|{d}|{prev}".encode()).hexdigest()
+        chain = chain_hash(seq, label, hpk, d, prev)
         out.append((seq, hpk, str(opk), d, prev, chain))
         prev = chain
-    if check and out:
-        s0 = out[0]
-        if audit._chain(s0[0], label, s0[1], s0[3], s0[4]) != s0[5]:
-            raise RuntimeError("fast chain hash differs from audit's")
     qn = connection.ops.quote_name
     lmeta = Ledger._meta
 

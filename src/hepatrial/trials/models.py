@@ -68,6 +68,14 @@ class Ascites(models.TextChoices):
     MODERATE = "moderate"
 
 
+class Edema(models.TextChoices):
+    """Oedema as coded in the Mayo PBC data (survival::pbc ``edema`` 0 / 0.5 / 1)."""
+
+    NONE = "none", "no oedema (0)"
+    UNTREATED_OR_RESOLVED = "untreated_or_resolved", "untreated, or resolved by diuretics (0.5)"
+    DESPITE_DIURETICS = "despite_diuretics", "oedema despite diuretic therapy (1)"
+
+
 class Encephalopathy(models.TextChoices):
     NONE = "none"
     GRADE_1_2 = "grade_1_2"
@@ -354,19 +362,58 @@ class LabResult(AuditedModel):
 
 
 class ClinicalAssessment(AuditedModel):
-    """Bedside assessment at a visit (Child-Pugh clinical items, dialysis, weight)."""
+    """Bedside assessment at a visit (Child-Pugh clinical items, dialysis, weight, and the
+    physical signs and histology of the Mayo PBC data).
+
+    Every item is optional: ``None`` means *not assessed* (never "absent"). ``ascites`` is the
+    Child-Pugh grade (none/slight/moderate); ``ascites_present`` is ascites recorded only as
+    present/absent (e.g. pbcseq 0/1), kept apart so that no grade is invented.
+    """
 
     participant = models.ForeignKey(
         Participant, on_delete=models.PROTECT, related_name="clinical_assessments"
     )
     visit = models.OneToOneField(Visit, on_delete=models.PROTECT, related_name="clinical")
-    ascites = models.CharField(max_length=20, choices=Ascites.choices)
-    encephalopathy = models.CharField(max_length=20, choices=Encephalopathy.choices)
+    ascites = models.CharField(
+        max_length=20, choices=Ascites.choices, null=True, blank=True,
+        help_text="Child-Pugh ascites grade; empty = not graded",
+    )
+    encephalopathy = models.CharField(
+        max_length=20, choices=Encephalopathy.choices, null=True, blank=True,
+        help_text="empty = not assessed",
+    )
     dialysis_last_week = models.BooleanField(default=False)
     weight_kg = models.DecimalField(max_digits=6, decimal_places=2, null=True, blank=True)
+    ascites_present = models.BooleanField(
+        null=True, blank=True, help_text="ascites present (yes/no); empty = not assessed"
+    )
+    hepatomegaly = models.BooleanField(null=True, blank=True, help_text="empty = not assessed")
+    spider_angiomata = models.BooleanField(
+        null=True, blank=True, help_text="spider angiomata (naevi); empty = not assessed"
+    )
+    edema = models.CharField(
+        max_length=30, choices=Edema.choices, null=True, blank=True,
+        help_text="oedema (Mayo PBC coding 0 / 0.5 / 1); empty = not assessed",
+    )
+    histologic_stage = models.PositiveSmallIntegerField(
+        null=True, blank=True, validators=[MinValueValidator(1), MaxValueValidator(4)],
+        help_text="histologic stage 1-4 (biopsy); empty = not assessed",
+    )
+
+    #: added in migration 0002 (history rows of 0001 have them NULL; see audit.row_digest)
+    audit_added_fields = (
+        "ascites_present", "hepatomegaly", "spider_angiomata", "edema", "histologic_stage",
+    )
 
     class Meta(AuditedModel.Meta):
         ordering = ["participant", "visit__nominal_day"]
+        constraints = [
+            models.CheckConstraint(
+                condition=models.Q(histologic_stage__isnull=True)
+                | (models.Q(histologic_stage__gte=1) & models.Q(histologic_stage__lte=4)),
+                name="clinical_histologic_stage_1_4",
+            )
+        ]
 
     def __str__(self) -> str:
         return f"{self.visit} clinical"
