@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import datetime as dt
 import hashlib
 
 import numpy as np
@@ -25,6 +26,23 @@ MAPPED = {
     "protime": ("prothrombin_time", 1.0),
     "chol": ("cholesterol", 1 / 38.67),
     "alk.phos": ("alk_phos", 1.0),
+}
+# pbcseq clinical column -> analyte code in the dataset (unit "1"): 0/1 signs, edema 0/0.5/1
+# (survival::pbc coding), histologic stage 1-4 - each exported as the number in the file.
+CLINICAL = {
+    "ascites": "ascites",
+    "hepato": "hepatomegaly",
+    "spiders": "spiders",
+    "edema": "edema",
+    "stage": "histologic_stage",
+}
+# pbcseq clinical column -> ClinicalAssessment field and the stored value of each file value
+STORED = {
+    "ascites": ("ascites_present", {0: False, 1: True}),
+    "hepato": ("hepatomegaly", {0: False, 1: True}),
+    "spiders": ("spider_angiomata", {0: False, 1: True}),
+    "edema": ("edema", {0.0: "none", 0.5: "untreated_or_resolved", 1.0: "despite_diuretics"}),
+    "stage": ("histologic_stage", {1: 1, 2: 2, 3: 3, 4: 4}),
 }
 
 
@@ -71,11 +89,48 @@ def test_roundtrip_every_value(loaded, pbcseq_path):
         np.testing.assert_allclose(values, sub[col].to_numpy() * factor, rtol=1e-12, atol=0,
                                    err_msg=col)
         n += len(sub)
+    for col, analyte in CLINICAL.items():
+        sub = raw.loc[raw[col].notna(), ["id", "day", col]]
+        assert len(sub) > 0
+        keys = pd.MultiIndex.from_arrays([sub["id"].astype(str), sub["day"].astype(int),
+                                          [analyte] * len(sub)])
+        values = got.reindex(keys).to_numpy()
+        assert not np.isnan(values).any(), f"{col}: values missing from the export"
+        np.testing.assert_array_equal(values, sub[col].to_numpy(dtype=float), err_msg=col)
+        n += len(sub)
     assert n == len(meas)  # nothing more, nothing less
     units = meas.groupby("analyte")["unit"].unique().map(list).to_dict()
     assert units == {"albumin": ["g/L"], "alk_phos": ["U/L"], "ast": ["U/L"],
                      "bilirubin": ["umol/L"], "cholesterol": ["mmol/L"],
-                     "platelets": ["10^9/L"], "prothrombin_time": ["s"]}
+                     "platelets": ["10^9/L"], "prothrombin_time": ["s"],
+                     "ascites": ["1"], "hepatomegaly": ["1"], "spiders": ["1"], "edema": ["1"],
+                     "histologic_stage": ["1"]}
+    assert set(meas.loc[meas["analyte"] == "edema", "value"]) == {0.0, 0.5, 1.0}
+
+
+def test_clinical_items_stored_as_entered(loaded, pbcseq_path):
+    """Every non-missing clinical cell is in the visit's ClinicalAssessment; missing cells and
+    the items pbcseq does not have (Child-Pugh grades) are NULL = not assessed."""
+    from hepatrial.trials.models import ClinicalAssessment
+
+    raw = pd.read_csv(pbcseq_path)
+    some = raw[list(STORED)].notna().any(axis=1)
+    assert loaded.clinical_created == int(some.sum()) == ClinicalAssessment.objects.count()
+    fields = [f for f, _ in STORED.values()]
+    rows = ClinicalAssessment.objects.values_list(
+        "participant__study_id", "visit__actual_date", "participant__enrolment_date",
+        "ascites", "encephalopathy", "dialysis_last_week", "weight_kg", *fields)
+    stored = {(sid, (ad - d0).days): rest for sid, ad, d0, *rest in rows}
+    for r in raw.loc[some].itertuples(index=False):
+        got = stored[(str(r.id), int(r.day))]
+        assert got[:4] == [None, None, False, None]
+        for i, (col, (_f, codes)) in enumerate(STORED.items()):
+            v = getattr(r, col)
+            assert got[4 + i] == (None if pd.isna(v) else codes[v]), (r.id, r.day, col)
+    missing = {col: int(raw[col].isna().sum()) for col in STORED}
+    for col, (f, _codes) in STORED.items():
+        assert ClinicalAssessment.objects.filter(**{f"{f}__isnull": True}).count() == (
+            missing[col] - int((~some).sum())), col
 
 
 def test_values_as_entered_are_kept(loaded, pbcseq_path):
@@ -128,8 +183,42 @@ def test_reimport_changes_nothing(loaded, pbcseq_path):
     before = store_counts()
     again = import_visits(pbcseq_path, "mayo-pbc")
     assert (again.created, again.changed, again.unchanged) == (0, 0, loaded.created)
+    assert (again.clinical_created, again.clinical_changed, again.clinical_unchanged) == (
+        0, 0, loaded.clinical_created)
     assert again.summary() == f"0 created, 0 changed, {loaded.created} unchanged"
+    assert again.notes == []
     assert store_counts() == before
+
+
+def test_changed_clinical_item_needs_reason(loaded, pbcseq_path, tmp_path):
+    """Re-import with one edema value changed: refused without --reason (nothing written);
+    with a reason the one item changes, with a ``~`` history row carrying the reason."""
+    from hepatrial.trials import audit
+    from hepatrial.trials.models import ClinicalAssessment
+
+    raw = pd.read_csv(pbcseq_path, dtype=str, keep_default_na=False)
+    i = int(np.flatnonzero(raw["edema"].to_numpy() == "0.0")[0])  # the file writes 0.0/0.5/1.0
+    raw.loc[i, "edema"] = "1.0"
+    path = tmp_path / "edited.csv"
+    raw.to_csv(path, index=False)
+    before = store_counts()
+    with pytest.raises(ImportRefused) as exc:
+        import_visits(path, "mayo-pbc")
+    assert store_counts() == before
+    rej = exc.value.rejects
+    assert list(rej["row"]) == [i + 1] and list(rej["column"]) == ["edema"]
+    assert list(rej["value"]) == ["edema 'none' -> 'despite_diuretics'"]
+    r = import_visits(path, "mayo-pbc", reason="edema re-read from the source record")
+    assert (r.clinical_created, r.clinical_changed) == (0, 1) and r.created == 0
+    day = int(raw.loc[i, "day"])
+    c = ClinicalAssessment.objects.get(participant__study_id=raw.loc[i, "id"],
+                                       visit__actual_date=dt.date(2000, 1, 1)
+                                       + dt.timedelta(days=day))
+    assert c.edema == "despite_diuretics"
+    h = c.history.order_by("-history_id").first()
+    assert (h.history_type, h.history_change_reason) == (
+        "~", "edema re-read from the source record")
+    assert audit.verify() == []
 
 
 def test_bad_visits_file_refused(mayo_store, pbcseq_path, tmp_path):

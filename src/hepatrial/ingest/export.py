@@ -60,6 +60,7 @@ def _frame(rows: list[tuple], columns: list[str]) -> pd.DataFrame:
 
 def _read_tables() -> dict[str, pd.DataFrame]:
     from hepatrial.trials.models import ClinicalAssessment, LabResult, Participant, Visit
+    from hepatrial.trials.selectors import CLINICAL_ANALYTES, clinical_measurements
 
     ppl = _frame(list(Participant.objects.order_by("study_id").values_list(
         "study_id", "site__code", "arm__code", "sex", "year_of_birth", "screening_data",
@@ -78,15 +79,20 @@ def _read_tables() -> dict[str, pd.DataFrame]:
     labs = _frame(list(LabResult.objects.order_by().values_list(
         "participant__study_id", "visit__code", "analyte", "value", "unit")),
         ["participant_id", "visit", "analyte", "value", "unit"])
+    signs = list(CLINICAL_ANALYTES)
     clin = _frame(list(ClinicalAssessment.objects.order_by().values_list(
         "participant__study_id", "visit__code", "ascites", "encephalopathy",
-        "dialysis_last_week", "weight_kg")),
-        ["participant_id", "visit", "ascites", "encephalopathy", "dialysis", "weight_kg"])
+        "dialysis_last_week", "weight_kg", *signs)),
+        ["participant_id", "visit", "ascites", "encephalopathy", "dialysis", "weight_kg",
+         *signs])
     weight = clin.loc[clin["weight_kg"].notna(), ["participant_id", "visit", "weight_kg"]]
     if not weight.empty:
         weight = weight.assign(analyte="weight", value=weight["weight_kg"].astype(float),
                                unit="kg").drop(columns="weight_kg")
         labs = pd.concat([labs, weight], ignore_index=True)
+    measured = clinical_measurements(clin, ["participant_id", "visit"])
+    if not measured.empty:
+        labs = pd.concat([labs, measured], ignore_index=True)
     labs["value"] = labs["value"].astype(float)
     return {"participants": ppl, "visits": visits, "labs": labs, "clinical": clin}
 
@@ -117,7 +123,10 @@ def _display_visits(frame: pd.DataFrame) -> pd.DataFrame:
 
 
 def dataset(db: str | Path | None = None, *, derived: bool = True) -> pd.DataFrame:
-    """The analysis dataset (contracts.md §1): measured rows in canonical units plus, with
+    """The analysis dataset (contracts.md §1): measured rows in canonical units (lab results,
+    weight, and the assessed clinical items of
+    :data:`hepatrial.trials.selectors.CLINICAL_ANALYTES` - ``ascites``, ``hepatomegaly``,
+    ``spiders``, ``edema``, ``histologic_stage``, unit ``1``) plus, with
     ``derived``, every score :func:`hepatrial.scores.score_columns` can compute per visit from
     that visit's labs, clinical assessment and the participant's sex and age
     (``source = derived``, unit ``points``)."""

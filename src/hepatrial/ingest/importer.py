@@ -11,8 +11,8 @@ Sequence for both importers:
 4. unless ``dry_run``: one transaction - participants/visits created as needed
    (``audit.bulk_create``), scheduled visits given their actual date (earliest specimen date,
    ``~`` history), lab results inserted in chunks with history and ledger
-   (:func:`hepatrial.ingest.bulk.fast_create_with_history`), changed values saved one by one
-   with the reason (``~`` history rows carrying it).
+   (:func:`hepatrial.ingest.bulk.fast_create_with_history`), changed values written with
+   ``audit.bulk_update`` and the reason (``~`` history rows carrying it).
 
 Row numbers in rejects are 1-based data rows (row 1 = the first line after the header).
 """
@@ -224,6 +224,7 @@ def insert_labs(new: pd.DataFrame, participant_ids: dict[str, int], *, reason: s
 
 def _apply_changes(changed: pd.DataFrame, *, reason: str, user: Any,
                    has_lab_column: bool) -> int:
+    from hepatrial.trials import audit
     from hepatrial.trials.models import LabResult
 
     if changed.empty:
@@ -241,19 +242,12 @@ def _apply_changes(changed: pd.DataFrame, *, reason: str, user: Any,
         if has_lab_column:
             o.laboratory = r.lab
         out.append(o)
-    return save_each(out, reason=reason, user=user)
-
-
-def save_each(objs: list[Any], *, reason: str, user: Any) -> int:
-    """Save changed rows one by one with ``reason`` (``~`` history row + ledger entry each).
-
-    Changes are few (they need a reason); the store's ``save(reason=...)`` is its canonical
-    audited path. (``audit.bulk_update`` cannot be used: Django's ``bulk_update`` calls
-    ``QuerySet.update()``, which the store's audited queryset refuses.)
-    """
-    for o in objs:
-        o.save(reason=reason, user=user)
-    return len(objs)
+    fields = ["value_as_entered", "unit_as_entered", "value", "unit", "specimen_date"]
+    if has_lab_column:
+        fields.append("laboratory")
+    # audit.bulk_update: one UPDATE per batch, a ``~`` history row with the reason and a ledger
+    # entry per row, atomically (tests/store/test_audit.py checks it)
+    return audit.bulk_update(LabResult, out, fields, reason=reason, user=user)
 
 
 def _create_visits(missing: pd.DataFrame, protocol: Any, participants: dict[str, int], *,

@@ -23,7 +23,8 @@ class ImportResult:
 
     ``created``/``changed``/``unchanged`` count lab values (measurements); ``participants_created``
     and ``visits_created`` count the rows the import had to add, ``visits_dated`` the scheduled
-    visits whose actual date it recorded (earliest specimen date).
+    visits whose actual date it recorded (earliest specimen date); ``clinical_*`` count the
+    visits' clinical assessments (``import visits`` with ``[[clinical]]`` columns).
     """
 
     rows: int
@@ -33,6 +34,9 @@ class ImportResult:
     participants_created: int = 0
     visits_created: int = 0
     visits_dated: int = 0
+    clinical_created: int = 0
+    clinical_changed: int = 0
+    clinical_unchanged: int = 0
     dry_run: bool = False
     rejects: pd.DataFrame = field(default_factory=lambda: pd.DataFrame(columns=REJECT_COLUMNS))
     rejects_path: Path | None = None
@@ -55,6 +59,10 @@ class ImportResult:
             extra.append(f"{self.visits_created} visits")
         if extra:
             s += f" ({' and '.join(extra)} {'to create' if self.dry_run else 'created'})"
+        if self.clinical_created or self.clinical_changed:
+            parts = [f"{n} {w}" for n, w in ((self.clinical_created, "created"),
+                                             (self.clinical_changed, "changed")) if n]
+            s += f"; clinical assessments: {', '.join(parts)}"
         if self.visits_dated:
             s += (f" ({self.visits_dated} scheduled visit dates "
                   f"{'to record' if self.dry_run else 'recorded'})")

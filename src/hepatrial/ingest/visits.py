@@ -12,9 +12,11 @@ The file holds days since enrolment, not dates: day 0 is ``day0`` (default
 :data:`DEFAULT_DAY0`, an arbitrary anchor), so actual dates are ``day0 + day`` and the exported
 ``actual_day`` is the file's day exactly.
 
-Clinical columns of the map are validated (codes) but stored only when they fill the store's
-``ClinicalAssessment`` (which needs both ``ascites`` as none/slight/moderate and
-``encephalopathy``); otherwise they are listed as not stored in the result's ``notes``.
+Clinical columns of the map (``[[clinical]]``) are decoded and stored in the visit's
+``ClinicalAssessment`` (:data:`CLINICAL_FIELDS` says which map field goes to which store field;
+items the file does not give stay NULL = not assessed). A map field the store has no place for
+refuses the import (nothing is dropped). On re-import a stored item that differs from the file
+is a change and needs ``--reason``; a missing cell never erases a stored value.
 """
 
 from __future__ import annotations
@@ -35,10 +37,62 @@ from hepatrial.ingest.validate import (
     rejects_frame,
 )
 
-__all__ = ["DEFAULT_DAY0", "UNSCHEDULED_PREFIX", "import_visits", "prepare_visits"]
+__all__ = ["CLINICAL_FIELDS", "DEFAULT_DAY0", "UNSCHEDULED_PREFIX", "import_visits",
+           "prepare_visits"]
 
 DEFAULT_DAY0 = _dt.date(2000, 1, 1)
 UNSCHEDULED_PREFIX = "UNS-D"
+
+#: (map ``[[clinical]]`` field, map type) -> ``ClinicalAssessment`` field. Ascites given as
+#: yes/no is kept apart from the Child-Pugh grade (none/slight/moderate), so no grade is invented.
+CLINICAL_FIELDS: dict[tuple[str, str], str] = {
+    ("ascites", "bool"): "ascites_present",
+    ("ascites", "category"): "ascites",
+    ("encephalopathy", "category"): "encephalopathy",
+    ("hepatomegaly", "bool"): "hepatomegaly",
+    ("spider_angiomata", "bool"): "spider_angiomata",
+    ("spiders", "bool"): "spider_angiomata",
+    ("edema", "category"): "edema",
+    ("histologic_stage", "int"): "histologic_stage",
+}
+#: store fields of a clinical assessment an import can fill (nullable: None = not assessed)
+CLINICAL_STORE_FIELDS: tuple[str, ...] = (
+    "ascites", "encephalopathy", "ascites_present", "hepatomegaly", "spider_angiomata", "edema",
+    "histologic_stage",
+)
+
+
+def clinical_targets(imap: Any) -> list[tuple[Any, str, Any]]:
+    """``(map entry, store field, check)`` for each ``[[clinical]]`` entry of the map; ``check``
+    raises ValueError for a decoded value the store field cannot hold. ImportFileError for an
+    entry the store has no field for (it would otherwise be dropped)."""
+    from hepatrial.trials.models import ClinicalAssessment
+
+    out = []
+    bad = []
+    for c in imap.clinical:
+        target = CLINICAL_FIELDS.get((c.field, c.type))
+        if target is None:
+            bad.append(f"{c.column} -> {c.field} ({c.type})")
+            continue
+        f = ClinicalAssessment._meta.get_field(target)
+        allowed = {k for k, _ in f.choices} if f.choices else None
+
+        def check(v: Any, _f: Any = f, _allowed: Any = allowed, _c: Any = c) -> None:
+            if _allowed is not None and v not in _allowed:
+                raise ValueError(f"{v!r} is not one of {', '.join(sorted(_allowed))}")
+            if _f.get_internal_type() == "BooleanField" and not isinstance(v, bool):
+                raise ValueError(f"{v!r} is not true/false")
+            if _f.name == "histologic_stage" and not (
+                    isinstance(v, int) and not isinstance(v, bool) and 1 <= v <= 4):
+                raise ValueError(f"{v!r} is not a histologic stage 1-4")
+
+        out.append((c, target, check))
+    if bad:
+        known = ", ".join(f"{f} ({t})" for f, t in CLINICAL_FIELDS)
+        raise ImportFileError("the store has no field for clinical column(s) "
+                              + "; ".join(bad) + f" (known: {known})")
+    return out
 
 
 def _rej(rows: Any, column: str, values: Any, reason: Any) -> pd.DataFrame:
@@ -79,10 +133,12 @@ def _decode_column(frame: pd.DataFrame, fm: Any, missing: tuple[str, ...], name:
 
 
 def prepare_visits(frame: pd.DataFrame, imap: Any, protocol: Any, *, day0: _dt.date
-                   ) -> tuple[pd.DataFrame, pd.DataFrame, pd.DataFrame, pd.DataFrame]:
-    """Validate a wide visits table and reshape it (pure pandas, no database).
+                   ) -> tuple[pd.DataFrame, pd.DataFrame, pd.DataFrame, pd.DataFrame,
+                              pd.DataFrame]:
+    """Validate a wide visits table and reshape it (pandas; the store is read only for the
+    clinical fields' allowed values).
 
-    Returns ``(participants, visits, labs, rejects)``:
+    Returns ``(participants, visits, labs, clinical, rejects)``:
 
     * participants: one row per id with the decoded fields (``study_id, site, arm, sex, age,
       etiology, status, status_day, first_row``);
@@ -90,6 +146,8 @@ def prepare_visits(frame: pd.DataFrame, imap: Any, protocol: Any, *, day0: _dt.d
       window_upper, actual_date``;
     * labs: long rows in the lab-import shape (``row, participant, visit, analyte, value, unit,
       value_canonical, unit_canonical, date_parsed, column``) - one per non-missing cell;
+    * clinical: ``row, study_id, visit`` + one column per store field of the map's clinical
+      entries (None = missing cell), one row per file row with at least one value;
     * rejects: every problem (row, column, value, reason).
     """
     from hepatrial.ingest.catalog import registry_catalog
@@ -164,16 +222,22 @@ def prepare_visits(frame: pd.DataFrame, imap: Any, protocol: Any, *, day0: _dt.d
             "unit": a.unit, "value_canonical": conv[ok],
             "unit_canonical": catalog.canonical_unit(a.analyte), "column": a.column}))
 
-    for c in imap.clinical:
+    clin_values: dict[str, list[Any]] = {}
+    for c, target, check in clinical_targets(imap):
         text = frame[c.column]
         errors: dict[str, str] = {}
+        decoded: dict[str, Any] = {}
         for t in text.unique():
             try:
-                c.decode(t, missing)
+                v = c.decode(t, missing)
+                if v is not None:
+                    check(v)
+                decoded[t] = v
             except ValueError as exc:
                 errors[t] = str(exc)
         bad = text.isin(list(errors))
         parts.append(_rej(frame.loc[bad, "row"], c.column, text[bad], text[bad].map(errors)))
+        clin_values[target] = [decoded.get(t) for t in text]
 
     rejects = rejects_frame(parts)
 
@@ -205,12 +269,23 @@ def prepare_visits(frame: pd.DataFrame, imap: Any, protocol: Any, *, day0: _dt.d
         [day0 + _dt.timedelta(days=int(d)) for d in labs["day"]])
     labs = labs.sort_values(["row", "analyte"], kind="mergesort").reset_index(drop=True)
 
+    clinical = pd.DataFrame({"row": frame["row"].to_numpy(), "study_id": ids.to_numpy(),
+                             **{k: pd.Series(v, dtype=object) for k, v in clin_values.items()}})
+    if clin_values:
+        some = np.zeros(len(clinical), dtype=bool)
+        for k in clin_values:
+            some |= clinical[k].notna().to_numpy()
+        clinical = clinical.loc[some & clinical["row"].isin(code_of.keys()).to_numpy()]
+    else:
+        clinical = clinical.iloc[0:0]
+    clinical = clinical.assign(visit=clinical["row"].map(code_of)).reset_index(drop=True)
+
     first_idx = ~ids.duplicated(keep="first") & ~no_id
     ppl = pd.DataFrame({"study_id": ids[first_idx].to_numpy(),
                         "first_row": frame.loc[first_idx, "row"].to_numpy()})
     for name, values in fields.items():
         ppl[name] = values[first_idx].to_numpy()
-    return ppl, visits, labs, rejects
+    return ppl, visits, labs, clinical, rejects
 
 
 # --------------------------------------------------------------------------- import
@@ -281,12 +356,7 @@ def import_visits(
         raise ImportFileError(f"map {map_name} does not fit the store's protocol "
                               f"{protocol.name}: " + "; ".join(str(i) for i in issues))
     result = ImportResult(rows=len(frame), dry_run=dry_run)
-    if imap.clinical:
-        result.notes.append(
-            "clinical column(s) " + ", ".join(c.column for c in imap.clinical)
-            + " validated but not stored: the store's clinical assessment needs ascites "
-            "(none/slight/moderate) and encephalopathy, which this map does not provide")
-    ppl, visits, labs, rejects = prepare_visits(frame, imap, protocol, day0=day0)
+    ppl, visits, labs, clinical, rejects = prepare_visits(frame, imap, protocol, day0=day0)
     if not rejects.empty:
         n = rejects["row"].nunique()
         raise imp._refuse(rejects, rejects_path,
@@ -303,6 +373,8 @@ def import_visits(
         rej = imp._changes_need_reason(labs_plan.changed)
         rej["column"] = labs_plan.changed["column"].to_numpy()
         change_rej.append(rej)
+    clin_new, clin_changed, clin_same, clin_rej = _plan_clinical(clinical, index.visits)
+    change_rej.append(clin_rej)
     changes = rejects_frame(change_rej)
     if not changes.empty and reason is None:
         raise imp._refuse(changes, rejects_path,
@@ -313,8 +385,11 @@ def import_visits(
     result.unchanged = labs_plan.unchanged
     result.participants_created = len(new_ppl)
     result.visits_created = len(new_visits)
+    result.clinical_created = len(clin_new)
+    result.clinical_changed = len(clin_changed)
+    result.clinical_unchanged = clin_same
     if dry_run or (labs_plan.new.empty and changes.empty and new_ppl.empty
-                   and new_visits.empty):
+                   and new_visits.empty and clin_new.empty):
         result.seconds = time.perf_counter() - t0
         return result
 
@@ -349,15 +424,104 @@ def import_visits(
                 o = vis[pk]
                 o.actual_date = actual
                 objs.append(o)
-            imp.save_each(objs, reason=reason, user=history_user)
+            audit.bulk_update(Visit, objs, ["actual_date"], reason=reason, user=history_user)
         new = labs_plan.new.assign(visit_id=[vids[k] for k in zip(
             labs_plan.new["participant"], labs_plan.new["visit"], strict=True)])
         imp.insert_labs(new, pids, reason=why, user=history_user)
+        _insert_clinical(clin_new, pids, vids, reason=why, user=history_user)
         if reason is not None:
             imp._apply_changes(labs_plan.changed, reason=reason, user=history_user,
                                has_lab_column=False)
+            _apply_clinical_changes(clin_changed, reason=reason, user=history_user)
     result.seconds = time.perf_counter() - t0
     return result
+
+
+def _clinical_columns(clinical: pd.DataFrame) -> list[str]:
+    return [c for c in CLINICAL_STORE_FIELDS if c in clinical.columns]
+
+
+def _plan_clinical(clinical: pd.DataFrame, visit_ids: dict[tuple[str, str], int]
+                   ) -> tuple[pd.DataFrame, list[tuple[int, dict[str, Any]]], int,
+                              pd.DataFrame]:
+    """Split the file's clinical rows into new assessments, changes to stored ones (only items
+    the file gives that differ; a missing cell never erases a stored value) and unchanged.
+
+    Returns ``(new rows, [(assessment pk, {field: new value})], n unchanged, reject lines for
+    the changes)``.
+    """
+    from hepatrial.trials.models import ClinicalAssessment
+
+    cols = _clinical_columns(clinical)
+    empty_rej = pd.DataFrame(columns=["row", "column", "value", "reason"])
+    if clinical.empty:
+        return clinical, [], 0, empty_rej
+    vid = [visit_ids.get(k) for k in zip(clinical["study_id"], clinical["visit"], strict=True)]
+    known = sorted({v for v in vid if v is not None})
+    stored: dict[int, dict[str, Any]] = {}
+    for i in range(0, len(known), 5000):
+        for r in ClinicalAssessment.objects.filter(visit_id__in=known[i:i + 5000]).values(
+                "id", "visit_id", *cols):
+            stored[r["visit_id"]] = r
+    is_new = np.array([v is None or v not in stored for v in vid], dtype=bool)
+    changes, rej, same = [], [], 0
+    for r, v in zip(clinical.loc[~is_new].to_dict("records"),
+                    [v for v, n in zip(vid, is_new, strict=True) if not n], strict=True):
+        s = stored[v]
+        diff = {c: r[c] for c in cols if r[c] is not None and r[c] != s[c]}
+        if diff:
+            changes.append((s["id"], diff))
+            rej.append((r["row"], ",".join(diff),
+                        "; ".join(f"{c} {s[c]!r} -> {x!r}" for c, x in diff.items()),
+                        "clinical assessment differs from the stored one: a change needs "
+                        "--reason"))
+        else:
+            same += 1
+    return (clinical.loc[is_new].reset_index(drop=True), changes, same,
+            pd.DataFrame(rej, columns=["row", "column", "value", "reason"]))
+
+
+def _insert_clinical(new: pd.DataFrame, pids: dict[str, int],
+                     vids: dict[tuple[str, str], int], *, reason: str, user: Any) -> int:
+    """Create the new clinical assessments, each with its history row and ledger entry (fast
+    path of :func:`hepatrial.ingest.bulk.fast_create_with_history`)."""
+    from django.utils import timezone
+
+    from hepatrial.ingest.bulk import fast_create_with_history
+    from hepatrial.trials.models import ClinicalAssessment
+
+    if new.empty:
+        return 0
+    n = len(new)
+    data: dict[str, list[Any]] = {
+        "participant_id": [pids[s] for s in new["study_id"]],
+        "visit_id": [vids[k] for k in zip(new["study_id"], new["visit"], strict=True)],
+        "dialysis_last_week": [False] * n,
+        "weight_kg": [None] * n,
+    }
+    for c in CLINICAL_STORE_FIELDS:
+        data[c] = (list(new[c]) if c in new.columns else [None] * n)
+    return fast_create_with_history(ClinicalAssessment, data, key_columns=("visit_id",),
+                                    reason=reason, user_id=user.pk, date=timezone.now())
+
+
+def _apply_clinical_changes(changes: list[tuple[int, dict[str, Any]]], *, reason: str,
+                            user: Any) -> int:
+    """Apply changed clinical items with ``reason`` (``audit.bulk_update``: ``~`` history rows
+    and ledger entries)."""
+    from hepatrial.trials import audit
+    from hepatrial.trials.models import ClinicalAssessment
+
+    if not changes:
+        return 0
+    objs = {o.pk: o for o in ClinicalAssessment.objects.filter(pk__in=[c[0] for c in changes])}
+    fields: set[str] = set()
+    for pk, diff in changes:
+        for k, v in diff.items():
+            setattr(objs[pk], k, v)
+            fields.add(k)
+    return audit.bulk_update(ClinicalAssessment, [objs[pk] for pk, _ in changes],
+                             sorted(fields), reason=reason, user=user)
 
 
 _PARTICIPANT_FIELDS = ("site", "arm", "sex", "etiology", "status", "status_date", "age")
@@ -437,6 +601,6 @@ def _apply_participant_changes(changes: list[tuple[int, dict[str, Any]]], *, rea
                 setattr(o, k, v)
                 fields.add(k)
         out.append(o)
-    from hepatrial.ingest.importer import save_each
+    from hepatrial.trials import audit
 
-    save_each(out, reason=reason, user=user)
+    audit.bulk_update(Participant, out, sorted(fields), reason=reason, user=user)

@@ -253,7 +253,8 @@ class LabResultAdmin(AuditedAdmin):
 
 @admin.register(m.ClinicalAssessment)
 class ClinicalAssessmentAdmin(AuditedAdmin):
-    list_display = ["participant", "visit", "ascites", "encephalopathy", "weight_kg"]
+    list_display = ["participant", "visit", "ascites", "encephalopathy", "weight_kg", "edema",
+                    "histologic_stage"]
 
 
 @admin.register(m.Consent)

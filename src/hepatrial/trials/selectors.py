@@ -203,7 +203,9 @@ def labs_frame() -> pd.DataFrame:
 
 def clinical_frame() -> pd.DataFrame:
     """Clinical assessments: participant_id, site, arm, visit, nominal_day, actual_day, ascites,
-    encephalopathy, dialysis_last_week, weight_kg (float); sorted by participant, day, visit."""
+    encephalopathy, dialysis_last_week, weight_kg (float), ascites_present, hepatomegaly,
+    spider_angiomata, edema, histologic_stage (None = not assessed); sorted by participant,
+    day, visit."""
     rows = []
     qs = ClinicalAssessment.objects.select_related(
         "participant__site", "participant__arm", "visit"
@@ -222,22 +224,68 @@ def clinical_frame() -> pd.DataFrame:
                 "encephalopathy": c.encephalopathy,
                 "dialysis_last_week": bool(c.dialysis_last_week),
                 "weight_kg": float(c.weight_kg) if c.weight_kg is not None else float("nan"),
+                "ascites_present": c.ascites_present,
+                "hepatomegaly": c.hepatomegaly,
+                "spider_angiomata": c.spider_angiomata,
+                "edema": c.edema,
+                "histologic_stage": c.histologic_stage,
             }
         )
     cols = [
         "participant_id", "site", "arm", "visit", "nominal_day", "actual_day", "ascites",
-        "encephalopathy", "dialysis_last_week", "weight_kg",
+        "encephalopathy", "dialysis_last_week", "weight_kg", "ascites_present", "hepatomegaly",
+        "spider_angiomata", "edema", "histologic_stage",
     ]  # fmt: skip
     df = pd.DataFrame(rows, columns=cols)
     df["actual_day"] = df["actual_day"].astype("Int64")
     return df
 
 
+#: Optional clinical items exported as ``measured`` rows of the analysis dataset (unit ``1``):
+#: ClinicalAssessment field -> (analyte code, numeric value of each stored value; None = the
+#: stored integer itself). Edema keeps the Mayo PBC coding 0 / 0.5 / 1 (survival::pbc).
+CLINICAL_ANALYTES: dict[str, tuple[str, dict[Any, float] | None]] = {
+    "ascites_present": ("ascites", {False: 0.0, True: 1.0}),
+    "hepatomegaly": ("hepatomegaly", {False: 0.0, True: 1.0}),
+    "spider_angiomata": ("spiders", {False: 0.0, True: 1.0}),
+    "edema": ("edema", {"none": 0.0, "untreated_or_resolved": 0.5, "despite_diuretics": 1.0}),
+    "histologic_stage": ("histologic_stage", None),
+}
+CLINICAL_UNIT = "1"
+
+
+def clinical_measurements(clin: pd.DataFrame, keys: list[str]) -> pd.DataFrame:
+    """Long rows ``*keys, analyte, value, unit`` for every assessed item of
+    :data:`CLINICAL_ANALYTES` in a frame of clinical assessments (one column per field)."""
+    parts = []
+    for field, (code, values) in CLINICAL_ANALYTES.items():
+        if field not in clin.columns:
+            continue
+        col = clin[field]
+        has = col.notna().to_numpy()
+        if not has.any():
+            continue
+        raw = col[has]
+        num = raw.map(values) if values is not None else raw
+        if num.isna().any():  # a value without a number would be dropped silently
+            bad = sorted(set(map(str, raw[num.isna()])))
+            raise ValueError(f"clinical {field}: no numeric code for {', '.join(bad)}")
+        part = clin.loc[has, keys].copy()
+        part["analyte"] = code
+        part["value"] = num.astype(float).to_numpy()
+        part["unit"] = CLINICAL_UNIT
+        parts.append(part)
+    if not parts:
+        return pd.DataFrame(columns=[*keys, "analyte", "value", "unit"])
+    return pd.concat(parts, ignore_index=True)
+
+
 def measurements_frame() -> pd.DataFrame:
     """Measured values in the long analysis layout (docs/contracts.md §1, ``source=measured``).
 
-    Lab results plus clinical weight (analyte ``weight``, unit ``kg``); scores are added by the
-    exporter. Sorted by participant_id, nominal_day, visit, analyte.
+    Lab results plus clinical weight (analyte ``weight``, unit ``kg``) and the assessed items of
+    :data:`CLINICAL_ANALYTES` (unit ``1``); scores are added by the exporter. Sorted by
+    participant_id, nominal_day, visit, analyte.
     """
     labs = labs_frame()[MEASUREMENT_COLUMNS[:-1]]
     clin = clinical_frame()
@@ -255,7 +303,10 @@ def measurements_frame() -> pd.DataFrame:
             "unit": "kg",
         }
     )
-    parts = [df for df in (labs, weight) if len(df)]
+    signs = clinical_measurements(
+        clin, ["participant_id", "site", "arm", "visit", "nominal_day", "actual_day"]
+    )
+    parts = [df for df in (labs, weight, signs) if len(df)]
     out = pd.concat(parts, ignore_index=True) if parts else labs.iloc[0:0].copy()
     out["source"] = "measured"
     out = out.sort_values(

@@ -40,6 +40,7 @@ from hepatrial.trials.models import (
     ClinicalAssessment,
     Consent,
     DeviationCategory,
+    Edema,
     EligibilityAssessment,
     Encephalopathy,
     Etiology,
@@ -985,29 +986,71 @@ def _weight(value: Any, what: str) -> Decimal | None:
     return w.quantize(Decimal("0.01"))
 
 
+#: optional clinical items beyond the Child-Pugh ones: field -> kind
+CLINICAL_SIGNS: dict[str, str] = {
+    "ascites_present": "bool",
+    "hepatomegaly": "bool",
+    "spider_angiomata": "bool",
+    "edema": "edema",
+    "histologic_stage": "stage",
+}
+
+
+def _optional_choice(value: Any, choices: type, what: str) -> str | None:
+    """None (not assessed) or one of ``choices``."""
+    return None if value is None else _choice(value, choices, what)
+
+
+def _clinical_sign(name: str, value: Any, what: str) -> Any:
+    """Check one optional clinical sign (None = not assessed)."""
+    if value is None:
+        return None
+    kind = CLINICAL_SIGNS[name]
+    if kind == "bool":
+        if not isinstance(value, bool):
+            raise StoreError(f"{what} {name}: {value!r} is not true/false")
+        return value
+    if kind == "edema":
+        return _choice(value, Edema, f"{what} edema")
+    if isinstance(value, bool) or not isinstance(value, int) or not 1 <= value <= 4:
+        raise StoreError(f"{what} {name}: {value!r} is not a stage 1-4")
+    return value
+
+
 def record_clinical(
     *,
     participant: Participant | str,
     visit_code: str,
-    ascites: str,
-    encephalopathy: str,
+    ascites: str | None = None,
+    encephalopathy: str | None = None,
     dialysis_last_week: bool = False,
     weight_kg: Any = None,
     user: Any = None,
+    **signs: Any,
 ) -> ClinicalAssessment:
-    """Record the bedside assessment of a visit (one per visit)."""
+    """Record the bedside assessment of a visit (one per visit).
+
+    ``ascites`` (Child-Pugh grade) and ``encephalopathy`` may be None (not assessed). Further
+    optional items as keywords: ``ascites_present``, ``hepatomegaly``, ``spider_angiomata``
+    (bool), ``edema`` (none / untreated_or_resolved / despite_diuretics), ``histologic_stage``
+    (1-4).
+    """
     p = _participant(participant)
     v = _visit(p, visit_code)
     what = f"participant {p} visit {v.code}"
+    unknown = sorted(set(signs) - set(CLINICAL_SIGNS))
+    if unknown:
+        raise StoreError(f"{what}: unknown clinical item(s) {', '.join(unknown)}")
     if ClinicalAssessment.objects.filter(visit=v).exists():
         raise StoreError(f"{what}: clinical assessment already recorded (use update_clinical)")
     c = ClinicalAssessment(
         participant=p,
         visit=v,
-        ascites=_choice(ascites, Ascites, f"{what} ascites"),
-        encephalopathy=_choice(encephalopathy, Encephalopathy, f"{what} encephalopathy"),
+        ascites=_optional_choice(ascites, Ascites, f"{what} ascites"),
+        encephalopathy=_optional_choice(encephalopathy, Encephalopathy, f"{what} encephalopathy"),
         dialysis_last_week=bool(dialysis_last_week),
         weight_kg=_weight(weight_kg, what),
+        **{k: _clinical_sign(k, val, what) for k, val in signs.items()},
     )
     c.save(user=_user(user))
     return c
@@ -1016,16 +1059,19 @@ def record_clinical(
 def update_clinical(
     assessment: ClinicalAssessment, *, reason: str, user: Any = None, **changes: Any
 ) -> ClinicalAssessment:
-    """Correct a clinical assessment (ascites, encephalopathy, dialysis_last_week, weight_kg)."""
+    """Correct a clinical assessment (ascites, encephalopathy, dialysis_last_week, weight_kg and
+    the optional items of :data:`CLINICAL_SIGNS`; None = not assessed)."""
     reason = require_reason(reason, f"changing {assessment}")
     what = str(assessment.visit)
     if "ascites" in changes:
-        _choice(changes["ascites"], Ascites, f"{what} ascites")
+        _optional_choice(changes["ascites"], Ascites, f"{what} ascites")
     if "encephalopathy" in changes:
-        _choice(changes["encephalopathy"], Encephalopathy, f"{what} encephalopathy")
+        _optional_choice(changes["encephalopathy"], Encephalopathy, f"{what} encephalopathy")
     if "weight_kg" in changes:
         changes["weight_kg"] = _weight(changes["weight_kg"], what)
-    allowed = {"ascites", "encephalopathy", "dialysis_last_week", "weight_kg"}
+    for k in set(changes) & set(CLINICAL_SIGNS):
+        changes[k] = _clinical_sign(k, changes[k], what)
+    allowed = {"ascites", "encephalopathy", "dialysis_last_week", "weight_kg", *CLINICAL_SIGNS}
     if _apply_changes(assessment, changes, allowed, what):
         assessment.save(user=_user(user), reason=reason)
     return assessment
