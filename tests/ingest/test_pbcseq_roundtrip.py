@@ -275,3 +275,19 @@ def test_visits_dry_run_writes_nothing(mayo_store, pbcseq_path):
     assert r.created == sum(pd.read_csv(pbcseq_path)[c].notna().sum() for c in MAPPED)
     assert r.summary().startswith("dry run, nothing written: would be ")
     assert store_counts() == before
+
+
+def test_map_clinical_field_without_store_field_refused(mayo_store, pbcseq_path, tmp_path):
+    """A [[clinical]] entry the store has no field for refuses the import (never dropped)."""
+    from hepatrial.ingest.validate import ImportFileError
+    from hepatrial.protocol.importmap import builtin_root
+
+    text = builtin_root().joinpath("mayo-pbc.map.toml").read_text(encoding="utf-8")
+    assert 'field = "hepatomegaly"' in text
+    edited = tmp_path / "edited.map.toml"
+    edited.write_text(text.replace('field = "hepatomegaly"', 'field = "liver_span"'),
+                      encoding="utf-8")
+    before = store_counts()
+    with pytest.raises(ImportFileError, match=r"hepato -> liver_span \(bool\)"):
+        import_visits(pbcseq_path, edited)
+    assert store_counts() == before

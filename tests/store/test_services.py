@@ -328,3 +328,31 @@ def test_update_participant_and_manual_deviation(enrolled: Any, store: Any) -> N
                                description="consent form version 0.9 used", date=DAY0,
                                major=True, user=monitor)  # fmt: skip
     assert d.detected_by == "monitor" and d.visit.code == "D0"
+
+
+def test_clinical_items_optional_and_checked(enrolled: Any, store: Any) -> None:
+    """Encephalopathy and the Child-Pugh ascites grade may be not assessed (None); the optional
+    signs are stored as given, bad values are refused naming the item, changes need a reason."""
+    from hepatrial.trials.models import ClinicalAssessment
+
+    store.record_visit(participant="K01", visit_code="D0", actual_date=DAY0)
+    for bad, msg in (({"edema": "0.5"}, "edema"), ({"histologic_stage": 5}, "histologic_stage"),
+                     ({"hepatomegaly": 1}, "hepatomegaly"), ({"liver_size": 3}, "unknown")):
+        with pytest.raises(store.StoreError, match=msg):
+            store.record_clinical(participant="K01", visit_code="D0", **bad)
+    c = store.record_clinical(participant="K01", visit_code="D0", ascites_present=True,
+                              edema="untreated_or_resolved", histologic_stage=2)
+    got = ClinicalAssessment.objects.values(
+        "ascites", "encephalopathy", "ascites_present", "hepatomegaly", "spider_angiomata",
+        "edema", "histologic_stage").get(pk=c.pk)
+    assert got == {"ascites": None, "encephalopathy": None, "ascites_present": True,
+                   "hepatomegaly": None, "spider_angiomata": None,
+                   "edema": "untreated_or_resolved", "histologic_stage": 2}
+    with pytest.raises(store.ChangeReasonRequired):
+        store.update_clinical(c, reason="", encephalopathy="none")
+    store.update_clinical(c, reason="assessed at the visit", encephalopathy="none",
+                          spider_angiomata=False)
+    c.refresh_from_db()
+    assert (c.encephalopathy, c.spider_angiomata) == ("none", False)
+    assert c.history.order_by("-history_id").first().history_change_reason == (
+        "assessed at the visit")
