@@ -22,7 +22,7 @@ import pytest
 from tests.store.test_e2e_cli import backend  # noqa: F401  (fixture reused, not duplicated)
 from tests.store.test_e2e_cli import cli as _store_cli
 
-from .test_pbcseq_roundtrip import MAPPED
+from .test_pbcseq_roundtrip import CLINICAL, MAPPED
 
 
 def run(backend: dict[str, Any], *args: str) -> Any:  # noqa: F811
@@ -50,6 +50,8 @@ def test_import_export_cli(backend: dict[str, Any], tmp_path: Path,  # noqa: F81
     pbcseq = reference_dir / "pbcseq.csv"
     raw = pd.read_csv(pbcseq)
     n_cells = int(sum(raw[c].notna().sum() for c in MAPPED))
+    n_clinical = int(sum(raw[c].notna().sum() for c in CLINICAL))
+    n_assessed = int(raw[list(CLINICAL)].notna().any(axis=1).sum())
 
     r = run(backend, "init", "--protocol", "mayo-pbc")
     assert r.returncode == 0, r.stderr
@@ -57,6 +59,9 @@ def test_import_export_cli(backend: dict[str, Any], tmp_path: Path,  # noqa: F81
     assert r.returncode == 0, r.stdout + r.stderr
     assert f"{n_cells} created, 0 changed, 0 unchanged" in r.stdout
     assert "312 participants and 1945 visits created" in r.stdout
+    assert f"clinical assessments: {n_assessed} created" in r.stdout
+    assert "not stored" not in r.stdout and "note:" not in r.stdout
+    assert _count(backend, "trials_clinicalassessment") == n_assessed
     assert _count(backend, "trials_participant") == 312
     assert _count(backend, "trials_visit") == 1945
     r = run(backend, "import", "visits", str(pbcseq), "--map", "mayo-pbc")
@@ -68,7 +73,7 @@ def test_import_export_cli(backend: dict[str, Any], tmp_path: Path,  # noqa: F81
     assert r.returncode == 0, r.stderr
     ds = pd.read_csv(out_csv, dtype={"participant_id": str})
     meas = ds[ds["source"] == "measured"]
-    assert len(meas) == n_cells
+    assert len(meas) == n_cells + n_clinical
     got = meas.set_index(["participant_id", "actual_day", "analyte"])["value"]
     for col, (analyte, factor) in MAPPED.items():
         sub = raw.loc[raw[col].notna()]
@@ -76,6 +81,12 @@ def test_import_export_cli(backend: dict[str, Any], tmp_path: Path,  # noqa: F81
                                           [analyte] * len(sub)])
         np.testing.assert_allclose(got.reindex(keys).to_numpy(), sub[col] * factor,
                                    rtol=1e-12, err_msg=col)
+    for col, analyte in CLINICAL.items():
+        sub = raw.loc[raw[col].notna()]
+        keys = pd.MultiIndex.from_arrays([sub["id"].astype(str), sub["day"],
+                                          [analyte] * len(sub)])
+        np.testing.assert_array_equal(got.reindex(keys).to_numpy(), sub[col].to_numpy(float),
+                                      err_msg=col)
     digests = []
     for name in ("a.parquet", "b.parquet"):
         r = run(backend, "export", "dataset", "-o", str(tmp_path / name))
