@@ -291,3 +291,31 @@ def test_map_clinical_field_without_store_field_refused(mayo_store, pbcseq_path,
     with pytest.raises(ImportFileError, match=r"hepato -> liver_span \(bool\)"):
         import_visits(pbcseq_path, edited)
     assert store_counts() == before
+
+
+def test_changed_participant_and_visit_day_with_reason(loaded, pbcseq_path, tmp_path):
+    """Participant-level and visit-date changes go through audit.bulk_update: stored, one
+    ``~`` history row each with the reason, ledger verifies."""
+    from hepatrial.trials import audit
+    from hepatrial.trials.models import Participant, Visit
+
+    raw = pd.read_csv(pbcseq_path, dtype=str, keep_default_na=False)
+    one = raw["id"] == "1"
+    raw.loc[one, "age"] = "58.8"
+    raw.loc[one & (raw["day"] == "192"), "day"] = "193"
+    path = tmp_path / "edited.csv"
+    raw.to_csv(path, index=False)
+    with pytest.raises(ImportRefused):
+        import_visits(path, "mayo-pbc")
+    r = import_visits(path, "mayo-pbc", reason="age and visit day corrected at source")
+    row = raw.loc[one & (raw["day"] == "193")].iloc[0]
+    n_labs = sum(row[c] != "" for c in MAPPED)  # their specimen date moves with the visit
+    assert n_labs == 6 and r.changed == 1 + 1 + n_labs and r.created == 0
+    p = Participant.objects.get(study_id="1")
+    assert p.screening_data["age"] == 58.8
+    v = Visit.objects.get(participant=p, actual_date=dt.date(2000, 1, 1) + dt.timedelta(193))
+    for obj in (p, v):
+        h = obj.history.order_by("-history_id").first()
+        assert (h.history_type, h.history_change_reason) == (
+            "~", "age and visit day corrected at source")
+    assert audit.verify() == []
