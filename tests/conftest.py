@@ -14,5 +14,5 @@ REFERENCE_DIR = REPO_ROOT.parent / "shared" / "reference"
 def reference_dir() -> Path:
     """The shared public reference data (``../shared/reference`` beside the repository)."""
     if not REFERENCE_DIR.is_dir():
-        pytest.fail(f"reference data not found at {REFERENCE_DIR}; CI clones ../shared beside the repo")
+        pytest.fail(f"reference data not found at {REFERENCE_DIR}; clone ../shared beside the repo")
     return REFERENCE_DIR

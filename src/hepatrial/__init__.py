@@ -1,4 +1,4 @@
-"""hepatrial: clinical trials of cell therapy in end-stage liver disease, from protocol to publication."""
+"""hepatrial: trials of cell therapy in end-stage liver disease, from protocol to publication."""
 
 from importlib.metadata import PackageNotFoundError, version
 

@@ -8,11 +8,11 @@ import sys
 from pathlib import Path
 
 import pytest
-from tests.conftest import REPO_ROOT
 from typer.testing import CliRunner
 
 from hepatrial.cli import app
 from hepatrial.scores.table import SCORE_COLUMNS
+from tests.conftest import REPO_ROOT
 
 runner = CliRunner()
 
