@@ -319,3 +319,30 @@ def test_changed_participant_and_visit_day_with_reason(loaded, pbcseq_path, tmp_
         assert (h.history_type, h.history_change_reason) == (
             "~", "age and visit day corrected at source")
     assert audit.verify() == []
+
+
+def test_mixed_model_on_pbcseq_through_the_store_matches_r(loaded):
+    """R4 of analysis-notes.md, but from the store: init mayo-pbc -> import pbcseq -> export.
+
+    nlme: lme(log(bili) ~ year, random = ~ year | id), REML, year = day / 365.25 gives
+    beta = 0.4957237631 (SE 0.0580742476), 0.1775048326 (SE 0.0124188218), logLik -1531.36038.
+    The store keeps bilirubin in umol/L, so the intercept is shifted by ln(17.1) and
+    everything else is unchanged.
+    """
+    from hepatrial.analysis import fit_lmm
+
+    td = export.trial_data()
+    bili = td.dataset[(td.dataset["analyte"] == "bilirubin")].copy()
+    assert len(bili) == 1945  # every pbcseq visit, unscheduled ones included
+    bili["year"] = bili["actual_day"].astype(float) / 365.25
+    fit = fit_lmm(bili, subject="participant_id", time="year", outcome="value", log=True,
+                  random="slope").to_dict()
+    est = fit["fixed_effects"]
+    assert fit["converged"] and fit["n_groups"] == 312 and fit["n_obs"] == 1945
+    assert fit["n_dropped"] == 0
+    assert est["Intercept"]["estimate"] - np.log(17.1) == pytest.approx(0.4957237631, rel=1e-5)
+    assert est["year"]["estimate"] == pytest.approx(0.1775048326, rel=1e-5)
+    assert est["Intercept"]["se"] == pytest.approx(0.0580742476, rel=1e-5)
+    assert est["year"]["se"] == pytest.approx(0.0124188218, rel=1e-5)
+    # a shift of log(y) leaves the REML likelihood unchanged
+    assert fit["loglik"] == pytest.approx(-1531.36038, abs=1e-4)
