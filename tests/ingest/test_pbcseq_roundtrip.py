@@ -346,3 +346,15 @@ def test_mixed_model_on_pbcseq_through_the_store_matches_r(loaded):
     assert est["year"]["se"] == pytest.approx(0.0124188218, rel=1e-5)
     # a shift of log(y) leaves the REML likelihood unchanged
     assert fit["loglik"] == pytest.approx(-1531.36038, abs=1e-4)
+
+
+def test_report_analysis_on_pbcseq_keeps_unscheduled_visits_out_of_visit_tables(loaded):
+    """A randomised trial with unscheduled visits: per-visit tables by arm, UNS counted."""
+    from hepatrial.report.analyze import analyze
+    from hepatrial.report.html import outcomes_table
+
+    res = analyze(export.trial_data(), mixed_model=False)
+    assert res["arms"] == ["DPCA", "placebo"]
+    assert res["unscheduled"]["visits"] == 37 and res["unscheduled"]["codes"] == ["UNS"]
+    assert "UNS" not in {r["visit"] for r in res["describe"]}
+    assert "37 unscheduled visit(s)" in outcomes_table(res)

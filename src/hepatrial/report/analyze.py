@@ -121,7 +121,7 @@ def _flow(td: Any, visits: list[str], completeness: pd.DataFrame) -> dict[str, A
 def _lab_grades(td: Any, baseline: str, visits: list[str]) -> pd.DataFrame:
     from hepatrial.scores.ctcae import ctcae_grade
 
-    ds = td.dataset
+    ds = td.dataset[td.dataset["visit"].isin(visits)]
     rows = []
     for analyte, ref in REFERENCE_RANGES.items():
         sub = ds[(ds["analyte"] == analyte) & ds["value"].notna()]
@@ -246,7 +246,17 @@ def analyze(td: Any, *, meld_variant: str | None = None,
         pv = [(f"{a}@{v}", pmap.get((a, v), float("nan"))) for a, v in seq]
         if pv:
             multiplicity["by_test"]["ancova"] = jsonable(an.fixed_sequence(pv, alpha=alpha))
-    completeness = an.visit_completeness(ds, td.participants, visits=visits)
+    # unscheduled visits (code UNS: a second visit in a window, kept by the importer) have no
+    # nominal visit to be compared at; they are counted here and left out of per-visit tables
+    unscheduled = ds[~ds["visit"].isin(visits)]
+    unscheduled_summary = {
+        "visits": int(unscheduled[["participant_id", "actual_day"]].drop_duplicates().shape[0]),
+        "participants": int(unscheduled["participant_id"].nunique()),
+        "measurements": len(unscheduled),
+        "codes": sorted(str(v) for v in unscheduled["visit"].unique()),
+    }
+    completeness = an.visit_completeness(ds[ds["visit"].isin(visits)], td.participants,
+                                         visits=visits)
     meld_rows = []
     for a in sorted(x for x in ds["analyte"].unique() if str(x).startswith("meld_")
                     and not str(x).startswith(("meld_na", "meld3"))):
@@ -272,6 +282,7 @@ def analyze(td: Any, *, meld_variant: str | None = None,
                  "primary_endpoint": ps.get("primary_endpoint")},
         "baseline_visit": baseline,
         "visits": visits,
+        "unscheduled": unscheduled_summary,
         "post_baseline_visits": post,
         "outcomes": outcomes,
         "describe": desc,

@@ -220,6 +220,12 @@ def outcomes_table(results: dict[str, Any]) -> str:
         "P values unadjusted, two-sided: paired t test and exact Wilcoxon signed-rank test "
         "(zero differences dropped; exact permutation distribution when there are ties).",
     ]
+    uns = results.get("unscheduled") or {}
+    if uns.get("visits"):
+        notes.append(f"{uns['visits']} unscheduled visit(s) of {uns['participants']} "
+                     f"participant(s) ({uns['measurements']} measurements, visit code "
+                     f"{'/'.join(uns['codes'])}) have no nominal visit and are not in this "
+                     "table; they are kept in the dataset.")
     demo = results.get("demo")
     if demo:
         notes.append("Weeks " + ", ".join(demo["not_published_visits"]) + " were not published: "
