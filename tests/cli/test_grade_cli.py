@@ -182,3 +182,25 @@ def test_grade_is_registered() -> None:
     result = runner.invoke(app, ["grade", "--help"])
     assert result.exit_code == 0
     assert "--inr-rule" in result.output
+
+
+def test_grades_in_chunks_with_bounded_memory(tmp_path: Path,
+                                              monkeypatch: pytest.MonkeyPatch) -> None:
+    """Chunked grading gives the same file as one chunk, and row numbers across chunks."""
+    from hepatrial.cli import grade as grade_module
+
+    src = _write(tmp_path / "in.csv", GOOD)
+    whole = tmp_path / "whole.csv"
+    assert runner.invoke(app, ["grade", str(src), "-o", str(whole)]).exit_code == 0
+    monkeypatch.setattr(grade_module, "CHUNK_ROWS", 3)
+    chunked = tmp_path / "chunked.csv"
+    res = runner.invoke(app, ["grade", str(src), "-o", str(chunked)])
+    assert res.exit_code == 0, res.output
+    assert chunked.read_bytes() == whole.read_bytes()
+    lines = GOOD.splitlines()
+    bad = "\n".join([*lines[:8], "P09,INR increased,-1,,,,,", *lines[8:]]) + "\n"
+    out = tmp_path / "bad.csv"
+    res = runner.invoke(app, ["grade", str(_write(tmp_path / "b.csv", bad)), "-o", str(out)])
+    assert res.exit_code == 2
+    assert "data row 8 (line 9)" in res.output and "'value'" in res.output
+    assert not out.exists()

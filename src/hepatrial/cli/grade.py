@@ -10,11 +10,13 @@ derived) is appended. The rules are those of :func:`hepatrial.scores.ctcae.ctcae
 from __future__ import annotations
 
 import csv
+import itertools
 import os
 import secrets
+from collections.abc import Callable, Iterator
 from enum import StrEnum
 from pathlib import Path
-from typing import TYPE_CHECKING, Annotated
+from typing import TYPE_CHECKING, Annotated, TextIO
 
 import typer
 
@@ -46,45 +48,21 @@ class GradeFileError(ValueError):
     """The input file cannot be graded; the message names the row, line, column and reason."""
 
 
-def _read(path: Path) -> tuple[list[str], list[list[str]], list[int]]:
-    """Header, data rows (text exactly as entered) and the file line on which each row starts."""
-    if not path.is_file():
-        raise GradeFileError(f"{path}: no such file")
-    try:
-        with path.open(newline="", encoding="utf-8-sig") as fh:
-            reader = csv.reader(fh, strict=True)
-            rows: list[list[str]] = []
-            lines: list[int] = []
-            header: list[str] | None = None
-            start = 1
-            for record in reader:
-                if header is None:
-                    header = record
-                elif record:  # blank lines are skipped
-                    rows.append(record)
-                    lines.append(start)
-                start = reader.line_num + 1
-    except (csv.Error, UnicodeDecodeError) as exc:
-        raise GradeFileError(f"{path}: not a readable UTF-8 CSV file ({exc})") from exc
-    if not header:
-        raise GradeFileError(f"{path}: empty file (no header)")
-    return header, rows, lines
+CHUNK_ROWS = 200_000  # rows graded at a time: memory stays bounded whatever the file size
 
 
-def grade_csv(
-    infile: Path, outfile: Path, *, errors: str = "raise", inr_rule: str = "ctcae"
-) -> int:
-    """Grade every row of ``infile`` and write ``outfile`` atomically; return the row count.
+def _records(fh: TextIO) -> Iterator[tuple[list[str], int]]:
+    """Each record of an open CSV file with the file line on which it starts (blank lines
+    skipped); the header is the first record."""
+    reader = csv.reader(fh, strict=True)
+    start = 1
+    for record in reader:
+        if record:
+            yield record, start
+        start = reader.line_num + 1
 
-    Raises :class:`GradeFileError` (and writes nothing) for a file that cannot be read or
-    has a bad row under ``errors="raise"``.
-    """
-    import numpy as np  # imported here: `hepatrial --help` must start fast
 
-    from hepatrial.scores._core import ScoreInputError
-    from hepatrial.scores.ctcae import ctcae_grade
-
-    header, rows, lines = _read(infile)
+def _check_header(infile: Path, header: list[str]) -> list[str]:
     keys = [h.strip().lower() for h in header]
     dups = sorted({k for k in keys if keys.count(k) > 1})
     if dups:
@@ -97,7 +75,20 @@ def grade_csv(
         )
     if OUTPUT_COLUMN in keys:
         raise GradeFileError(f"{infile}: already has a column {OUTPUT_COLUMN!r}")
-    for i, (rec, line) in enumerate(zip(rows, lines, strict=True), start=1):
+    return keys
+
+
+def _grade_chunk(
+    infile: Path, header: list[str], keys: list[str], rows: list[list[str]], lines: list[int],
+    offset: int, errors: str, inr_rule: str,
+) -> list[str]:
+    """Grades (as output text) for one chunk of rows; ``offset`` = data rows before it."""
+    import numpy as np  # imported here: `hepatrial --help` must start fast
+
+    from hepatrial.scores._core import ScoreInputError
+    from hepatrial.scores.ctcae import ctcae_grade
+
+    for i, (rec, line) in enumerate(zip(rows, lines, strict=True), start=offset + 1):
         if len(rec) != len(header):
             raise GradeFileError(
                 f"{infile}: data row {i} (line {line}): has {len(rec)} fields, "
@@ -110,7 +101,6 @@ def grade_csv(
         j = keys.index(name)
         return np.array([rec[j].strip() for rec in rows], dtype=object)
 
-    n = len(rows)
     cols = {name: column(name) for name in (*REQUIRED, *OPTIONAL)}
     try:
         grades = np.asarray(
@@ -127,29 +117,68 @@ def grade_csv(
                 errors=errors,  # type: ignore[arg-type]
             ),
             dtype=np.float64,
-        ).reshape(n)
+        ).reshape(len(rows))
     except ScoreInputError as exc:
         col = header[keys.index(exc.input_name)] if exc.input_name in keys else exc.input_name
         if exc.row is None:  # pragma: no cover - every input is an array here
             where = ""
         else:
-            where = f" data row {exc.row + 1} (line {lines[exc.row]}),"
+            where = f" data row {offset + exc.row + 1} (line {lines[exc.row]}),"
         raise GradeFileError(
             f"{infile}:{where} column {col!r}: {exc.value!r} {exc.reason}"
         ) from None
+    return ["" if np.isnan(g) else str(int(g)) for g in grades]
 
-    out_text = ["" if np.isnan(g) else str(int(g)) for g in grades]
-    outfile = Path(outfile)
+
+def grade_csv(
+    infile: Path,
+    outfile: Path,
+    *,
+    errors: str = "raise",
+    inr_rule: str = "ctcae",
+    progress: Callable[[int], None] = lambda _rows: None,
+) -> int:
+    """Grade every row of ``infile`` and write ``outfile`` atomically; return the row count.
+
+    The file is read and graded in chunks of :data:`CHUNK_ROWS` rows, so memory stays bounded
+    whatever its size; the output goes to a temporary file renamed only at the end. Raises
+    :class:`GradeFileError` (and writes nothing) for a file that cannot be read or has a bad
+    row under ``errors="raise"``. ``progress`` is called with the rows graded so far.
+    """
+    infile, outfile = Path(infile), Path(outfile)
+    if not infile.is_file():
+        raise GradeFileError(f"{infile}: no such file")
     # a temporary file beside the output (same file system, so the rename is atomic; opened
     # with mode "x" so that it gets the usual permissions)
     tmp = outfile.with_name(f".{outfile.name}.{os.getpid()}.{secrets.token_hex(4)}.tmp")
+    n = 0
     try:
-        with tmp.open("x", newline="", encoding="utf-8") as fh:
-            writer = csv.writer(fh, lineterminator="\n")
-            writer.writerow([*header, OUTPUT_COLUMN])
-            for rec, g in zip(rows, out_text, strict=True):
-                writer.writerow([*rec, g])
+        with infile.open(newline="", encoding="utf-8-sig") as fh:
+            records = _records(fh)
+            first = next(records, None)
+            if first is None:
+                raise GradeFileError(f"{infile}: empty file (no header)")
+            header = first[0]
+            keys = _check_header(infile, header)
+            with tmp.open("x", newline="", encoding="utf-8") as out:
+                writer = csv.writer(out, lineterminator="\n")
+                writer.writerow([*header, OUTPUT_COLUMN])
+                while True:
+                    chunk = list(itertools.islice(records, CHUNK_ROWS))
+                    if not chunk:
+                        break
+                    rows = [rec for rec, _ in chunk]
+                    lines = [line for _, line in chunk]
+                    grades = _grade_chunk(infile, header, keys, rows, lines, n, errors,
+                                          inr_rule)
+                    for rec, g in zip(rows, grades, strict=True):
+                        writer.writerow([*rec, g])
+                    n += len(rows)
+                    progress(n)
         os.replace(tmp, outfile)
+    except (csv.Error, UnicodeDecodeError) as exc:
+        tmp.unlink(missing_ok=True)
+        raise GradeFileError(f"{infile}: not a readable UTF-8 CSV file ({exc})") from exc
     except BaseException:
         tmp.unlink(missing_ok=True)
         raise
@@ -172,11 +201,19 @@ def grade(
 ) -> None:
     """Grade lab values by CTCAE v5.0 (bilirubin, ALT, AST, INR, creatinine, albumin,
     platelets)."""
-    try:
-        n = grade_csv(infile, output, errors=errors.value, inr_rule=inr_rule.value)
-    except GradeFileError as exc:
-        typer.echo(f"error: {exc}", err=True)
-        raise typer.Exit(2) from None
+    from rich.console import Console
+    from rich.progress import Progress, SpinnerColumn, TextColumn
+
+    err = Console(stderr=True)
+    with Progress(SpinnerColumn(), TextColumn("grading: {task.completed:,} rows"),
+                  console=err, transient=True, disable=not err.is_terminal) as bar:
+        task = bar.add_task("grade", total=None)
+        try:
+            n = grade_csv(infile, output, errors=errors.value, inr_rule=inr_rule.value,
+                          progress=lambda rows: bar.update(task, completed=rows))
+        except GradeFileError as exc:
+            typer.echo(f"error: {exc}", err=True)
+            raise typer.Exit(2) from None
     typer.echo(f"{infile.name}: graded {n} rows -> {output}")
 
 
