@@ -173,15 +173,12 @@ def test_lowest_mean_meld_stable_in_restarts() -> None:
             C.lowest_mean_meld(variant, visit, restarts=12), abs=1e-3)
 
 
-def test_demo_protocol_admits_every_synthetic_participant(cohort: C.Cohort, tmp_path) -> None:
-    from hepatrial.demo.pipeline import _screening_data, demo_protocol
+def test_builtin_protocol_admits_every_synthetic_participant(cohort: C.Cohort) -> None:
+    from hepatrial.demo.pipeline import PROTOCOL, _screening_data
     from hepatrial.protocol.loader import load_protocol
 
-    name, note = demo_protocol(cohort, tmp_path)
-    proto = load_protocol(name)
+    proto = load_protocol(PROTOCOL)
     assert proto.name == "kharaziha2009"
     for r in cohort.participants.itertuples(index=False):
         data = {**_screening_data(r, cohort.labs), "etiology": r.etiology, "sex": r.sex}
         assert proto.screen(data).eligible is True, r.participant_id
-    if note is not None:  # the built-in assumed age limit excludes the published 67-year-old
-        assert "INC-AGE" in note and name.endswith("kharaziha2009-demo.toml")

@@ -184,7 +184,7 @@ def test_round_half_away_from_zero() -> None:
     x = np.array([24.5, 25.5, -2.5, 0.49999, 6.43, 39.5])
     assert round_half_away(x).tolist() == [25, 26, -3, 0, 6, 40]
     assert np.round(24.5) == 24  # what we must not do
-    # MELD-Na ties: MELD(i) 20, Na 130 -> 20 + 9.24 - 4.62 = 24.62; half cases round up
+    # MELD-Na: MELD(i) 20, Na 130 -> 20 + 9.24 - 4.62 = 24.62 -> 25
     assert scores.meld_na(1.0, 1.0, np.exp((20 - 6.43) / 11.2), 130) == 25
 
 

@@ -54,7 +54,10 @@ VISITS_MAIN = (pub.BASELINE, pub.FOLLOWUP)
 INTERIM = {"W1": 7, "W2": 14, "W4": 28, "W8": 56}
 NOMINAL_DAY = {"D0": 0, **INTERIM, "W24": 168}
 SCALE = {"inr": 100, "creatinine": 1, "albumin": 1, "bilirubin": 1}  # entry steps per unit
-SIGNIFICANT = {"meld": True, "inr": True, "creatinine": True, "albumin": False, "bilirubin": False}
+#: published significance at W24 vs D0, from the published table (one source of truth)
+SIGNIFICANT = {
+    s.analyte: bool(s.significant) for s in (*pub.LABS, *pub.MELD) if s.visit == pub.FOLLOWUP
+}
 T_SIG, T_NS = 3.0, 1.5  # continuous-stage targets for |t| (df = 7: p ≈ 0.020 and 0.18)
 P_SIG, P_NS = 0.045, 0.10  # integer-stage requirements on the p values (margins around 0.05)
 MELD_MIN_BASELINE = 10.0  # inclusion criterion MELD >= 10, checked per patient at D0
@@ -352,7 +355,7 @@ def _participants(rng: np.random.Generator) -> pd.DataFrame:
     sex = np.array(["M"] * pub.SEX["M"] + ["F"] * pub.SEX["F"])[rng.permutation(N)]
     etiology = np.array([e for e, k in pub.ETIOLOGY.items() for _ in range(k)])[rng.permutation(N)]
     route = np.array([r for r, k in pub.ROUTE.items() for _ in range(k)])[rng.permutation(N)]
-    cells = rng.integers(30, 51, N) * 1e6
+    cells = rng.integers(int(pub.CELLS_MIN / 1e6), int(pub.CELLS_MAX / 1e6) + 1, N) * 1e6
     start = pd.Timestamp("2007-03-05")
     enrol = [start + pd.Timedelta(days=int(d)) for d in np.sort(rng.integers(0, 300, N))]
     ages = _ages(rng)

@@ -105,45 +105,6 @@ def _screening_data(row: Any, labs: pd.DataFrame) -> dict[str, Any]:
     }
 
 
-def demo_protocol(c: _cohort.Cohort, out_dir: Path) -> tuple[str, str | None]:
-    """The protocol the demo installs: the built-in ``kharaziha2009`` when it admits every
-    synthetic participant; otherwise, when only the *assumed* age criterion ``INC-AGE`` excludes
-    published ages (38-67), a copy with the upper age limit raised to the oldest published age,
-    written to ``out_dir`` — returns (name or path, note for the report)."""
-    import re
-    from importlib import resources
-
-    from hepatrial.protocol.loader import load_protocol
-
-    proto = load_protocol(PROTOCOL)
-    failed: set[str] = set()
-    for r in c.participants.itertuples(index=False):
-        data = {**_screening_data(r, c.labs), "etiology": r.etiology, "sex": r.sex}
-        res = proto.screen(data)
-        failed |= {x.criterion_id for x in res.failed}
-    if not failed:
-        return PROTOCOL, None
-    if failed != {"INC-AGE"}:
-        raise _cohort.ReconstructionError(
-            f"the built-in protocol excludes synthetic participants: {', '.join(sorted(failed))}")
-    text = resources.files("hepatrial.protocol").joinpath(
-        f"builtin/{PROTOCOL}.toml").read_text(encoding="utf-8")
-    block = re.search(r'id = "INC-AGE".*?check = \{ field = "age", op = "between", '
-                      r'value = \[(\d+), (\d+)\] \}', text, re.S)
-    if block is None:
-        raise _cohort.ReconstructionError("cannot locate INC-AGE in the built-in protocol")
-    lo, hi = block.group(1), block.group(2)
-    new = block.group(0).replace(f"value = [{lo}, {hi}]", f"value = [{lo}, {pub.AGE_MAX}]")
-    new = new.replace(f"to {hi} years", f"to {pub.AGE_MAX} years")
-    text = text.replace(block.group(0), new)
-    path = out_dir / f"{PROTOCOL}-demo.toml"
-    path.write_text(text, encoding="utf-8")
-    note = (f"The built-in protocol's assumed age criterion INC-AGE ({lo}-{hi} years) excludes "
-            f"published participants aged up to {pub.AGE_MAX}; the demo installs a copy with "
-            f"the upper limit raised to {pub.AGE_MAX} ({path.name}).")
-    return str(path), note
-
-
 def load_into_store(c: _cohort.Cohort, labs_csv: Path, db: Path) -> Any:
     """Fresh SQLite store ← the synthetic cohort, through ``hepatrial init``, the store's
     services and ``hepatrial import labs``; returns the exported TrialData bundle.
@@ -164,9 +125,9 @@ def load_into_store(c: _cohort.Cohort, labs_csv: Path, db: Path) -> Any:
                                "a fresh process (e.g. `hepatrial demo`)")
     if db.exists():
         db.unlink()
-    protocol, note = demo_protocol(c, db.parent)
-    c.notes = [*c.notes, note] if note else c.notes
-    _cli(["init", "--protocol", protocol, "--db", str(db)])
+    # the built-in protocol as users get it; each participant's eligibility is assessed by the
+    # store below and a synthetic participant it would exclude stops the demo
+    _cli(["init", "--protocol", PROTOCOL, "--db", str(db)])
     from hepatrial.trials import services
 
     user = services.system_user()

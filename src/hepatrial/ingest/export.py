@@ -17,6 +17,7 @@ import numpy as np
 import pandas as pd
 
 from hepatrial.ingest.dataset import DATASET_COLUMNS, assemble_dataset, sort_dataset
+from hepatrial.protocol.models import UNSCHEDULED
 
 __all__ = [
     "AE_COLUMNS",
@@ -37,7 +38,6 @@ AE_COLUMNS: tuple[str, ...] = (
     "outcome",
 )
 UNSCHEDULED_PREFIX = "UNS-D"
-UNSCHEDULED = "UNS"
 
 
 def _setup(db: str | Path | None) -> None:

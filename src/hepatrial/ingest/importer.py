@@ -105,10 +105,6 @@ def _user(name: str | None) -> Any:
 # --------------------------------------------------------------------------- plan
 
 
-LAB_FIELDS = ("value_as_entered", "unit_as_entered", "value", "unit", "laboratory",
-              "specimen_date")
-
-
 @dataclass
 class LabPlan:
     """Lab rows split into new, changed and unchanged (frames keep the file's row numbers)."""

@@ -168,8 +168,7 @@ class _Inputs:
 
     def column_of(self, input_name: str) -> str:
         """Translate a kernel's input name into the column the user gave."""
-        aliases = {"cholestatic_disease": "cholestatic_disease"}
-        return self.names.get(input_name, aliases.get(input_name, input_name))
+        return self.names.get(input_name, input_name)
 
 
 def _call(inputs: _Inputs, fn: Callable[[], Any]) -> Any:
