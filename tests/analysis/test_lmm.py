@@ -12,8 +12,8 @@ from hepatrial.analysis import AnalysisInputError, LMMResult, fit_lmm
 
 
 @pytest.fixture(scope="module")
-def pbcseq(reference_dir: Path) -> pd.DataFrame:
-    df = pd.read_csv(reference_dir / "pbcseq.csv")
+def pbcseq(pbcseq_csv: Path) -> pd.DataFrame:
+    df = pd.read_csv(pbcseq_csv)
     df["year"] = df["day"] / 365.25
     return df
 

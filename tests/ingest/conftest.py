@@ -8,7 +8,6 @@ from pathlib import Path
 
 import pytest
 
-PBCSEQ_NAME = "pbcseq.csv"
 
 
 @pytest.fixture()
@@ -33,9 +32,9 @@ def mayo_store(db):
 
 
 @pytest.fixture()
-def pbcseq_path(reference_dir: Path) -> Path:
-    """The shared pbcseq.csv."""
-    return reference_dir / PBCSEQ_NAME
+def pbcseq_path(pbcseq_csv: Path) -> Path:
+    """The bundled pbcseq.csv."""
+    return pbcseq_csv
 
 
 def store_counts() -> dict[str, int]:

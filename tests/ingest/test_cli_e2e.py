@@ -46,8 +46,8 @@ def _count(backend: dict[str, Any], table: str) -> int:  # noqa: F811
 
 
 def test_import_export_cli(backend: dict[str, Any], tmp_path: Path,  # noqa: F811
-                           reference_dir: Path) -> None:
-    pbcseq = reference_dir / "pbcseq.csv"
+                           pbcseq_csv: Path) -> None:
+    pbcseq = pbcseq_csv
     raw = pd.read_csv(pbcseq)
     n_cells = int(sum(raw[c].notna().sum() for c in MAPPED))
     n_clinical = int(sum(raw[c].notna().sum() for c in CLINICAL))

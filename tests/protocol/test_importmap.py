@@ -17,8 +17,8 @@ PBC = load_protocol("mayo-pbc")
 
 
 @pytest.fixture(scope="module")
-def pbcseq(reference_dir: Path) -> pd.DataFrame:
-    return pd.read_csv(reference_dir / "pbcseq.csv")
+def pbcseq(pbcseq_csv: Path) -> pd.DataFrame:
+    return pd.read_csv(pbcseq_csv)
 
 
 def test_map_matches_protocol() -> None:

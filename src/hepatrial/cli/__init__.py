@@ -9,6 +9,7 @@ from __future__ import annotations
 import typer
 
 from hepatrial import __version__
+from hepatrial.cli import data as _data
 from hepatrial.cli import grade as _grade
 from hepatrial.cli import ingest as _ingest
 from hepatrial.cli import protocol as _protocol
@@ -42,7 +43,7 @@ def _root(
     """Run and analyse clinical trials of cell therapy in end-stage liver disease."""
 
 
-for _module in (_scores, _grade, _protocol, _store, _stats, _ingest, _report):
+for _module in (_scores, _grade, _protocol, _store, _stats, _ingest, _report, _data):
     _module.register(app)
 
 
