@@ -13,8 +13,10 @@ from typing import Any
 import numpy as np
 import pandas as pd
 
+from hepatrial import errors as _errors
 
-class AnalysisInputError(ValueError):
+
+class AnalysisInputError(_errors.AnalysisInputError):
     """Bad analysis input: a missing column, a non-numeric value, a duplicate record, ...
 
     Attributes

@@ -45,6 +45,7 @@ import numpy as np
 import pandas as pd
 from scipy import optimize, stats
 
+from hepatrial import errors as _errors
 from hepatrial.demo import published as pub
 from hepatrial.scores import meld as _meld
 
@@ -65,7 +66,7 @@ MARGIN = 0.8  # rounded statistics must lie within 0.8 half-units of the publish
 N = pub.N_PATIENTS
 
 
-class ReconstructionError(RuntimeError):
+class ReconstructionError(_errors.HepatrialError, RuntimeError):
     """The synthetic cohort could not be made to reproduce the published statistics."""
 
 

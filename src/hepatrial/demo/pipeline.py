@@ -148,6 +148,9 @@ def load_into_store(c: _cohort.Cohort, labs_csv: Path, db: Path) -> Any:
                 f"{r.participant_id} (age {r.age:g}) is not eligible under the installed "
                 f"protocol: failed {', '.join(failed) or 'undecided'}")
         services.enrol_participant(participant=r.participant_id, enrolment_date=d0, user=user)
+        batch = f"B-{r.participant_id}"
+        services.register_product_batch(batch_id=batch, participant=r.participant_id, user=user)
+        services.release_product_batch(batch_id=batch, release_date=d0, user=user)
         services.record_administration(
             participant=r.participant_id, route=r.route, cells_total=float(r.cells_total),
             volume_ml=r.volume_ml, date=d0, operator="synthetic", batch_id=f"B-{r.participant_id}",

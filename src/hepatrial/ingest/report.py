@@ -9,6 +9,7 @@ import pandas as pd
 from rich.console import Console
 from rich.table import Table
 
+from hepatrial import errors as _errors
 from hepatrial.ingest.validate import REJECT_COLUMNS
 
 __all__ = ["ImportRefused", "ImportResult", "render_rejects", "write_rejects"]
@@ -69,7 +70,7 @@ class ImportResult:
         return s
 
 
-class ImportRefused(Exception):
+class ImportRefused(_errors.ImportRefused):
     """The import was refused; nothing was written. Carries the rejects table."""
 
     def __init__(self, message: str, rejects: pd.DataFrame, result: ImportResult | None = None):

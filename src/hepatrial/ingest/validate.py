@@ -23,6 +23,8 @@ from typing import Protocol
 import numpy as np
 import pandas as pd
 
+from hepatrial import errors as _errors
+
 __all__ = [
     "LAB_COLUMNS",
     "REJECT_COLUMNS",
@@ -44,7 +46,7 @@ REJECT_COLUMNS: tuple[str, ...] = ("row", "column", "value", "reason")
 _ISO_DATE = re.compile(r"^\d{4}-\d{2}-\d{2}$")
 
 
-class ImportFileError(ValueError):
+class ImportFileError(_errors.FileFormatError):
     """The file as a whole cannot be read (missing file, missing columns, not a CSV)."""
 
 

@@ -41,6 +41,8 @@ from typing import Any, Literal
 
 import numpy as np
 
+from hepatrial.errors import AnalyteError, RangeError, UnitError, UnknownAnalyteError
+
 __all__ = [
     "ANALYTES",
     "SCORES",
@@ -62,23 +64,6 @@ __all__ = [
 ]
 
 
-class AnalyteError(ValueError):
-    """Base class for analyte registry errors (a :class:`ValueError`)."""
-
-
-class UnknownAnalyteError(AnalyteError, KeyError):
-    """The analyte code is not in the registry."""
-
-    def __str__(self) -> str:  # KeyError would otherwise quote the message
-        return str(self.args[0]) if self.args else ""
-
-
-class UnitError(AnalyteError):
-    """The unit is not accepted for this analyte."""
-
-
-class RangeError(AnalyteError):
-    """The value, converted to the canonical unit, is outside the analyte's hard limits."""
 
 
 @dataclass(frozen=True)

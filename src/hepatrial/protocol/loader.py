@@ -19,6 +19,7 @@ from typing import Any
 
 from pydantic import BaseModel, ValidationError
 
+from hepatrial import errors as _errors
 from hepatrial.protocol.models import Issue, Protocol, protocol_rule_issues
 
 BUILTIN_PACKAGE = "hepatrial.protocol"
@@ -26,7 +27,7 @@ BUILTIN_DIR = "builtin"
 MAP_SUFFIX = ".map.toml"
 
 
-class ProtocolError(ValueError):
+class ProtocolError(_errors.ProtocolError):
     """A protocol (or import map) file is invalid; ``issues`` lists every problem."""
 
     def __init__(self, source: str, issues: Iterable[Issue]) -> None:
@@ -36,7 +37,7 @@ class ProtocolError(ValueError):
         super().__init__(f"{source}: {len(self.issues)} error(s)\n{lines}")
 
 
-class ProtocolNotFoundError(LookupError):
+class ProtocolNotFoundError(_errors.NotFoundError):
     """Neither a built-in protocol name nor an existing file."""
 
 

@@ -16,6 +16,8 @@ from typing import Any, Literal
 import numpy as np
 import numpy.typing as npt
 
+from hepatrial import errors as _errors
+
 Errors = Literal["raise", "coerce"]
 Units = Literal["conventional", "si"]
 FloatArray = npt.NDArray[np.float64]
@@ -27,7 +29,7 @@ _TRUE_TEXT = frozenset({"true", "t", "yes", "y", "1", "1.0"})
 _FALSE_TEXT = frozenset({"false", "f", "no", "n", "0", "0.0"})
 
 
-class ScoreInputError(ValueError):
+class ScoreInputError(_errors.ScoreInputError):
     """An input value that no score can be computed from.
 
     Attributes name the input, the 0-based row index within the call (``None`` for scalars)

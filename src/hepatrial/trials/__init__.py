@@ -42,10 +42,12 @@ from __future__ import annotations
 
 from pathlib import Path
 
+from hepatrial import errors as _errors
+
 __all__ = ["StoreConfigurationError", "migrate", "setup"]
 
 
-class StoreConfigurationError(RuntimeError):
+class StoreConfigurationError(_errors.ConfigurationError):
     """Django is already configured with a different database."""
 
 

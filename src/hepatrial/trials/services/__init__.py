@@ -1,0 +1,106 @@
+"""Write operations on the trial store (HackSoft "services"). Every write goes through here.
+
+One module per sub-domain (``protocol``, ``accounts``, ``participants``, ``visits``,
+``measurements``, ``product``, ``safety``); this package re-exports their public names.
+
+Conventions for every function:
+
+* keyword-only arguments; ``user`` is the acting Django user (``None`` → the ``system`` user,
+  used by the CLI and by imports unless ``--user`` is given). It becomes ``history_user``.
+* a change to an existing record needs ``reason`` (non-empty; stored as
+  ``history_change_reason``) — :class:`~hepatrial.trials.base.ChangeReasonRequired` otherwise.
+* each call is one transaction: the record, its history rows and their audit-ledger entries
+  are written together or not at all.
+* bad input raises :class:`StoreError` (a ``ValueError``) with a message naming the
+  participant, visit, field and value.
+
+Participants, visits and arms may be passed as model instances or by their codes
+(``study_id``, visit code, site code).
+"""
+
+from __future__ import annotations
+
+from hepatrial.trials.audit.actors import SYSTEM_USERNAME, system_user
+from hepatrial.trials.base import ChangeReasonRequired
+from hepatrial.trials.services._common import StoreError
+from hepatrial.trials.services.accounts import (
+    add_site_membership,
+    create_site,
+    create_user,
+)
+from hepatrial.trials.services.measurements import (
+    CLINICAL_SIGNS,
+    canonical_lab,
+    record_clinical,
+    record_lab,
+    update_clinical,
+    update_lab,
+)
+from hepatrial.trials.services.participants import (
+    assess_eligibility,
+    change_status,
+    enrol_participant,
+    record_consent,
+    screen_participant,
+    update_participant,
+)
+from hepatrial.trials.services.product import (
+    check_administration,
+    record_administration,
+    register_product_batch,
+    release_product_batch,
+    update_administration,
+)
+from hepatrial.trials.services.protocol import (
+    active_protocol,
+    generate_randomisation,
+    install_protocol,
+)
+from hepatrial.trials.services.safety import (
+    record_adverse_event,
+    update_adverse_event,
+)
+from hepatrial.trials.services.visits import (
+    mark_visit_not_done,
+    record_deviation,
+    record_visit,
+    schedule_visits,
+    update_visit,
+)
+
+__all__ = [
+    "CLINICAL_SIGNS",
+    "SYSTEM_USERNAME",
+    "ChangeReasonRequired",
+    "StoreError",
+    "active_protocol",
+    "add_site_membership",
+    "assess_eligibility",
+    "canonical_lab",
+    "change_status",
+    "check_administration",
+    "create_site",
+    "create_user",
+    "enrol_participant",
+    "generate_randomisation",
+    "install_protocol",
+    "mark_visit_not_done",
+    "record_administration",
+    "record_adverse_event",
+    "record_clinical",
+    "record_consent",
+    "record_deviation",
+    "record_lab",
+    "record_visit",
+    "register_product_batch",
+    "release_product_batch",
+    "schedule_visits",
+    "screen_participant",
+    "system_user",
+    "update_administration",
+    "update_adverse_event",
+    "update_clinical",
+    "update_lab",
+    "update_participant",
+    "update_visit",
+]
