@@ -39,6 +39,59 @@ class TrialData:
                                               "related"], what="adverse events")
         return self
 
+    def as_of(self, date: Any) -> TrialData:
+        """The bundle as it stood on ``date``: an interim data cut (for DSMB and interim
+        reports, and for testing the report on every state of a trial).
+
+        Dates are calendar dates of the participants table: a participant's measurement or
+        event on day ``k`` happened on ``enrolment_date + k`` days (``actual_day``, or the
+        visit's ``nominal_day`` when the actual day is missing; ``onset_day`` for adverse
+        events).  Kept: enrolled participants with ``enrolment_date <= date`` and participants
+        never enrolled (screening, screen failure) whose ``status_date <= date``; the rows and
+        events of kept participants up to ``date``.  A status reached after ``date``
+        (completed, died, ...) is replaced by ``enrolled`` (still in follow-up) with the
+        enrolment date as status date; an event resolved after ``date`` loses its
+        ``resolved_day`` and ``outcome`` (unknown at the cut).  Nothing else changes.
+        """
+        require_columns(self.participants, ["participant_id", "status", "status_date",
+                                            "enrolment_date"], what="participants")
+        cut = pd.Timestamp(date)
+        ppl = self.participants.copy()
+        enrol = pd.to_datetime(ppl["enrolment_date"])
+        sdate = pd.to_datetime(ppl["status_date"])
+        never = ppl["status"].isin(["screened", "screen_failed"])
+        keep = (~never & enrol.notna() & (enrol <= cut)) | (never & sdate.notna() & (sdate <= cut))
+        ppl = ppl[keep].copy()
+        later = ~ppl["status"].isin(["screened", "screen_failed"]) & ~(
+            pd.to_datetime(ppl["status_date"]) <= cut)
+        ppl.loc[later, "status"] = "enrolled"
+        if "status_reason" in ppl.columns:
+            ppl.loc[later, "status_reason"] = ""
+        ppl.loc[later, "status_date"] = ppl.loc[later, "enrolment_date"]
+        ppl = ppl.reset_index(drop=True)
+        day0 = dict(zip(ppl["participant_id"], pd.to_datetime(ppl["enrolment_date"]),
+                        strict=True))
+
+        def when(frame: pd.DataFrame, day: pd.Series) -> pd.Series:
+            start = frame["participant_id"].map(day0)
+            return start + pd.to_timedelta(pd.to_numeric(day, errors="coerce"), unit="D")
+
+        ds = self.dataset
+        ds = ds[ds["participant_id"].isin(day0)]
+        day = pd.to_numeric(ds["actual_day"], errors="coerce").fillna(
+            pd.to_numeric(ds["nominal_day"], errors="coerce"))
+        ds = ds[(when(ds, day) <= cut).to_numpy()].reset_index(drop=True)
+        ae = self.adverse_events
+        ae = ae[ae["participant_id"].isin(day0)].copy()
+        if "onset_day" in ae.columns and len(ae):
+            ae = ae[(when(ae, ae["onset_day"]) <= cut).to_numpy()].copy()
+            if "resolved_day" in ae.columns:
+                open_ = ~(when(ae, ae["resolved_day"]) <= cut).to_numpy()
+                ae.loc[open_, "resolved_day"] = pd.NA
+                if "outcome" in ae.columns:
+                    ae.loc[open_, "outcome"] = pd.NA
+        return TrialData(ds, ppl, ae.reset_index(drop=True), self.protocol_summary)
+
     @property
     def baseline_visit(self) -> str:
         """Baseline visit code from the protocol summary (default ``D0``)."""

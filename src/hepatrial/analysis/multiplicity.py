@@ -5,7 +5,10 @@
   Adjusted p equal R ``p.adjust(p, "holm")``.
 * :func:`fixed_sequence` — hierarchical (fixed-sequence) testing (Maurer, Hothorn & Lehmacher
   1995; Westfall & Krishen 2001): test in the pre-specified order at full alpha and stop at the
-  first non-rejection; later hypotheses are "not tested".  Controls the FWER strongly.
+  first non-rejection; later hypotheses are "not tested".  Controls the FWER strongly.  A
+  hypothesis without data (p given as ``None``: an interim analysis before any week-24 pair)
+  is "not tested: no data" and stops the sequence too — it cannot be rejected, so nothing after
+  it may be tested (testing a later hypothesis at full alpha would break the FWER control).
 * :func:`min_attainable_p` / :func:`exact_test_feasibility` — with n non-zero pairs an exact
   sign-based test (sign, Wilcoxon signed-rank, sign-flip permutation) cannot give a two-sided
   p below 2/2**n (n = 8: 0.0078125), so Holm/Bonferroni over m tests can never reject when
@@ -24,7 +27,7 @@ from statsmodels.stats.multitest import multipletests
 
 from hepatrial.analysis._common import AnalysisInputError
 
-__all__ = ["exact_test_feasibility", "fixed_sequence", "holm", "min_attainable_p"]
+__all__ = ["NO_DATA", "exact_test_feasibility", "fixed_sequence", "holm", "min_attainable_p"]
 
 
 def _as_series(pvalues: Mapping[Hashable, float] | Sequence[float] | pd.Series) -> pd.Series:
@@ -58,22 +61,36 @@ def holm(
     )
 
 
+NO_DATA = "not tested: no data"
+
+
 def fixed_sequence(
-    tests: Mapping[Hashable, float] | Sequence[tuple[Hashable, float]], alpha: float = 0.05
+    tests: Mapping[Hashable, float | None] | Sequence[tuple[Hashable, float | None]],
+    alpha: float = 0.05,
 ) -> pd.DataFrame:
     """Fixed-sequence (hierarchical) testing of hypotheses given in their pre-specified order.
 
     Each hypothesis is tested at the full ``alpha`` while all earlier ones were rejected; the
     first non-rejection stops the sequence and every later hypothesis is ``"not tested"``.
+    A p-value of ``None`` means the hypothesis has no data (e.g. an interim analysis with no
+    week-24 pair yet): it is ``"not tested: no data"`` wherever it stands, and the sequence
+    stops there.  NaN is not "no data" — it signals a failed computation and raises, as does a
+    p outside [0, 1].
 
-    Returns one row per hypothesis: ``order`` (1-based), ``test``, ``p``, ``status``
-    (``"rejected"``, ``"not rejected"``, ``"not tested"``) and ``reject`` (bool).
+    Returns one row per hypothesis: ``order`` (1-based), ``test``, ``p`` (NaN without data),
+    ``status`` (``"rejected"``, ``"not rejected"``, ``"not tested"``,
+    ``"not tested: no data"``) and ``reject`` (bool).
     """
     items = list(tests.items()) if isinstance(tests, Mapping) else list(tests)
     rows: list[dict[str, Any]] = []
     stopped = False
-    for i, (name, p) in enumerate(items, start=1):
-        p = float(p)
+    for i, (name, raw) in enumerate(items, start=1):
+        if raw is None:
+            rows.append({"order": i, "test": name, "p": float("nan"), "status": NO_DATA,
+                         "reject": False})
+            stopped = True
+            continue
+        p = float(raw)
         if math.isnan(p) or not 0.0 <= p <= 1.0:
             raise AnalysisInputError(f"p-value for {name!r} is {p!r}, not in [0, 1]")
         if stopped:

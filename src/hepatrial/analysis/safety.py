@@ -4,6 +4,12 @@ Counting follows ICH E3 §12.2 / CONSORT harms (Ioannidis et al. 2004; Junqueira
 per category both the number of events and the number (and %) of participants with at least
 one such event.  Grades are CTCAE v5.0 (1 mild ... 5 death).  The shift table cross-tabulates
 the baseline grade against the worst post-baseline grade per participant (ICH E3 §12.4.2.2).
+
+:func:`ae_by_soc_term` is the journal's adverse-event table (CONSORT Harms 2022, Junqueira et
+al. BMJ 2023;381:e073725, items 14-17; the layout of R gtreg ``tbl_ae()``): per system organ
+class and term the participants with at least one event n (%), the events, the participants
+by their **maximum** grade (each participant counted once, at their worst grade), the
+participants with a serious or a related event, and the time from infusion to onset.
 """
 
 from __future__ import annotations
@@ -22,11 +28,13 @@ from hepatrial.analysis._common import (
     visit_order,
 )
 
-__all__ = ["ae_overview", "ae_summary", "lab_shift_table"]
+__all__ = ["NOT_CODED", "ae_by_soc_term", "ae_overview", "ae_summary", "lab_shift_table"]
 
 RELATEDNESS = ("not_related", "unlikely", "possible", "probable", "definite")
 RELATED = ("possible", "probable", "definite")
 NOT_TREATED = ("screened", "screen_failed")
+#: System organ class of events whose term is not (yet) coded to MedDRA/CTCAE.
+NOT_CODED = "Not coded"
 
 
 def _validate_ae(ae: pd.DataFrame, subject: str) -> pd.DataFrame:
@@ -151,6 +159,74 @@ def ae_overview(
         rows.append({"category": name, "n_events": len(sub), "n_participants": k,
                      "n_total": n, "pct": 100.0 * k / n if n else float("nan")})
     return pd.DataFrame(rows)
+
+
+def ae_by_soc_term(
+    adverse_events: pd.DataFrame,
+    *,
+    participants: pd.DataFrame | None = None,
+    n_total: int | None = None,
+    subject: str = "participant_id",
+    soc: str = "soc",
+    onset: str = "onset_day",
+) -> pd.DataFrame:
+    """Adverse events by system organ class and term (gtreg ``tbl_ae`` layout).
+
+    Events are grouped by the ``soc`` column when the table has one (events with a missing SOC
+    and every event of a table without the column are grouped under :data:`NOT_CODED`), then
+    by ``term`` exactly as recorded (no case folding or merging of free text).
+
+    Returns one row per level, in print order: ``level`` (``"any"`` — all events; ``"soc"``;
+    ``"term"``), ``soc``, ``term`` (empty where not applicable), ``n_participants`` (with at
+    least one such event), ``n_total`` (denominator: treated participants, as
+    :func:`ae_summary`), ``pct``, ``n_events``, ``max_grade_1`` … ``max_grade_5``
+    (participants by their maximum grade among these events: each participant counted once),
+    ``n_serious`` and ``n_related`` (participants with at least one serious / related —
+    possible, probable, definite — such event), ``onset_median``, ``onset_min``,
+    ``onset_max`` (days from day 0, the infusion, to onset over the events with a known onset)
+    and ``n_onset_missing``.  SOCs are ordered by decreasing participant count, then name,
+    with :data:`NOT_CODED` last; terms within a SOC the same way.
+    """
+    ae = _validate_ae(adverse_events, subject)
+    n = _denominators(participants, n_total, subject, None)[None]
+    socs = (ae[soc].astype(object).where(ae[soc].notna(), NOT_CODED).astype(str)
+            if soc in ae.columns else pd.Series(NOT_CODED, index=ae.index, dtype=object))
+    ae = ae.assign(__soc=socs.to_numpy(), __term=ae["term"].astype(str).to_numpy())
+    days = (numeric_column(ae, onset, what="adverse events") if onset in ae.columns
+            else pd.Series(np.nan, index=ae.index))
+    ae = ae.assign(__onset=days.to_numpy(dtype=float))
+    cols = ["level", "soc", "term", "n_participants", "n_total", "pct", "n_events",
+            *[f"max_grade_{g}" for g in range(1, 6)], "n_serious", "n_related",
+            "onset_median", "onset_min", "onset_max", "n_onset_missing"]
+
+    def summary(level: str, soc_name: str, term_name: str, g: pd.DataFrame) -> dict[str, Any]:
+        k = int(g[subject].nunique())
+        worst = g.groupby(subject)["grade"].max()
+        on = g["__onset"].dropna().to_numpy(dtype=float)
+        row: dict[str, Any] = {
+            "level": level, "soc": soc_name, "term": term_name, "n_participants": k,
+            "n_total": n, "pct": 100.0 * k / n if n else float("nan"), "n_events": len(g)}
+        for grade in range(1, 6):
+            row[f"max_grade_{grade}"] = int((worst == grade).sum())
+        row["n_serious"] = int(g.loc[g["serious"], subject].nunique())
+        row["n_related"] = int(g.loc[g["related"].isin(RELATED), subject].nunique())
+        row["onset_median"] = float(np.median(on)) if on.size else float("nan")
+        row["onset_min"] = float(on.min()) if on.size else float("nan")
+        row["onset_max"] = float(on.max()) if on.size else float("nan")
+        row["n_onset_missing"] = int(len(g) - on.size)
+        return row
+
+    def order(groups: Any) -> list[tuple[str, pd.DataFrame]]:
+        items = [(str(k), g) for k, g in groups]
+        return sorted(items, key=lambda kv: (kv[0] == NOT_CODED, -kv[1][subject].nunique(),
+                                             kv[0]))
+
+    rows = [summary("any", "", "", ae)]
+    for soc_name, g in order(ae.groupby("__soc", sort=True)):
+        rows.append(summary("soc", soc_name, "", g))
+        for term_name, gt in order(g.groupby("__term", sort=True)):
+            rows.append(summary("term", soc_name, term_name, gt))
+    return pd.DataFrame(rows, columns=cols)
 
 
 def lab_shift_table(
