@@ -1,0 +1,148 @@
+"""Base of the thin Django admin of the trial store.
+
+* every change form has a required **reason for change** (stored as the history change reason);
+  a delete needs a reason too (typed on the confirmation page); bulk delete is disabled;
+* a coordinator (non-superuser) sees only participants — and their visits, labs, ... — of the
+  sites they are a member of (:class:`~hepatrial.trials.models.SiteMembership`); superusers
+  see everything;
+* history pages come from django-simple-history (``SimpleHistoryAdmin``); reverting is off;
+* the randomisation list and the audit ledger are visible to superusers only (concealment).
+"""
+
+from __future__ import annotations
+
+from typing import Any
+
+from django import forms
+from django.contrib import messages
+from django.http import HttpRequest, HttpResponseRedirect
+from simple_history.admin import SimpleHistoryAdmin
+
+from hepatrial.trials import models as m
+
+REASON_FIELD = "change_reason"
+
+
+def user_site_ids(user: Any) -> list[int]:
+    """Ids of the sites a user may see (all for superusers)."""
+    if user.is_superuser:
+        return list(m.Site.objects.values_list("pk", flat=True))
+    return list(m.SiteMembership.objects.filter(user=user).values_list("site_id", flat=True))
+
+
+class ReasonForm(forms.ModelForm):
+    """Model form that asks for a reason for change when editing a saved record."""
+
+    change_reason = forms.CharField(
+        label="Reason for change",
+        required=False,
+        widget=forms.Textarea(attrs={"rows": 2}),
+        help_text="Required when changing a saved record; kept in the audit trail.",
+    )
+
+    def clean(self) -> dict[str, Any]:
+        data = super().clean()
+        participant, visit = data.get("participant"), data.get("visit")
+        if participant is not None and visit is not None and visit.participant_id != participant.pk:
+            self.add_error("visit", f"visit {visit} belongs to another participant")
+        if self.instance.pk is not None and self.has_changed():
+            if not (data.get(REASON_FIELD) or "").strip():
+                self.add_error(REASON_FIELD, "A reason for change is required.")
+        return data
+
+
+class AuditedAdmin(SimpleHistoryAdmin):
+    """Admin base: reason for change on edit and delete, site-restricted querysets."""
+
+    form = ReasonForm
+    #: path from the model to its Site, for per-site filtering (None: not site-scoped)
+    site_path: str | None = "participant__site"
+    delete_confirmation_template = "admin/trials/delete_confirmation.html"
+
+    def get_fields(self, request: HttpRequest, obj: Any = None) -> list[str]:
+        fields = [f for f in super().get_fields(request, obj) if f != REASON_FIELD]
+        if obj is not None:
+            fields.append(REASON_FIELD)
+        return fields
+
+    def get_actions(self, request: HttpRequest) -> dict[str, Any]:
+        actions = super().get_actions(request)
+        actions.pop("delete_selected", None)  # a bulk delete cannot carry per-row reasons
+        return actions
+
+    def get_queryset(self, request: HttpRequest) -> Any:
+        qs = super().get_queryset(request)
+        if request.user.is_superuser or self.site_path is None:
+            return qs
+        return qs.filter(**{f"{self.site_path}__in": user_site_ids(request.user)})
+
+    def formfield_for_foreignkey(self, db_field: Any, request: HttpRequest, **kwargs: Any) -> Any:
+        if not request.user.is_superuser:
+            sites = user_site_ids(request.user)
+            if db_field.related_model is m.Participant:
+                kwargs["queryset"] = m.Participant.objects.filter(site__in=sites)
+            elif db_field.related_model is m.Visit:
+                kwargs["queryset"] = m.Visit.objects.filter(participant__site__in=sites)
+            elif db_field.related_model is m.Site:
+                kwargs["queryset"] = m.Site.objects.filter(pk__in=sites)
+        return super().formfield_for_foreignkey(db_field, request, **kwargs)
+
+    def save_model(self, request: HttpRequest, obj: Any, form: Any, change: bool) -> None:
+        obj._history_user = request.user
+        if change:
+            obj._change_reason = form.cleaned_data.get(REASON_FIELD, "").strip()
+            if not form.has_changed():
+                return
+        super().save_model(request, obj, form, change)
+
+    def delete_view(self, request: HttpRequest, object_id: str, extra_context: Any = None) -> Any:
+        if request.method == "POST" and not request.POST.get(REASON_FIELD, "").strip():
+            messages.error(request, "A reason is required to delete a record.")
+            return HttpResponseRedirect(request.path)
+        request._hepatrial_reason = request.POST.get(REASON_FIELD, "").strip()  # type: ignore[attr-defined]
+        return super().delete_view(request, object_id, extra_context)
+
+    def delete_model(self, request: HttpRequest, obj: Any) -> None:
+        obj.delete(reason=getattr(request, "_hepatrial_reason", ""), user=request.user)
+
+    def history_form_view(
+        self, request: HttpRequest, object_id: str, version_id: str, extra_context: Any = None
+    ) -> Any:
+        # simple_history looks the version up without get_queryset: check the site here
+        if (
+            not request.user.is_superuser
+            and not self.get_queryset(request).filter(pk=object_id).exists()
+        ):
+            from django.core.exceptions import PermissionDenied
+
+            raise PermissionDenied
+        return super().history_form_view(request, object_id, version_id, extra_context)
+
+    def history_view(self, request: HttpRequest, object_id: str, extra_context: Any = None) -> Any:
+        # only objects the user may see (get_object goes through get_queryset)
+        if self.get_object(request, object_id) is None and not request.user.is_superuser:
+            from django.core.exceptions import PermissionDenied
+
+            raise PermissionDenied
+        return super().history_view(request, object_id, extra_context)
+
+
+class SuperuserOnly(AuditedAdmin):
+    """Visible to superusers only."""
+
+    site_path = None
+
+    def has_module_permission(self, request: HttpRequest) -> bool:
+        return bool(request.user.is_superuser)
+
+    def has_view_permission(self, request: HttpRequest, obj: Any = None) -> bool:
+        return bool(request.user.is_superuser)
+
+    def has_change_permission(self, request: HttpRequest, obj: Any = None) -> bool:
+        return bool(request.user.is_superuser)
+
+    def has_add_permission(self, request: HttpRequest) -> bool:
+        return bool(request.user.is_superuser)
+
+    def has_delete_permission(self, request: HttpRequest, obj: Any = None) -> bool:
+        return bool(request.user.is_superuser)
