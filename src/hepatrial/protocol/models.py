@@ -206,16 +206,30 @@ class MixedModel(_Sourced):
 
 
 class AnalysisPlan(_Sourced):
-    """Statistical analysis plan settings."""
+    """Statistical analysis plan settings.
+
+    ``primary_test`` names the one pre-specified test of every hypothesis (ICH E9 §5.1: one
+    primary analysis per hypothesis); the other ``paired_tests`` are sensitivity analyses,
+    reported as such and never part of the confirmatory (multiplicity) family. It must be one
+    of ``paired_tests``, and must be given when they list more than one test.
+    """
 
     meld_variant: str = "optn2002"
     paired_tests: tuple[Literal["t", "wilcoxon"], ...] = ()
+    primary_test: Literal["t", "wilcoxon"] | None = None
     wilcoxon_method: Literal["exact", "asymptotic"] = "exact"
     multiplicity: Literal["fixed_sequence", "holm", "none"] = "none"
     sequence: tuple[SequenceItem, ...] = ()
     alpha: float = Field(default=0.05, gt=0, lt=1)
     sided: Literal["two-sided", "one-sided"] = "two-sided"
     mixed_model: MixedModel | None = None
+
+    @property
+    def resolved_primary_test(self) -> str | None:
+        """``primary_test``, or the only paired test when just one is listed."""
+        if self.primary_test is not None:
+            return self.primary_test
+        return self.paired_tests[0] if len(self.paired_tests) == 1 else None
 
 
 class Product(_Sourced):
@@ -443,8 +457,8 @@ class Protocol(_Model):
         Keys: name, title, version, registration, reference, content_hash, design, arms,
         sites, visits (code, label, nominal_day, window_lower, window_upper, baseline,
         measurements), baseline_visit, outcomes (analyte, label, unit, transform,
-        reported_unit), primary_endpoint, analysis (meld_variant, tests, wilcoxon_method,
-        multiplicity, sequence, alpha, sided, mixed_model), the three contract settings
+        reported_unit), primary_endpoint, analysis (meld_variant, tests, primary_test,
+        sensitivity_tests, wilcoxon_method, multiplicity, sequence, alpha, sided, mixed_model), the three contract settings
         mirrored at top level (meld_variant, tests, multiplicity), etiologies, product.
         """
         a = self.analysis
@@ -452,6 +466,8 @@ class Protocol(_Model):
             "meld_variant": a.meld_variant,
             "meld_score": _an.MELD_VARIANTS.get(a.meld_variant),
             "tests": list(a.paired_tests),
+            "primary_test": a.resolved_primary_test,
+            "sensitivity_tests": [t for t in a.paired_tests if t != a.resolved_primary_test],
             "wilcoxon_method": a.wilcoxon_method,
             "multiplicity": a.multiplicity,
             "sequence": [{"analyte": s.analyte, "visit": s.visit} for s in a.sequence],
@@ -675,6 +691,12 @@ def protocol_rule_issues(p: Protocol) -> list[Issue]:
                     f"MELD outcome {oc!r} does not match analysis.meld_variant "
                     f"{a.meld_variant!r} ({want})",
                 )
+    if a.primary_test is not None and a.primary_test not in a.paired_tests:
+        add("analysis.primary_test", f"{a.primary_test!r} is not one of paired_tests "
+            f"({', '.join(a.paired_tests) or 'none'})")
+    if a.primary_test is None and len(a.paired_tests) > 1:
+        add("analysis.primary_test", f"name the primary test (one of {', '.join(a.paired_tests)}); "
+            "the others are sensitivity analyses")
     if a.multiplicity == "fixed_sequence":
         if not a.sequence:
             add("analysis.sequence", "fixed_sequence multiplicity needs a non-empty sequence")
