@@ -1,25 +1,143 @@
-"""The ``hepatrial`` command.
+"""The ``hepatrial`` command: the command tree is assembled here and nowhere else.
 
-Each area registers its own commands in its own module so that the command tree is assembled
-here and nowhere else.
+Start-up is lazy. ``hepatrial --help`` imports no command module: it lists the commands from
+:data:`COMMANDS`. A command module is imported only when one of its commands runs or shows its
+own ``--help``, so every command pays for its own libraries and for no other command's
+(``benchmarks/bench_startup.py`` measures this; ``tests/cli/test_startup.py`` guards it).
+
+Adding a command module
+-----------------------
+1. Write ``src/hepatrial/cli/<area>.py`` with ``register(app: typer.Typer) -> None``, which adds
+   the area's commands or groups to ``app`` (``app.command("name")(fn)``,
+   ``app.add_typer(group_app, name="name")``). Import numpy, pandas, pydantic, django,
+   ``hepatrial.protocol`` and the like inside the command functions, never at module level:
+   ``hepatrial <name> --help`` must stay fast.
+2. Add one line per top-level command (or group) that it registers to :data:`COMMANDS`::
+
+       "name": ("area", "One-line help that `hepatrial --help` shows."),
+
+   The one-line help is written here only (it is the command's ``short_help``); the function's
+   docstring is the full help of ``hepatrial name --help``. Several modules may add commands to
+   one group (e.g. ``export``): name them all, comma-separated (``"ingest,report"``).
+
+A command that a module registers but :data:`COMMANDS` does not name still runs (an unknown
+name makes the group import every command module before it gives up), but ``hepatrial --help``
+does not list it, and ``tests/cli/test_startup.py`` fails until its line is added.
 """
 
 from __future__ import annotations
 
-import typer
+import importlib
+import pkgutil
+from typing import Any
 
-from hepatrial import __version__
-from hepatrial.cli import data as _data
-from hepatrial.cli import grade as _grade
-from hepatrial.cli import ingest as _ingest
-from hepatrial.cli import protocol as _protocol
-from hepatrial.cli import report as _report
-from hepatrial.cli import scores as _scores
-from hepatrial.cli import stats as _stats
-from hepatrial.cli import store as _store
+import typer
+from typer.core import TyperCommand, TyperGroup
+
+#: Every top-level command or group: name -> (command module(s) under ``hepatrial.cli``,
+#: one-line help). ``hepatrial --help`` lists them in this order.
+COMMANDS: dict[str, tuple[str, str]] = {
+    "score": ("scores", "Compute every liver score the input columns allow."),
+    "grade": ("grade", "Grade lab values by CTCAE v5.0."),
+    "init": ("store", "Create or upgrade the database and load the protocol."),
+    "serve": ("store", "Run the admin web interface."),
+    "report": ("report", "Write the trial report: one self-contained HTML file."),
+    "analyze": ("report", "Run the protocol's analysis plan on the store."),
+    "demo": ("report", "Rebuild Kharaziha 2009 as a synthetic cohort, load, analyse, report."),
+    "example": ("data", "Write a bundled example dataset (public data) as CSV."),
+    "protocol": ("protocol", "List, show and validate trial protocols (protocol as code)."),
+    "user": ("store", "Manage admin accounts."),
+    "audit": ("store", "Read and verify the audit trail."),
+    "stats": ("stats", "Statistics on a tidy CSV: paired tests, linear mixed models."),
+    "import": ("ingest", "Import data files into the trial store (all-or-nothing)."),
+    "export": ("ingest", "Export data from the trial store."),
+}
+
+
+def _modules_of(name: str) -> list[str]:
+    return [m.strip() for m in COMMANDS[name][0].split(",") if m.strip()]
+
+
+def command_modules() -> list[str]:
+    """Every command module: those :data:`COMMANDS` names, in its order, then any other
+    public module of this package that has a ``register`` function."""
+    named = list(dict.fromkeys(m for name in COMMANDS for m in _modules_of(name)))
+    others = sorted(
+        info.name
+        for info in pkgutil.iter_modules(__path__)
+        if not info.name.startswith("_") and info.name not in named
+    )
+    return named + [
+        m for m in others if hasattr(importlib.import_module(f"{__name__}.{m}"), "register")
+    ]
+
+
+def _help_default_false(cmd: Any) -> None:
+    """Give ``--help`` of ``cmd`` and of its sub-commands the default ``False``.
+
+    typer passes the value of an ``--help`` that was not given (``None``) through a pydantic
+    TypeAdapter, so that ``hepatrial GROUP COMMAND --help`` imported pydantic (~0.06 s CPU) for
+    the ``--help`` of ``hepatrial`` and of ``GROUP``; a bool value is passed through as is.
+    """
+    settings = dict(cmd.context_settings or {})
+    settings["default_map"] = {**(settings.get("default_map") or {}), "help": False}
+    cmd.context_settings = settings
+    for sub in getattr(cmd, "commands", {}).values():
+        _help_default_false(sub)
+
+
+class LazyGroup(TyperGroup):
+    """The root group: lists :data:`COMMANDS` without importing them; imports a command's
+    module(s) when the command is looked up to run or to show its own help."""
+
+    def __init__(self, **kwargs: Any) -> None:
+        super().__init__(**kwargs)
+        self._listing = False  # True while the group formats its own help
+        self._scratch = typer.Typer()  # the loaded modules register into this app
+        self._registered: list[str] = []
+        _help_default_false(self)
+
+    def list_commands(self, ctx: typer.Context) -> list[str]:
+        return list(dict.fromkeys([*COMMANDS, *self.commands]))
+
+    def get_command(self, ctx: typer.Context, cmd_name: str) -> Any:
+        cmd = self.commands.get(cmd_name)
+        if cmd is not None:
+            return cmd
+        if cmd_name in COMMANDS:
+            if self._listing:  # the listing needs the name and one-line help only
+                return TyperCommand(cmd_name, short_help=COMMANDS[cmd_name][1])
+            self._load(_modules_of(cmd_name))
+        elif not self._listing:  # not declared: maybe a module registers it anyway
+            self._load(command_modules())
+        return self.commands.get(cmd_name)
+
+    def _load(self, modules: list[str]) -> None:
+        new = [m for m in modules if m not in self._registered]
+        for m in new:
+            importlib.import_module(f"{__name__}.{m}").register(self._scratch)
+            self._registered.append(m)
+        if not new:
+            return
+        for name, cmd in typer.main.get_group(self._scratch).commands.items():
+            if name not in self.commands:
+                if name in COMMANDS and not cmd.short_help:
+                    cmd.short_help = COMMANDS[name][1]
+                _help_default_false(cmd)
+                self.commands[name] = cmd
+
+    def format_help(self, ctx: typer.Context, formatter: Any) -> None:
+        self._listing = True
+        try:
+            super().format_help(ctx, formatter)
+        finally:
+            self._listing = False
+
+
 
 app = typer.Typer(
     name="hepatrial",
+    cls=LazyGroup,
     help="Run and analyse clinical trials of cell therapy in end-stage liver disease.",
     no_args_is_help=True,
     add_completion=False,
@@ -27,9 +145,10 @@ app = typer.Typer(
 )
 
 
-
 def _version(value: bool) -> None:
     if value:
+        from hepatrial import __version__
+
         typer.echo(f"hepatrial {__version__}")
         raise typer.Exit()
 
@@ -41,10 +160,6 @@ def _root(
     ),
 ) -> None:
     """Run and analyse clinical trials of cell therapy in end-stage liver disease."""
-
-
-for _module in (_scores, _grade, _protocol, _store, _stats, _ingest, _report, _data):
-    _module.register(app)
 
 
 def main() -> None:  # pragma: no cover - console entry point

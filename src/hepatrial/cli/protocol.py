@@ -4,20 +4,15 @@ from __future__ import annotations
 
 import json
 from pathlib import Path
-from typing import Annotated
+from typing import TYPE_CHECKING, Annotated
 
 import typer
 
-from hepatrial.protocol import (
-    Protocol,
-    ProtocolError,
-    ProtocolNotFoundError,
-    VisitImportMap,
-    list_builtin,
-    load_protocol,
-    validate_file,
-)
-from hepatrial.protocol.loader import MAP_SUFFIX, load_model_file
+if TYPE_CHECKING:
+    from hepatrial.protocol import Protocol
+
+# hepatrial.protocol (pydantic, numpy) is imported inside the functions: `hepatrial protocol
+# --help` must start fast
 
 protocol_app = typer.Typer(
     name="protocol",
@@ -86,6 +81,8 @@ def _summary_lines(p: Protocol) -> list[str]:
 
 
 def _load_or_exit(name_or_file: str) -> Protocol:
+    from hepatrial.protocol import ProtocolError, ProtocolNotFoundError, load_protocol
+
     try:
         return load_protocol(name_or_file)
     except ProtocolNotFoundError as exc:
@@ -105,6 +102,8 @@ def _print_issues(source: str, issues: list) -> None:
 @protocol_app.command("list")
 def list_cmd() -> None:
     """List the built-in protocols."""
+    from hepatrial.protocol import list_builtin, load_protocol
+
     for name in list_builtin():
         p = load_protocol(name)
         typer.echo(f"{p.name:<15} {p.version:<7} {p.design:<11} {p.content_hash()[:12]}  {p.title}")
@@ -143,6 +142,9 @@ def validate_cmd(
     Prints each error as ``key.path[i].name: reason`` and exits with status 2; a valid file
     prints a summary and exits 0.
     """
+    from hepatrial.protocol import validate_file
+    from hepatrial.protocol.loader import MAP_SUFFIX
+
     if file.name.endswith(MAP_SUFFIX):
         _validate_map(file)
         return
@@ -155,6 +157,14 @@ def validate_cmd(
 
 
 def _validate_map(file: Path) -> None:
+    from hepatrial.protocol import (
+        ProtocolError,
+        ProtocolNotFoundError,
+        VisitImportMap,
+        load_protocol,
+    )
+    from hepatrial.protocol.loader import load_model_file
+
     try:
         m = load_model_file(file, VisitImportMap)
     except ProtocolError as exc:

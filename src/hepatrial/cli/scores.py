@@ -7,10 +7,6 @@ from pathlib import Path
 from typing import Annotated
 
 import typer
-from rich.console import Console
-from rich.progress import BarColumn, DownloadColumn, Progress, TextColumn, TimeRemainingColumn
-
-err = Console(stderr=True)
 
 
 def score(
@@ -35,8 +31,12 @@ def score(
     meld_optn2002, meld_na_kim2008, meld_na_optn2016, meld3_optn2023, child_pugh_points,
     child_pugh_class, albi, albi_grade, fib4, apri, meld_xi, ukeld (those the inputs allow).
     """
+    from rich.console import Console
+    from rich.progress import BarColumn, DownloadColumn, Progress, TextColumn, TimeRemainingColumn
+
     from hepatrial.cli._score_file import ScoreFileError, score_file
 
+    err = Console(stderr=True)
     if errors not in ("raise", "coerce"):
         raise typer.BadParameter("must be 'raise' or 'coerce'", param_hint="--errors")
     size = input_csv.stat().st_size
