@@ -133,11 +133,22 @@ def test_bad_input_names_column_and_row() -> None:
         paired_vs_baseline(sleep_long(), baseline="D0")
 
 
-def test_exact_falls_back_to_corrected_normal_with_ties_and_n_over_13() -> None:
+def test_exact_with_ties_and_n_over_13_is_exact_not_a_fallback() -> None:
+    # issue 9: this used to fall back silently to the normal approximation (n > 13 with ties)
     d = np.array([1, 1, 2, 2, 3, 3, 4, 4, 5, 5, 6, -1, -2, 7, 8.0])
     r = wilcoxon_signed_rank(d)
-    assert r["method"] == "asymptotic (fallback)"
-    assert r["p"] == pytest.approx(wilcoxon_signed_rank(d, method="asymptotic")["p"], rel=1e-12)
+    assert r["method"] == "exact permutation" and r["method_used"] == "exact"
+    # all 2**15 sign vectors of the mid-ranks, enumerated
+    # |d| = 1 three times (mid-rank 2), 2 three times (5), 3, 4, 5 twice (7.5, 9.5, 11.5)
+    ranks = np.array([2, 2, 5, 5, 7.5, 7.5, 9.5, 9.5, 11.5, 11.5, 13, 2, 5, 14, 15])
+    signs = (np.arange(2**15)[:, None] >> np.arange(15)) & 1
+    v_all = signs @ ranks
+    v_obs = ranks[d > 0].sum()
+    assert r["V"] == v_obs == 113.0
+    centre = ranks.sum() / 2
+    p_enum = np.mean(np.abs(v_all - centre) >= abs(v_obs - centre) - 1e-9)
+    assert r["p"] == pytest.approx(p_enum, rel=1e-12)
+    assert r["p"] != pytest.approx(wilcoxon_signed_rank(d, method="asymptotic")["p"], rel=1e-3)
 
 
 def test_screening_visit_before_baseline_is_not_compared() -> None:

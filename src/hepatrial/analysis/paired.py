@@ -4,20 +4,12 @@ Methods
 -------
 * Paired t-test (Student 1908) on the within-participant change d = visit - baseline, with the
   t-based confidence interval of the mean change; same numbers as R ``t.test(paired=TRUE)``.
-* Wilcoxon signed-rank test (Wilcoxon 1945) with zero differences dropped (Wilcoxon's
-  ``zero_method``; R does the same).  Two p-value methods:
-
-  - ``"exact"`` (default) follows SciPy's rule for ``method='auto'``: the exact null
-    distribution when there are neither ties nor zero differences; with ties or zeros and
-    n <= 13 an exhaustive sign-flip permutation test (all 2**n sign vectors, deterministic,
-    equal to ``coin::wilcoxsign_test(distribution="exact")``); with ties or zeros and n > 13 the
-    normal approximation, continuity-corrected unless ``correction=False`` (as R; SciPy's own
-    fallback is uncorrected) — ``wilcoxon_method`` then reports ``"asymptotic (fallback)"``.
-  - ``"asymptotic"``: the normal approximation with continuity correction, as R's
-    ``wilcox.test(paired=TRUE)`` does whenever there are ties or zeros (SciPy
-    ``method='asymptotic', correction=True``).
-
-  The statistic ``V`` is R's: the sum of the ranks of the positive differences.
+* Wilcoxon signed-rank test (Wilcoxon 1945) and the Hodges–Lehmann estimate with its
+  confidence interval: :mod:`hepatrial.analysis.wilcoxon` (exact conditional distribution with
+  ties and zeros at any n, as ``coin::wilcoxsign_test(distribution = "exact")``; R's normal
+  approximation; ``zero_method`` "wilcoxon" (zeros dropped, as R) or "pratt"; ranking at
+  ``digits_rank`` significant digits).  Every result names the method actually used
+  (``wilcoxon_method`` in words, ``wilcoxon_method_used`` "exact" or "asymptotic").
 * Standardised effect sizes for paired designs (Lakens 2013, Front Psychol 4:863,
   doi:10.3389/fpsyg.2013.00863): d_z = mean(d)/sd(d) and the small-sample corrected
   g_z = d_z * (1 - 3/(4(n-1) - 1)) (Hedges & Olkin 1985).  Not pingouin's paired ``cohen_d``,
@@ -27,7 +19,7 @@ Methods
 from __future__ import annotations
 
 from collections.abc import Sequence
-from typing import Any, Literal
+from typing import Any
 
 import numpy as np
 import pandas as pd
@@ -44,8 +36,13 @@ from hepatrial.analysis._common import (
     visit_order,
 )
 from hepatrial.analysis.multiplicity import min_attainable_p
-
-WilcoxonMethod = Literal["exact", "asymptotic"]
+from hepatrial.analysis.wilcoxon import (
+    DIGITS_RANK_DEFAULT,
+    EXACT_MAX_N,
+    WilcoxonMethod,
+    ZeroMethod,
+    wilcoxon_signed_rank,
+)
 
 __all__ = ["effect_sizes", "paired_test", "paired_vs_baseline", "wilcoxon_signed_rank"]
 
@@ -69,55 +66,6 @@ def effect_sizes(diff: Sequence[float] | np.ndarray) -> dict[str, float]:
     return {"d_z": d_z, "g_z": g_z}
 
 
-def wilcoxon_signed_rank(
-    diff: Sequence[float] | np.ndarray,
-    *,
-    method: WilcoxonMethod = "exact",
-    correction: bool = True,
-) -> dict[str, Any]:
-    """Two-sided Wilcoxon signed-rank test of paired differences (Wilcoxon 1945).
-
-    Zero differences are dropped (``n_zero`` reports how many).  ``method="exact"`` uses
-    SciPy's exact/permutation rule (see module docstring); ``"asymptotic"`` the normal
-    approximation, with continuity correction unless ``correction=False``.
-
-    Returns ``V`` (R's statistic: sum of ranks of positive differences), ``p``, ``n_used``
-    (non-zero differences), ``n_zero``, ``ties`` and ``method`` (the method actually used).
-    """
-    if method not in ("exact", "asymptotic"):
-        raise AnalysisInputError(f"wilcoxon method must be 'exact' or 'asymptotic', got {method!r}")
-    d = np.asarray(diff, dtype=float)
-    nonzero = d[d != 0.0]
-    n_zero = int(d.size - nonzero.size)
-    out: dict[str, Any] = {"V": float("nan"), "p": float("nan"), "n_used": int(nonzero.size),
-                           "n_zero": n_zero, "ties": False, "method": None}
-    if nonzero.size == 0:
-        return out
-    ranks = stats.rankdata(np.abs(nonzero))
-    out["V"] = float(ranks[nonzero > 0].sum())
-    ties = bool(np.unique(np.abs(nonzero)).size < nonzero.size)
-    out["ties"] = ties
-    if method == "asymptotic":
-        res = stats.wilcoxon(d, zero_method="wilcox", correction=correction, method="asymptotic")
-        used = "asymptotic, continuity-corrected" if correction else "asymptotic"
-    else:
-        if not ties and n_zero == 0:
-            res = stats.wilcoxon(d, zero_method="wilcox", method="exact")
-            used = "exact"
-        elif d.size <= 13:
-            res = stats.wilcoxon(
-                d, zero_method="wilcox", method=stats.PermutationMethod(n_resamples=np.inf)
-            )
-            used = "exact permutation"
-        else:
-            res = stats.wilcoxon(d, zero_method="wilcox", correction=correction,
-                                 method="asymptotic")
-            used = "asymptotic (fallback)"
-    out["p"] = float(res.pvalue)
-    out["method"] = used
-    return out
-
-
 def paired_test(
     baseline: Sequence[float] | np.ndarray,
     followup: Sequence[float] | np.ndarray,
@@ -125,15 +73,24 @@ def paired_test(
     wilcoxon: WilcoxonMethod = "exact",
     correction: bool = True,
     confidence: float = 0.95,
+    zero_method: ZeroMethod = "wilcoxon",
+    digits_rank: int | None = DIGITS_RANK_DEFAULT,
+    exact_max_n: int | None = EXACT_MAX_N,
 ) -> dict[str, Any]:
     """Paired comparison of two equal-length arrays; differences are ``followup - baseline``.
 
     Pairs with a missing value on either side are an error here (use
     :func:`paired_vs_baseline` for data with missing visits, which counts exclusions).
+    ``wilcoxon``, ``correction``, ``zero_method``, ``digits_rank``, ``exact_max_n``: see
+    :func:`hepatrial.analysis.wilcoxon.wilcoxon_signed_rank`; ``confidence`` is the level of
+    both the t interval and the Hodges–Lehmann interval.
 
     Returns n_pairs, mean_baseline, mean_followup, mean_diff, sd_diff, ci_low, ci_high,
-    t, df, p_t, wilcoxon_V, p_wilcoxon, wilcoxon_method, n_zero_diff, d_z, g_z and
-    min_p_exact (the smallest two-sided p any exact sign-based test can reach with these pairs).
+    t, df, p_t, wilcoxon_V, p_wilcoxon, wilcoxon_method (in words), wilcoxon_method_used
+    ("exact" or "asymptotic"), wilcoxon_zero_method, wilcoxon_digits_rank, wilcoxon_ties,
+    n_zero_diff, hl_estimate, hl_ci_low, hl_ci_high, hl_ci_level (achieved level),
+    hl_ci_method, d_z, g_z and min_p_exact (the smallest two-sided p any exact sign-based test
+    can reach with these pairs).
     """
     x = np.asarray(baseline, dtype=float)
     y = np.asarray(followup, dtype=float)
@@ -160,11 +117,22 @@ def paired_test(
         ci = tt.confidence_interval(confidence_level=confidence)
         res.update(t=float(tt.statistic), p_t=float(tt.pvalue),
                    ci_low=float(ci.low), ci_high=float(ci.high))
-    w = wilcoxon_signed_rank(d, method=wilcoxon, correction=correction) if n else None
-    res["wilcoxon_V"] = w["V"] if w else float("nan")
-    res["p_wilcoxon"] = w["p"] if w else float("nan")
+    w = (wilcoxon_signed_rank(d, method=wilcoxon, correction=correction,
+                              zero_method=zero_method, digits_rank=digits_rank,
+                              exact_max_n=exact_max_n, conf_level=confidence)
+         if n else None)
+    nan = float("nan")
+    res["wilcoxon_V"] = w["V"] if w else nan
+    res["p_wilcoxon"] = w["p"] if w else nan
     res["wilcoxon_method"] = w["method"] if w else None
+    res["wilcoxon_method_used"] = w["method_used"] if w else None
+    res["wilcoxon_zero_method"] = zero_method
+    res["wilcoxon_digits_rank"] = digits_rank
+    res["wilcoxon_ties"] = w["ties"] if w else False
     res["n_zero_diff"] = w["n_zero"] if w else 0
+    for key in ("estimate", "ci_low", "ci_high", "ci_level"):
+        res[f"hl_{key}"] = w[f"hl_{key}"] if w else nan
+    res["hl_ci_method"] = w["hl_ci_method"] if w else None
     res.update(effect_sizes(d))
     res["min_p_exact"] = min_attainable_p(w["n_used"]) if w and w["n_used"] else float("nan")
     return res
@@ -182,6 +150,9 @@ def paired_vs_baseline(
     wilcoxon: WilcoxonMethod = "exact",
     correction: bool = True,
     confidence: float = 0.95,
+    zero_method: ZeroMethod = "wilcoxon",
+    digits_rank: int | None = DIGITS_RANK_DEFAULT,
+    exact_max_n: int | None = EXACT_MAX_N,
 ) -> pd.DataFrame:
     """Compare every post-baseline visit with baseline, per outcome.
 
@@ -194,8 +165,9 @@ def paired_vs_baseline(
         The baseline visit level (``"D0"`` in kharaziha2009).
     visits:
         Chronological visit order (default: see :func:`hepatrial.analysis._common.visit_order`).
-    wilcoxon, correction:
-        Wilcoxon p-value method; see :func:`wilcoxon_signed_rank`.
+    wilcoxon, correction, zero_method, digits_rank, exact_max_n:
+        Wilcoxon signed-rank options; see
+        :func:`hepatrial.analysis.wilcoxon.wilcoxon_signed_rank`.
 
     Returns
     -------
@@ -221,7 +193,9 @@ def paired_vs_baseline(
             fu = wide[v] if v in wide.columns else pd.Series(np.nan, index=wide.index)
             ok = base.notna() & fu.notna()
             res = paired_test(base[ok].to_numpy(), fu[ok].to_numpy(), wilcoxon=wilcoxon,
-                              correction=correction, confidence=confidence)
+                              correction=correction, confidence=confidence,
+                              zero_method=zero_method, digits_rank=digits_rank,
+                              exact_max_n=exact_max_n)
             miss_b = base.isna() & fu.notna()
             miss_v = base.notna() & fu.isna()
             miss_both = base.isna() & fu.isna()
