@@ -2,9 +2,6 @@
 
 from __future__ import annotations
 
-import hashlib
-import random
-from collections.abc import Mapping
 from pathlib import Path
 from typing import Any
 
@@ -111,23 +108,16 @@ def install_protocol(
     return cfg, action
 
 
-def _block(rng: random.Random, size: int, ratio: Mapping[str, int], what: str) -> list[str]:
-    total = sum(ratio.values())
-    if size % total:
-        raise StoreError(f"{what}: block size {size} is not a multiple of the ratio total {total}")
-    block = [code for code, r in ratio.items() for _ in range(size // total * r)]
-    rng.shuffle(block)
-    return block
-
-
 def generate_randomisation(*, per_site: int = 200, user: Any = None) -> RandomisationList:
-    """Generate the concealed allocation list: permuted blocks, stratified by site, seeded.
+    """Generate and store the concealed allocation list (seeded permuted blocks, stratified by
+    site; the algorithm is the pure :func:`hepatrial.protocol.randomisation.allocation_list`).
 
-    For each site a separate stream ``random.Random(sha256(seed:site))`` picks a block size
-    from the protocol's ``block_sizes`` and shuffles a block with the arms in ``ratio``;
     ``per_site`` allocations (rounded up to whole blocks) per site. Deterministic for a
     protocol seed. Entries are revealed only by :func:`enrol_participant`.
     """
+    from hepatrial.protocol.randomisation import RandomisationError, allocation_list
+    from hepatrial.trials.audit.bulk import bulk_create
+
     proto = active_protocol()
     if proto.randomisation is None:
         raise StoreError(f"protocol {proto.name} has no [randomisation] section")
@@ -135,6 +125,17 @@ def generate_randomisation(*, per_site: int = 200, user: Any = None) -> Randomis
     r = proto.randomisation
     ratio = {a.code: int(a.ratio) for a in proto.arms}
     arms = {a.code: a for a in Arm.objects.all()}
+    sites = {s.code: s for s in Site.objects.order_by("code")}
+    try:
+        plan = allocation_list(
+            seed=int(r.seed),
+            sites=list(sites),
+            block_sizes=[int(b) for b in r.block_sizes],
+            ratio=ratio,
+            per_site=per_site,
+        )
+    except RandomisationError as exc:
+        raise StoreError(f"protocol {proto.name} randomisation: {exc}") from None
     with transaction.atomic():
         lst = RandomisationList(
             protocol_version=proto.version,
@@ -144,26 +145,15 @@ def generate_randomisation(*, per_site: int = 200, user: Any = None) -> Randomis
             created_at=timezone.now(),
         )
         lst.save(user=user)
-        entries = []
-        for site in Site.objects.order_by("code"):
-            digest = hashlib.sha256(f"{r.seed}:{site.code}".encode()).hexdigest()
-            rng = random.Random(int(digest[:16], 16))
-            seq, block_no = 0, 0
-            while seq < per_site:
-                block_no += 1
-                size = rng.choice(list(r.block_sizes))
-                for code in _block(rng, int(size), ratio, f"protocol {proto.name}"):
-                    seq += 1
-                    entries.append(
-                        RandomisationEntry(
-                            allocation_list=lst,
-                            site=site,
-                            sequence=seq,
-                            block=block_no,
-                            arm=arms[code],
-                        )
-                    )
-        from hepatrial.trials import audit
-
-        audit.bulk_create(RandomisationEntry, entries, user=user)
+        entries = [
+            RandomisationEntry(
+                allocation_list=lst,
+                site=sites[a.site],
+                sequence=a.sequence,
+                block=a.block,
+                arm=arms[a.arm],
+            )
+            for a in plan
+        ]
+        bulk_create(RandomisationEntry, entries, user=user)
     return lst
