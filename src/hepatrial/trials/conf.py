@@ -28,6 +28,49 @@ DEFAULT_DB = "hepatrial.sqlite3"
 ENV_URL = "HEPATRIAL_DATABASE_URL"
 ENV_DB = "HEPATRIAL_DB"
 ENV_SECRET = "HEPATRIAL_SECRET_KEY"
+ENV_HOSTS = "HEPATRIAL_ALLOWED_HOSTS"
+ENV_ORIGINS = "HEPATRIAL_CSRF_TRUSTED_ORIGINS"
+ENV_HTTPS = "HEPATRIAL_HTTPS"
+ENV_IDLE = "HEPATRIAL_SESSION_IDLE_MINUTES"
+ENV_DEBUG = "HEPATRIAL_DEBUG"
+
+#: every environment variable the store reads, with what it sets (``hepatrial serve --help``
+#: and the README list them from here)
+ENVIRONMENT: dict[str, str] = {
+    ENV_URL: "database URL: postgresql://user:pass@host:port/db or sqlite:///path "
+    "(default: --db PATH or ./hepatrial.sqlite3)",
+    ENV_DB: "SQLite file when no URL and no --db is given",
+    ENV_SECRET: "secret key signing sessions and CSRF tokens (default: random per process)",
+    ENV_HOSTS: "comma-separated host names the server answers to (default: localhost names)",
+    ENV_ORIGINS: "comma-separated trusted origins for CSRF, e.g. https://trial.example.org",
+    ENV_HTTPS: "1: served over HTTPS (secure cookies, HSTS, the proxy's X-Forwarded-Proto)",
+    ENV_IDLE: "minutes of inactivity before a session ends (default 30)",
+    ENV_DEBUG: "1: Django debug pages (never in production)",
+}
+
+_LOCAL_HOSTS = ["127.0.0.1", "localhost", "[::1]", "testserver"]
+
+
+def _env_list(name: str) -> list[str]:
+    return [x.strip() for x in os.environ.get(name, "").split(",") if x.strip()]
+
+
+def _env_flag(name: str) -> bool:
+    value = os.environ.get(name, "").strip().lower()
+    if value in ("", "0", "false", "no", "off"):
+        return False
+    if value in ("1", "true", "yes", "on"):
+        return True
+    raise ValueError(f"{name}: {value!r} is not 1/0, true/false, yes/no or on/off")
+
+
+def _env_minutes(name: str, default: int) -> int:
+    value = os.environ.get(name, "").strip()
+    if not value:
+        return default
+    if not value.isascii() or not value.isdigit() or not 1 <= int(value) <= 24 * 60:
+        raise ValueError(f"{name}: {value!r} is not a whole number of minutes from 1 to 1440")
+    return int(value)
 
 
 def parse_database_url(url: str) -> dict[str, Any]:
@@ -107,13 +150,29 @@ def describe_database(cfg: dict[str, Any]) -> str:
 def build_settings(db: str | Path | None = None) -> dict[str, Any]:
     """Complete Django settings for the trial store (admin, auth, sessions, simple_history).
 
-    ``HEPATRIAL_SECRET_KEY`` sets the session signing key; without it a random key is made per
-    process (admin sessions then end when ``hepatrial serve`` restarts).
+    Everything a deployment changes comes from ``HEPATRIAL_*`` environment variables
+    (:data:`ENVIRONMENT`): database, secret key (without one a random key is made per process,
+    so sessions end when the server restarts), allowed host names, trusted CSRF origins, HTTPS
+    (secure cookies), the idle session timeout. Raises ``ValueError`` naming a variable whose
+    value cannot be used.
     """
+    https = _env_flag(ENV_HTTPS)
+    idle_minutes = _env_minutes(ENV_IDLE, 30)
     return {
-        "DEBUG": False,
+        "DEBUG": _env_flag(ENV_DEBUG),
         "SECRET_KEY": os.environ.get(ENV_SECRET) or secrets.token_urlsafe(50),
-        "ALLOWED_HOSTS": ["127.0.0.1", "localhost", "[::1]", "testserver"],
+        "ALLOWED_HOSTS": _LOCAL_HOSTS + _env_list(ENV_HOSTS),
+        "CSRF_TRUSTED_ORIGINS": _env_list(ENV_ORIGINS),
+        "SESSION_COOKIE_SECURE": https,
+        "CSRF_COOKIE_SECURE": https,
+        "SECURE_PROXY_SSL_HEADER": ("HTTP_X_FORWARDED_PROTO", "https") if https else None,
+        "SECURE_HSTS_SECONDS": 31536000 if https else 0,
+        "SECURE_CONTENT_TYPE_NOSNIFF": True,
+        "SECURE_REFERRER_POLICY": "same-origin",
+        # idle timeout: the session expires after this much inactivity (every request renews it)
+        "SESSION_COOKIE_AGE": idle_minutes * 60,
+        "SESSION_SAVE_EVERY_REQUEST": True,
+        "SESSION_EXPIRE_AT_BROWSER_CLOSE": True,
         "INSTALLED_APPS": [
             "django.contrib.admin",
             "django.contrib.auth",
