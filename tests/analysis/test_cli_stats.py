@@ -121,9 +121,15 @@ def test_lmm_json(app: typer.Typer, tmp_path: Path) -> None:
     assert d["method"] == "REML" and d["converged"] is True
     assert d["n_obs"] == 24 and d["n_groups"] == 8 and d["n_dropped"] == 1
     assert isinstance(d["loglik"], float)
-    assert set(fe["week[4]"]) == {"estimate", "se", "z", "p", "ci_low", "ci_high"}
+    assert set(fe["week[4]"]) == {"estimate", "se", "se_adj", "df", "t", "p", "ci_low",
+                                  "ci_high", "z", "p_wald", "method"}
+    # balanced, complete, random intercept: KR = Satterthwaite = residual df (n-1)(T-1) = 14
+    assert d["ddf_method"] == "kenward-roger" and fe["week[4]"]["method"] == "kenward-roger"
+    assert fe["week[4]"]["df"] == pytest.approx(14, rel=1e-8)
+    assert d["f_tests"]["time"]["ndf"] == 2
     ml = runner.invoke(app, ["stats", "lmm", str(p), "--subject", "sid", "--time", "week",
-                             "--outcome", "meld", "--ml", "--random", "slope", "--json"])
+                             "--outcome", "meld", "--ml", "--random", "slope", "--json",
+                             "--ddf", "satterthwaite"])
     assert ml.exit_code == 0, ml.output
     assert json.loads(ml.stdout)["method"] == "ML"
     ref = runner.invoke(app, ["stats", "lmm", str(p), "--subject", "sid", "--time", "week",

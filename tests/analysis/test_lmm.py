@@ -7,6 +7,7 @@ from pathlib import Path
 import numpy as np
 import pandas as pd
 import pytest
+from scipy import stats
 
 from hepatrial.analysis import AnalysisInputError, LMMResult, fit_lmm
 
@@ -14,6 +15,14 @@ from hepatrial.analysis import AnalysisInputError, LMMResult, fit_lmm
 @pytest.fixture(scope="module")
 def pbcseq(pbcseq_csv: Path) -> pd.DataFrame:
     df = pd.read_csv(pbcseq_csv)
+    df["year"] = df["day"] / 365.25
+    return df
+
+
+def r_pbcseq_bili_input() -> pd.DataFrame:
+    from hepatrial import data
+
+    df = pd.read_csv(data.path("pbcseq"))
     df["year"] = df["day"] / 365.25
     return df
 
@@ -45,15 +54,24 @@ def test_r4_variance_components_and_ci(bili_slope: LMMResult) -> None:
     assert r.residual_variance == pytest.approx(0.121773, rel=1e-5)
     assert r.cor_re.loc["Intercept", "year"] == pytest.approx(0.418, abs=1e-3)
     fe = r.fixed_effects.loc["year"]
-    assert fe["ci_low"] == pytest.approx(fe["estimate"] - 1.959963985 * fe["se"], rel=1e-9)
     assert fe["z"] == pytest.approx(fe["estimate"] / fe["se"], rel=1e-12)
+    # default inference is Kenward-Roger: t(df) quantile on the adjusted SE
+    assert r.ddf_method == "kenward-roger"
+    q = stats.t.ppf(0.975, fe["df"])
+    assert fe["ci_low"] == pytest.approx(fe["estimate"] - q * fe["se_adj"], rel=1e-12)
+    wald = fit_lmm(r_pbcseq_bili_input(), "id", "year", "bili", log=True, random="slope",
+                   ddf="wald").fixed_effects.loc["year"]
+    assert wald["df"] == np.inf and wald["p"] == pytest.approx(wald["p_wald"], rel=1e-12)
+    assert wald["ci_low"] == pytest.approx(wald["estimate"] - 1.959963985 * wald["se"],
+                                           rel=1e-9)
 
 
-def test_albumin_random_slope_where_default_optimizer_fails(pbcseq: pd.DataFrame) -> None:
+def test_albumin_random_slope_where_statsmodels_default_fails(pbcseq: pd.DataFrame) -> None:
+    # statsmodels' default (bfgs first) stops at llf -1117.27 here; the profiled deviance with
+    # L-BFGS-B reaches R's optimum without any fallback
     r = fit_lmm(pbcseq, "id", "year", "albumin", random="slope")
-    # statsmodels' bfgs (its default's first choice) stops at llf -1117.27 here
-    assert r.optimizer_trials["bfgs"]["llf"] == pytest.approx(-1117.27, abs=0.01)
-    assert r.converged
+    assert r.optimizer == "lbfgs" and list(r.optimizer_trials) == ["lbfgs"]
+    assert r.converged and not r.singular
     assert r.loglik == pytest.approx(-966.0387, abs=1e-4)
     assert r.params["Intercept"] == pytest.approx(3.540545, abs=2e-6)
     assert r.params["year"] == pytest.approx(-0.088677, abs=2e-6)
@@ -63,7 +81,7 @@ def test_missing_outcomes_dropped_and_counted(pbcseq: pd.DataFrame) -> None:
     n_missing = int(pbcseq["chol"].isna().sum())
     assert n_missing > 0
     r = fit_lmm(pbcseq, "id", "year", "chol", log=True, random="intercept",
-                optimizers=("lbfgs",))
+                optimizers=("lbfgs",), ddf="wald")
     assert r.n_dropped == n_missing
     assert r.dropped_reasons == {"missing_outcome": n_missing, "missing_time": 0}
     assert r.n_obs == len(pbcseq) - n_missing
@@ -75,9 +93,16 @@ def test_group_interaction_terms(pbcseq: pd.DataFrame) -> None:
     r = fit_lmm(pbcseq, "id", "year", "bili", log=True, group="trt", optimizers=("lbfgs",))
     assert list(r.fixed_effects.index) == ["Intercept", "year", "trt[1]", "year:trt[1]"]
     d = r.to_dict()
-    assert set(d["fixed_effects"]["year:trt[1]"]) == {"estimate", "se", "z", "p", "ci_low",
-                                                      "ci_high"}
-    assert d["method"] == "REML"
+    assert set(d["fixed_effects"]["year:trt[1]"]) == {
+        "estimate", "se", "se_adj", "df", "t", "p", "ci_low", "ci_high", "z", "p_wald",
+        "method"}
+    assert d["fixed_effects"]["year:trt[1]"]["method"] == "kenward-roger"
+    assert d["method"] == "REML" and d["ddf_method"] == "kenward-roger"
+    # one interaction term: the F test is the square of the t test, same df
+    ft = d["f_tests"]["group:time"]
+    t = d["fixed_effects"]["year:trt[1]"]
+    assert ft["ndf"] == 1 and ft["ddf"] == pytest.approx(t["df"], rel=1e-10)
+    assert ft["p"] == pytest.approx(t["p"], rel=1e-8)
 
 
 def test_balanced_categorical_time_equals_anova() -> None:
@@ -110,6 +135,12 @@ def test_bad_input(pbcseq: pd.DataFrame) -> None:
         fit_lmm(bad, "id", "year", "bili", log=True)
     with pytest.raises(AnalysisInputError, match="random must be"):
         fit_lmm(pbcseq, "id", "year", "bili", random="quadratic")  # type: ignore[arg-type]
+    with pytest.raises(AnalysisInputError, match="ddf must be one of"):
+        fit_lmm(pbcseq, "id", "year", "bili", ddf="containment")  # type: ignore[arg-type]
+    with pytest.raises(AnalysisInputError, match="Kenward-Roger needs a REML fit"):
+        fit_lmm(pbcseq, "id", "year", "bili", reml=False)
+    with pytest.raises(AnalysisInputError, match="unknown optimizer 'newton'"):
+        fit_lmm(pbcseq, "id", "year", "bili", optimizers=("newton",))
 
 
 @pytest.mark.parametrize("reml", [True, False])
@@ -118,7 +149,7 @@ def test_r3_pbc2_reml_and_ml(pbcseq: pd.DataFrame, reml: bool) -> None:
     # nlme stops ~1e-5 (relative) short of the exact optimum, hence rel=2e-5 here.
     df = pbcseq.assign(year=pbcseq["day"] / 365.24)
     r = fit_lmm(df, "id", "year", "bili", log=True, random="slope", reml=reml,
-                optimizers=("lbfgs", "powell"))
+                optimizers=("lbfgs", "powell"), ddf="kenward-roger" if reml else "satterthwaite")
     if reml:
         beta, se, ll = (0.4957237890, 0.1774999299), (0.0580742458, 0.0124184718), -1531.360408
         g, s2 = (0.9980502, 0.0294909), 0.1217735

@@ -1,41 +1,43 @@
 """Linear mixed models for repeated measures (Laird & Ware 1982, Biometrics 38:963).
 
 :func:`fit_lmm` fits ``outcome ~ time [* group]`` with a random intercept, or a random
-intercept and slope on time, per subject, by REML (default) or ML on statsmodels ``MixedLM``,
-and makes the result agree with R ``nlme::lme`` / ``lme4::lmer``:
+intercept and slope on time, per subject, by REML (default) or ML, the way R ``lme4::lmer``
+does (Bates, Maechler, Bolker & Walker 2015, J Stat Softw 67(1)):
 
-1. **Several optimizers.**  statsmodels' default optimizer can stop at a wrong optimum
-   (pbcseq ``albumin ~ year``, random slope: llf -1117.27 instead of -966.04).  The model is
-   fitted with each of ``optimizers`` (default lbfgs, bfgs, cg, powell, nm); among the converged
-   fits the one with the highest log-likelihood is kept.
-2. **Polishing.**  From that fit the profiled (RE)ML criterion is maximised once more over the
-   variance parameters with SciPy BFGS, the analytic gradient and a tight tolerance
-   (``gtol``), so estimates do not depend on the optimizer's stopping rule (pbcseq: the
-   optimizers' estimates differ from each other by up to 2e-5 relative before polishing).
-3. **GLS standard errors.**  statsmodels' ``bse_fe`` inverts the observed Hessian over
-   (beta, theta) and is 5-14 % too large on unbalanced data.  R (and SAS) report
-   cov(beta) = (X' V^-1 X)^-1 with V_i = Z_i G Z_i' + sigma^2 I evaluated at the estimated
-   variance components; that is what is reported here.
+1. **Profiled deviance on the relative Cholesky factor.**  beta and sigma^2 are profiled out;
+   the optimizer sees only theta, the entries of Lambda (G = sigma^2 Lambda Lambda'), bounded
+   by diag(Lambda) >= 0, minimised by L-BFGS-B with the analytic gradient
+   (:mod:`hepatrial.analysis._reml`).  Other optimizers (``optimizers``) are tried only when the
+   gradient test fails at the returned point.
+2. **Honest convergence.**  ``converged`` is the gradient test at the returned point (lme4
+   ``checkConv``: scaled gradient, with a second-order check on the boundary), never an
+   optimizer's flag.  ``singular`` is lme4's ``isSingular`` (a diagonal of Lambda < 1e-4: a
+   variance at 0 or a correlation at +-1), reported, not hidden.
+3. **GLS standard errors.**  ``se`` is sqrt(diag((X' V^-1 X)^-1)) at the estimated variance
+   components, as R ``vcov`` (statsmodels' ``bse_fe`` inverts the observed Hessian over
+   (beta, theta) and is 5-14 % too large on unbalanced data).
+4. **Small-sample inference** (``ddf``, :mod:`hepatrial.analysis.ddf`): Kenward-Roger (default;
+   adjusted covariance and ddf, as R ``pbkrtest`` and SAS ``ddfm=kr``), Satterthwaite (as R
+   ``lmerTest``) or Wald z.  ``t``, ``df``, ``p`` and the CI of every fixed effect use the chosen
+   method (KR: the adjusted SE ``se_adj``); ``z`` and ``p_wald`` keep the Wald z test beside
+   them.  F tests for the time effect and the group x time interaction are in ``f_tests``;
+   :meth:`LMMResult.f_test` and :meth:`LMMResult.contrast` test anything else.
 
 With ML the SEs equal R ``vcov()`` (lme4 and nlme); nlme's ``summary()`` additionally
 multiplies ML SEs by sqrt(N/(N-p)) (``adjustSigma=TRUE``).
-
-Tests are Wald z tests (p from the normal distribution, as statsmodels; R lme uses t with
-containment df, lmerTest Satterthwaite df — with few subjects the z p-values are too small).
 """
 
 from __future__ import annotations
 
 import math
-import warnings
 from collections.abc import Sequence
 from dataclasses import dataclass, field
 from typing import Any, Literal
 
 import numpy as np
 import pandas as pd
-from scipy import optimize, stats
-from statsmodels.regression.mixed_linear_model import MixedLM, MixedLMParams
+from scipy import stats
+from threadpoolctl import threadpool_limits
 
 from hepatrial.analysis._common import (
     AnalysisInputError,
@@ -46,21 +48,32 @@ from hepatrial.analysis._common import (
     numeric_column,
     require_columns,
 )
+from hepatrial.analysis._reml import CONV_TOL, LMMCore
+from hepatrial.analysis.ddf import Inference, kenward_roger, varpar_cov
 
-__all__ = ["DEFAULT_OPTIMIZERS", "LMMResult", "fit_lmm"]
+__all__ = ["DDF_METHODS", "DEFAULT_OPTIMIZERS", "LMMResult", "fit_lmm"]
 
-DEFAULT_OPTIMIZERS: tuple[str, ...] = ("lbfgs", "bfgs", "cg", "powell", "nm")
+#: the first is the primary optimizer; the others are fallbacks used only when the gradient
+#: test fails (names: lbfgs = L-BFGS-B, nm = Nelder-Mead, powell, bfgs, cg)
+DEFAULT_OPTIMIZERS: tuple[str, ...] = ("lbfgs", "nm", "powell")
+DDF_METHODS: tuple[str, ...] = ("kenward-roger", "satterthwaite", "wald")
+_DDF_LABEL = {"kenward-roger": "Kenward-Roger (pbkrtest; SAS ddfm=kr)",
+              "satterthwaite": "Satterthwaite (lmerTest)",
+              "wald": "Wald z (normal reference distribution)"}
 
 
 @dataclass
 class LMMResult:
     """Result of :func:`fit_lmm`.
 
-    ``fixed_effects`` is indexed by term with columns estimate, se (GLS), z, p, ci_low,
-    ci_high.  ``cov_re`` is the random-effects covariance matrix G (outcome units squared),
-    ``residual_variance`` sigma^2.  ``loglik`` is the REML or ML log-likelihood (R
-    ``logLik``).  ``optimizer`` names the optimizer whose fit was kept (``+polish`` when the
-    final BFGS polish moved it); ``optimizer_trials`` has llf and convergence per optimizer.
+    ``fixed_effects`` is indexed by term with columns estimate, se (GLS, R ``vcov``), se_adj
+    (the SE the test uses: KR-adjusted under Kenward-Roger, else = se), df, t, p, ci_low,
+    ci_high (all by ``ddf_method``), z and p_wald (Wald z).  ``cov_re`` is the random-effects
+    covariance matrix G (outcome units squared), ``residual_variance`` sigma^2.  ``loglik``
+    is the REML or ML log-likelihood (R ``logLik``).  ``theta`` is lme4's relative Cholesky
+    factor; ``singular`` lme4's ``isSingular``; ``converged`` the gradient test at the
+    returned point (``max_grad``, ``max_scaled_grad`` against ``grad_tol``).  ``f_tests``
+    holds the omnibus F tests ("time" without a group, "group:time" with one).
     """
 
     fixed_effects: pd.DataFrame
@@ -77,8 +90,16 @@ class LMMResult:
     model: str
     optimizer_trials: dict[str, dict[str, Any]] = field(default_factory=dict)
     se_method: str = "GLS (X'V^-1 X)^-1 at the estimated variance components"
-    test: str = "Wald z (normal reference distribution)"
+    test: str = _DDF_LABEL["kenward-roger"]
     confidence: float = 0.95
+    ddf_method: str = "kenward-roger"
+    singular: bool = False
+    theta: list[float] = field(default_factory=list)
+    max_grad: float = math.nan
+    max_scaled_grad: float = math.nan
+    grad_tol: float = CONV_TOL
+    f_tests: dict[str, dict[str, Any]] = field(default_factory=dict)
+    inference: Inference | None = field(default=None, repr=False)
 
     @property
     def params(self) -> pd.Series:
@@ -99,10 +120,35 @@ class LMMResult:
             c = g / np.outer(sd, sd)
         return pd.DataFrame(c, index=self.cov_re.index, columns=self.cov_re.columns)
 
+    def _weights(self, weights: dict[str, float] | Sequence[str]) -> np.ndarray:
+        names = list(self.fixed_effects.index)
+        items = weights.items() if isinstance(weights, dict) else ((t, 1.0) for t in weights)
+        vec = np.zeros(len(names))
+        for term, w in items:
+            if term not in names:
+                raise AnalysisInputError(f"term {term!r} not in the model; terms: {names}")
+            vec[names.index(term)] = float(w)
+        return vec
+
+    def contrast(self, weights: dict[str, float]) -> dict[str, float]:
+        """t test and CI of sum_k w_k beta_k by ``ddf_method``, e.g. ``{"visit[W24]": 1,
+        "visit[W8]": -1}``: estimate, se, df, statistic, p, ci_low, ci_high."""
+        assert self.inference is not None
+        return self.inference.contrast(self._weights(weights))
+
+    def f_test(self, terms: Sequence[str]) -> dict[str, Any]:
+        """F test that all ``terms`` are 0 by ``ddf_method`` (KR: scaled F, pbkrtest
+        ``KRmodcomp``; Satterthwaite: lmerTest ``contestMD``; Wald: chi-square / q)."""
+        assert self.inference is not None
+        rows = [self._weights([t]) for t in terms]
+        out = self.inference.ftest(np.vstack(rows))
+        out["terms"] = list(terms)
+        return out
+
     def to_dict(self) -> dict[str, Any]:
-        """JSON-ready dict (NaN -> None)."""
+        """JSON-ready dict (NaN and infinite df -> None)."""
         fe = {
-            str(term): {k: float(v) for k, v in row.items()}
+            str(term): {**{k: float(v) for k, v in row.items()}, "method": self.ddf_method}
             for term, row in self.fixed_effects.iterrows()
         }
         cov = {str(r): {str(c): float(self.cov_re.loc[r, c]) for c in self.cov_re.columns}
@@ -119,8 +165,14 @@ class LMMResult:
             },
             "loglik": self.loglik,
             "method": self.method,
+            "ddf_method": self.ddf_method,
             "optimizer": self.optimizer,
             "converged": self.converged,
+            "singular": self.singular,
+            "theta": list(self.theta),
+            "gradient": {"max_abs": self.max_grad, "max_scaled": self.max_scaled_grad,
+                         "tolerance": self.grad_tol},
+            "f_tests": self.f_tests,
             "n_obs": self.n_obs,
             "n_groups": self.n_groups,
             "n_dropped": self.n_dropped,
@@ -130,8 +182,18 @@ class LMMResult:
             "test": self.test,
             "confidence": self.confidence,
         }
-        result: dict[str, Any] = nan_to_none(out)
+        result: dict[str, Any] = _finite(nan_to_none(out))
         return result
+
+
+def _finite(x: Any) -> Any:
+    if isinstance(x, dict):
+        return {k: _finite(v) for k, v in x.items()}
+    if isinstance(x, list):
+        return [_finite(v) for v in x]
+    if isinstance(x, float) and math.isinf(x):
+        return None
+    return x
 
 
 def _levels(s: pd.Series) -> list[Any]:
@@ -194,16 +256,6 @@ def _design(
     return exog, names, np.column_stack(re_cols), re_names
 
 
-def _gls_cov(model: MixedLM, cov_re_rel: np.ndarray, scale: float) -> np.ndarray:
-    k = model.k_fe
-    info = np.zeros((k, k))
-    for x, z in zip(model.exog_li, model.exog_re_li, strict=True):
-        v = z @ cov_re_rel @ z.T + np.eye(x.shape[0])
-        info += x.T @ np.linalg.solve(v, x)
-    cov: np.ndarray = scale * np.linalg.inv(info)
-    return cov
-
-
 def fit_lmm(
     df: pd.DataFrame,
     subject: str,
@@ -221,6 +273,7 @@ def fit_lmm(
     polish: bool = True,
     gtol: float = 1e-9,
     confidence: float = 0.95,
+    ddf: Literal["kenward-roger", "satterthwaite", "wald"] = "kenward-roger",
 ) -> LMMResult:
     """Fit a linear mixed model ``outcome ~ time (* group)`` with random effects by ``subject``.
 
@@ -246,9 +299,13 @@ def fit_lmm(
     reml:
         REML (default, R's default) or ML.
     optimizers:
-        statsmodels optimizers tried; the converged fit with the best llf is kept.
+        The first is the primary optimizer of the profiled deviance (default L-BFGS-B); the
+        others are tried, in turn, only while the gradient test fails.  The best deviance wins.
     polish, gtol:
-        Final SciPy BFGS polish of the variance parameters with gradient tolerance ``gtol``.
+        Polish a derivative-free fallback's result with L-BFGS-B; gradient tolerance of
+        L-BFGS-B.
+    ddf:
+        ``"kenward-roger"`` (default; REML only), ``"satterthwaite"`` or ``"wald"``.
 
     Rows with a missing outcome or time are dropped and counted (``n_dropped``,
     ``dropped_reasons``); a missing subject, a non-numeric or (with ``log``) non-positive value
@@ -260,6 +317,11 @@ def fit_lmm(
         raise AnalysisInputError(
             f"time_type must be 'continuous' or 'categorical', got {time_type!r}"
         )
+    if ddf not in DDF_METHODS:
+        raise AnalysisInputError(f"ddf must be one of {', '.join(DDF_METHODS)}; got {ddf!r}")
+    if ddf == "kenward-roger" and not reml:
+        raise AnalysisInputError("Kenward-Roger needs a REML fit; use ddf='satterthwaite' or "
+                                 "'wald' with ML")
     require_columns(df, [subject, time, outcome, group])
     check_by(df, None)  # one outcome at a time: refuse a frame mixing analytes
     check_no_missing_keys(df, [subject] + ([group] if group else []))
@@ -300,91 +362,76 @@ def fit_lmm(
     exog, names, exog_re, re_names = _design(data, time, time_num, group, time_type, random,
                                              time_levels)
     endog = data["__y"].to_numpy(dtype=float)
-    groups = data[subject].astype(str).to_numpy()
-    model = MixedLM(endog, exog, groups=groups, exog_re=exog_re)
-
-    trials: dict[str, dict[str, Any]] = {}
-    best: Any = None
-    best_key: tuple[bool, float] = (False, -math.inf)
-    best_name = ""
-    for opt in optimizers:
-        with warnings.catch_warnings():
-            warnings.simplefilter("ignore")
-            try:
-                res = model.fit(reml=reml, method=opt)
-            except Exception as exc:  # optimizer failures are recorded, not fatal
-                trials[opt] = {"llf": None, "converged": False, "error": str(exc)}
-                continue
-        llf = float(res.llf)
-        ok = bool(res.converged) and math.isfinite(llf)
-        trials[opt] = {"llf": llf if math.isfinite(llf) else None, "converged": bool(res.converged)}
-        key = (ok, llf if math.isfinite(llf) else -math.inf)
-        if key > best_key:
-            best, best_key, best_name = res, key, opt
-    if best is None:
-        raise AnalysisInputError("the mixed model could not be fitted with any optimizer")
-
-    model.reml = reml
-    pobj = best.params_object
-    x0 = pobj.get_packed(use_sqrt=model.use_sqrt, has_fe=False)
-
-    def unpack(x: np.ndarray) -> MixedLMParams:
-        return MixedLMParams.from_packed(x, model.k_fe, model.k_re, model.use_sqrt, has_fe=False)
-
-    def negll(x: np.ndarray) -> float:
-        return -float(model.loglike(unpack(x), profile_fe=True))
-
-    def neggrad(x: np.ndarray) -> np.ndarray:
-        g: np.ndarray = -np.asarray(model.score(unpack(x), profile_fe=True), dtype=float)
-        return g
-
-    converged = bool(best_key[0])
-    optimizer = best_name
-    x_final = x0
-    with warnings.catch_warnings():
-        warnings.simplefilter("ignore")
-        f0 = negll(x0)
-        if polish:
-            opt_res = optimize.minimize(negll, x0, jac=neggrad, method="BFGS",
-                                        options={"gtol": gtol, "maxiter": 1000})
-            if np.all(np.isfinite(opt_res.x)) and float(opt_res.fun) <= f0:
-                x_final = opt_res.x
-                if not np.allclose(x_final, x0, rtol=0, atol=1e-12):
-                    optimizer = f"{best_name}+polish"
-                grad_ok = float(np.max(np.abs(neggrad(x_final)))) < 1e-4
-                converged = converged or (bool(opt_res.success) and grad_ok)
-        params = unpack(x_final)
-        fe, _ = model.get_fe_params(params.cov_re, params.vcomp)
-        scale = float(model.get_scale(fe, params.cov_re, params.vcomp))
-        loglik = -negll(x_final)
-    cov_rel = np.asarray(params.cov_re, dtype=float)
-    cov_fe = _gls_cov(model, cov_rel, scale)
-    se = np.sqrt(np.diag(cov_fe))
-    z = fe / se
-    p = 2.0 * stats.norm.sf(np.abs(z))
-    q = stats.norm.ppf(0.5 + confidence / 2.0)
+    codes = pd.factorize(data[subject].astype(str).to_numpy())[0]
+    if exog.shape[0] <= exog.shape[1]:
+        raise AnalysisInputError(
+            f"{exog.shape[0]} observations cannot estimate {exog.shape[1]} fixed effects")
+    with threadpool_limits(1, user_api="blas"):  # tiny products: threads only cost CPU
+        core = LMMCore(endog, exog, exog_re, codes, reml=reml)
+        try:
+            fit = core.fit(optimizers=optimizers, gtol=gtol, polish=polish)
+        except ValueError as exc:
+            raise AnalysisInputError(str(exc)) from exc
+        if not math.isfinite(fit.deviance):
+            raise AnalysisInputError("the mixed model could not be fitted (deviance not finite)")
+        phi = core.vcov(fit)
+        inf = Inference(method=ddf, beta=fit.beta, phi=phi, names=names, confidence=confidence)
+        if ddf == "kenward-roger":
+            inf.kr = kenward_roger(core.kr_blocks(fit), phi)
+        elif ddf == "satterthwaite":
+            jac, hess = core.satterthwaite_pieces(fit)
+            inf.jac, inf.a_cov = jac, varpar_cov(hess)
+        rows = [inf.contrast(np.eye(len(names))[k]) for k in range(len(names))]
+    se = np.sqrt(np.diag(phi))
+    z = fit.beta / se
     fixed = pd.DataFrame(
-        {"estimate": fe, "se": se, "z": z, "p": p, "ci_low": fe - q * se, "ci_high": fe + q * se},
+        {"estimate": fit.beta, "se": se, "se_adj": [r["se"] for r in rows],
+         "df": [r["df"] for r in rows], "t": [r["statistic"] for r in rows],
+         "p": [r["p"] for r in rows], "ci_low": [r["ci_low"] for r in rows],
+         "ci_high": [r["ci_high"] for r in rows], "z": z,
+         "p_wald": 2.0 * stats.norm.sf(np.abs(z))},
         index=pd.Index(names, name="term"),
     )
-    cov_re = pd.DataFrame(cov_rel * scale, index=re_names, columns=re_names)
+    psi = fit.lam @ fit.lam.T
+    cov_re = pd.DataFrame(psi * fit.sigma2, index=re_names, columns=re_names)
     lhs = f"log({outcome})" if log else outcome
     t_term = time if time_type == "continuous" else f"factor({time})"
     rhs = f"{t_term} * {group}" if group else t_term
     re_txt = f"(1 + {time} | {subject})" if random == "slope" else f"(1 | {subject})"
-    return LMMResult(
+    trials = {k: {"llf": (-v["deviance"] / 2.0 if v["deviance"] is not None else None),
+                  "converged": v["passed"], "max_grad": v["max_grad"],
+                  "n_evaluations": v["n_evaluations"]}
+              for k, v in fit.trials.items()}
+    res = LMMResult(
         fixed_effects=fixed,
         cov_re=cov_re,
-        residual_variance=scale,
-        loglik=float(loglik),
+        residual_variance=float(fit.sigma2),
+        loglik=-fit.deviance / 2.0,
         method="REML" if reml else "ML",
-        optimizer=optimizer,
-        converged=converged,
+        optimizer=fit.optimizer,
+        converged=fit.converged,
         n_obs=len(data),
-        n_groups=int(model.n_groups),
+        n_groups=core.n_groups,
         n_dropped=int((~keep).sum()),
         dropped_reasons=reasons,
         model=f"{lhs} ~ {rhs} + {re_txt}",
         optimizer_trials=trials,
+        test=_DDF_LABEL[ddf],
         confidence=confidence,
+        ddf_method=ddf,
+        singular=fit.singular,
+        theta=[float(t) for t in fit.theta],
+        max_grad=fit.max_grad,
+        max_scaled_grad=fit.max_scaled_grad,
+        inference=inf,
     )
+    time_terms = [n for n in names if n == time or n.startswith(f"{time}[")]
+    time_terms = [n for n in time_terms if ":" not in n]
+    with threadpool_limits(1, user_api="blas"):
+        if group is None and time_terms:
+            res.f_tests["time"] = res.f_test(time_terms)
+        if group is not None:
+            inter = [n for n in names if ":" in n]
+            if inter:
+                res.f_tests["group:time"] = res.f_test(inter)
+    return res

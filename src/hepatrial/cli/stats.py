@@ -2,8 +2,9 @@
 
 * ``hepatrial stats paired FILE.csv --subject COL --visit COL --outcome COL --baseline LEVEL``
   — every visit vs baseline: paired t, Wilcoxon signed-rank, d_z/g_z, exclusions.
-* ``hepatrial stats lmm FILE.csv --subject COL --time COL --outcome COL`` — linear mixed
-  model with GLS standard errors (matches R nlme).
+* ``hepatrial stats lmm FILE.csv --subject COL --time COL --outcome COL [--ddf METHOD]`` —
+  linear mixed model (profiled REML as lme4; GLS SEs; Kenward-Roger, Satterthwaite or Wald
+  tests, matching R pbkrtest / lmerTest).
 
 ``--json`` prints deterministic JSON (sorted keys, numbers as numbers, NaN as null).  Bad input
 (missing column, non-numeric value) prints an error naming the column and the CSV line and exits
@@ -168,14 +169,20 @@ def lmm(
     reference: Annotated[str | None, typer.Option(
         "--reference", help="Reference time level for --time-type categorical (e.g. D0).")
     ] = None,
+    ddf: Annotated[str, typer.Option(
+        "--ddf", help="Denominator df of the t and F tests: kenward-roger (default; REML "
+        "only), satterthwaite or wald (z).")] = "kenward-roger",
     as_json: Annotated[bool, typer.Option("--json", help="Print JSON.")] = False,
 ) -> None:
-    """Fit a linear mixed model (several optimizers, best log-likelihood, GLS SEs as R)."""
+    """Fit a linear mixed model (profiled REML as lme4, GLS SEs, KR/Satterthwaite t tests)."""
     if random not in ("intercept", "slope"):
         raise typer.BadParameter("must be 'intercept' or 'slope'", param_hint="--random")
     if time_type not in ("continuous", "categorical"):
         raise typer.BadParameter("must be 'continuous' or 'categorical'",
                                  param_hint="--time-type")
+    if ddf not in ("kenward-roger", "satterthwaite", "wald"):
+        raise typer.BadParameter("must be 'kenward-roger', 'satterthwaite' or 'wald'",
+                                 param_hint="--ddf")
     from hepatrial.analysis import AnalysisInputError, fit_lmm
 
     keys = [subject] + ([group] if group else [])
@@ -190,25 +197,35 @@ def lmm(
     try:
         res = fit_lmm(df, subject, time, outcome, log=log, random=random,  # type: ignore[arg-type]
                       time_type=time_type, group=group, reml=reml,  # type: ignore[arg-type]
-                      time_reference=ref)
+                      time_reference=ref, ddf=ddf)  # type: ignore[arg-type]
     except AnalysisInputError as exc:
         _fail(file, f"{exc} (rows are CSV line numbers)" if exc.row is not None else str(exc))
         return
     if as_json:
         _dump(res.to_dict())
         return
+    stat = "z" if ddf == "wald" else "t"
     table = Table(title=res.model)
-    for col in ("term", "estimate", "SE", "z", "p", "95% CI"):
+    for col in ("term", "estimate", "SE", "df", stat, "p", f"{res.confidence:.0%} CI"):
         table.add_column(col, justify="left" if col == "term" else "right")
     for term, r in res.fixed_effects.iterrows():
-        table.add_row(str(term), _fmt(r["estimate"], 6), _fmt(r["se"], 6), _fmt(r["z"]),
+        table.add_row(str(term), _fmt(r["estimate"], 6), _fmt(r["se_adj"], 6),
+                      _fmt(r["df"] if r["df"] != float("inf") else None, 4), _fmt(r["t"]),
                       _fmt(r["p"]), f"({_fmt(r['ci_low'], 6)}, {_fmt(r['ci_high'], 6)})")
     out.print(table)
+    for name, ft in res.f_tests.items():
+        ddf_txt = "inf" if ft["ddf"] == float("inf") else _fmt(ft["ddf"])
+        out.print(f"F test {name}: F = {_fmt(ft['F'])} on {_fmt(ft['ndf'])} and {ddf_txt} df, "
+                  f"p = {_fmt(ft['p'])}", highlight=False)
     out.print(f"random-effects covariance:\n{res.cov_re.to_string()}", highlight=False)
     out.print(
         f"residual variance {res.residual_variance:.6g}; {res.method} logLik {res.loglik:.6f}; "
-        f"optimizer {res.optimizer}; converged {res.converged}; n obs {res.n_obs}, "
+        f"tests: {res.test}; optimizer {res.optimizer}; converged {res.converged} (max "
+        f"|gradient| {res.max_grad:.2g}); singular {res.singular}; n obs {res.n_obs}, "
         f"groups {res.n_groups}, dropped {res.n_dropped}", highlight=False)
+    if res.singular:
+        out.print("boundary (singular) fit: a random-effect variance is 0 or a correlation is "
+                  "+-1 (lme4 isSingular)", highlight=False)
 
 
 stats_app.command("paired")(paired)
