@@ -73,20 +73,6 @@ def _fmt_value(analyte: str, v: float) -> str:
     return f"{v:.{d}f}"
 
 
-def _cli(args: list[str]) -> None:
-    """Run a ``hepatrial`` command in this process; raise on a non-zero exit."""
-    from typer.main import get_command
-
-    from hepatrial.cli import app
-
-    cmd = get_command(app)
-    try:
-        cmd.main(args=args, prog_name="hepatrial", standalone_mode=False)
-    except SystemExit as exc:  # pragma: no cover - typer.Exit inside standalone_mode=False
-        if exc.code:
-            raise RuntimeError(f"hepatrial {' '.join(args)} exited with {exc.code}") from None
-
-
 def _screening_data(row: Any, labs: pd.DataFrame) -> dict[str, Any]:
     d0 = labs[(labs["participant_id"] == row.participant_id) & (labs["visit"] == "D0")]
     values = dict(zip(d0["analyte"], d0["value"], strict=True))
@@ -106,8 +92,9 @@ def _screening_data(row: Any, labs: pd.DataFrame) -> dict[str, Any]:
 
 
 def load_into_store(c: _cohort.Cohort, labs_csv: Path, db: Path) -> Any:
-    """Fresh SQLite store ← the synthetic cohort, through ``hepatrial init``, the store's
-    services and ``hepatrial import labs``; returns the exported TrialData bundle.
+    """Fresh SQLite store ← the synthetic cohort, through the library functions behind
+    ``hepatrial init`` and ``hepatrial import labs`` and the store's services; returns the
+    exported TrialData bundle.
 
     The demo always uses this fresh SQLite file: ``HEPATRIAL_DATABASE_URL`` is removed from
     this process's environment so that synthetic data never reach a configured server, and
@@ -127,8 +114,13 @@ def load_into_store(c: _cohort.Cohort, labs_csv: Path, db: Path) -> Any:
         db.unlink()
     # the built-in protocol as users get it; each participant's eligibility is assessed by the
     # store below and a synthetic participant it would exclude stops the demo
-    _cli(["init", "--protocol", PROTOCOL, "--db", str(db)])
+    from hepatrial.trials import migrate, setup
+
+    setup(db)  # what `hepatrial init --protocol kharaziha2009 --db DB` does
+    migrate()
     from hepatrial.trials import services
+
+    services.install_protocol(PROTOCOL)
 
     user = services.system_user()
     for r in c.participants.itertuples(index=False):
@@ -155,7 +147,9 @@ def load_into_store(c: _cohort.Cohort, labs_csv: Path, db: Path) -> Any:
             participant=r.participant_id, route=r.route, cells_total=float(r.cells_total),
             volume_ml=r.volume_ml, date=d0, operator="synthetic", batch_id=f"B-{r.participant_id}",
             user=user)
-    _cli(["import", "labs", str(labs_csv), "--db", str(db)])
+    from hepatrial.ingest.importer import import_labs
+
+    import_labs(labs_csv, db=db)  # what `hepatrial import labs FILE --db DB` does
     for r in c.participants.itertuples(index=False):
         services.change_status(participant=r.participant_id, status="completed",
                                date=_dt.date.fromisoformat(r.status_date),
