@@ -28,6 +28,7 @@ from typing import Any, Literal
 
 from pydantic import BaseModel, ConfigDict, Field, ValidationInfo, model_validator
 
+from hepatrial import vocab as _vocab
 from hepatrial.protocol import analytes as _an
 from hepatrial.protocol.eligibility import (
     Check,
@@ -38,10 +39,9 @@ from hepatrial.protocol.eligibility import (
 )
 
 Source = Literal["published", "assumed", "derived"]
-Etiology = Literal[
-    "HBV", "HCV", "alcohol", "MASLD", "autoimmune", "PBC", "PSC", "cryptogenic", "other"
-]
-Route = Literal["peripheral_vein", "portal_vein", "hepatic_artery"]
+# code lists from hepatrial.vocab (the store's Django choices derive from the same tuples)
+Etiology = Literal[_vocab.codes(_vocab.ETIOLOGY)]  # type: ignore[valid-type]
+Route = Literal[_vocab.codes(_vocab.ROUTE)]  # type: ignore[valid-type]
 WindowStatus = Literal["in_window", "early", "late"]
 
 #: Etiology codes (docs/contracts.md §2).
