@@ -109,43 +109,75 @@ __all__ = [
 # --------------------------------------------------------------------------- helpers
 
 
-def signif(x: Sequence[float] | np.ndarray, digits: int) -> np.ndarray:
-    """Round to ``digits`` significant digits exactly as R's ``signif`` (``fprec`` in R's
-    ``src/nmath/fprec.c``: scale by a power of ten, ``nearbyint``, scale back).
+_MAX10E = 308  # (int)(DBL_MAX_EXP * M_LOG10_2)
 
-    Zeros, NaN and infinities are returned unchanged; ``digits > 22`` returns ``x`` (R caps at
-    22 digits).
+
+def _r_pow_di(x: float, n: int) -> float:
+    """R's ``R_pow_di`` (``src/nmath/mlutils.c``): x**n by repeated squaring, which is what
+    ``signif`` uses (it differs from ``10.0**n`` in the last bits for n > 22)."""
+    xn = 1.0
+    if n != 0:
+        neg = n < 0
+        if neg:
+            n = -n
+        while True:
+            if n & 1:
+                xn *= x
+            n >>= 1
+            if n:
+                x *= x
+            else:
+                break
+        if neg:
+            xn = 1.0 / xn
+    return xn
+
+
+def _fprec(x: float, dig: int) -> float:
+    """R's ``fprec`` (``src/nmath/fprec.c``), the C code of ``signif``, for one finite x != 0."""
+    sgn = 1.0
+    if x < 0.0:
+        sgn, x = -1.0, -x
+    l10 = math.log10(x)
+    e10 = int(dig - 1 - math.floor(l10))
+    if abs(l10) < _MAX10E - 2:
+        p10 = 1.0
+        if e10 > _MAX10E:
+            p10 = _r_pow_di(10.0, e10 - _MAX10E)
+            e10 = _MAX10E
+        if e10 > 0:
+            pow10 = _r_pow_di(10.0, e10)
+            return sgn * (float(np.rint((x * pow10) * p10)) / pow10) / p10
+        pow10 = _r_pow_di(10.0, -e10)
+        return sgn * (float(np.rint(x / pow10)) * pow10)
+    do_round = _MAX10E - l10 >= _r_pow_di(10.0, -dig)
+    e2 = dig + (1 if e10 > 0 else -1) * 22
+    p10 = _r_pow_di(10.0, e2)
+    x *= p10
+    big_p10 = _r_pow_di(10.0, e10 - e2)
+    x *= big_p10
+    if do_round:
+        x += 0.5
+    x = math.floor(x) / p10
+    return sgn * x / big_p10
+
+
+def signif(x: Sequence[float] | np.ndarray, digits: int) -> np.ndarray:
+    """Round to ``digits`` significant digits exactly as R's ``signif`` (R's C code ``fprec``,
+    ``src/nmath/fprec.c``, with its ``R_pow_di`` powers of ten and ``nearbyint``).
+
+    Zeros, NaN and infinities are returned unchanged; ``digits > 22`` returns ``x`` (R's
+    ``MAX_DIGITS``).
     """
+    _check_digits(digits)
     v = np.asarray(x, dtype=float)
-    if not isinstance(digits, int | np.integer) or isinstance(digits, bool) or digits < 1:
-        raise AnalysisInputError(f"digits_rank must be a positive integer or None, got {digits!r}")
     if digits > 22:
         return v.copy()
     out = v.copy()
-    ok = np.isfinite(v) & (v != 0.0)
-    if not ok.any():
-        return out
-    a = np.abs(v[ok])
-    sgn = np.sign(v[ok])
-    l10 = np.log10(a)
-    e10 = (digits - 1 - np.floor(l10)).astype(int)
-    res = np.empty_like(a)
-    max10e = 308  # DBL_MAX_10_EXP
-    small = np.abs(l10) < max10e - 2
-    pos = small & (e10 > 0)
-    if pos.any():
-        e = e10[pos]
-        p10 = np.where(e > max10e, 10.0 ** (e - max10e).astype(float), 1.0)
-        e = np.minimum(e, max10e)
-        pow10 = 10.0 ** e.astype(float)
-        res[pos] = np.rint((a[pos] * pow10) * p10) / pow10 / p10
-    neg = small & (e10 <= 0)
-    if neg.any():
-        pow10 = 10.0 ** (-e10[neg]).astype(float)
-        res[neg] = np.rint(a[neg] / pow10) * pow10
-    big = ~small  # |x| within 100 of the double range: R keeps the value as is here
-    res[big] = a[big]
-    out[ok] = sgn * res
+    flat = out.reshape(-1)
+    for k, value in enumerate(v.reshape(-1).tolist()):
+        if value != 0.0 and math.isfinite(value):
+            flat[k] = _fprec(value, int(digits))
     return out
 
 
