@@ -22,6 +22,7 @@ from __future__ import annotations
 import datetime as _dt
 import hashlib
 import json
+import math
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
 from typing import Any, Literal
@@ -232,8 +233,89 @@ class AnalysisPlan(_Sourced):
         return self.paired_tests[0] if len(self.paired_tests) == 1 else None
 
 
+ReleaseOutcome = Literal["pass", "fail", "invalid"]
+
+
+def _is_number(v: Any) -> bool:
+    return isinstance(v, int | float) and not isinstance(v, bool) and math.isfinite(v)
+
+
+class ReleaseTest(_Sourced):
+    """One release test of the cell product and its acceptance criterion.
+
+    Quantitative (``min`` and/or ``max`` in ``unit``, bounds inclusive) or qualitative
+    (``expected``, e.g. ``"negative"``, ``"no growth"``; compared ignoring case and surrounding
+    spaces). A result is the measured value — a number in ``unit`` for a quantitative test, a
+    text for a qualitative one — or ``{"value": ..., "unit": ...}`` naming its unit, which must
+    then be the test's unit (results are never converted). See :meth:`assess`.
+    """
+
+    name: str = Field(pattern=_NAME, description="result key, e.g. cd73, viability, sterility")
+    unit: str = Field(default="", description="unit of a quantitative result ('%', 'EU/mL')")
+    min: float | None = Field(default=None, description="lowest acceptable value (inclusive)")
+    max: float | None = Field(default=None, description="highest acceptable value (inclusive)")
+    expected: str | None = Field(default=None, description="required qualitative result")
+
+    @property
+    def qualitative(self) -> bool:
+        """True for a test with an ``expected`` text result."""
+        return self.expected is not None
+
+    @property
+    def criterion(self) -> str:
+        """The acceptance criterion as text (``>= 95 %``, ``70-100 %``, ``'no growth'``)."""
+        if self.expected is not None:
+            return repr(self.expected)
+        u = f" {self.unit}" if self.unit else ""
+        if self.min is not None and self.max is not None:
+            return f"{self.min:g}-{self.max:g}{u}"
+        if self.min is not None:
+            return f">= {self.min:g}{u}"
+        return f"<= {self.max:g}{u}"
+
+    def assess(self, result: Any) -> tuple[ReleaseOutcome, str]:
+        """``("pass" | "fail" | "invalid", reason)`` of one recorded result (reason "" on pass).
+
+        ``invalid``: not a result of this test (a text for a quantitative test, a number for a
+        qualitative one, another unit, a percentage outside 0-100); ``fail``: a valid result
+        outside the acceptance criterion.
+        """
+        value = result
+        if isinstance(result, Mapping):
+            extra = sorted(set(result) - {"value", "unit"})
+            if "value" not in result or extra:
+                return "invalid", 'give the result as a value or as {"value": ..., "unit": ...}'
+            value = result["value"]
+            unit = result.get("unit")
+            if unit is not None and str(unit) != self.unit:
+                return "invalid", f"unit {unit!r} is not the specification's unit {self.unit!r}"
+        if self.expected is not None:
+            if not isinstance(value, str) or not value.strip():
+                return "invalid", (
+                    f"{value!r} is not a qualitative result (expected {self.expected!r})"
+                )
+            if value.strip().casefold() != self.expected.strip().casefold():
+                return "fail", f"{value!r} does not meet the specification {self.criterion}"
+            return "pass", ""
+        if not _is_number(value):
+            return "invalid", f"{value!r} is not a number in {self.unit or 'the test unit'}"
+        if self.unit == "%" and not 0 <= value <= 100:
+            return "invalid", f"{value!r} % is not a percentage (0-100)"
+        if (self.min is not None and value < self.min) or (
+            self.max is not None and value > self.max
+        ):
+            u = f" {self.unit}" if self.unit else ""
+            return "fail", f"{value:g}{u} does not meet the specification {self.criterion}"
+        return "pass", ""
+
+
 class Product(_Sourced):
-    """The investigational cell product and how it is given."""
+    """The investigational cell product, how it is given, and its release specification.
+
+    ``release_spec`` lists the release tests a batch must pass before it may be given (the
+    store refuses to release a batch without a result meeting every test, and refuses to
+    release at all when the protocol has no specification).
+    """
 
     name: str
     cells_min: float = Field(gt=0, description="minimum dose, cells")
@@ -242,6 +324,11 @@ class Product(_Sourced):
     volume_ml: float = Field(gt=0)
     vehicle: str = ""
     routes: tuple[Route, ...] = Field(min_length=1)
+    release_spec: tuple[ReleaseTest, ...] = ()
+
+    def release_test(self, name: str) -> ReleaseTest | None:
+        """The release test called ``name`` (None when the specification has none)."""
+        return next((t for t in self.release_spec if t.name == name), None)
 
 
 @dataclass(frozen=True)
@@ -524,7 +611,13 @@ class Protocol(_Model):
             "etiologies": list(self.etiologies),
             "product": None
             if self.product is None
-            else self.product.model_dump(mode="json", exclude=_PROV_KEYS),
+            else self.product.model_dump(
+                mode="json",
+                exclude={
+                    **dict.fromkeys(_PROV_KEYS, True),
+                    "release_spec": {"__all__": _PROV_KEYS},
+                },
+            ),
         }
 
 
@@ -721,4 +814,23 @@ def protocol_rule_issues(p: Protocol) -> list[Issue]:
     # product
     if p.product is not None and p.product.cells_min > p.product.cells_max:
         add("product.cells_min", "cells_min is larger than cells_max")
+    if p.product is not None:
+        spec = p.product.release_spec
+        for name, pos in _dupes([t.name for t in spec]).items():
+            for i in pos[1:]:
+                add(f"product.release_spec[{i}].name",
+                    f"duplicate release test {name!r} (first at release_spec[{pos[0]}])")
+        for i, t in enumerate(spec):
+            at = f"product.release_spec[{i}]"
+            if t.expected is not None:
+                if t.min is not None or t.max is not None:
+                    add(at, "a qualitative test (expected) has no min/max")
+                if not t.expected.strip():
+                    add(f"{at}.expected", "expected result is empty")
+            elif t.min is None and t.max is None:
+                add(at, "give min and/or max (quantitative) or expected (qualitative)")
+            elif not t.unit:
+                add(f"{at}.unit", "a quantitative test needs its unit")
+            if t.min is not None and t.max is not None and t.min > t.max:
+                add(f"{at}.min", "min is larger than max")
     return issues
