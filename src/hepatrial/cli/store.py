@@ -110,21 +110,36 @@ def init(
 def serve(
     db: DbOpt = None,
     port: Annotated[int, typer.Option("--port", help="TCP port.")] = 8000,
-    host: Annotated[str, typer.Option("--host", help="Address to bind.")] = "127.0.0.1",
+    host: Annotated[
+        str, typer.Option("--host", help="Address to bind (0.0.0.0: every interface).")
+    ] = "127.0.0.1",
+    threads: Annotated[int, typer.Option("--threads", help="Worker threads.", min=1)] = 8,
+    dev: Annotated[
+        bool, typer.Option("--dev", help="Django's development server instead (not for use).")
+    ] = False,
 ) -> None:
-    """Run the admin web interface (login required) at http://HOST:PORT/admin/."""
-    from django.core.management import call_command
+    """Serve the eCRF (/), the API (/api/v1/) and the admin (/admin/) with a production WSGI
+    server (waitress; static files by WhiteNoise).
 
+    Host names, trusted origins, HTTPS and the secret key come from HEPATRIAL_ALLOWED_HOSTS,
+    HEPATRIAL_CSRF_TRUSTED_ORIGINS, HEPATRIAL_HTTPS and HEPATRIAL_SECRET_KEY.
+    """
     where = _open(db)
-    typer.echo(f"serving {where} at http://{host}:{port}/admin/ (Ctrl-C to stop)")
-    call_command(
-        "runserver",
-        f"{host}:{port}",
-        use_reloader=False,
-        use_threading=True,
-        insecure_serving=True,
-        skip_checks=False,
-    )
+    if dev:
+        from django.core.management import call_command
+
+        typer.echo(f"development server for {where} at http://{host}:{port}/ (Ctrl-C to stop)")
+        call_command("runserver", f"{host}:{port}", use_reloader=False, use_threading=True,
+                     insecure_serving=True, skip_checks=False)
+        return
+    import waitress
+    from django.core.wsgi import get_wsgi_application
+
+    app = get_wsgi_application()
+    typer.echo(f"serving {where} at http://{host}:{port}/ with waitress ({threads} threads; "
+               "Ctrl-C to stop)", err=True)
+    waitress.serve(app, host=host, port=port, threads=threads, ident="hepatrial",
+                   clear_untrusted_proxy_headers=True)
 
 
 @user_app.command("add")

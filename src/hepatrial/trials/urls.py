@@ -1,14 +1,14 @@
-"""URLs of the trial store: the Django admin (login required) and nothing else."""
+"""URLs of the trial store: the eCRF at ``/``, the Django admin at ``/admin/``."""
 
 from django.contrib import admin
-from django.urls import path
-from django.views.generic import RedirectView
+from django.urls import include, path
 
 admin.site.site_header = "hepatrial trial store"
 admin.site.site_title = "hepatrial"
 admin.site.index_title = "Trial records"
+admin.site.login_template = None
 
 urlpatterns = [
     path("admin/", admin.site.urls),
-    path("", RedirectView.as_view(url="/admin/", permanent=False)),
+    path("", include("hepatrial.trials.web.urls")),
 ]
