@@ -7,7 +7,7 @@ a fresh SQLite store through the same commands users run (``hepatrial init --pro
 kharaziha2009``; participants through :mod:`hepatrial.trials.services` — screening, consent,
 eligibility, enrolment, administration, completion; ``hepatrial import labs``) →
 :func:`hepatrial.ingest.export.trial_data` → :func:`hepatrial.report.analyze` →
-:func:`hepatrial.report.build_report`.
+:func:`hepatrial.report.write_report` (HTML, Word, one CSV per table).
 
 The store step is the ``loader`` argument of :func:`run_demo` (default
 :func:`load_into_store`), so the pipeline can run without a database (``loader=None`` builds
@@ -53,6 +53,8 @@ class DemoResult:
     cohort: Any
     results: dict[str, Any]
     seconds: float
+    #: the Word version of the report and every table as CSV (``write_report`` paths)
+    files: dict[str, Path] | None = None
 
 
 def write_csvs(c: _cohort.Cohort, out_dir: Path) -> tuple[Path, Path]:
@@ -204,7 +206,7 @@ def run_demo(
     """Reconstruct, store, export, analyse and report; returns where everything is."""
     import json
 
-    from hepatrial.report import analyze, build_report
+    from hepatrial.report import analyze, write_report
 
     t0 = time.perf_counter()
     out = Path(out_dir)
@@ -217,14 +219,14 @@ def run_demo(
         else bundle_without_store(c)
     results = analyze(td, meld_variant=c.meld_variant)
     results["demo"] = demo_section(c)
-    html = build_report(td, results, run_time=run_time)
-    report = out / REPORT_HTML
-    report.write_text(html, encoding="utf-8")
+    # HTML, Word and one CSV per table, side by side
+    files = write_report(td, results, out, REPORT_HTML.removesuffix(".html"), run_time=run_time)
+    report = files["html"]
     rj = out / RESULTS_JSON
     rj.write_text(json.dumps(results, indent=1, sort_keys=True, allow_nan=False) + "\n",
                   encoding="utf-8")
     return DemoResult(out, labs_csv, ppl_csv, db, report, rj, c, results,
-                      time.perf_counter() - t0)
+                      time.perf_counter() - t0, files)
 
 
 def demo_section(c: _cohort.Cohort) -> dict[str, Any]:

@@ -1,10 +1,14 @@
-"""Publication-style HTML report: tables (great_tables), figures (matplotlib, inline), text.
+"""Publication-style trial report: HTML (one self-contained page), Word and CSV tables.
 
 ``analyze(trial_data)`` runs the protocol's analysis plan; ``build_report(trial_data,
-analysis_results)`` renders one self-contained HTML page.
+analysis_results)`` renders the HTML page; ``write_report(...)`` writes the HTML, the Word
+document and every table as CSV into one directory.
 """
 
 from hepatrial.report.analyze import analyze, dataset_hash, jsonable
-from hepatrial.report.html import build_report, fmt_mean_sd, fmt_p
+from hepatrial.report.format import fmt_mean_sd, fmt_p
+from hepatrial.report.html import build_report
+from hepatrial.report.write import write_report
 
-__all__ = ["analyze", "build_report", "dataset_hash", "fmt_mean_sd", "fmt_p", "jsonable"]
+__all__ = ["analyze", "build_report", "dataset_hash", "fmt_mean_sd", "fmt_p", "jsonable",
+           "write_report"]

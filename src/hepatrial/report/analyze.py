@@ -15,6 +15,9 @@ import numpy as np
 import pandas as pd
 
 from hepatrial import analysis as an
+from hepatrial.analysis.multiplicity import NO_DATA
+from hepatrial.analysis.safety import ae_by_soc_term
+from hepatrial.protocol import analytes as _an
 
 __all__ = ["REFERENCE_RANGES", "analyze", "dataset_hash", "jsonable"]
 
@@ -27,7 +30,7 @@ REFERENCE_RANGES = {
     "albumin": {"lln": 35.0, "unit": "g/L", "term": "Hypoalbuminemia"},
 }
 SIGNIFICANCE = 0.05
-LMM_ALL_MAX = 300  # above this many participants the LMM is fitted for the primary outcome only
+
 EXACT_MAX_PAIRS = 50  # the Holm/exact-test feasibility note is computed up to this many pairs
 
 
@@ -60,14 +63,24 @@ def dataset_hash(dataset: pd.DataFrame) -> str:
 
 
 def _visit_order(td: Any) -> list[str]:
+    """Scheduled visits in time order: every protocol visit from the baseline on — also one
+    nobody has attended yet (an interim analysis shows it with n = 0 and its hypotheses as
+    "not tested: no data") — and earlier visits (screening) only when they have data."""
     visits = td.protocol_summary.get("visits") or []
+    present = set(td.dataset["visit"])
     if visits:
         order = [v["code"] for v in sorted(visits, key=lambda v: v["nominal_day"])]
-    else:
-        days = td.dataset.groupby("visit")["nominal_day"].min().sort_values(kind="mergesort")
-        order = list(days.index)
-    present = set(td.dataset["visit"])
-    return [v for v in order if v in present]
+        base = td.baseline_visit
+        after = order[order.index(base):] if base in order else order
+        return [v for v in order if v in present or v in after]
+    days = td.dataset.groupby("visit")["nominal_day"].min().sort_values(kind="mergesort")
+    return [v for v in days.index if v in present]
+
+
+def visit_labels(td: Any) -> dict[str, str]:
+    """Visit code -> the protocol's visit label (codes without a label are left out)."""
+    return {str(v["code"]): str(v["label"]) for v in td.protocol_summary.get("visits") or []
+            if v.get("label")}
 
 
 def _outcomes(td: Any, meld_variant: str | None) -> list[dict[str, Any]]:
@@ -82,7 +95,8 @@ def _outcomes(td: Any, meld_variant: str | None) -> list[dict[str, Any]]:
                 not str(o["analyte"]).startswith(("meld_na", "meld3")):
             o["protocol_analyte"] = o["analyte"]
             o["analyte"] = f"meld_{meld_variant}"
-            o["label"] = f"MELD ({meld_variant})"
+        if str(o["analyte"]) in _an.SCORES and str(o["analyte"]).startswith("meld"):
+            o["label"] = _an.SCORES[str(o["analyte"])].label  # MELD (Kamath 2001, continuous)
         result.append(o)
     return result
 
@@ -98,10 +112,19 @@ def _flow(td: Any, visits: list[str], completeness: pd.DataFrame) -> dict[str, A
                .value_counts().sort_index())
     lost = enrolled[enrolled["status"].isin(["withdrawn", "died", "transplanted"])]
     per_visit = []
+    pending = _not_yet_due(td, visits)
     for r in completeness.to_dict(orient="records"):
-        per_visit.append({k: r.get(k) for k in ("visit", "expected", "observed", "missing",
-                                                 "missing_died", "missing_transplanted",
-                                                 "missing_withdrawn", "missing_missed")})
+        rec = {k: r.get(k) for k in ("visit", "expected", "observed", "missing",
+                                     "missing_died", "missing_transplanted",
+                                     "missing_withdrawn", "missing_missed")}
+        # a participant still in follow-up with nothing at this or any later visit has not
+        # reached the visit yet (interim): not due, not missing
+        k = pending.get(r["visit"], 0)
+        rec["not_yet_due"] = k
+        rec["expected"] = int(rec["expected"] or 0) - k
+        rec["missing"] = int(rec["missing"] or 0) - k
+        rec["missing_missed"] = int(rec["missing_missed"] or 0) - k
+        per_visit.append(rec)
     return {
         "screened": len(p),
         "screen_failed": len(screen_failed),
@@ -116,6 +139,23 @@ def _flow(td: Any, visits: list[str], completeness: pd.DataFrame) -> dict[str, A
                                for r in lost.itertuples()),
         "completed": int((enrolled["status"] == "completed").sum()),
     }
+
+
+def _not_yet_due(td: Any, visits: list[str]) -> dict[str, int]:
+    """Per visit: participants in follow-up (status ``enrolled``) without a value at that
+    visit or any later one."""
+    ppl = td.participants
+    active = set(ppl.loc[ppl["status"].astype(str) == "enrolled", "participant_id"])
+    if not active:
+        return {}
+    ds = td.dataset
+    seen = ds[ds["value"].notna() & ds["participant_id"].isin(active)]
+    rank = {v: i for i, v in enumerate(visits)}
+    last = seen.assign(r=seen["visit"].map(rank)).groupby("participant_id")["r"].max()
+    out: dict[str, int] = {}
+    for v, i in rank.items():
+        out[v] = int(sum(1 for p in active if not (last.get(p, -1) >= i)))
+    return out
 
 
 def _lab_grades(td: Any, baseline: str, visits: list[str]) -> pd.DataFrame:
@@ -146,6 +186,70 @@ def _lab_grades(td: Any, baseline: str, visits: list[str]) -> pd.DataFrame:
     return pd.concat(rows, ignore_index=True)
 
 
+TEST_LABELS = {"t": "paired t test", "wilcoxon": "exact Wilcoxon signed-rank test",
+               "ancova": "ANCOVA of the change from baseline, adjusted for baseline"}
+P_COLUMN = {"t": "p_t", "wilcoxon": "p_wilcoxon"}
+
+
+def _primary_test(plan: dict[str, Any]) -> tuple[str, list[str]]:
+    """(primary test, sensitivity tests) from the plan; a plan summary without
+    ``primary_test`` (hand-made bundles) takes the first listed test as primary."""
+    tests = [str(t) for t in plan.get("tests") or ["t", "wilcoxon"]]
+    primary = plan.get("primary_test") or (tests[0] if tests else "t")
+    return str(primary), [t for t in tests if t != primary]
+
+
+def _hypotheses(seq: list[tuple[str, str]], rows: dict[tuple[str, str], dict[str, Any]],
+                p_col: str, alpha: float, *, n_col: str = "n_pairs") -> list[dict[str, Any]]:
+    """Fixed-sequence decisions; a hypothesis whose p cannot be computed (no pairs, one pair,
+    no variation) is "not tested: no data" and stops the sequence."""
+    tests: list[tuple[str, float | None]] = []
+    for a, v in seq:
+        r = rows.get((a, v))
+        p = None if r is None else r.get(p_col)
+        ok = p is not None and not (isinstance(p, float) and math.isnan(p))
+        tests.append((f"{a}@{v}", float(p) if ok and p is not None else None))
+    fs = an.fixed_sequence(tests, alpha=alpha)
+    out = []
+    for (a, v), rec in zip(seq, fs.to_dict(orient="records"), strict=True):
+        r = rows.get((a, v)) or {}
+        rec.update(analyte=a, visit=v, n=int(r.get(n_col) or 0))
+        if rec["status"] == NO_DATA:
+            rec["reason"] = ("no pairs" if not rec["n"] else
+                             f"{rec['n']} pair(s), p not computable")
+        out.append(rec)
+    return out
+
+
+def _fit_lmms(outcomes: list[dict[str, Any]], out_ds: pd.DataFrame, baseline: str,
+              visits: list[str], per_arm: bool) -> list[dict[str, Any]]:
+    """The plan's supportive mixed model per outcome (every outcome, any trial size). A model
+    that cannot be fitted (an interim with one participant, no follow-up yet) is reported
+    with the reason, never raised."""
+    out: list[dict[str, Any]] = []
+    for o in outcomes:
+        sub = out_ds[(out_ds["analyte"] == o["analyte"]) & out_ds["value"].notna()]
+        if sub["visit"].nunique() < 2:
+            out.append({"outcome": o["analyte"], "error": "no follow-up data"})
+            continue
+        if sub["participant_id"].nunique() < 2:
+            out.append({"outcome": o["analyte"], "error": "fewer than 2 participants"})
+            continue
+        try:
+            fit = an.fit_lmm(sub, "participant_id", "visit", "value",
+                             time_type="categorical", time_reference=baseline,
+                             time_order=visits, random="intercept",
+                             group="arm" if per_arm else None)
+        except (ValueError, ArithmeticError, np.linalg.LinAlgError) as exc:
+            out.append({"outcome": o["analyte"], "error": str(exc)})
+            continue
+        d = fit.to_dict()
+        fe = [{"term": str(k), **v} for k, v in d.pop("fixed_effects").items()]
+        d.pop("optimizer_trials", None)
+        out.append({"outcome": o["analyte"], **d, "fixed_effects": fe})
+    return out
+
+
 def analyze(td: Any, *, meld_variant: str | None = None,
             mixed_model: bool = True) -> dict[str, Any]:
     """Descriptive statistics, paired tests vs baseline, the multiplicity rule, visit
@@ -156,7 +260,14 @@ def analyze(td: Any, *, meld_variant: str | None = None,
     arm, descriptive statistics and paired tests are per arm (column ``arm``) and the arms are
     compared by ANCOVA on the change from baseline adjusted for baseline (``ancova``).
     ``mixed_model``: fit the protocol's supportive linear mixed model (visit as a categorical
-    fixed effect, random intercept; arm x visit for randomised trials) when the plan has one.
+    fixed effect, random intercept; arm x visit for randomised trials) when the plan has one,
+    for every outcome.
+
+    Interim-safe: any store state — one participant at week 1, no follow-up at all — gives
+    results; a hypothesis without data is ``"not tested: no data"`` and stops the fixed
+    sequence. The confirmatory family uses only the plan's ``primary_test`` (ANCOVA between
+    arms for a randomised trial); the other paired test is reported as a sensitivity
+    analysis (``multiplicity["sensitivity"]``), without decisions.
     """
     td.validate()
     ps = td.protocol_summary or {}
@@ -169,9 +280,15 @@ def analyze(td: Any, *, meld_variant: str | None = None,
     codes = [o["analyte"] for o in outcomes]
     ds = td.dataset
     out_ds = ds[ds["analyte"].isin(codes) & ds["visit"].isin(visits)]
-    arms = sorted(out_ds["arm"].dropna().astype(str).unique())
-    per_arm = len(arms) > 1
+    protocol_arms = [str(a["code"]) for a in ps.get("arms") or []]
+    data_arms = sorted(out_ds["arm"].dropna().astype(str).unique())
+    per_arm = len(protocol_arms) > 1 or len(data_arms) > 1
+    arms = ([a for a in protocol_arms if a in data_arms] + [a for a in data_arms
+                                                           if a not in protocol_arms]
+            if per_arm else data_arms)
+    arm_labels = {str(a["code"]): str(a.get("label") or a["code"]) for a in ps.get("arms") or []}
     wmethod = plan.get("wilcoxon_method", "exact")
+    primary, sensitivity = _primary_test(plan)
     descs, paireds = [], []
     for arm_code in (arms if per_arm else [None]):
         sub = out_ds if arm_code is None else out_ds[out_ds["arm"] == arm_code]
@@ -188,33 +305,11 @@ def analyze(td: Any, *, meld_variant: str | None = None,
     desc = pd.concat(descs, ignore_index=True) if descs else pd.DataFrame()
     paired = pd.concat(paireds, ignore_index=True) if paireds else pd.DataFrame()
     ancova = pd.DataFrame()
-    if per_arm and not out_ds.empty:
+    if per_arm and not out_ds.empty and out_ds["arm"].nunique() > 1:
         ancova = an.ancova_by_visit(out_ds, baseline=baseline, by="analyte", visits=visits)
     lmm: list[dict[str, Any]] = []
     if plan.get("mixed_model") and not out_ds.empty and mixed_model:
-        lmm_outcomes = outcomes
-        lmm_kw: dict[str, Any] = {}
-        if out_ds["participant_id"].nunique() > LMM_ALL_MAX:  # statsmodels: ~15 s per fit
-            lmm_kw["optimizers"] = ("bfgs", "lbfgs")  # two optimizers cross-check each other
-            pe = (ps.get("primary_endpoint") or {}).get("analyte")
-            lmm_outcomes = [o for o in outcomes if o.get("protocol_analyte", o["analyte"]) == pe
-                            or o["analyte"] == pe] or outcomes[:1]
-        for o in lmm_outcomes:
-            sub = out_ds[out_ds["analyte"] == o["analyte"]]
-            if sub["visit"].nunique() < 2:
-                continue
-            try:
-                fit = an.fit_lmm(sub, "participant_id", "visit", "value",
-                                 time_type="categorical", time_reference=baseline,
-                                 time_order=visits, random="intercept",
-                                 group="arm" if per_arm else None, **lmm_kw)
-                fe = fit.fixed_effects.reset_index().rename(columns={"index": "term"})
-                fe.columns = ["term", *fe.columns[1:]]
-                lmm.append({"outcome": o["analyte"], "converged": fit.converged,
-                            "n_obs": fit.n_obs, "n_groups": fit.n_groups, "model": fit.model,
-                            "fixed_effects": jsonable(fe)})
-            except an.AnalysisInputError as exc:
-                lmm.append({"outcome": o["analyte"], "error": str(exc)})
+        lmm = _fit_lmms(outcomes, out_ds, baseline, visits, per_arm)
     alpha = float(plan.get("alpha", SIGNIFICANCE))
     seq = []
     for s in plan.get("sequence", []):
@@ -222,30 +317,49 @@ def analyze(td: Any, *, meld_variant: str | None = None,
         if meld_variant and a.startswith("meld_") and not a.startswith(("meld_na", "meld3")):
             a = f"meld_{meld_variant}"
         seq.append((a, s["visit"]))
-    multiplicity: dict[str, Any] = {"rule": plan.get("multiplicity", "none"), "alpha": alpha,
-                                    "sequence": [f"{a}@{v}" for a, v in seq], "by_test": {}}
+    multiplicity: dict[str, Any] = {
+        "rule": plan.get("multiplicity", "none"), "alpha": alpha,
+        "sequence": [{"hypothesis": f"{a}@{v}", "analyte": a, "visit": v} for a, v in seq],
+        "confirmatory": None, "sensitivity": []}
+    prows: dict[tuple[str, str], dict[str, Any]] = {}
     if not paired.empty and not per_arm:
-        idx = paired.set_index(["outcome", "visit"])
-        for test, col in (("t", "p_t"), ("wilcoxon", "p_wilcoxon")):
-            pv = [(f"{a}@{v}", float(idx.loc[(a, v), col]) if (a, v) in idx.index
-                   else float("nan")) for a, v in seq]
-            if pv:
-                multiplicity["by_test"][test] = jsonable(an.fixed_sequence(pv, alpha=alpha))
-    if not paired.empty:
-        n_pairs = int(paired["n_pairs"].min()) if len(paired) else 0
+        prows = {(r["outcome"], r["visit"]): r for r in paired.to_dict(orient="records")}
+    if seq and not per_arm and primary in P_COLUMN:
+        multiplicity["confirmatory"] = {
+            "test": primary, "test_label": TEST_LABELS[primary],
+            "hypotheses": _hypotheses(seq, prows, P_COLUMN[primary], alpha)}
+        for t in sensitivity:
+            if t not in P_COLUMN:
+                continue
+            recs = []
+            for a, v in seq:
+                r = prows.get((a, v)) or {}
+                rec = {"hypothesis": f"{a}@{v}", "analyte": a, "visit": v,
+                       "n": int(r.get("n_pairs") or 0), "p": r.get(P_COLUMN[t])}
+                for k in ("hl_estimate", "hl_ci_low", "hl_ci_high"):
+                    if k in r:
+                        rec[k] = r[k]
+                recs.append(rec)
+            multiplicity["sensitivity"].append(
+                {"test": t, "test_label": TEST_LABELS[t], "hypotheses": recs})
+    if seq and per_arm:
+        arows: dict[tuple[str, str], dict[str, Any]] = {}
+        if not ancova.empty:
+            # first non-reference arm (two-arm trials: the only comparison)
+            first = ancova.drop_duplicates(["outcome", "visit"], keep="first")
+            arows = {(r["outcome"], r["visit"]): r for r in first.to_dict(orient="records")}
+        multiplicity["confirmatory"] = {
+            "test": "ancova", "test_label": TEST_LABELS["ancova"],
+            "hypotheses": _hypotheses(seq, arows, "p", alpha, n_col="n_used")}
+    with_data = paired[paired["n_pairs"] > 0] if not paired.empty else paired
+    if not with_data.empty:
+        n_pairs = int(with_data["n_pairs"].min())
         m_all = len(paired)
         if 0 < n_pairs <= EXACT_MAX_PAIRS:  # only small samples can hit the exact-test floor
             multiplicity["holm_all"] = jsonable(an.exact_test_feasibility(n_pairs, m_all,
                                                                            alpha=alpha))
             multiplicity["holm_all"]["m_tests"] = m_all
             multiplicity["holm_all"]["n_pairs"] = n_pairs
-    if per_arm and not ancova.empty:
-        # first non-reference arm (two-arm trials: the only comparison)
-        first = ancova.drop_duplicates(["outcome", "visit"], keep="first")
-        pmap = {(r.outcome, r.visit): float(r.p) for r in first.itertuples()}
-        pv = [(f"{a}@{v}", pmap.get((a, v), float("nan"))) for a, v in seq]
-        if pv:
-            multiplicity["by_test"]["ancova"] = jsonable(an.fixed_sequence(pv, alpha=alpha))
     # unscheduled visits (code UNS: a second visit in a window, kept by the importer) have no
     # nominal visit to be compared at; they are counted here and left out of per-visit tables
     unscheduled = ds[~ds["visit"].isin(visits)]
@@ -273,21 +387,26 @@ def analyze(td: Any, *, meld_variant: str | None = None,
     enrolled = td.participants[~td.participants["status"].isin(["screened", "screen_failed"])]
     ae_sum = an.ae_summary(ae, participants=td.participants) if len(ae) else pd.DataFrame()
     ae_ov = an.ae_overview(ae, participants=td.participants)
+    ae_tab = ae_by_soc_term(ae, participants=td.participants) if len(ae) else pd.DataFrame()
     return jsonable({
         "protocol": {k: ps.get(k) for k in ("name", "title", "version", "registration",
                                             "reference", "content_hash", "design")},
         "plan": {"meld_variant": variant, "protocol_meld_variant": plan.get("meld_variant"),
-                 "tests": plan.get("tests", ["t", "wilcoxon"]), "wilcoxon_method": wmethod,
+                 "tests": plan.get("tests", ["t", "wilcoxon"]), "primary_test": primary,
+                 "sensitivity_tests": sensitivity, "wilcoxon_method": wmethod,
                  "multiplicity": plan.get("multiplicity"), "alpha": alpha,
+                 "mixed_model": plan.get("mixed_model"),
                  "primary_endpoint": ps.get("primary_endpoint")},
         "baseline_visit": baseline,
         "visits": visits,
+        "visit_labels": visit_labels(td),
         "unscheduled": unscheduled_summary,
         "post_baseline_visits": post,
         "outcomes": outcomes,
         "describe": desc,
         "paired": paired,
         "arms": arms,
+        "arm_labels": arm_labels,
         "ancova": ancova,
         "lmm": lmm,
         "multiplicity": multiplicity,
@@ -295,7 +414,27 @@ def analyze(td: Any, *, meld_variant: str | None = None,
         "flow": _flow(td, visits, completeness),
         "meld_variants": meld_rows,
         "safety": {"n_events": len(ae), "n_participants": len(enrolled),
-                   "overview": ae_ov, "summary": ae_sum, "shifts": shifts,
+                   "overview": ae_ov, "summary": ae_sum, "by_soc_term": ae_tab,
+                   "soc_coded": "soc" in ae.columns, "shifts": shifts,
+                   "baseline_grading": _baseline_grading(td, baseline),
                    "reference_ranges": REFERENCE_RANGES},
         "dataset_sha256": dataset_hash(td.dataset),
     })
+
+
+def _baseline_grading(td: Any, baseline: str) -> dict[str, Any]:
+    """Per graded lab: participants with a baseline value, how many above the ULN, the
+    baseline mean — for the footnote on CTCAE's relative-to-baseline rule."""
+    ds = td.dataset
+    out: dict[str, Any] = {}
+    for analyte, ref in REFERENCE_RANGES.items():
+        x = ds[(ds["analyte"] == analyte) & (ds["visit"] == baseline)]["value"].dropna()
+        x = x.to_numpy(dtype=float)
+        rec: dict[str, Any] = {"term": ref["term"], "n": int(x.size),
+                               "mean": float(x.mean()) if x.size else None}
+        if "uln" in ref:
+            rec["above_uln"] = int((x > ref["uln"]).sum())
+        if "lln" in ref:
+            rec["below_lln"] = int((x < ref["lln"]).sum())
+        out[analyte] = rec
+    return out

@@ -17,7 +17,9 @@ import pandas as pd
 from matplotlib.collections import LineCollection
 from matplotlib.figure import Figure
 
-__all__ = ["flow_diagram", "to_inline", "trajectories", "waterfall"]
+from hepatrial.report.format import outcome_label
+
+__all__ = ["flow_diagram", "to_inline", "to_png", "trajectories", "waterfall"]
 
 _RC = {
     "svg.hashsalt": "hepatrial",
@@ -48,7 +50,22 @@ def to_inline(fig: Any, fmt: str = "svg", alt: str = "") -> str:
     return f'<figure class="fig"><img alt="{alt}" src="data:image/png;base64,{data}"></figure>'
 
 
-def _close_after(fig: Any, fmt: str, alt: str) -> str:
+def to_png(fig: Any, dpi: int = 150) -> bytes:
+    """PNG bytes of ``fig`` (no metadata: same figure, same bytes), e.g. for the Word report."""
+    buf = io.BytesIO()
+    with mpl.rc_context(_RC):
+        fig.savefig(buf, format="png", dpi=dpi, metadata={"Software": None},
+                    bbox_inches="tight")
+    return buf.getvalue()
+
+
+def _close_after(fig: Any, fmt: str, alt: str, out: str = "html") -> Any:
+    """``out="html"``: inline SVG/PNG markup; ``out="png"``: PNG bytes; ``"figure"``: the
+    matplotlib figure."""
+    if out == "figure":
+        return fig
+    if out == "png":
+        return to_png(fig)
     return to_inline(fig, fmt, alt)
 
 
@@ -59,9 +76,11 @@ def trajectories(
     days: dict[str, int],
     *,
     note_visits: tuple[str, ...] = (),
-) -> str:
+    out: str = "html",
+) -> Any:
     """One panel per outcome: each participant's trajectory (thin grey) and mean ± SD (black)
-    by visit; x = nominal week. ``note_visits`` are marked as not published."""
+    by visit; x = nominal week. ``note_visits`` are marked as not published. ``out``: see
+    :func:`_close_after`."""
     n_out = len(outcomes)
     ncol = min(3, max(1, n_out))
     nrow = int(np.ceil(n_out / ncol))
@@ -99,8 +118,7 @@ def trajectories(
                 if v in visits:
                     ax.axvspan(days[v] / 7.0 - 0.4, days[v] / 7.0 + 0.4, color="#f3d9a4",
                                alpha=0.5, lw=0, zorder=0)
-            ax.set_title(f"{o['label']} ({o.get('reported_unit') or o.get('unit')})",
-                         fontsize=9)
+            ax.set_title(outcome_label(o), fontsize=9)
             ax.set_xlabel("week")
             ax.autoscale_view()
         for k in range(n_out, nrow * ncol):
@@ -110,10 +128,11 @@ def trajectories(
                      fontsize=8)
         fig.tight_layout()
     fmt = "svg" if n_part <= MAX_SVG_LINES else "png"
-    return _close_after(fig, fmt, "Outcomes over time: individual trajectories and mean ± SD")
+    return _close_after(fig, fmt, "Outcomes over time: individual trajectories and mean ± SD",
+                        out)
 
 
-def waterfall(change: pd.Series, label: str, unit: str) -> str:
+def waterfall(change: pd.Series, label: str, unit: str, *, out: str = "html") -> Any:
     """Per-participant change (sorted bars), e.g. MELD at the last visit minus baseline."""
     ch = change.dropna().sort_values(ascending=False, kind="mergesort")
     n = len(ch)
@@ -128,10 +147,10 @@ def waterfall(change: pd.Series, label: str, unit: str) -> str:
         else:
             ax.set_xticks([])
             ax.set_xlabel(f"{n} participants, sorted")
-        ax.set_ylabel(f"change in {label} ({unit})")
+        ax.set_ylabel(f"change in {label}" + (f" ({unit})" if unit else ""))
         fig.tight_layout()
     return _close_after(fig, "svg" if n <= MAX_SVG_LINES else "png",
-                        f"Waterfall of the change in {label} per participant")
+                        f"Waterfall of the change in {label} per participant", out)
 
 
 def _box(ax: Any, x: float, y: float, text: str, w: float = 0.42, h: float = 0.075,
@@ -142,9 +161,11 @@ def _box(ax: Any, x: float, y: float, text: str, w: float = 0.42, h: float = 0.0
                   "ec": "black", "lw": 0.8})
 
 
-def flow_diagram(flow: dict[str, Any]) -> str:
+def flow_diagram(flow: dict[str, Any], labels: dict[str, str] | None = None, *,
+                 out: str = "html") -> Any:
     """CONSORT-style participant flow: screened → eligible → enrolled → treated → each visit,
-    with exclusions and losses (reasons) in side boxes."""
+    with exclusions, losses (reasons) and, at an interim, participants not yet due in side
+    boxes. ``labels``: visit code → label for the boxes."""
     steps: list[tuple[str, str | None]] = []
     reasons = flow.get("screen_fail_reasons") or {}
     excl = f"Excluded (screen failure) n = {flow['screen_failed']}"
@@ -163,11 +184,15 @@ def flow_diagram(flow: dict[str, Any]) -> str:
                 "transplanted": v.get("missing_transplanted") or 0,
                 "withdrawn": v.get("missing_withdrawn") or 0,
                 "missed visit": v.get("missing_missed") or 0}
-        side = None
+        side_parts = []
         if v.get("missing"):
-            side = "Missing n = {}: {}".format(
-                v["missing"], ", ".join(f"{k} {n}" for k, n in lost.items() if n))
-        steps.append((f"{v['visit']}: attended n = {v['observed']} of {v['expected']}", side))
+            side_parts.append("Missing n = {}: {}".format(
+                v["missing"], ", ".join(f"{k} {n}" for k, n in lost.items() if n)))
+        if v.get("not_yet_due"):
+            side_parts.append(f"Not yet due n = {v['not_yet_due']}")
+        side = "\n".join(side_parts) or None
+        name = (labels or {}).get(v["visit"], v["visit"])
+        steps.append((f"{name}: attended n = {v['observed']} of {v['expected']}", side))
         prev_lost = v.get("missing") or prev_lost
     if flow.get("lost_reasons"):
         steps.append((f"Completed follow-up n = {flow.get('completed', 0)}",
@@ -192,4 +217,4 @@ def flow_diagram(flow: dict[str, Any]) -> str:
             if k + 1 < n:
                 ax.annotate("", xy=(0.3, ys[k + 1] + 0.035), xytext=(0.3, ys[k] - 0.035),
                             arrowprops={"arrowstyle": "->", "lw": 0.8})
-    return _close_after(fig, "svg", "Participant flow diagram")
+    return _close_after(fig, "svg", "Participant flow diagram", out)
