@@ -128,3 +128,17 @@ def test_cli_starts_without_heavy_imports() -> None:
             f"print([m for m in {heavy!r} if m in sys.modules])")
     res = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True)
     assert res.stdout.strip() == "[]", f"imported at CLI start-up: {res.stdout}"
+
+
+def test_score_path_imports_no_pandas(tmp_path: Path) -> None:
+    """pyarrow imports pandas (~0.2 s) on its first pa.array()/to_numpy(); the score path
+    moves data through buffers instead and never needs it."""
+    out = tmp_path / "out.csv"
+    code = ("import sys\nfrom hepatrial.cli import app\n"
+            f"try:\n    app(['score', {str(REPO_ROOT / 'examples' / 'labs.csv')!r}, '-o', "
+            f"{str(out)!r}])\nexcept SystemExit as exc:\n    assert not exc.code\n"
+            "print(sorted(m for m in sys.modules if m.split('.')[0] in "
+            "('pandas', 'scipy', 'django', 'matplotlib')))")
+    res = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True)
+    assert res.stdout.strip() == "[]", res.stdout
+    assert _read(out)[0]["meld_optn2002"] == "20"
