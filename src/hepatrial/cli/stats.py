@@ -96,20 +96,57 @@ def paired(
     outcome: Annotated[str, typer.Option("--outcome", help="Numeric outcome column.")],
     baseline: Annotated[str, typer.Option("--baseline", help="Baseline visit level.")],
     wilcoxon: Annotated[str, typer.Option(
-        "--wilcoxon", help="exact: SciPy exact/permutation rule; asymptotic: R-style normal "
-        "approximation with continuity correction.")] = "exact",
+        "--wilcoxon", help="exact: exact (conditional, with ties or zeros) permutation "
+        "distribution, as coin's wilcoxsign_test(distribution = 'exact'), up to "
+        "--exact-max-n non-zero differences; asymptotic: R's normal approximation "
+        "(wilcox.test with ties).")] = "exact",
+    zero_method: Annotated[str, typer.Option(
+        "--zero-method", help="wilcoxon: drop zero differences (R wilcox.test); pratt: rank "
+        "them, then drop their ranks (coin's default).")] = "wilcoxon",
+    digits_rank: Annotated[str, typer.Option(
+        "--digits-rank", help="Rank |differences| rounded to this many significant digits "
+        "(R's digits.rank), so that recorded ties stay ties in binary floating point; 'none' "
+        "ranks the raw doubles (R's default).")] = "9",
+    exact_max_n: Annotated[str, typer.Option(
+        "--exact-max-n", help="Above this many non-zero differences --wilcoxon exact uses the "
+        "normal approximation (the result says so); 'none': exact at any n.")] = "500",
+    correction: Annotated[bool, typer.Option(
+        "--correction/--no-correction", help="Continuity correction of the normal "
+        "approximation.")] = True,
+    confidence: Annotated[float, typer.Option(
+        "--conf-level", help="Level of the t and Hodges-Lehmann confidence intervals.")] = 0.95,
     by: Annotated[str | None, typer.Option(
         "--by", help="Outcome grouping column, e.g. analyte.")] = None,
     as_json: Annotated[bool, typer.Option("--json", help="Print JSON.")] = False,
 ) -> None:
-    """Compare every visit with baseline (paired t, Wilcoxon signed-rank, d_z, g_z).
+    """Compare every visit with baseline (paired t, Wilcoxon signed-rank, Hodges-Lehmann
+    estimate and CI, d_z, g_z).
 
     Visits are ordered by nominal_day when that column exists, numerically when all visit
     levels are numbers, else by first appearance.  Participants lacking either value are
-    excluded and counted per reason.
+    excluded and counted per reason.  Every row names the Wilcoxon method actually used.
     """
     if wilcoxon not in ("exact", "asymptotic"):
         raise typer.BadParameter("must be 'exact' or 'asymptotic'", param_hint="--wilcoxon")
+    if zero_method not in ("wilcoxon", "pratt"):
+        raise typer.BadParameter("must be 'wilcoxon' or 'pratt'", param_hint="--zero-method")
+
+    def _int_or_none(text: str, hint: str, minimum: int) -> int | None:
+        if text.strip().lower() in ("none", "inf"):
+            return None
+        try:
+            value = int(text)
+        except ValueError:
+            value = minimum - 1
+        if value < minimum:
+            raise typer.BadParameter(f"must be an integer >= {minimum} or 'none', got {text!r}",
+                                     param_hint=hint)
+        return value
+
+    digits = _int_or_none(digits_rank, "--digits-rank", 1)
+    max_n = _int_or_none(exact_max_n, "--exact-max-n", 0)
+    if not 0.0 < confidence < 1.0:
+        raise typer.BadParameter("must be in (0, 1)", param_hint="--conf-level")
     from hepatrial.analysis import AnalysisInputError, paired_vs_baseline
     from hepatrial.analysis._common import frame_records
 
@@ -120,27 +157,38 @@ def paired(
     try:
         res = paired_vs_baseline(df, baseline=baseline, subject=subject, visit=visit,
                                  outcome=outcome, by=by, visits=order,
-                                 wilcoxon=wilcoxon)  # type: ignore[arg-type]
+                                 wilcoxon=wilcoxon,  # type: ignore[arg-type]
+                                 zero_method=zero_method,  # type: ignore[arg-type]
+                                 digits_rank=digits, exact_max_n=max_n, correction=correction,
+                                 confidence=confidence)
     except AnalysisInputError as exc:
         _fail(file, f"{exc} (rows are CSV line numbers)" if exc.row is not None else str(exc))
         return
     if as_json:
         _dump({"analysis": "paired_vs_baseline", "baseline": baseline, "wilcoxon": wilcoxon,
+               "zero_method": zero_method, "digits_rank": digits, "exact_max_n": max_n,
+               "correction": correction, "confidence": confidence,
                "subject": subject, "visit": visit, "outcome": outcome,
                "results": frame_records(res)})
         return
+    level = f"{confidence * 100:g}%"
     table = Table(title=f"{outcome}: each visit vs baseline {baseline}")
-    cols = (["outcome"] if by else []) + ["visit", "n", "excl", "mean diff", "95% CI", "t",
-                                          "p t", "p W", "g_z"]
+    cols = (["outcome"] if by else []) + ["visit", "n", "excl", "mean diff", f"{level} CI", "t",
+                                          "p t", "p W", "HL", f"HL {level} CI", "g_z"]
     for col in cols:
         table.add_column(col, justify="left" if col in ("outcome", "visit") else "right")
     notes = []
+    methods: dict[str, list[str]] = {}
     for r in frame_records(res):
         cells = [str(r["outcome"])] if by else []
         cells += [str(r["visit"]), str(r["n_pairs"]), str(r["n_excluded"]),
                   _fmt(r["mean_diff"]), f"{_fmt(r['ci_low'])}, {_fmt(r['ci_high'])}",
-                  _fmt(r["t"]), _fmt(r["p_t"]), _fmt(r["p_wilcoxon"]), _fmt(r["g_z"], 3)]
+                  _fmt(r["t"]), _fmt(r["p_t"]), _fmt(r["p_wilcoxon"]), _fmt(r["hl_estimate"]),
+                  f"{_fmt(r['hl_ci_low'])}, {_fmt(r['hl_ci_high'])}", _fmt(r["g_z"], 3)]
         table.add_row(*cells)
+        label = f"{r['outcome']} {r['visit']}" if by else str(r["visit"])
+        if r["wilcoxon_method"]:
+            methods.setdefault(str(r["wilcoxon_method"]), []).append(label)
         if r["n_excluded"]:
             notes.append(f"{r['outcome']} {r['visit']}: excluded {r['n_excluded']} (missing "
                          f"baseline {r['excluded_missing_baseline']}, missing visit "
@@ -148,8 +196,12 @@ def paired(
     out.print(table)
     for note in notes:
         out.print(note, highlight=False)
-    out.print(f"p t: paired t-test; p W: Wilcoxon signed-rank ({wilcoxon}); g_z: Hedges' "
-              "g_z = d_z (1 - 3/(4(n-1)-1)).", highlight=False)
+    zeros = "zeros dropped" if zero_method == "wilcoxon" else "zeros ranked (Pratt)"
+    ranked = f"ranked at {digits} significant digits" if digits else "ranked unrounded"
+    used = "; ".join(f"{m}: {', '.join(v)}" for m, v in methods.items())
+    out.print(f"p t: paired t-test; p W: Wilcoxon signed-rank ({zeros}, {ranked}; {used}); "
+              "HL: Hodges-Lehmann estimate; g_z: Hedges' g_z = d_z (1 - 3/(4(n-1)-1)).",
+              highlight=False)
 
 
 def lmm(
