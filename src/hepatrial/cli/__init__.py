@@ -51,6 +51,8 @@ COMMANDS: dict[str, tuple[str, str]] = {
     "stats": ("stats", "Statistics on a tidy CSV: paired tests, linear mixed models."),
     "import": ("ingest", "Import data files into the trial store (all-or-nothing)."),
     "export": ("ingest", "Export data from the trial store."),
+    "backup": ("backup", "Back up the store while it runs (with its ledger checkpoint)."),
+    "restore": ("backup", "Restore a backup into a new store and verify it."),
 }
 
 

@@ -229,15 +229,33 @@ def audit_verify(
         str | None,
         typer.Option("--expect-head", help="Chain hash recorded earlier outside the database."),
     ] = None,
+    checkpoint: Annotated[
+        list[str] | None,
+        typer.Option(
+            "--checkpoint",
+            help="SEQ:HASH printed earlier by `hepatrial audit checkpoint` (repeatable): the "
+            "ledger must still contain it.",
+        ),
+    ] = None,
 ) -> None:
     """Check the audit trail; exit 1 and list the problems when anything was tampered with."""
     import time
 
     where = _open(db)
     from hepatrial.trials import audit
+    from hepatrial.trials.audit.checkpoint import (
+        CheckpointError,
+        check_checkpoints,
+        parse_checkpoint,
+    )
 
+    try:
+        wanted = [parse_checkpoint(c) for c in checkpoint or []]
+    except CheckpointError as exc:
+        _err(f"error: {exc}")
+        raise typer.Exit(2) from None
     t0 = time.perf_counter()
-    problems = audit.verify(expected_head=expect_head)
+    problems = audit.verify(expected_head=expect_head) + check_checkpoints(wanted)
     seq, head = audit.head()
     elapsed = time.perf_counter() - t0
     if problems:
@@ -246,6 +264,25 @@ def audit_verify(
             _err(f"  {p}")
         raise typer.Exit(1)
     typer.echo(f"{where}: audit trail OK: {seq} ledger entries, head {head} ({elapsed:.2f} s)")
+
+
+@audit_app.command("checkpoint")
+def audit_checkpoint(
+    db: DbOpt = None,
+    seq: Annotated[
+        int | None, typer.Option("--seq", help="Ledger entry (default: the last one).")
+    ] = None,
+) -> None:
+    """Print SEQ:HASH of the ledger head: keep it outside the database, and pass it to
+    `hepatrial audit verify --checkpoint SEQ:HASH` later."""
+    _open(db)
+    from hepatrial.trials.audit.checkpoint import CheckpointError, format_checkpoint
+
+    try:
+        typer.echo(format_checkpoint(seq))
+    except CheckpointError as exc:
+        _err(f"error: {exc}")
+        raise typer.Exit(1) from None
 
 
 def register(app: typer.Typer) -> None:

@@ -257,5 +257,7 @@ def build_settings(db: str | Path | None = None) -> dict[str, Any]:
         ],
         "SIMPLE_HISTORY_HISTORY_CHANGE_REASON_USE_TEXT_FIELD": True,
         "SIMPLE_HISTORY_REVERT_DISABLED": True,
-        "SILENCED_SYSTEM_CHECKS": [],
+        # axes.W006 asks for the IP address among the lockout parameters: hepatrial locks the
+        # account (user name) whatever the address, which rotating addresses cannot bypass
+        "SILENCED_SYSTEM_CHECKS": ["axes.W006"],
     }
