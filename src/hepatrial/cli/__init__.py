@@ -40,7 +40,7 @@ COMMANDS: dict[str, tuple[str, str]] = {
     "score": ("scores", "Compute every liver score the input columns allow."),
     "grade": ("grade", "Grade lab values by CTCAE v5.0."),
     "init": ("store", "Create or upgrade the database and load the protocol."),
-    "serve": ("store", "Run the admin web interface."),
+    "serve": ("store", "Serve the eCRF, the API and the admin (production server)."),
     "report": ("report", "Write the trial report: one self-contained HTML file."),
     "analyze": ("report", "Run the protocol's analysis plan on the store."),
     "demo": ("report", "Rebuild Kharaziha 2009 as a synthetic cohort, load, analyse, report."),
