@@ -9,6 +9,7 @@ protocol model (:mod:`hepatrial.protocol.models`) and the columns of the analysi
 from __future__ import annotations
 
 __all__ = [
+    "ADVERSE_EVENT_COLUMNS",
     "AE_OUTCOME",
     "ASCITES",
     "DATASET_COLUMNS",
@@ -143,5 +144,33 @@ DATASET_COLUMNS: tuple[str, ...] = (
     "source",
 )
 
-#: column order of the participants table (docs/contracts.md §2)
-PARTICIPANT_COLUMNS: tuple[str, ...] = ()
+#: column order of the participants table (docs/contracts.md §2; age and dose defined there)
+PARTICIPANT_COLUMNS: tuple[str, ...] = (
+    "participant_id",
+    "site",
+    "arm",
+    "sex",
+    "age",
+    "etiology",
+    "status",
+    "status_date",
+    "status_reason",
+    "enrolment_date",
+    "route",
+    "n_administrations",
+    "cells_total",
+    "cells_per_kg",
+    "volume_ml",
+)
+
+#: column order of the adverse-events table (docs/contracts.md §3)
+ADVERSE_EVENT_COLUMNS: tuple[str, ...] = (
+    "participant_id",
+    "term",
+    "grade",
+    "serious",
+    "related",
+    "onset_day",
+    "resolved_day",
+    "outcome",
+)

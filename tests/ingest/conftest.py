@@ -9,7 +9,6 @@ from pathlib import Path
 import pytest
 
 
-
 @pytest.fixture()
 def kharaziha_store(db):
     """Store on kharaziha2009 with two screened participants P01, P02 (site S01)."""

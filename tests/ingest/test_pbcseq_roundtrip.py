@@ -149,7 +149,15 @@ def test_participants_and_derived_scores(loaded, pbcseq_path):
     ppl = export.participants().set_index("participant_id")
     assert len(ppl) == 312
     r = raw.set_index(raw["id"].astype(str))
-    np.testing.assert_allclose(ppl.loc[r.index, "age"], r["age"], rtol=0, atol=0)
+    # age at consent in whole years (docs/contracts.md §2): no consent recorded, so the screening
+    # date (day 0 = 2000-01-01) - year of birth, which the import sets to 2000 - floor(age)
+    assert ppl["age"].dtype == "Int64"
+    assert (ppl.loc[r.index, "age"].astype(int) == np.floor(r["age"]).astype(int)).all()
+    # the exact age as entered is kept in the screening data
+    from hepatrial.trials.models import Participant
+
+    exact = dict(Participant.objects.values_list("study_id", "screening_data__age"))
+    np.testing.assert_allclose([exact[i] for i in r.index], r["age"], rtol=0, atol=0)
     assert (ppl.loc[r.index, "sex"] == r["sex"].str.upper()).all()
     status = r["status"].map({0: "completed", 1: "transplanted", 2: "died"})
     assert (ppl.loc[r.index, "status"] == status).all()
@@ -313,6 +321,7 @@ def test_changed_participant_and_visit_day_with_reason(loaded, pbcseq_path, tmp_
     assert n_labs == 6 and r.changed == 1 + 1 + n_labs and r.created == 0
     p = Participant.objects.get(study_id="1")
     assert p.screening_data["age"] == 58.8
+    assert p.year_of_birth == 2000 - 58  # floor(58.8): the whole-year age follows the change
     v = Visit.objects.get(participant=p, actual_date=dt.date(2000, 1, 1) + dt.timedelta(193))
     for obj in (p, v):
         h = obj.history.order_by("-history_id").first()

@@ -7,7 +7,7 @@ from typing import Any
 import pandas as pd
 import pytest
 
-from tests.store.conftest import enrol
+from tests.store.conftest import RELEASE_TESTS, enrol
 
 
 @pytest.fixture
@@ -24,6 +24,9 @@ def trial(store: Any) -> Any:
                          unit="g/L")  # fmt: skip
     store.record_clinical(participant="K01", visit_code="D0", ascites="none",
                           encephalopathy="none", weight_kg="72.5")  # fmt: skip
+    store.register_product_batch(batch_id="B1", participant="K01")
+    store.release_product_batch(batch_id="B1", release_date="2008-01-19",
+                                release_tests=RELEASE_TESTS)  # fmt: skip
     store.record_administration(participant="K01", route="portal_vein", cells_total=5e7,
                                 volume_ml=10, date="2008-01-20", operator="op",
                                 batch_id="B1")  # fmt: skip
@@ -53,20 +56,23 @@ def test_measurements_frame_contract(trial: Any) -> None:
 
 
 def test_participants_and_adverse_events_contract(trial: Any) -> None:
+    from hepatrial import vocab
     from hepatrial.trials import selectors
 
     p = selectors.participants_frame()
-    assert list(p.columns) == selectors.PARTICIPANT_COLUMNS
+    assert tuple(p.columns) == selectors.PARTICIPANT_COLUMNS == vocab.PARTICIPANT_COLUMNS
     assert list(p["participant_id"]) == ["K01", "K02"]
     k1 = p.iloc[0]
     assert k1["route"] == "portal_vein" and k1["cells_total"] == 5e7
+    assert k1["n_administrations"] == 1
     assert k1["cells_per_kg"] == pytest.approx(5e7 / 72.5)
-    assert k1["age"] == pytest.approx(47.55, abs=0.01)  # 1960-07-01 .. 2008-01-20
+    assert k1["age"] == 48  # consent 2008-01-06 (year 2008) - born 1960
+    assert p["age"].dtype == "Int64"
     k2 = p.iloc[1]
     assert (k2["status"], k2["status_reason"]) == ("withdrawn", "moved away")
-    assert pd.isna(k2["route"])
+    assert k2["route"] == "NA" and k2["n_administrations"] == 0 and pd.isna(k2["cells_total"])
     ae = selectors.adverse_events_frame()
-    assert list(ae.columns) == selectors.ADVERSE_EVENT_COLUMNS
+    assert tuple(ae.columns) == selectors.ADVERSE_EVENT_COLUMNS == vocab.ADVERSE_EVENT_COLUMNS
     assert ae.iloc[0].to_dict() == {
         "participant_id": "K01", "term": "Fever", "grade": 1, "serious": False,
         "related": "possible", "onset_day": 1, "resolved_day": 3, "outcome": "recovered",

@@ -1,6 +1,7 @@
 """Assemble the analysis dataset (docs/contracts.md §1) from plain tables (no Django here).
 
-The ORM side (:mod:`hepatrial.ingest.export`) reads the store into four small frames and hands them
+The ORM side (:mod:`hepatrial.ingest.export`, through :mod:`hepatrial.trials.selectors`) reads the
+store into four small frames and hands them
 to :func:`assemble_dataset`, which adds the derived scores and fixes column order, types and sort
 order so that the same store always gives the same bytes.
 """
@@ -12,6 +13,8 @@ from collections.abc import Callable, Mapping
 import numpy as np
 import pandas as pd
 
+from hepatrial.vocab import DATASET_COLUMNS
+
 __all__ = [
     "DATASET_COLUMNS",
     "SCORE_INPUTS",
@@ -19,12 +22,6 @@ __all__ = [
     "derive_scores",
     "sort_dataset",
 ]
-
-#: Column order of the analysis dataset (contracts.md §1).
-DATASET_COLUMNS: tuple[str, ...] = (
-    "participant_id", "site", "arm", "visit", "nominal_day", "actual_day",
-    "analyte", "value", "unit", "source",
-)
 
 #: Canonical analyte code -> key of ``hepatrial.scores.score_columns`` (canonical units).
 SCORE_INPUTS: dict[str, str] = {
@@ -96,7 +93,8 @@ def derive_scores(
                 vals = vals.map({True: "true", False: "false", None: "false"})
             mapping[col] = vals.to_numpy(dtype=object)
     days = pd.to_numeric(wide["actual_day"], errors="coerce").to_numpy(dtype=float)
-    age = pd.to_numeric(wide["age"], errors="coerce").to_numpy(dtype=float)
+    age = pd.to_numeric(wide["age"], errors="coerce").astype("Float64").to_numpy(
+        dtype=float, na_value=np.nan)
     mapping["age"] = np.where(np.isfinite(days), age + days / 365.25, age)
     mapping["sex"] = wide["sex"].to_numpy(dtype=object)
 

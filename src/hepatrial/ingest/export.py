@@ -13,30 +13,25 @@ import tempfile
 from pathlib import Path
 from typing import Any
 
-import numpy as np
 import pandas as pd
 
-from hepatrial.ingest.dataset import DATASET_COLUMNS, assemble_dataset, sort_dataset
+from hepatrial.ingest.dataset import assemble_dataset, sort_dataset
 from hepatrial.protocol.models import UNSCHEDULED
+from hepatrial.vocab import ADVERSE_EVENT_COLUMNS as AE_COLUMNS
+from hepatrial.vocab import DATASET_COLUMNS, PARTICIPANT_COLUMNS
 
 __all__ = [
     "AE_COLUMNS",
+    "DATASET_COLUMNS",
     "PARTICIPANT_COLUMNS",
     "adverse_events",
     "dataset",
     "participants",
     "trial_data",
     "write_dataset",
+    "write_participants",
 ]
 
-PARTICIPANT_COLUMNS: tuple[str, ...] = (
-    "participant_id", "site", "arm", "sex", "age", "etiology", "status", "status_date",
-    "status_reason", "enrolment_date", "route", "cells_total", "cells_per_kg", "volume_ml",
-)
-AE_COLUMNS: tuple[str, ...] = (
-    "participant_id", "term", "grade", "serious", "related", "onset_day", "resolved_day",
-    "outcome",
-)
 UNSCHEDULED_PREFIX = "UNS-D"
 
 
@@ -51,65 +46,6 @@ def _setup(db: str | Path | None) -> None:
     from hepatrial.trials import setup
 
     setup(db)
-
-
-def _frame(rows: list[tuple], columns: list[str]) -> pd.DataFrame:
-    return pd.DataFrame(rows, columns=columns) if rows else pd.DataFrame(
-        {c: pd.Series(dtype=object) for c in columns})
-
-
-def _read_tables() -> dict[str, pd.DataFrame]:
-    from hepatrial.trials.models import ClinicalAssessment, LabResult, Participant, Visit
-    from hepatrial.trials.selectors import CLINICAL_ANALYTES, clinical_measurements
-
-    ppl = _frame(list(Participant.objects.order_by("study_id").values_list(
-        "study_id", "site__code", "arm__code", "sex", "year_of_birth", "screening_data",
-        "enrolment_date", "screening_date")),
-        ["participant_id", "site", "arm", "sex", "year_of_birth", "screening_data",
-         "enrolment_date", "screening_date"])
-    ppl["arm"] = ppl["arm"].fillna("")
-    ppl["age"] = [_age(r) for r in ppl.itertuples(index=False)]
-    visits = _frame(list(Visit.objects.order_by("participant__study_id", "nominal_day", "code")
-                         .values_list("participant__study_id", "code", "nominal_day",
-                                      "actual_date", "participant__enrolment_date")),
-                    ["participant_id", "visit", "nominal_day", "actual_date", "day0"])
-    visits["actual_day"] = pd.array(
-        [(a - d).days if a is not None and d is not None else pd.NA
-         for a, d in zip(visits["actual_date"], visits["day0"], strict=True)], dtype="Int64")
-    labs = _frame(list(LabResult.objects.order_by().values_list(
-        "participant__study_id", "visit__code", "analyte", "value", "unit")),
-        ["participant_id", "visit", "analyte", "value", "unit"])
-    signs = list(CLINICAL_ANALYTES)
-    clin = _frame(list(ClinicalAssessment.objects.order_by().values_list(
-        "participant__study_id", "visit__code", "ascites", "encephalopathy",
-        "dialysis_last_week", "weight_kg", *signs)),
-        ["participant_id", "visit", "ascites", "encephalopathy", "dialysis", "weight_kg",
-         *signs])
-    weight = clin.loc[clin["weight_kg"].notna(), ["participant_id", "visit", "weight_kg"]]
-    if not weight.empty:
-        weight = weight.assign(analyte="weight", value=weight["weight_kg"].astype(float),
-                               unit="kg").drop(columns="weight_kg")
-        labs = pd.concat([labs, weight], ignore_index=True)
-    measured = clinical_measurements(clin, ["participant_id", "visit"])
-    if not measured.empty:
-        labs = pd.concat([labs, measured], ignore_index=True)
-    labs["value"] = labs["value"].astype(float)
-    return {"participants": ppl, "visits": visits, "labs": labs, "clinical": clin}
-
-
-def _age(r: Any) -> float:
-    """Exact age stored at import (``screening_data['age']``), else whole years from the year of
-    birth to the enrolment (or screening) year."""
-    data = r.screening_data or {}
-    if isinstance(data, dict) and data.get("age") is not None:
-        try:
-            return float(data["age"])
-        except (TypeError, ValueError):
-            pass
-    ref = r.enrolment_date or r.screening_date
-    if r.year_of_birth is None or ref is None:
-        return float("nan")
-    return float(ref.year - int(r.year_of_birth))
 
 
 def _display_visits(frame: pd.DataFrame) -> pd.DataFrame:
@@ -129,110 +65,80 @@ def dataset(db: str | Path | None = None, *, derived: bool = True) -> pd.DataFra
     ``spiders``, ``edema``, ``histologic_stage``, unit ``1``) plus, with
     ``derived``, every score :func:`hepatrial.scores.score_columns` can compute per visit from
     that visit's labs, clinical assessment and the participant's sex and age
-    (``source = derived``, unit ``points``)."""
+    (``source = derived``, unit ``points``). Everything is read through
+    :mod:`hepatrial.trials.selectors`."""
     _setup(db)
-    t = _read_tables()
-    out = assemble_dataset(t["labs"], t["visits"], t["participants"], t["clinical"],
-                           derived=derived)
+    from hepatrial.trials import selectors
+
+    return _dataset(selectors.participants_frame(), derived=derived)
+
+
+def _dataset(ppl: pd.DataFrame, *, derived: bool) -> pd.DataFrame:
+    from hepatrial.trials import selectors
+
+    visits = selectors.visits_frame()
+    clin = selectors.clinical_frame().rename(columns={"dialysis_last_week": "dialysis"})
+    measured = selectors.measurements_frame()
+    out = assemble_dataset(measured, visits, ppl, clin, derived=derived)
     return _display_visits(out)
 
 
 def participants(db: str | Path | None = None) -> pd.DataFrame:
-    """Participants table (contracts.md §2), one row per participant, sorted by id.
-
-    ``route`` is the route of the first administration; ``cells_total``, ``cells_per_kg`` and
-    ``volume_ml`` are summed over the participant's administrations (NA when none).
-    """
+    """Participants table (contracts.md §2): :func:`hepatrial.trials.selectors.participants_frame`
+    (age at consent in whole years; dose = total cells over all administrations, with their
+    count ``n_administrations``), one row per participant, sorted by id."""
     _setup(db)
-    from hepatrial.trials.models import Administration, Participant
+    from hepatrial.trials import selectors
 
-    rows = list(Participant.objects.order_by("study_id").values_list(
-        "study_id", "site__code", "arm__code", "sex", "year_of_birth", "screening_data",
-        "etiology", "status", "status_date", "status_reason", "enrolment_date",
-        "screening_date"))
-    cols = ["participant_id", "site", "arm", "sex", "year_of_birth", "screening_data",
-            "etiology", "status", "status_date", "status_reason", "enrolment_date",
-            "screening_date"]
-    ppl = _frame(rows, cols)
-    ppl["arm"] = ppl["arm"].fillna("")
-    ppl["age"] = pd.Series([_age(r) for r in ppl.itertuples(index=False)], dtype=float)
-    adm = _frame(list(Administration.objects.order_by("participant__study_id", "date", "pk")
-                      .values_list("participant__study_id", "route", "cells_total",
-                                   "cells_per_kg", "volume_ml")),
-                 ["participant_id", "route", "cells_total", "cells_per_kg", "volume_ml"])
-    if not adm.empty:
-        adm["volume_ml"] = adm["volume_ml"].astype(float)
-        adm["cells_per_kg"] = adm["cells_per_kg"].astype(float)
-        agg = adm.groupby("participant_id", sort=True).agg(
-            route=("route", "first"), cells_total=("cells_total", "sum"),
-            cells_per_kg=("cells_per_kg", lambda s: s.sum() if s.notna().all() else np.nan),
-            volume_ml=("volume_ml", "sum")).reset_index()
-        ppl = ppl.merge(agg, on="participant_id", how="left")
-    else:
-        for c in ("route", "cells_total", "cells_per_kg", "volume_ml"):
-            ppl[c] = np.nan
-    ppl["route"] = ppl["route"].astype(object).where(ppl["route"].notna(), "NA")
-    for c in ("cells_total", "cells_per_kg", "volume_ml"):
-        ppl[c] = ppl[c].astype(float)
-    for c in ("status_date", "enrolment_date"):
-        ppl[c] = pd.to_datetime(ppl[c])
-    return ppl.loc[:, list(PARTICIPANT_COLUMNS)].reset_index(drop=True)
+    return selectors.participants_frame()
 
 
 def adverse_events(db: str | Path | None = None) -> pd.DataFrame:
-    """Adverse events (contracts.md §3), sorted by participant, onset day, term.
-
-    ``onset_day``/``resolved_day`` are days from the participant's day 0 (NA when not enrolled
-    or not resolved); ``related`` is the relatedness category.
-    """
+    """Adverse events (contracts.md §3): :func:`hepatrial.trials.selectors.adverse_events_frame`,
+    sorted by participant, onset day, term; days from day 0 (NA when not enrolled or not
+    resolved); ``related`` is the relatedness category."""
     _setup(db)
-    from hepatrial.trials.models import AdverseEvent
+    from hepatrial.trials import selectors
 
-    rows = list(AdverseEvent.objects.order_by("participant__study_id", "onset_date", "pk")
-                .values_list("participant__study_id", "term", "grade", "serious", "relatedness",
-                             "onset_date", "resolution_date", "outcome",
-                             "participant__enrolment_date"))
-    ae = _frame(rows, ["participant_id", "term", "grade", "serious", "related", "onset_date",
-                       "resolution_date", "outcome", "day0"])
-
-    def days(dates: pd.Series) -> pd.Series:
-        return pd.array([(d - z).days if d is not None and z is not None and not pd.isna(d)
-                         else pd.NA for d, z in zip(dates, ae["day0"], strict=True)],
-                        dtype="Int64")
-
-    ae["onset_day"] = days(ae["onset_date"])
-    ae["resolved_day"] = days(ae["resolution_date"])
-    ae["grade"] = ae["grade"].astype("int64")
-    ae["serious"] = ae["serious"].astype(bool)
-    ae = ae.sort_values(["participant_id", "onset_day", "term"], kind="mergesort",
-                        na_position="last")
-    return ae.loc[:, list(AE_COLUMNS)].reset_index(drop=True)
+    return selectors.adverse_events_frame()
 
 
 def trial_data(db: str | Path | None = None, *, derived: bool = True) -> Any:
     """The analysis bundle (contracts.md §4): ``hepatrial.analysis.TrialData(dataset,
-    participants, adverse_events, protocol_summary)`` built from the store."""
+    participants, adverse_events, protocol_summary)``, every table read through
+    :mod:`hepatrial.trials.selectors` (the participants table is read once and used both as
+    the bundle's table and for the ages of the derived scores)."""
     _setup(db)
     from hepatrial.analysis import TrialData
+    from hepatrial.trials import selectors
     from hepatrial.trials.services import active_protocol
 
-    return TrialData(dataset(derived=derived), participants(), adverse_events(),
+    ppl = selectors.participants_frame()
+    return TrialData(_dataset(ppl, derived=derived), ppl, selectors.adverse_events_frame(),
                      active_protocol().summary_dict())
 
 
-def write_dataset(path: str | Path, db: str | Path | None = None, *,
-                  derived: bool = True) -> pd.DataFrame:
-    """Write :func:`dataset` to ``path`` (``.csv`` or ``.parquet``), atomically and
-    deterministically (same store → same bytes). Returns the frame written."""
-    path = Path(path)
-    suffix = path.suffix.lower()
-    if suffix not in (".csv", ".parquet"):
-        raise ValueError(f"{path}: output must end in .csv or .parquet")
-    frame = dataset(db, derived=derived)
-    assert tuple(frame.columns) == DATASET_COLUMNS
+def _atomic_write(path: Path, write: Any) -> None:
+    """Call ``write(tmp)`` on a temporary file beside ``path``, then move it into place."""
     fd, tmp = tempfile.mkstemp(prefix=path.name + ".", dir=path.parent or Path("."))
     os.close(fd)
     try:
+        write(tmp)
+        os.replace(tmp, path)
+    finally:
+        if os.path.exists(tmp):
+            os.unlink(tmp)
+
+
+def _check_suffix(path: Path) -> str:
+    suffix = path.suffix.lower()
+    if suffix not in (".csv", ".parquet"):
+        raise ValueError(f"{path}: output must end in .csv or .parquet")
+    return suffix
+
+
+def _write_frame(frame: pd.DataFrame, path: Path, suffix: str) -> None:
+    def write(tmp: str) -> None:
         if suffix == ".csv":
             frame.to_csv(tmp, index=False, lineterminator="\n")
         else:
@@ -241,8 +147,31 @@ def write_dataset(path: str | Path, db: str | Path | None = None, *,
 
             table = pa.Table.from_pandas(frame, preserve_index=False)
             pq.write_table(table, tmp, compression="zstd")
-        os.replace(tmp, path)
-    finally:
-        if os.path.exists(tmp):
-            os.unlink(tmp)
+
+    _atomic_write(path, write)
+
+
+def write_dataset(path: str | Path, db: str | Path | None = None, *,
+                  derived: bool = True) -> pd.DataFrame:
+    """Write :func:`dataset` to ``path`` (``.csv`` or ``.parquet``), atomically and
+    deterministically (same store → same bytes). Returns the frame written."""
+    path = Path(path)
+    suffix = _check_suffix(path)
+    frame = dataset(db, derived=derived)
+    if tuple(frame.columns) != DATASET_COLUMNS:  # pragma: no cover - contract guard
+        raise ValueError(f"dataset columns {list(frame.columns)} are not {DATASET_COLUMNS}")
+    _write_frame(frame, path, suffix)
+    return frame
+
+
+def write_participants(path: str | Path, db: str | Path | None = None) -> pd.DataFrame:
+    """Write :func:`participants` to ``path`` (``.csv`` or ``.parquet``), atomically and
+    deterministically; dates as ``YYYY-MM-DD``, missing values empty. Returns the frame."""
+    path = Path(path)
+    suffix = _check_suffix(path)
+    frame = participants(db)
+    out = frame.copy()
+    for c in ("status_date", "enrolment_date"):
+        out[c] = out[c].dt.strftime("%Y-%m-%d").astype(object).where(out[c].notna(), None)
+    _write_frame(out, path, suffix)
     return frame

@@ -597,6 +597,9 @@ def _apply_participant_changes(changes: list[tuple[int, dict[str, Any]]], *, rea
             elif k == "age":
                 o.screening_data = {**(o.screening_data or {}), "age": v}
                 fields.add("screening_data")
+                # the year of birth is set from the age as at import (see _participant_objs)
+                o.year_of_birth = o.screening_date.year - int(np.floor(v))
+                fields.add("year_of_birth")
             else:
                 setattr(o, k, v)
                 fields.add(k)

@@ -1,8 +1,18 @@
-"""Read functions on the trial store (HackSoft "selectors") for the exporter, CLI and reports.
+"""Read functions on the trial store (HackSoft "selectors"): the only ORM reader of the
+exporter, the report's bundle, the demo and (later) the CDISC export.
 
 They return plain Python values or pandas DataFrames (no model instances), in a deterministic
-order, with the column names of docs/contracts.md. Days are counted from day 0 (the
-enrolment date): ``actual_day = actual_date - enrolment_date`` in days.
+order (sorted in pandas, so the database's collation does not matter), with the column names of
+docs/contracts.md (:mod:`hepatrial.vocab` holds the column tuples). Days are counted from day 0
+(the enrolment date): ``actual_day = actual_date - enrolment_date`` in days.
+
+Derived participant values are defined here once (docs/contracts.md §2):
+
+* **age** (:func:`age_in_whole_years`): age at consent in whole years, ``consent year − year of
+  birth`` (only the year of birth is stored); the date is the participant's first consent, or
+  the screening date when no consent is recorded (participants loaded through an import map).
+* **dose**: ``cells_total`` = total cells over all administrations, ``n_administrations`` their
+  count, ``cells_per_kg`` and ``volume_ml`` summed the same way, ``route`` of the first.
 """
 
 from __future__ import annotations
@@ -12,10 +22,12 @@ from typing import Any
 
 import pandas as pd
 
+from hepatrial.errors import StoreError
 from hepatrial.trials.models import (
     Administration,
     AdverseEvent,
     ClinicalAssessment,
+    Consent,
     LabResult,
     Participant,
     ProtocolDeviation,
@@ -23,14 +35,19 @@ from hepatrial.trials.models import (
     TrialConfig,
     Visit,
 )
+from hepatrial.vocab import ADVERSE_EVENT_COLUMNS, DATASET_COLUMNS, PARTICIPANT_COLUMNS
 
 __all__ = [
     "ADVERSE_EVENT_COLUMNS",
+    "CLINICAL_ANALYTES",
     "MEASUREMENT_COLUMNS",
+    "NO_ROUTE",
     "PARTICIPANT_COLUMNS",
     "administrations_frame",
     "adverse_events_frame",
+    "age_in_whole_years",
     "clinical_frame",
+    "clinical_measurements",
     "deviations_frame",
     "labs_frame",
     "measurements_frame",
@@ -41,28 +58,34 @@ __all__ = [
     "visits_frame",
 ]
 
-PARTICIPANT_COLUMNS = [
-    "participant_id", "site", "arm", "sex", "age", "etiology", "status", "status_date",
-    "status_reason", "enrolment_date", "route", "cells_total", "cells_per_kg", "volume_ml",
-]  # fmt: skip
-ADVERSE_EVENT_COLUMNS = [
-    "participant_id", "term", "grade", "serious", "related", "onset_day", "resolved_day",
-    "outcome",
-]  # fmt: skip
-MEASUREMENT_COLUMNS = [
-    "participant_id", "site", "arm", "visit", "nominal_day", "actual_day", "analyte", "value",
-    "unit", "source",
-]  # fmt: skip
+#: the analysis dataset's columns (docs/contracts.md §1)
+MEASUREMENT_COLUMNS: tuple[str, ...] = DATASET_COLUMNS
+#: ``route`` of a participant who had no administration (docs/contracts.md §2)
+NO_ROUTE = "NA"
+
+_KEYS = ["participant_id", "site", "arm", "visit", "nominal_day", "actual_day"]
 
 
-def _days(d: _dt.date | None, day0: _dt.date | None) -> Any:
-    if d is None or day0 is None:
-        return pd.NA
-    return (d - day0).days
+def _frame(rows: list[tuple], columns: list[str]) -> pd.DataFrame:
+    if rows:
+        return pd.DataFrame(rows, columns=columns)
+    return pd.DataFrame({c: pd.Series(dtype=object) for c in columns})
 
 
-def _arm(p: Participant) -> Any:
-    return p.arm.code if p.arm_id else pd.NA
+def _days(dates: pd.Series, day0: pd.Series) -> pd.Series:
+    """Whole days from ``day0`` to ``dates`` (``Int64``; NA when either is missing)."""
+    a = pd.to_datetime(dates.astype(object).where(dates.notna(), None))
+    b = pd.to_datetime(day0.astype(object).where(day0.notna(), None))
+    return (a - b).dt.days.astype("Int64")
+
+
+def _sorted(df: pd.DataFrame, keys: list[str]) -> pd.DataFrame:
+    return df.sort_values(keys, kind="mergesort").reset_index(drop=True)
+
+
+def _arm(values: pd.Series) -> pd.Series:
+    """Arm code; empty text for a participant without an arm (not enrolled)."""
+    return values.astype(object).where(values.notna(), "")
 
 
 def protocol_record() -> dict[str, Any] | None:
@@ -85,83 +108,160 @@ def sites() -> list[dict[str, Any]]:
     return list(Site.objects.order_by("code").values("code", "name", "active"))
 
 
-def _age(p: Participant) -> Any:
-    """Age in years at enrolment (or screening), from the year of birth taken as 1 July."""
-    ref = p.enrolment_date or p.screening_date
-    if ref is None:
-        return float("nan")
-    return round((ref - _dt.date(p.year_of_birth, 7, 1)).days / 365.25, 2)
+def age_in_whole_years(year_of_birth: int | None, on: _dt.date | None) -> int | None:
+    """Age in whole years on the date ``on`` when only the year of birth is stored:
+    ``on.year − year_of_birth`` (docs/contracts.md §2).
+
+    This is the age the participant reaches in the calendar year of ``on``: the exact age lies
+    strictly between ``age − 1`` and ``age + 1`` years, and the age in completed years is
+    ``age`` (birthday on or before ``on`` in that year) or ``age − 1`` (birthday later).
+    ``None`` when either input is missing.
+    """
+    if year_of_birth is None or on is None:
+        return None
+    return on.year - int(year_of_birth)
+
+
+def _first_consents() -> dict[int, _dt.date]:
+    first: dict[int, _dt.date] = {}
+    for pid, d in Consent.objects.order_by("participant_id", "date", "pk").values_list(
+        "participant_id", "date"
+    ):
+        first.setdefault(pid, d)
+    return first
+
+
+def _dose_by_participant() -> pd.DataFrame:
+    """Per participant id: route of the first administration, count, and the sums of cells,
+    cells/kg (NaN unless every administration has it) and volume."""
+    adm = _frame(
+        list(
+            Administration.objects.order_by("participant_id", "date", "pk").values_list(
+                "participant_id", "route", "cells_total", "cells_per_kg", "volume_ml"
+            )
+        ),
+        ["pid", "route", "cells_total", "cells_per_kg", "volume_ml"],
+    )
+    cols = ["route", "n_administrations", "cells_total", "cells_per_kg", "volume_ml"]
+    if adm.empty:
+        return pd.DataFrame(columns=cols, index=pd.Index([], name="pid"))
+    for c in ("cells_total", "cells_per_kg", "volume_ml"):
+        adm[c] = pd.to_numeric(adm[c].astype(object), errors="raise").astype(float)
+    g = adm.groupby("pid", sort=True)
+    out = pd.DataFrame(
+        {
+            "route": g["route"].first(),
+            "n_administrations": g.size().astype("int64"),
+            "cells_total": g["cells_total"].sum(),
+            "cells_per_kg": g["cells_per_kg"].sum().where(g["cells_per_kg"].count() == g.size()),
+            "volume_ml": g["volume_ml"].sum(),
+        }
+    )
+    return out[cols]
 
 
 def participants_frame(site_codes: list[str] | None = None) -> pd.DataFrame:
-    """One row per participant (docs/contracts.md §2), sorted by participant_id.
+    """One row per participant (docs/contracts.md §2, columns :data:`PARTICIPANT_COLUMNS`),
+    sorted by participant_id.
 
-    ``age`` is years at enrolment (screening date if not enrolled) with the birthday taken as
-    1 July of the year of birth (only the year is stored). ``route``/``cells_total``/
-    ``cells_per_kg``/``volume_ml`` are from the first administration (NA when none).
+    * ``age`` (``Int64``): age at consent in whole years, :func:`age_in_whole_years` of the year
+      of birth and the first consent date (screening date when no consent is recorded).
+    * ``n_administrations`` (int): administrations recorded (0 when none).
+    * ``cells_total``, ``cells_per_kg``, ``volume_ml`` (float): sums over every administration
+      (NaN when none; ``cells_per_kg`` NaN unless every administration has it).
+    * ``route``: route of the first administration (by date), ``"NA"`` when none.
+    * ``arm``: arm code, empty when not enrolled; ``status_date``/``enrolment_date``: datetime64
+      (NaT when not enrolled).
     """
-    qs = Participant.objects.select_related("site", "arm").order_by("study_id")
+    qs = Participant.objects.order_by("study_id")
     if site_codes is not None:
         qs = qs.filter(site__code__in=site_codes)
-    first_admin: dict[int, Administration] = {}
-    for a in Administration.objects.order_by("participant_id", "date", "pk"):
-        first_admin.setdefault(a.participant_id, a)
-    rows = []
-    for p in qs:
-        a = first_admin.get(p.pk)
-        rows.append(
-            {
-                "participant_id": p.study_id,
-                "site": p.site.code,
-                "arm": _arm(p),
-                "sex": p.sex,
-                "age": _age(p),
-                "etiology": p.etiology,
-                "status": p.status,
-                "status_date": p.status_date,
-                "status_reason": p.status_reason,
-                "enrolment_date": p.enrolment_date if p.enrolment_date else pd.NaT,
-                "route": a.route if a else pd.NA,
-                "cells_total": float(a.cells_total) if a else float("nan"),
-                "cells_per_kg": float(a.cells_per_kg) if a and a.cells_per_kg else float("nan"),
-                "volume_ml": float(a.volume_ml) if a else float("nan"),
-            }
-        )
-    return pd.DataFrame(rows, columns=PARTICIPANT_COLUMNS)
+    cols = ["pid", "participant_id", "site", "arm", "sex", "year_of_birth", "etiology", "status",
+            "status_date", "status_reason", "enrolment_date", "screening_date"]  # fmt: skip
+    ppl = _frame(
+        list(
+            qs.values_list(
+                "id", "study_id", "site__code", "arm__code", "sex", "year_of_birth", "etiology",
+                "status", "status_date", "status_reason", "enrolment_date", "screening_date",
+            )
+        ),
+        cols,
+    )  # fmt: skip
+    consent = _first_consents()
+    ppl["arm"] = _arm(ppl["arm"])
+    ppl["age"] = pd.array(
+        [
+            age_in_whole_years(y, consent.get(pid, scr))
+            for pid, y, scr in zip(ppl["pid"], ppl["year_of_birth"], ppl["screening_date"],
+                                   strict=True)
+        ],
+        dtype="Int64",
+    )  # fmt: skip
+    dose = _dose_by_participant()
+    ppl = ppl.join(dose, on="pid")
+    ppl["route"] = ppl["route"].astype(object).where(ppl["route"].notna(), NO_ROUTE)
+    ppl["n_administrations"] = ppl["n_administrations"].fillna(0).astype("int64")
+    for c in ("cells_total", "cells_per_kg", "volume_ml"):
+        ppl[c] = ppl[c].astype(float)
+    for c in ("status_date", "enrolment_date"):
+        ppl[c] = pd.to_datetime(ppl[c].astype(object).where(ppl[c].notna(), None))
+    ppl = _sorted(ppl, ["participant_id"])
+    return ppl.loc[:, list(PARTICIPANT_COLUMNS)]
+
+
+def _visits(with_details: bool = True) -> pd.DataFrame:
+    """Every visit with its keys (``vid`` = visit pk, :data:`_KEYS`) and, with
+    ``with_details``, label, window, scheduled/actual dates and status; sorted by participant,
+    nominal day, code."""
+    details = ["label", "window_lower", "window_upper", "scheduled_date", "actual_date",
+               "status"] if with_details else ["actual_date"]  # fmt: skip
+    cols = ["vid", "participant_id", "site", "arm", "visit", "nominal_day", "day0", *details]
+    df = _frame(
+        list(
+            Visit.objects.order_by().values_list(
+                "id", "participant__study_id", "participant__site__code",
+                "participant__arm__code", "code", "nominal_day", "participant__enrolment_date",
+                *details,
+            )
+        ),
+        cols,
+    )  # fmt: skip
+    df["arm"] = _arm(df["arm"])
+    df["actual_day"] = _days(df["actual_date"], df["day0"])
+    df["nominal_day"] = df["nominal_day"].astype("int64")
+    return _sorted(df, ["participant_id", "nominal_day", "visit"])
 
 
 def visits_frame() -> pd.DataFrame:
     """One row per visit: participant_id, site, arm, visit, label, nominal_day, window_lower,
     window_upper, scheduled_date, actual_date, actual_day, status; by participant, day, code."""
-    rows = []
-    qs = Visit.objects.select_related("participant__site", "participant__arm").order_by(
-        "participant__study_id", "nominal_day", "code"
+    df = _visits()
+    return df[["participant_id", "site", "arm", "visit", "label", "nominal_day", "window_lower",
+               "window_upper", "scheduled_date", "actual_date", "actual_day", "status"]]
+
+
+def _with_visit_keys(rows: pd.DataFrame, keys: pd.DataFrame, order: list[str]) -> pd.DataFrame:
+    """``rows`` (with ``vid``) joined to the visit keys :data:`_KEYS`, sorted by ``order``."""
+    out = rows.merge(keys[["vid", *_KEYS]], on="vid", how="inner", validate="many_to_one")
+    return _sorted(out, order)
+
+
+_LAB_DETAILS = ["loinc", "value_as_entered", "unit_as_entered", "laboratory", "specimen_date"]
+
+
+def _labs(keys: pd.DataFrame, *, details: bool) -> pd.DataFrame:
+    extra = _LAB_DETAILS if details else []
+    rows = _frame(
+        list(
+            LabResult.objects.order_by("pk").values_list(
+                "visit_id", "analyte", "value", "unit", *extra
+            )
+        ),
+        ["vid", "analyte", "value", "unit", *extra],
     )
-    for v in qs:
-        p = v.participant
-        rows.append(
-            {
-                "participant_id": p.study_id,
-                "site": p.site.code,
-                "arm": _arm(p),
-                "visit": v.code,
-                "label": v.label,
-                "nominal_day": v.nominal_day,
-                "window_lower": v.window_lower,
-                "window_upper": v.window_upper,
-                "scheduled_date": v.scheduled_date,
-                "actual_date": v.actual_date,
-                "actual_day": _days(v.actual_date, p.enrolment_date),
-                "status": v.status,
-            }
-        )
-    cols = [
-        "participant_id", "site", "arm", "visit", "label", "nominal_day", "window_lower",
-        "window_upper", "scheduled_date", "actual_date", "actual_day", "status",
-    ]  # fmt: skip
-    df = pd.DataFrame(rows, columns=cols)
-    df["actual_day"] = df["actual_day"].astype("Int64")
-    return df
+    rows["value"] = rows["value"].astype(float)
+    out = _with_visit_keys(rows, keys, ["participant_id", "nominal_day", "visit", "analyte"])
+    return out[[*_KEYS, "analyte", "value", "unit", *extra]]
 
 
 def labs_frame() -> pd.DataFrame:
@@ -170,75 +270,38 @@ def labs_frame() -> pd.DataFrame:
     Columns: participant_id, site, arm, visit, nominal_day, actual_day, analyte, value, unit,
     loinc, value_as_entered, unit_as_entered, laboratory, specimen_date; sorted by
     participant_id, nominal_day, visit, analyte."""
-    rows = []
-    qs = LabResult.objects.select_related(
-        "participant__site", "participant__arm", "visit"
-    ).order_by("participant__study_id", "visit__nominal_day", "visit__code", "analyte")
-    for lab in qs:
-        p, v = lab.participant, lab.visit
-        rows.append(
-            {
-                "participant_id": p.study_id,
-                "site": p.site.code,
-                "arm": _arm(p),
-                "visit": v.code,
-                "nominal_day": v.nominal_day,
-                "actual_day": _days(v.actual_date, p.enrolment_date),
-                "analyte": lab.analyte,
-                "value": float(lab.value),
-                "unit": lab.unit,
-                "loinc": lab.loinc,
-                "value_as_entered": lab.value_as_entered,
-                "unit_as_entered": lab.unit_as_entered,
-                "laboratory": lab.laboratory,
-                "specimen_date": lab.specimen_date,
-            }
-        )
-    cols = [*MEASUREMENT_COLUMNS[:-1], "loinc", "value_as_entered", "unit_as_entered",
-            "laboratory", "specimen_date"]  # fmt: skip
-    df = pd.DataFrame(rows, columns=cols)
-    df["actual_day"] = df["actual_day"].astype("Int64")
-    return df
+    return _labs(_visits(with_details=False), details=True)
+
+
+#: ClinicalAssessment fields of :func:`clinical_frame` besides the visit keys
+CLINICAL_FIELDS = (
+    "ascites", "encephalopathy", "dialysis_last_week", "weight_kg", "ascites_present",
+    "hepatomegaly", "spider_angiomata", "edema", "histologic_stage",
+)  # fmt: skip
+
+
+def _clinical(keys: pd.DataFrame) -> pd.DataFrame:
+    rows = _frame(
+        list(
+            ClinicalAssessment.objects.order_by("pk").values_list("visit_id", *CLINICAL_FIELDS)
+        ),
+        ["vid", *CLINICAL_FIELDS],
+    )
+    rows["dialysis_last_week"] = rows["dialysis_last_week"].map(bool).astype(bool)
+    rows["weight_kg"] = pd.Series(
+        [float(x) if x is not None else float("nan") for x in rows["weight_kg"]],
+        index=rows.index, dtype=float,
+    )  # fmt: skip
+    out = _with_visit_keys(rows, keys, ["participant_id", "nominal_day", "visit"])
+    return out[[*_KEYS, *CLINICAL_FIELDS]]
 
 
 def clinical_frame() -> pd.DataFrame:
     """Clinical assessments: participant_id, site, arm, visit, nominal_day, actual_day, ascites,
-    encephalopathy, dialysis_last_week, weight_kg (float), ascites_present, hepatomegaly,
-    spider_angiomata, edema, histologic_stage (None = not assessed); sorted by participant,
-    day, visit."""
-    rows = []
-    qs = ClinicalAssessment.objects.select_related(
-        "participant__site", "participant__arm", "visit"
-    ).order_by("participant__study_id", "visit__nominal_day", "visit__code")
-    for c in qs:
-        p, v = c.participant, c.visit
-        rows.append(
-            {
-                "participant_id": p.study_id,
-                "site": p.site.code,
-                "arm": _arm(p),
-                "visit": v.code,
-                "nominal_day": v.nominal_day,
-                "actual_day": _days(v.actual_date, p.enrolment_date),
-                "ascites": c.ascites,
-                "encephalopathy": c.encephalopathy,
-                "dialysis_last_week": bool(c.dialysis_last_week),
-                "weight_kg": float(c.weight_kg) if c.weight_kg is not None else float("nan"),
-                "ascites_present": c.ascites_present,
-                "hepatomegaly": c.hepatomegaly,
-                "spider_angiomata": c.spider_angiomata,
-                "edema": c.edema,
-                "histologic_stage": c.histologic_stage,
-            }
-        )
-    cols = [
-        "participant_id", "site", "arm", "visit", "nominal_day", "actual_day", "ascites",
-        "encephalopathy", "dialysis_last_week", "weight_kg", "ascites_present", "hepatomegaly",
-        "spider_angiomata", "edema", "histologic_stage",
-    ]  # fmt: skip
-    df = pd.DataFrame(rows, columns=cols)
-    df["actual_day"] = df["actual_day"].astype("Int64")
-    return df
+    encephalopathy, dialysis_last_week (bool), weight_kg (float), ascites_present,
+    hepatomegaly, spider_angiomata, edema, histologic_stage (None = not assessed); sorted by
+    participant, day, visit."""
+    return _clinical(_visits(with_details=False))
 
 
 #: Optional clinical items exported as ``measured`` rows of the analysis dataset (unit ``1``):
@@ -269,7 +332,7 @@ def clinical_measurements(clin: pd.DataFrame, keys: list[str]) -> pd.DataFrame:
         num = raw.map(values) if values is not None else raw
         if num.isna().any():  # a value without a number would be dropped silently
             bad = sorted(set(map(str, raw[num.isna()])))
-            raise ValueError(f"clinical {field}: no numeric code for {', '.join(bad)}")
+            raise StoreError(f"clinical {field}: no numeric code for {', '.join(bad)}")
         part = clin.loc[has, keys].copy()
         part["analyte"] = code
         part["value"] = num.astype(float).to_numpy()
@@ -287,108 +350,88 @@ def measurements_frame() -> pd.DataFrame:
     :data:`CLINICAL_ANALYTES` (unit ``1``); scores are added by the exporter. Sorted by
     participant_id, nominal_day, visit, analyte.
     """
-    labs = labs_frame()[MEASUREMENT_COLUMNS[:-1]]
-    clin = clinical_frame()
-    w = clin[clin["weight_kg"].notna()]
-    weight = pd.DataFrame(
-        {
-            "participant_id": w["participant_id"],
-            "site": w["site"],
-            "arm": w["arm"],
-            "visit": w["visit"],
-            "nominal_day": w["nominal_day"],
-            "actual_day": w["actual_day"],
-            "analyte": "weight",
-            "value": w["weight_kg"].astype(float),
-            "unit": "kg",
-        }
-    )
-    signs = clinical_measurements(
-        clin, ["participant_id", "site", "arm", "visit", "nominal_day", "actual_day"]
-    )
+    keys = _visits(with_details=False)
+    return _measured(_labs(keys, details=False), _clinical(keys))
+
+
+def _measured(labs: pd.DataFrame, clin: pd.DataFrame) -> pd.DataFrame:
+    labs = labs[[*_KEYS, "analyte", "value", "unit"]]
+    w = clin.loc[clin["weight_kg"].notna(), _KEYS]
+    weight = w.assign(analyte="weight", value=clin.loc[w.index, "weight_kg"].astype(float),
+                      unit="kg")
+    signs = clinical_measurements(clin, _KEYS)
     parts = [df for df in (labs, weight, signs) if len(df)]
     out = pd.concat(parts, ignore_index=True) if parts else labs.iloc[0:0].copy()
     out["source"] = "measured"
-    out = out.sort_values(
-        ["participant_id", "nominal_day", "visit", "analyte"], kind="mergesort"
-    ).reset_index(drop=True)
+    out = _sorted(out, ["participant_id", "nominal_day", "visit", "analyte"])
     out["actual_day"] = out["actual_day"].astype("Int64")
-    out["nominal_day"] = out["nominal_day"].astype(int)
-    return out[MEASUREMENT_COLUMNS]
+    out["nominal_day"] = out["nominal_day"].astype("int64")
+    out["value"] = out["value"].astype(float)
+    return out[list(MEASUREMENT_COLUMNS)]
 
 
 def administrations_frame() -> pd.DataFrame:
     """Administrations: participant_id, date, day, route, cells_total, cells_per_kg, volume_ml,
     operator, batch_id; sorted by participant and date."""
-    rows = []
-    for a in Administration.objects.select_related("participant").order_by(
-        "participant__study_id", "date", "pk"
-    ):
-        rows.append(
-            {
-                "participant_id": a.participant.study_id,
-                "date": a.date,
-                "day": _days(a.date, a.participant.enrolment_date),
-                "route": a.route,
-                "cells_total": float(a.cells_total),
-                "cells_per_kg": float(a.cells_per_kg) if a.cells_per_kg else float("nan"),
-                "volume_ml": float(a.volume_ml),
-                "operator": a.operator,
-                "batch_id": a.batch_id,
-            }
-        )
-    cols = ["participant_id", "date", "day", "route", "cells_total", "cells_per_kg",
+    cols = ["participant_id", "date", "day0", "route", "cells_total", "cells_per_kg",
             "volume_ml", "operator", "batch_id"]  # fmt: skip
-    df = pd.DataFrame(rows, columns=cols)
-    df["day"] = df["day"].astype("Int64")
-    return df
+    df = _frame(
+        list(
+            Administration.objects.order_by("pk").values_list(
+                "participant__study_id", "date", "participant__enrolment_date", "route",
+                "cells_total", "cells_per_kg", "volume_ml", "operator", "batch_id",
+            )
+        ),
+        cols,
+    )  # fmt: skip
+    df["day"] = _days(df["date"], df["day0"])
+    for c in ("cells_total", "cells_per_kg", "volume_ml"):
+        df[c] = pd.to_numeric(df[c].astype(object)).astype(float)
+    df = _sorted(df, ["participant_id", "date"])
+    return df[["participant_id", "date", "day", "route", "cells_total", "cells_per_kg",
+               "volume_ml", "operator", "batch_id"]]  # fmt: skip
 
 
 def adverse_events_frame() -> pd.DataFrame:
-    """Adverse events (docs/contracts.md §3); days from day 0; sorted by participant, onset."""
-    rows = []
-    for e in AdverseEvent.objects.select_related("participant").order_by(
-        "participant__study_id", "onset_date", "pk"
-    ):
-        day0 = e.participant.enrolment_date
-        rows.append(
-            {
-                "participant_id": e.participant.study_id,
-                "term": e.term,
-                "grade": int(e.grade),
-                "serious": bool(e.serious),
-                "related": e.relatedness,
-                "onset_day": _days(e.onset_date, day0),
-                "resolved_day": _days(e.resolution_date, day0),
-                "outcome": e.outcome,
-            }
-        )
-    df = pd.DataFrame(rows, columns=ADVERSE_EVENT_COLUMNS)
-    df["onset_day"] = df["onset_day"].astype("Int64")
-    df["resolved_day"] = df["resolved_day"].astype("Int64")
-    return df
+    """Adverse events (docs/contracts.md §3, columns :data:`ADVERSE_EVENT_COLUMNS`): days from
+    day 0 (NA when not enrolled or not resolved); sorted by participant, onset day (NA last),
+    term, then the order of entry."""
+    cols = ["participant_id", "term", "grade", "serious", "related", "onset_date",
+            "resolution_date", "outcome", "day0"]  # fmt: skip
+    ae = _frame(
+        list(
+            AdverseEvent.objects.order_by("pk").values_list(
+                "participant__study_id", "term", "grade", "serious", "relatedness",
+                "onset_date", "resolution_date", "outcome", "participant__enrolment_date",
+            )
+        ),
+        cols,
+    )  # fmt: skip
+    ae["onset_day"] = _days(ae["onset_date"], ae["day0"])
+    ae["resolved_day"] = _days(ae["resolution_date"], ae["day0"])
+    ae["grade"] = ae["grade"].astype("int64")
+    ae["serious"] = ae["serious"].astype(bool)
+    ae = ae.sort_values(["participant_id", "onset_day", "term"], kind="mergesort",
+                        na_position="last").reset_index(drop=True)
+    return ae.loc[:, list(ADVERSE_EVENT_COLUMNS)]
 
 
 def deviations_frame() -> pd.DataFrame:
     """Protocol deviations: participant_id, visit, category, description, date, major,
     detected_by; sorted by participant, date, id."""
-    rows = []
-    for d in ProtocolDeviation.objects.select_related("participant", "visit").order_by(
-        "participant__study_id", "date", "pk"
-    ):
-        rows.append(
-            {
-                "participant_id": d.participant.study_id,
-                "visit": d.visit.code if d.visit_id else pd.NA,
-                "category": d.category,
-                "description": d.description,
-                "date": d.date,
-                "major": bool(d.major),
-                "detected_by": d.detected_by,
-            }
-        )
     cols = ["participant_id", "visit", "category", "description", "date", "major", "detected_by"]
-    return pd.DataFrame(rows, columns=cols)
+    df = _frame(
+        list(
+            ProtocolDeviation.objects.order_by("pk").values_list(
+                "participant__study_id", "visit__code", "category", "description", "date",
+                "major", "detected_by",
+            )
+        ),
+        cols,
+    )  # fmt: skip
+    df["visit"] = df["visit"].astype(object).where(df["visit"].notna(), pd.NA)
+    df["major"] = df["major"].astype(bool)
+    return _sorted(df, ["participant_id", "date"])
 
 
 def status_history_frame() -> pd.DataFrame:
