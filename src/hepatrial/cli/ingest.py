@@ -1,4 +1,4 @@
-"""``hepatrial import labs|visits`` and ``hepatrial export dataset``."""
+"""``hepatrial import participants|labs|visits`` and ``hepatrial export dataset|participants``."""
 
 from __future__ import annotations
 
@@ -143,6 +143,29 @@ def export_dataset_cmd(
                   f"{frame['participant_id'].nunique()} participants")
 
 
+@export_app.command("participants")
+def export_participants_cmd(
+    output: Annotated[Path, typer.Option("-o", "--output", help="FILE.csv or FILE.parquet")],
+    db: DbOpt = None,
+) -> None:
+    """Write the participants table (docs/contracts.md §2: age at consent in whole years, dose
+    = total cells over all administrations with their count), deterministically."""
+    from django.db import DatabaseError
+
+    from hepatrial.ingest import export
+
+    console = _console()
+    try:
+        frame = export.write_participants(output, db=db)
+    except DatabaseError as exc:
+        console.print(f"[red]error:[/red] database: {exc} (run `hepatrial init` first?)")
+        raise typer.Exit(2) from None
+    except ValueError as exc:
+        console.print(f"[red]error:[/red] {exc}")
+        raise typer.Exit(2) from None
+    console.print(f"{output}: {len(frame)} participants")
+
+
 def _group(app: typer.Typer, name: str) -> typer.Typer | None:
     for info in app.registered_groups:
         if info.name == name and info.typer_instance is not None:
@@ -151,10 +174,12 @@ def _group(app: typer.Typer, name: str) -> typer.Typer | None:
 
 
 def register(app: typer.Typer) -> None:
-    """Add ``import`` (labs, visits) and ``export`` (dataset) to the ``hepatrial`` command."""
+    """Add ``import`` (participants, labs, visits) and ``export`` (dataset, participants) to the
+    ``hepatrial`` command."""
     app.add_typer(import_app, name="import")
     existing = _group(app, "export")
     if existing is None:
         app.add_typer(export_app, name="export")
     else:  # another area already made an ``export`` group: add our command to it
         existing.command("dataset")(export_dataset_cmd)
+        existing.command("participants")(export_participants_cmd)
