@@ -12,6 +12,7 @@ from hepatrial.analysis.bundle import TrialData
 from hepatrial.analysis.descriptive import describe, friedman
 from hepatrial.analysis.lmm import LMMResult, fit_lmm
 from hepatrial.analysis.missing import visit_completeness
+from hepatrial.analysis.mmrm import MMRMResult, fit_mmrm
 from hepatrial.analysis.multiplicity import (
     exact_test_feasibility,
     fixed_sequence,
@@ -35,6 +36,7 @@ from hepatrial.analysis.safety import ae_overview, ae_summary, lab_shift_table
 __all__ = [
     "AnalysisInputError",
     "LMMResult",
+    "MMRMResult",
     "TrialData",
     "ae_overview",
     "ae_summary",
@@ -43,6 +45,7 @@ __all__ = [
     "effect_sizes",
     "exact_test_feasibility",
     "fit_lmm",
+    "fit_mmrm",
     "fixed_sequence",
     "friedman",
     "holm",

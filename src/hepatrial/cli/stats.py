@@ -5,6 +5,9 @@
 * ``hepatrial stats lmm FILE.csv --subject COL --time COL --outcome COL [--ddf METHOD]`` —
   linear mixed model (profiled REML as lme4; GLS SEs; Kenward-Roger, Satterthwaite or Wald
   tests, matching R pbkrtest / lmerTest).
+* ``hepatrial stats mmrm FILE.csv --subject COL --visit COL --outcome COL [--covariance UN]``
+  — MMRM (REML; unstructured, cs, ar1 or toeplitz covariance over visits; Kenward-Roger df):
+  least-squares means and change from baseline by visit (matches R nlme::gls / pbkrtest).
 
 ``--json`` prints deterministic JSON (sorted keys, numbers as numbers, NaN as null).  Bad input
 (missing column, non-numeric value) prints an error naming the column and the CSV line and exits
@@ -32,7 +35,7 @@ out = Console()
 
 stats_app = typer.Typer(
     name="stats",
-    help="Statistics on a tidy CSV: paired tests vs baseline, linear mixed models.",
+    help="Statistics on a tidy CSV: paired tests vs baseline, linear mixed models, MMRM.",
     no_args_is_help=True,
 )
 
@@ -280,8 +283,72 @@ def lmm(
                   "+-1 (lme4 isSingular)", highlight=False)
 
 
+def mmrm(
+    file: FileArg,
+    subject: Annotated[str, typer.Option("--subject", help="Subject id column.")],
+    visit: Annotated[str, typer.Option("--visit", help="Visit column (categorical).")],
+    outcome: Annotated[str, typer.Option("--outcome", help="Numeric outcome column.")],
+    covariance: Annotated[str, typer.Option(
+        "--covariance", help="Covariance over visits: unstructured (default), cs, ar1 or "
+        "toeplitz.")] = "unstructured",
+    group: Annotated[str | None, typer.Option(
+        "--group", help="Arm column: adds group and group x visit.")] = None,
+    covariate: Annotated[list[str] | None, typer.Option(
+        "--covariate", help="Numeric covariate column (repeatable).")] = None,
+    baseline: Annotated[str | None, typer.Option(
+        "--baseline", help="Baseline visit (default: the first visit).")] = None,
+    ddf: Annotated[str, typer.Option(
+        "--ddf", help="kenward-roger (default), satterthwaite or wald.")] = "kenward-roger",
+    as_json: Annotated[bool, typer.Option("--json", help="Print JSON.")] = False,
+) -> None:
+    """Fit an MMRM (REML, covariance over visits, KR df): LS means and change from baseline."""
+    from hepatrial.analysis import AnalysisInputError, fit_mmrm
+
+    if covariance not in ("unstructured", "cs", "ar1", "toeplitz"):
+        raise typer.BadParameter("must be unstructured, cs, ar1 or toeplitz",
+                                 param_hint="--covariance")
+    if ddf not in ("kenward-roger", "satterthwaite", "wald"):
+        raise typer.BadParameter("must be 'kenward-roger', 'satterthwaite' or 'wald'",
+                                 param_hint="--ddf")
+    keys = [subject, visit] + ([group] if group else [])
+    df = _read(file, keys)
+    order = None
+    if visit in df.columns and "nominal_day" not in df.columns:
+        order = _numeric_visit_order(df[visit])
+    try:
+        res = fit_mmrm(df, subject, visit, outcome, covariance=covariance,  # type: ignore[arg-type]
+                       group=group, covariates=covariate or (), baseline=baseline,
+                       visit_order=order, ddf=ddf)  # type: ignore[arg-type]
+    except AnalysisInputError as exc:
+        _fail(file, f"{exc} (rows are CSV line numbers)" if exc.row is not None else str(exc))
+        return
+    if as_json:
+        _dump(res.to_dict())
+        return
+    for title, frame in (("least-squares means", res.lsmeans),
+                         (f"change from baseline ({res.baseline})", res.change_from_baseline),
+                         ("difference in change vs reference group", res.group_differences)):
+        if frame is None or frame.empty:
+            continue
+        table = Table(title=f"{outcome}: {title}")
+        cols = [c for c in ("visit", "group", "estimate", "se", "df", "t", "p") if c in frame]
+        for col in [*cols, f"{res.confidence:.0%} CI"]:
+            table.add_column(col, justify="left" if col in ("visit", "group") else "right")
+        for r in frame.to_dict(orient="records"):
+            table.add_row(*[_fmt(r[c]) if isinstance(r[c], float) else str(r[c]) for c in cols],
+                          f"({_fmt(r['ci_low'])}, {_fmt(r['ci_high'])})")
+        out.print(table)
+    for name, ft in res.f_tests.items():
+        out.print(f"F test {name}: F = {_fmt(ft['F'])} on {_fmt(ft['ndf'])} and "
+                  f"{_fmt(ft['ddf'])} df, p = {_fmt(ft['p'])}", highlight=False)
+    out.print(f"{res.model}; REML logLik {res.loglik:.6f}; tests: {res.test}; converged "
+              f"{res.converged}; n obs {res.n_obs}, subjects {res.n_subjects}, visit patterns "
+              f"{res.n_patterns}, dropped {res.n_dropped}", highlight=False)
+
+
 stats_app.command("paired")(paired)
 stats_app.command("lmm")(lmm)
+stats_app.command("mmrm")(mmrm)
 
 
 def register(app: typer.Typer) -> None:
@@ -289,4 +356,4 @@ def register(app: typer.Typer) -> None:
     app.add_typer(stats_app, name="stats")
 
 
-__all__ = ["lmm", "paired", "register", "stats_app"]
+__all__ = ["lmm", "mmrm", "paired", "register", "stats_app"]
