@@ -22,4 +22,4 @@ def test_benchmark_trial_small() -> None:
     assert len(res["ancova"]) == 6 * 6  # 6 outcomes x 6 post-baseline visits
     assert res["lmm"] and all("error" not in m for m in res["lmm"])
     html = build_report(td, res, run_time="t")
-    assert 'id="ancova"' in html and "Adverse events by term" in html
+    assert 'id="ancova"' in html and "Adverse events by system organ class and term" in html

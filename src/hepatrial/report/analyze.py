@@ -95,8 +95,8 @@ def _outcomes(td: Any, meld_variant: str | None) -> list[dict[str, Any]]:
                 not str(o["analyte"]).startswith(("meld_na", "meld3")):
             o["protocol_analyte"] = o["analyte"]
             o["analyte"] = f"meld_{meld_variant}"
-        if str(o["analyte"]) in _an.SCORES and str(o["analyte"]).startswith("meld"):
-            o["label"] = _an.SCORES[str(o["analyte"])].label  # MELD (Kamath 2001, continuous)
+            if o["analyte"] in _an.SCORES:  # name the variant: MELD (Kamath 2001, continuous)
+                o["label"] = _an.SCORES[o["analyte"]].label
         result.append(o)
     return result
 

@@ -297,7 +297,7 @@ def results_text(results: dict[str, Any]) -> str:
             continue
         d = _t.decimals(r["outcome"])[1] + 1
         parts.append(f"At {_vw(results, last)} the baseline-adjusted difference in "
-                     f"{o['label']} ({_t._arm_label(results, r['arm'])} − "
+                     f"{_mid(o['label'])} ({_t._arm_label(results, r['arm'])} − "
                      f"{_t._arm_label(results, r['reference_arm'])}) was "
                      f"{fmt_num(r['estimate'], d)} (95% CI "
                      f"{fmt_ci(r['ci_low'], r['ci_high'], d, ' to ')}; "
