@@ -13,10 +13,15 @@ import numpy as np
 import pytest
 from hypothesis import given, settings
 from hypothesis import strategies as st
+from scipy import stats
 
 from hepatrial.analysis.wilcoxon import (
+    _asymptotic_root,
     exact_tail_probability,
     hodges_lehmann,
+    psignrank,
+    qsignrank,
+    signif,
     wilcoxon_signed_rank,
 )
 
@@ -153,3 +158,43 @@ def test_hodges_lehmann_is_shift_equivariant(values: list[float], shift: int,
     i, j = np.triu_indices(d.size)
     walsh = set(((d[i] + d[j]) / 2.0).tolist())
     assert a["ci_low"] in walsh and a["ci_high"] in walsh
+
+
+@SETTINGS
+@given(values=st.lists(st.integers(-6, 9).map(float), min_size=1, max_size=40),
+       conf=st.sampled_from([0.9, 0.95]))
+def test_exact_ci_with_ties_is_the_walsh_order_statistics(values: list[float],
+                                                          conf: float) -> None:
+    """Tied data: the order statistics come from distinct values with counts; same numbers
+    as sorting all n(n+1)/2 Walsh averages."""
+    d = np.array(values)
+    hl = hodges_lehmann(d, conf_level=conf)
+    i, j = np.triu_indices(d.size)
+    w = np.sort((d[i] + d[j]) / 2.0)
+    k = qsignrank((1.0 - conf) / 2.0, d.size) or 1
+    assert hl["estimate"] == float(np.median(w))
+    assert (hl["ci_low"], hl["ci_high"]) == (w[k - 1], w[w.size - k])
+    assert hl["ci_level"] == 1.0 - 2.0 * psignrank(k - 1, d.size)
+
+
+@SETTINGS
+@given(values=st.lists(st.floats(-100, 100, allow_nan=False).map(lambda v: round(v, 3)),
+                       min_size=2, max_size=40, unique=True),
+       correction=st.booleans())
+def test_untied_asymptotic_limits_equal_the_step_function_search(values: list[float],
+                                                                 correction: bool) -> None:
+    """Without ties the asymptotic limits are order statistics found in closed form; the same
+    as searching R's W(mu) over the pieces between Walsh averages."""
+    d = np.array(values)
+    if np.unique(signif(d, 9)).size < d.size:
+        return
+    hl = hodges_lehmann(d, method="asymptotic", correction=correction)
+    i, j = np.triu_indices(d.size)
+    u = np.unique((d[i] + d[j]) / 2.0)
+    for zq, key in ((hl_z(hl["ci_level"]), "ci_low"), (-hl_z(hl["ci_level"]), "ci_high")):
+        if hl["ci_level"] > 0:
+            assert hl[key] == _asymptotic_root(d, u, zq, correction, 9)
+
+
+def hl_z(level: float) -> float:
+    return float(stats.norm.isf((1.0 - level) / 2.0))

@@ -162,22 +162,52 @@ def _fprec(x: float, dig: int) -> float:
     return sgn * x / big_p10
 
 
+_POW10_OFFSET = 400
+_POW10 = np.array([_r_pow_di(10.0, e) for e in range(-_POW10_OFFSET, _POW10_OFFSET + 1)])
+
+
 def signif(x: Sequence[float] | np.ndarray, digits: int) -> np.ndarray:
     """Round to ``digits`` significant digits exactly as R's ``signif`` (R's C code ``fprec``,
     ``src/nmath/fprec.c``, with its ``R_pow_di`` powers of ten and ``nearbyint``).
 
     Zeros, NaN and infinities are returned unchanged; ``digits > 22`` returns ``x`` (R's
-    ``MAX_DIGITS``).
+    ``MAX_DIGITS``).  Vectorised for the usual range; values within 100 orders of magnitude of
+    the double range take R's scalar branch.
     """
     _check_digits(digits)
     v = np.asarray(x, dtype=float)
-    if digits > 22:
-        return v.copy()
     out = v.copy()
+    if digits > 22:
+        return out
+    flat_in = v.reshape(-1)
     flat = out.reshape(-1)
-    for k, value in enumerate(v.reshape(-1).tolist()):
-        if value != 0.0 and math.isfinite(value):
-            flat[k] = _fprec(value, int(digits))
+    idx = np.flatnonzero(np.isfinite(flat_in) & (flat_in != 0.0))
+    if idx.size == 0:
+        return out
+    a = np.abs(flat_in[idx])
+    sgn = np.where(flat_in[idx] < 0.0, -1.0, 1.0)
+    l10 = np.log10(a)
+    near = np.abs(l10 - np.rint(l10)) < 1e-9  # floor(l10) must be C's: recompute near powers
+    if near.any():
+        l10[near] = [math.log10(t) for t in a[near].tolist()]
+    e10 = (digits - 1 - np.floor(l10)).astype(np.int64)
+    main = np.abs(l10) < _MAX10E - 2
+    res = np.empty_like(a)
+    e = e10[main]
+    p10 = np.where(e > _MAX10E, _POW10[np.minimum(e - _MAX10E, _POW10_OFFSET) + _POW10_OFFSET],
+                   1.0)
+    e = np.minimum(e, _MAX10E)
+    am = a[main]
+    pos = e > 0
+    rm = np.empty_like(am)
+    pow_pos = _POW10[e[pos] + _POW10_OFFSET]
+    rm[pos] = (np.rint((am[pos] * pow_pos) * p10[pos]) / pow_pos) / p10[pos]
+    pow_neg = _POW10[-e[~pos] + _POW10_OFFSET]
+    rm[~pos] = np.rint(am[~pos] / pow_neg) * pow_neg
+    res[main] = rm
+    for k in np.flatnonzero(~main).tolist():  # LARGE or small: R's scalar branch
+        res[k] = abs(_fprec(float(a[k]), int(digits)))
+    flat[idx] = sgn * res
     return out
 
 
@@ -344,8 +374,54 @@ def qsignrank(p: float, n: int) -> int:
 
 
 def _walsh_averages(x: np.ndarray) -> np.ndarray:
-    i, j = np.triu_indices(x.size)
-    return (x[i] + x[j]) / 2.0  # R: outer(x, x, "+")[upper] / 2
+    """All ``(x_i + x_j) / 2, i <= j`` (R: ``outer(x, x, "+")[upper] / 2``), row by row."""
+    n = x.size
+    out = np.empty(n * (n + 1) // 2)
+    pos = 0
+    for i in range(n):
+        np.add(x[i], x[i:], out=out[pos:pos + n - i])
+        pos += n - i
+    out /= 2.0
+    return out
+
+
+class _Walsh:
+    """Order statistics of the Walsh averages.  With repeated values they are built from the
+    distinct values and their counts (K(K+1)/2 weighted averages instead of n(n+1)/2)."""
+
+    def __init__(self, x: np.ndarray) -> None:
+        vals, counts = np.unique(x, return_counts=True)
+        self.n = int(x.size)
+        self.size = self.n * (self.n + 1) // 2
+        if vals.size == x.size:
+            self.values = _walsh_averages(x)
+            self.cum: np.ndarray | None = None
+        else:
+            i, j = np.triu_indices(vals.size)
+            w = (vals[i] + vals[j]) / 2.0
+            weight = np.where(i == j, counts[i] * (counts[i] + 1) // 2, counts[i] * counts[j])
+            order = np.argsort(w, kind="stable")
+            self.values = w[order]
+            self.cum = np.cumsum(weight[order])
+
+    def order_stats(self, ks: Sequence[int]) -> list[float]:
+        """The k-th smallest Walsh averages (1-based, with multiplicity)."""
+        if self.cum is None:
+            part = np.partition(self.values, [k - 1 for k in ks])
+            return [float(part[k - 1]) for k in ks]
+        pos = np.searchsorted(self.cum, np.asarray(ks), side="left")
+        return [float(self.values[p]) for p in pos.tolist()]
+
+    def median_ks(self) -> list[int]:
+        big = self.size
+        return [(big + 1) // 2] if big % 2 else [big // 2, big // 2 + 1]
+
+    @staticmethod
+    def median_of(stats_: list[float]) -> float:
+        return stats_[0] if len(stats_) == 1 else float(np.mean(stats_))  # as np.median
+
+    def distinct(self) -> np.ndarray:
+        return np.unique(self.values)
 
 
 def _asymptotic_w(x: np.ndarray, mu: float, correction: bool, digits_rank: int | None) -> float:
@@ -367,25 +443,29 @@ def _asymptotic_w(x: np.ndarray, mu: float, correction: bool, digits_rank: int |
 
 def _asymptotic_root(x: np.ndarray, u: np.ndarray, zq: float, correction: bool,
                      digits_rank: int | None) -> float:
-    """Where ``W(mu) - zq`` changes sign, searched over the pieces of the step function: the
-    distinct Walsh averages ``u`` and the open intervals between them (bisection on pieces)."""
+    """Where ``W(mu) - zq`` changes sign on ``[min, max]`` (R: ``uniroot``): bisection over
+    the end points and the open intervals between the distinct Walsh averages ``u`` (where the
+    statistic is constant; R's ``uniroot`` practically never lands exactly on a Walsh
+    average), returning the Walsh average at the jump."""
     k = u.size
 
-    def rep(p: int) -> float:
-        if p % 2 == 0:
-            return float(u[p // 2])
-        return float((u[(p - 1) // 2] + u[(p + 1) // 2]) / 2.0)
+    def rep(pos: int) -> float:  # 0: u[0]; 1..k-1: interval (u[pos-1], u[pos]); k: u[k-1]
+        if pos == 0:
+            return float(u[0])
+        if pos == k:
+            return float(u[-1])
+        return float((u[pos - 1] + u[pos]) / 2.0)
 
-    def h(p: int) -> float:
-        return _asymptotic_w(x, rep(p), correction, digits_rank) - zq
+    def h(pos: int) -> float:
+        return _asymptotic_w(x, rep(pos), correction, digits_rank) - zq
 
-    lo, hi = 0, 2 * k - 2
+    lo, hi = 0, k
     h_lo, h_hi = h(lo), h(hi)
     if h_lo == 0.0:
         return rep(lo)
     if h_hi == 0.0:
         return rep(hi)
-    if np.sign(h_lo) == np.sign(h_hi) or math.isnan(h_lo) or math.isnan(h_hi):
+    if math.isnan(h_lo) or math.isnan(h_hi) or np.sign(h_lo) == np.sign(h_hi):
         return float("nan")
     while hi - lo > 1:
         mid = (lo + hi) // 2
@@ -396,7 +476,28 @@ def _asymptotic_root(x: np.ndarray, u: np.ndarray, zq: float, correction: bool,
             lo = mid
         else:
             hi = mid
-    return rep(lo if lo % 2 == 0 else hi)  # the breakpoint between the two pieces
+    return float(u[lo])  # the boundary between positions lo and lo + 1
+
+
+def _untied_root(walsh: _Walsh, zq: float, correction: bool) -> int:
+    """R's asymptotic CI limit without tied differences: between Walsh averages the statistic
+    is ``V = N - k`` (``k`` = Walsh averages below mu) with the untied variance, so the jump
+    across ``zq`` is at the order statistic ``w_(k)`` with the smallest ``k`` (1 <= k <= N)
+    for which ``(N/2 - k - c)/s < zq`` (``c = 0.5 sign(N/2 - k)`` with correction)."""
+    n, big = walsh.n, walsh.size
+    sd = math.sqrt(n * (n + 1) * (2 * n + 1) / 24.0)
+
+    def f(k: int) -> float:
+        dev = big / 2.0 - k
+        cc = 0.5 * float(np.sign(dev)) if correction else 0.0
+        return (dev - cc) / sd - zq
+
+    k = min(max(math.floor(big / 2.0 - zq * sd - 1.0), 1), big)
+    while k > 1 and f(k - 1) < 0.0:  # the guess is within a step or two; walk to the jump
+        k -= 1
+    while k < big and f(k) >= 0.0:
+        k += 1
+    return k  # the limit is the k-th smallest Walsh average
 
 
 def hodges_lehmann(
@@ -431,26 +532,26 @@ def hodges_lehmann(
                            "ci_method": None, "n": n}
     if n == 0:
         return out
-    w = _walsh_averages(x)
-    big = w.size
-    out["estimate"] = float(np.median(w))
+    walsh = _Walsh(x)
+    big = walsh.size
+    med_ks = walsh.median_ks()
     alpha = 1.0 - conf_level  # R: alpha <- 1 - conf.level
     capped = exact_max_n is not None and n > exact_max_n
+    rank_x = x if digits_rank is None else signif(x, digits_rank)
+    tied = np.unique(rank_x).size < n
     if method == "exact" and not capped:
         qu = qsignrank(alpha / 2.0, n)
         if qu == 0:
             qu = 1
         ql = big - qu
         achieved = 2.0 * psignrank(qu - 1, n)
-        lo_hi = np.partition(w, [qu - 1, ql])
-        out.update(ci_low=float(lo_hi[qu - 1]), ci_high=float(lo_hi[ql]),
+        *med, low_, high_ = walsh.order_stats([*med_ks, qu, ql + 1])
+        out.update(estimate=walsh.median_of(med), ci_low=low_, ci_high=high_,
                    ci_level=1.0 - achieved)
-        tied = np.unique(x if digits_rank is None else signif(x, digits_rank)).size < n
         out["ci_method"] = ("exact (Walsh-average order statistics; conservative with tied "
                             "differences)" if tied else "exact (Walsh-average order statistics)")
         return out
-    u = np.unique(w)
-    mumin, mumax = float(u[0]), float(u[-1])
+    mumin, mumax = float(np.min(x)), float(np.max(x))
     w_min = _asymptotic_w(x, mumin, correction, digits_rank)
     w_max = _asymptotic_w(x, mumax, correction, digits_rank)
     a = alpha
@@ -462,11 +563,18 @@ def hodges_lehmann(
         else:
             break
     level = conf_level if not (a >= 1.0 or 1.0 - conf_level < a * 0.75) else 1.0 - min(1.0, a)
-    if a < 1.0:
-        low = _asymptotic_root(x, u, float(stats.norm.isf(a / 2.0)), correction, digits_rank)
-        high = _asymptotic_root(x, u, float(stats.norm.ppf(a / 2.0)), correction, digits_rank)
+    zs = (float(stats.norm.isf(a / 2.0)), float(stats.norm.ppf(a / 2.0)))
+    if a < 1.0 and not tied:
+        k_low, k_high = (_untied_root(walsh, zq, correction) for zq in zs)
+        *med, low, high = walsh.order_stats([*med_ks, k_low, k_high])
     else:
-        low = high = float(np.median(x))
+        med = walsh.order_stats(med_ks)
+        if a < 1.0:
+            u = walsh.distinct()
+            low, high = (_asymptotic_root(x, u, zq, correction, digits_rank) for zq in zs)
+        else:
+            low = high = float(np.median(x))
+    out["estimate"] = walsh.median_of(med)
     why = f" (n = {n} > exact_max_n = {exact_max_n})" if method == "exact" else ""
     out.update(ci_low=low, ci_high=high, ci_level=level,
                ci_method=("asymptotic (inverted normal approximation"
