@@ -21,6 +21,13 @@ ELIGIBLE = {
     "pregnant": False,
 }
 DAY0 = dt.date(2008, 1, 20)
+#: release-test results meeting the kharaziha2009 release specification (ISCT 2006 markers,
+#: viability, sterility, endotoxin, mycoplasma); synthetic
+RELEASE_TESTS = {
+    "cd73": 98.5, "cd90": 99.1, "cd105": 97.0, "cd45": 0.4, "cd34": 0.6, "cd14_or_cd11b": 0.8,
+    "cd79a_or_cd19": 0.3, "hla_dr": 1.2, "viability": 92.0, "sterility": "no growth",
+    "endotoxin": 0.1, "mycoplasma": "negative",
+}  # fmt: skip
 
 
 @pytest.fixture
@@ -53,3 +60,13 @@ def enrol(services: Any, study_id: str = "K01", site: str = "S01", day0: dt.date
 def enrolled(store: Any) -> Any:
     """One enrolled participant K01 at site S01 (day 0 = 2008-01-20)."""
     return enrol(store)
+
+
+def released_batch(
+    services: Any, batch_id: str, participant: str = "K01", release_date: dt.date = DAY0
+) -> Any:
+    """Register and release a batch for ``participant`` with passing release tests."""
+    services.register_product_batch(batch_id=batch_id, participant=participant)
+    return services.release_product_batch(
+        batch_id=batch_id, release_date=release_date, release_tests=RELEASE_TESTS
+    )

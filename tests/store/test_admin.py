@@ -8,7 +8,7 @@ from typing import Any
 import pytest
 from django.test import Client
 
-from tests.store.conftest import enrol
+from tests.store.conftest import enrol, released_batch
 
 
 @pytest.fixture
@@ -235,7 +235,12 @@ def test_admin_administration_checks_chain_of_identity(two_sites: Any, store: An
     assert r.status_code == 200
     assert "belongs to participant K02 (chain of identity)" in r.content.decode()
     assert Administration.objects.count() == 0
-    data["batch_id"] = "B-unregistered"
+    data["batch_id"] = "B-unregistered"  # the batch is a foreign key: refused, clearly
+    r = c.post("/admin/trials/administration/add/", data)
+    assert r.status_code == 200
+    assert "&#x27;B-unregistered&#x27; does not exist" in r.content.decode()
+    released_batch(store, "B-K01", "K01")
+    data["batch_id"] = "B-K01"
     r = c.post("/admin/trials/administration/add/", data)
     assert r.status_code == 302, r.content.decode()[:2000]
     a = Administration.objects.get()

@@ -7,7 +7,7 @@ from typing import Any
 
 import pytest
 
-from tests.store.conftest import DAY0, ELIGIBLE, enrol
+from tests.store.conftest import DAY0, ELIGIBLE, RELEASE_TESTS, enrol
 
 
 def test_install_protocol_is_idempotent_and_creates_sites_and_arms(store: Any) -> None:
@@ -230,7 +230,7 @@ def test_administration_chain_of_identity_and_dose(enrolled: Any, store: Any) ->
             participant="K01", route="portal_vein", cells_total=40e6, volume_ml=10,
             date=DAY0, operator="op", batch_id="B-K01",
         )  # fmt: skip
-    store.release_product_batch(batch_id="B-K01", release_date=DAY0)
+    store.release_product_batch(batch_id="B-K01", release_date=DAY0, release_tests=RELEASE_TESTS)
     a = store.record_administration(
         participant="K01", route="portal_vein", cells_total=40e6, volume_ml="10",
         date=DAY0, operator="op", batch_id="B-K01",

@@ -38,6 +38,13 @@ REPORT_HTML = "kharaziha2009_synthetic_report.html"
 RESULTS_JSON = "kharaziha2009_synthetic_results.json"
 #: Visits whose values were not published (interpolated + noise in the reconstruction).
 NOT_PUBLISHED = ("W1", "W2", "W4", "W8")
+#: synthetic release-test results of every demo batch, meeting the protocol's release
+#: specification ([[product.release_spec]]: ISCT 2006 markers, viability, sterility, ...)
+RELEASE_TESTS = {
+    "cd73": 98.5, "cd90": 99.1, "cd105": 97.0, "cd45": 0.4, "cd34": 0.6, "cd14_or_cd11b": 0.8,
+    "cd79a_or_cd19": 0.3, "hla_dr": 1.2, "viability": 92.0, "sterility": "no growth",
+    "endotoxin": 0.1, "mycoplasma": "negative",
+}  # fmt: skip
 
 
 @dataclass
@@ -144,7 +151,8 @@ def load_into_store(c: _cohort.Cohort, labs_csv: Path, db: Path) -> Any:
         services.enrol_participant(participant=r.participant_id, enrolment_date=d0, user=user)
         batch = f"B-{r.participant_id}"
         services.register_product_batch(batch_id=batch, participant=r.participant_id, user=user)
-        services.release_product_batch(batch_id=batch, release_date=d0, user=user)
+        services.release_product_batch(batch_id=batch, release_date=d0,
+                                       release_tests=RELEASE_TESTS, user=user)
         services.record_administration(
             participant=r.participant_id, route=r.route, cells_total=float(r.cells_total),
             volume_ml=r.volume_ml, date=d0, operator="synthetic", batch_id=f"B-{r.participant_id}",

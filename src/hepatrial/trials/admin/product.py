@@ -1,5 +1,9 @@
 # ruff: noqa: RUF012
-"""Admin of cell-product batches and administrations."""
+"""Admin of cell-product batches and administrations.
+
+Thin: each form runs the service's ``check_*`` (the record's one validator) and shows every
+problem on its field; each ``save_model`` (add and change) calls the service that writes.
+"""
 
 from __future__ import annotations
 
@@ -7,58 +11,184 @@ from typing import Any
 
 from django import forms
 from django.contrib import admin
+from django.db import transaction
 from django.http import HttpRequest
 
 from hepatrial.trials import models as m
 from hepatrial.trials.admin.base import (
+    REASON_FIELD,
     AuditedAdmin,
     ReasonForm,
 )
 
 
+def add_rule_errors(form: forms.Form, exc: Any) -> None:
+    """Show a :class:`~hepatrial.trials.validators.RuleViolation` on the form: each problem
+    on its field (``release_tests.sterility`` on ``release_tests``), the rest on the form."""
+    for name, reasons in exc.by_field().items():
+        top, _, sub = name.partition(".")
+        texts = [f"{sub}: {r}" if sub else r for r in reasons]
+        if top in form.fields:
+            form.add_error(top, texts)
+        else:
+            form.add_error(None, [f"{name}: {r}" if name else r for r in reasons])
+
+
+def field_value(form: forms.ModelForm, name: str) -> Any:
+    """The cleaned value of a field, or the stored one for a field not on the form."""
+    if name in form.cleaned_data:
+        return form.cleaned_data[name]
+    return getattr(form.instance, name, None)
+
+
 class AdministrationForm(ReasonForm):
-    """Checks route, dose and chain of identity like ``services.record_administration``."""
+    """Runs the administration rules (route, dose, enrolment, chain of identity) on add and on
+    change. The batch is typed (or scanned) by its id, and checked against the participant."""
+
+    batch_id = forms.CharField(
+        label="Batch id",
+        max_length=60,
+        help_text="The id on the bag (ISBT 128); it must be a released batch of this "
+        "participant.",
+    )
+
+    def __init__(self, *args: Any, **kwargs: Any) -> None:
+        super().__init__(*args, **kwargs)
+        if self.instance.pk is not None:
+            self.initial["batch_id"] = self.instance.batch_id
 
     def clean(self) -> dict[str, Any]:
         from hepatrial.trials import services
+        from hepatrial.trials.validators import RuleViolation
 
         data = super().clean()
-        needed = ("participant", "route", "cells_total", "date", "batch_id")
-        if self.instance.pk is None and all(data.get(k) is not None for k in needed):
-            try:
-                services.check_administration(**{k: data[k] for k in needed})
-            except services.StoreError as exc:
-                raise forms.ValidationError(str(exc)) from None
+        names = ("route", "cells_total", "cells_per_kg", "volume_ml", "date", "operator",
+                 "batch_id")  # fmt: skip
+        if self.errors or field_value(self, "participant") is None:
+            return data  # field errors first (e.g. a date that is not a date)
+        try:
+            services.check_administration(
+                participant=field_value(self, "participant"),
+                **{k: field_value(self, k) for k in names},
+            )
+        except RuleViolation as exc:
+            add_rule_errors(self, exc)
         return data
 
 
 @admin.register(m.Administration)
 class AdministrationAdmin(AuditedAdmin):
     form = AdministrationForm
+    fields = ["participant", "route", "cells_total", "cells_per_kg", "volume_ml", "date",
+              "operator", "batch_id"]  # fmt: skip
     list_display = ["participant", "date", "route", "cells_total", "cells_per_kg", "batch_id"]
 
+    def get_readonly_fields(self, request: HttpRequest, obj: Any = None) -> list[str]:
+        return ["participant"] if obj is not None else []
+
     def save_model(self, request: HttpRequest, obj: Any, form: Any, change: bool) -> None:
-        """A new administration goes through the service (route, dose, chain of identity)."""
+        """Add: ``services.record_administration``; change: ``services.update_administration``
+        (both: the same rules, and the dose rule)."""
         from hepatrial.trials import services
 
+        data = form.cleaned_data
         if change:
-            return super().save_model(request, obj, form, change)
-        new = services.record_administration(
-            participant=obj.participant,
-            route=obj.route,
-            cells_total=obj.cells_total,
-            volume_ml=obj.volume_ml,
-            date=obj.date,
-            operator=obj.operator,
-            batch_id=obj.batch_id,
-            cells_per_kg=obj.cells_per_kg,
-            user=request.user,
-        )
-        obj.pk = new.pk
+            fields = {"route", "cells_total", "cells_per_kg", "volume_ml", "date", "operator",
+                      "batch_id"}  # fmt: skip
+            changes = {k: data[k] for k in form.changed_data if k in fields}
+            if changes:
+                stored = m.Administration.objects.get(pk=obj.pk)
+                services.update_administration(
+                    stored, reason=data.get(REASON_FIELD, ""), user=request.user, **changes
+                )
+        else:
+            new = services.record_administration(
+                participant=obj.participant,
+                route=data["route"],
+                cells_total=data["cells_total"],
+                volume_ml=data["volume_ml"],
+                date=data["date"],
+                operator=data["operator"],
+                batch_id=data["batch_id"],
+                cells_per_kg=data.get("cells_per_kg"),
+                user=request.user,
+            )
+            obj.pk = new.pk
         obj.refresh_from_db()
-        return None
+
+
+class CellProductBatchForm(ReasonForm):
+    """Runs the batch rules on add and on change; ticking *released* releases the batch through
+    ``services.release_product_batch`` (release date, enrolled participant, and release tests
+    meeting the protocol's release specification)."""
+
+    def clean(self) -> dict[str, Any]:
+        from hepatrial.trials import services
+        from hepatrial.trials.validators import RuleViolation
+
+        data = super().clean()
+        if self.errors or field_value(self, "participant") is None:
+            return data
+        try:
+            services.check_product_batch(
+                batch_id=field_value(self, "batch_id"),
+                participant=field_value(self, "participant"),
+                coi_identifier=field_value(self, "coi_identifier") or "",
+                release_tests=field_value(self, "release_tests"),
+                released=bool(field_value(self, "released")),
+                release_date=field_value(self, "release_date"),
+                batch=self.instance if self.instance.pk is not None else None,
+            )
+        except RuleViolation as exc:
+            add_rule_errors(self, exc)
+        return data
 
 
 @admin.register(m.CellProductBatch)
 class CellProductBatchAdmin(AuditedAdmin):
+    form = CellProductBatchForm
+    fields = ["batch_id", "participant", "coi_identifier", "release_tests", "released",
+              "release_date"]  # fmt: skip
     list_display = ["batch_id", "participant", "released", "release_date"]
+
+    def get_readonly_fields(self, request: HttpRequest, obj: Any = None) -> list[str]:
+        if obj is None:
+            return []
+        return ["batch_id", "released"] if obj.released else ["batch_id"]
+
+    def save_model(self, request: HttpRequest, obj: Any, form: Any, change: bool) -> None:
+        """Add: ``services.register_product_batch``; change:
+        ``services.update_product_batch``; released ticked: ``services.release_product_batch``
+        (in one transaction)."""
+        from hepatrial.trials import services
+
+        data = form.cleaned_data
+        release = bool(data.get("released")) and (not change or "released" in form.changed_data)
+        reason = data.get(REASON_FIELD, "") if change else "released at registration"
+        with transaction.atomic():
+            if change:
+                fields = {"participant", "coi_identifier", "release_tests"}
+                if not release:
+                    fields.add("release_date")
+                changes = {k: data[k] for k in form.changed_data if k in fields}
+                if changes:
+                    services.update_product_batch(
+                        obj.batch_id, reason=reason, user=request.user, **changes
+                    )
+            else:
+                new = services.register_product_batch(
+                    batch_id=data["batch_id"],
+                    participant=data["participant"],
+                    coi_identifier=data.get("coi_identifier") or "",
+                    release_tests=data.get("release_tests") or {},
+                    user=request.user,
+                )
+                obj.pk = new.pk
+            if release:
+                services.release_product_batch(
+                    batch_id=obj.batch_id,
+                    release_date=data.get("release_date"),
+                    reason=reason,
+                    user=request.user,
+                )
+        obj.refresh_from_db()

@@ -46,10 +46,12 @@ from hepatrial.trials.services.participants import (
 )
 from hepatrial.trials.services.product import (
     check_administration,
+    check_product_batch,
     record_administration,
     register_product_batch,
     release_product_batch,
     update_administration,
+    update_product_batch,
 )
 from hepatrial.trials.services.protocol import (
     active_protocol,
@@ -57,6 +59,7 @@ from hepatrial.trials.services.protocol import (
     install_protocol,
 )
 from hepatrial.trials.services.safety import (
+    check_adverse_event,
     record_adverse_event,
     update_adverse_event,
 )
@@ -79,6 +82,8 @@ __all__ = [
     "canonical_lab",
     "change_status",
     "check_administration",
+    "check_adverse_event",
+    "check_product_batch",
     "create_site",
     "create_user",
     "enrol_participant",
@@ -102,5 +107,6 @@ __all__ = [
     "update_clinical",
     "update_lab",
     "update_participant",
+    "update_product_batch",
     "update_visit",
 ]

@@ -1,13 +1,19 @@
-"""Cell-product batches and administrations."""
+"""Cell-product batches and administrations.
+
+Every write of a batch or an administration goes through here and is judged by one validator
+(:mod:`hepatrial.trials.validators.product`, :mod:`~hepatrial.trials.validators.administration`)
+on creation and on every change; the ``check_*`` functions run the same validator without
+writing (the admin forms use them to show each problem on its field).
+"""
 
 from __future__ import annotations
 
 import datetime as _dt
 from collections.abc import Mapping
-from decimal import Decimal, InvalidOperation
 from typing import Any
 
 from django.db import transaction
+from django.db.models import Min
 
 from hepatrial.trials.base import require_reason
 from hepatrial.trials.models import (
@@ -17,19 +23,78 @@ from hepatrial.trials.models import (
     DeviationCategory,
     Participant,
     ProtocolDeviation,
-    Route,
 )
 from hepatrial.trials.services._common import (
     StoreError,
-    _apply_changes,
-    _choice,
-    _date,
-    _full_clean,
     _jsonable,
     _participant,
     _user,
 )
 from hepatrial.trials.services.protocol import active_protocol
+from hepatrial.trials.validators.administration import (
+    AdministrationFacts,
+    BatchInfo,
+    dose_deviation,
+    validate_administration,
+)
+from hepatrial.trials.validators.product import BatchFacts, validate_batch
+
+_BATCH_FIELDS = ("batch_id", "coi_identifier", "release_tests", "released", "release_date")
+_ADMIN_FIELDS = (
+    "route", "cells_total", "cells_per_kg", "volume_ml", "date", "operator", "batch_id",
+)  # fmt: skip
+
+
+def _product() -> Any:
+    return active_protocol().product
+
+
+# ---------------------------------------------------------------------- batches
+def _batch_facts(p: Participant, stored: CellProductBatch | None, batch_id: Any) -> BatchFacts:
+    taken = stored is None and CellProductBatch.objects.filter(batch_id=str(batch_id)).exists()
+    n, first = 0, None
+    if stored is not None:
+        agg = Administration.objects.filter(batch_id=stored.batch_id).aggregate(first=Min("date"))
+        n = Administration.objects.filter(batch_id=stored.batch_id).count()
+        first = agg["first"]
+    return BatchFacts(
+        participant=p.study_id,
+        participant_status=p.status,
+        screening_date=p.screening_date,
+        product=_product(),
+        batch_id_taken=taken,
+        stored_batch_id=None if stored is None else stored.batch_id,
+        stored_participant=None if stored is None else stored.participant.study_id,
+        stored_released=False if stored is None else stored.released,
+        n_administrations=n,
+        first_administration=first,
+    )
+
+
+def check_product_batch(
+    *,
+    batch_id: Any,
+    participant: Participant | str,
+    coi_identifier: Any = "",
+    release_tests: Any = None,
+    released: Any = False,
+    release_date: Any = None,
+    batch: CellProductBatch | None = None,
+) -> tuple[Participant, dict[str, Any]]:
+    """Judge a batch's state without writing: ``(participant, typed values)`` or
+    :class:`~hepatrial.trials.validators.RuleViolation` with every problem.
+
+    ``batch`` is the stored batch when the state is a change of it (None: registration).
+    """
+    p = _participant(participant)
+    values = {
+        "batch_id": batch_id,
+        "coi_identifier": coi_identifier,
+        "release_tests": {} if release_tests is None else release_tests,
+        "released": released,
+        "release_date": release_date,
+    }
+    return p, validate_batch(values, _batch_facts(p, batch, batch_id))
 
 
 def register_product_batch(
@@ -40,17 +105,29 @@ def register_product_batch(
     release_tests: Mapping[str, Any] | None = None,
     user: Any = None,
 ) -> CellProductBatch:
-    """Register an autologous cell-product batch for its one participant (chain of identity)."""
-    p = _participant(participant)
-    if CellProductBatch.objects.filter(batch_id=batch_id).exists():
-        raise StoreError(f"batch {batch_id!r} already exists")
-    b = CellProductBatch(
-        batch_id=str(batch_id),
-        participant=p,
-        coi_identifier=str(coi_identifier),
+    """Register an autologous cell-product batch for its one participant (chain of identity).
+
+    A batch is registered unreleased; ``release_tests`` may already hold results (each a valid
+    result of a test of the protocol's release specification). Release it with
+    :func:`release_product_batch`.
+    """
+    p, ok = check_product_batch(
+        batch_id=batch_id,
+        participant=participant,
+        coi_identifier=coi_identifier,
         release_tests=_jsonable(dict(release_tests or {})),
     )
+    b = CellProductBatch(participant=p, **ok)
     b.save(user=_user(user))
+    return b
+
+
+def _stored_batch(batch: CellProductBatch | str) -> CellProductBatch:
+    if isinstance(batch, CellProductBatch):
+        return CellProductBatch.objects.select_related("participant").get(pk=batch.pk)
+    b = CellProductBatch.objects.select_related("participant").filter(batch_id=batch).first()
+    if b is None:
+        raise StoreError(f"batch {batch!r} does not exist")
     return b
 
 
@@ -62,62 +139,171 @@ def release_product_batch(
     reason: str = "QA release",
     user: Any = None,
 ) -> CellProductBatch:
-    """Mark a batch released (a workflow action, recorded with its reason)."""
-    b = CellProductBatch.objects.filter(batch_id=batch_id).first()
-    if b is None:
-        raise StoreError(f"batch {batch_id!r} does not exist")
-    b.released = True
-    b.release_date = _date(release_date, f"batch {batch_id} release_date")
-    if release_tests:
-        b.release_tests = {**b.release_tests, **_jsonable(dict(release_tests))}
-    b.save(user=_user(user), reason=require_reason(reason))
+    """Release a batch (a workflow action, recorded with its reason): the only way a batch
+    becomes ``released``.
+
+    ``release_tests`` are added to the results already recorded (a result given again replaces
+    the earlier one, which stays in the history). Refused unless the participant is enrolled,
+    the release date is given and every test of the protocol's release specification has a
+    result meeting it (see :mod:`hepatrial.trials.validators.product`).
+    """
+    reason = require_reason(reason, f"releasing batch {batch_id}")
+    with transaction.atomic():
+        b = _stored_batch(batch_id)
+        if b.released:
+            raise StoreError(f"batch {b.batch_id}: already released on {b.release_date}")
+        tests = {**b.release_tests, **_jsonable(dict(release_tests or {}))}
+        _p, ok = check_product_batch(
+            batch_id=b.batch_id,
+            participant=b.participant,
+            coi_identifier=b.coi_identifier,
+            release_tests=tests,
+            released=True,
+            release_date=release_date,
+            batch=b,
+        )
+        for k in _BATCH_FIELDS:
+            setattr(b, k, ok[k])
+        b.save(user=_user(user), reason=reason)
     return b
 
 
-def _dec(value: Any, what: str) -> Decimal:
-    try:
-        return Decimal(str(value).strip())
-    except InvalidOperation:
-        raise StoreError(f"{what}: {value!r} is not a number") from None
+def update_product_batch(
+    batch: CellProductBatch | str, *, reason: str, user: Any = None, **changes: Any
+) -> CellProductBatch:
+    """Correct a batch: ``participant`` (not once given), ``coi_identifier``, ``release_tests``
+    (replaced as a whole), ``release_date`` (of a released batch).
+
+    The batch's new state is judged by the same rules as registration and release (a released
+    batch keeps meeting the release specification). Release only through
+    :func:`release_product_batch`; nothing un-releases a batch.
+    """
+    allowed = {"participant", "coi_identifier", "release_tests", "release_date"}
+    bad = sorted(set(changes) - allowed)
+    what = f"batch {getattr(batch, 'batch_id', batch)}"
+    if bad:
+        raise StoreError(
+            f"{what}: field(s) {', '.join(bad)} cannot be changed here (allowed: "
+            f"{', '.join(sorted(allowed))}; release with release_product_batch)"
+        )
+    reason = require_reason(reason, f"changing {what}")
+    with transaction.atomic():
+        b = _stored_batch(batch)
+        state: dict[str, Any] = {k: getattr(b, k) for k in _BATCH_FIELDS}
+        state["participant"] = b.participant
+        for k, val in changes.items():
+            state[k] = _jsonable(val) if k == "release_tests" else val
+        p, ok = check_product_batch(**state, batch=b)
+        changed = p.pk != b.participant_id or any(getattr(b, k) != ok[k] for k in _BATCH_FIELDS)
+        if changed:
+            b.participant = p
+            for k in _BATCH_FIELDS:
+                setattr(b, k, ok[k])
+            b.save(user=_user(user), reason=reason)
+    return b
+
+
+# ---------------------------------------------------------------------- administrations
+def _administration_facts(p: Participant, batch_id: Any) -> AdministrationFacts:
+    b = (
+        CellProductBatch.objects.select_related("participant")
+        .filter(batch_id=str(batch_id).strip())
+        .first()
+        if batch_id is not None
+        else None
+    )
+    return AdministrationFacts(
+        participant=p.study_id,
+        enrolment_date=p.enrolment_date,
+        status=p.status,
+        status_date=p.status_date,
+        product=_product(),
+        batch=None
+        if b is None
+        else BatchInfo(b.batch_id, b.participant.study_id, b.released, b.release_date),
+    )
+
+
+def _administration_values(
+    participant: Participant | str, values: Mapping[str, Any]
+) -> tuple[Participant, dict[str, Any]]:
+    p = _participant(participant)
+    return p, validate_administration(values, _administration_facts(p, values.get("batch_id")))
 
 
 def check_administration(
-    *, participant: Participant | str, route: str, cells_total: Any, date: Any, batch_id: str
+    *,
+    participant: Participant | str,
+    route: str,
+    cells_total: Any,
+    date: Any,
+    batch_id: str,
+    cells_per_kg: Any = None,
+    volume_ml: Any = None,
+    operator: Any = None,
 ) -> tuple[Participant, str, float, _dt.date]:
-    """Validate an administration before it is stored (also used by the admin form).
+    """Judge an administration without writing it: ``(participant, route, cells, date)`` or
+    :class:`~hepatrial.trials.validators.RuleViolation` with every problem (route, dose,
+    enrolment, and the chain of identity: the batch exists, is this participant's and is
+    released, and the date is not before its release).
 
-    Returns ``(participant, route, cells, date)``; raises :class:`StoreError` for a route the
-    protocol does not allow, a non-positive dose, a participant not enrolled, or a batch that
-    belongs to another participant (chain of identity) or is not released.
+    A thin wrapper of :func:`hepatrial.trials.validators.administration.validate_administration`
+    kept for its callers; ``volume_ml`` and ``operator`` are checked when given.
     """
-    p = _participant(participant)
-    what = f"participant {p} administration"
-    proto = active_protocol()
-    route = _choice(route, Route, f"{what} route")
-    if proto.product is not None and route not in proto.product.routes:
-        raise StoreError(
-            f"{what} route: {route!r} is not allowed by the protocol "
-            f"({', '.join(proto.product.routes)})"
-        )
+    values = {
+        "route": route,
+        "cells_total": cells_total,
+        "cells_per_kg": cells_per_kg,
+        "volume_ml": 1 if volume_ml is None else volume_ml,
+        "date": date,
+        "operator": "-" if operator is None else operator,
+        "batch_id": batch_id,
+    }
+    p, ok = _administration_values(participant, values)
+    return p, ok["route"], ok["cells_total"], ok["date"]
+
+
+def _with_per_kg(p: Participant, values: dict[str, Any]) -> dict[str, Any]:
+    """``values`` with ``cells_per_kg`` derived (when missing) as ``cells_total`` / the latest
+    weight recorded on or before the date (else the first weight); unchanged when cells, date
+    or a weight are missing or unreadable (the validator then says what is wrong)."""
+    if values.get("cells_per_kg") is not None:
+        return values
     try:
-        cells = float(cells_total)
-    except (TypeError, ValueError):
-        raise StoreError(f"{what} cells_total: {cells_total!r} is not a number") from None
-    if not cells > 0:
-        raise StoreError(f"{what} cells_total: {cells_total!r} must be positive")
-    d = _date(date, f"{what} date")
-    if p.enrolment_date is None:
-        raise StoreError(f"{what}: participant is not enrolled")
-    batch = CellProductBatch.objects.filter(batch_id=batch_id).first()
-    if batch is not None:
-        if batch.participant_id != p.pk:
-            raise StoreError(
-                f"{what}: batch {batch_id!r} belongs to participant {batch.participant} "
-                "(chain of identity)"
-            )
-        if not batch.released:
-            raise StoreError(f"{what}: batch {batch_id!r} has not been released")
-    return p, route, cells, d
+        cells = float(values["cells_total"])
+        d = _dt.date.fromisoformat(str(values["date"])[:10])
+    except (KeyError, TypeError, ValueError):
+        return values
+    if isinstance(values["cells_total"], bool) or not cells > 0:
+        return values
+    c = (
+        ClinicalAssessment.objects.filter(
+            participant=p, weight_kg__isnull=False, visit__actual_date__lte=d
+        )
+        .order_by("-visit__actual_date")
+        .first()
+    )
+    if c is None:
+        c = (
+            ClinicalAssessment.objects.filter(participant=p, weight_kg__isnull=False)
+            .order_by("visit__nominal_day")
+            .first()
+        )
+    return values if c is None else {**values, "cells_per_kg": cells / float(c.weight_kg)}
+
+
+def _dosing_deviation(a: Administration, user: Any, corrected: str = "") -> None:
+    desc = dose_deviation(a.cells_total, a.cells_per_kg, _product())
+    if desc is None:
+        return
+    ProtocolDeviation(
+        participant=a.participant,
+        category=DeviationCategory.DOSING,
+        description=f"{desc} (administration of {a.date}{corrected})",
+        date=a.date,
+        major=True,
+        detected_by="system",
+    ).save(user=user)
 
 
 def record_administration(
@@ -134,67 +320,24 @@ def record_administration(
 ) -> Administration:
     """Record a cell administration.
 
-    The route must be one the protocol allows; a dose outside the protocol's
-    ``cells_min``–``cells_max`` is stored and creates a ``dosing`` deviation. ``cells_per_kg``
-    defaults to ``cells_total`` / the latest recorded weight on or before ``date``. When a
-    :class:`CellProductBatch` with ``batch_id`` exists it must belong to this participant
-    (chain of identity) and be released.
+    The validator refuses a participant not enrolled, a route the protocol does not allow, a
+    non-positive dose, and a batch that does not exist, belongs to another participant (chain
+    of identity), is not released or was released after ``date``. A dose outside the
+    protocol's ``cells_min``-``cells_max`` is stored and creates a major ``dosing`` deviation.
+    ``cells_per_kg`` defaults to ``cells_total`` / the latest recorded weight on or before
+    ``date``.
     """
-    p, route, cells, d = check_administration(
-        participant=participant,
-        route=route,
-        cells_total=cells_total,
-        date=date,
-        batch_id=batch_id,
-    )
-    what = f"participant {p} administration"
     user = _user(user)
-    proto = active_protocol()
-    if cells_per_kg is None:
-        c = (
-            ClinicalAssessment.objects.filter(
-                participant=p, weight_kg__isnull=False, visit__actual_date__lte=d
-            )
-            .order_by("-visit__actual_date")
-            .first()
-        )
-        if c is None:
-            c = (
-                ClinicalAssessment.objects.filter(participant=p, weight_kg__isnull=False)
-                .order_by("visit__nominal_day")
-                .first()
-            )
-        cells_per_kg = cells / float(c.weight_kg) if c is not None else None
+    values = {
+        "route": route, "cells_total": cells_total, "cells_per_kg": cells_per_kg,
+        "volume_ml": volume_ml, "date": date, "operator": operator, "batch_id": batch_id,
+    }  # fmt: skip
     with transaction.atomic():
-        a = Administration(
-            participant=p,
-            route=route,
-            cells_total=cells,
-            cells_per_kg=cells_per_kg,
-            volume_ml=_dec(volume_ml, f"{what} volume_ml"),
-            date=d,
-            operator=str(operator),
-            batch_id=str(batch_id),
-        )
-        _full_clean(a, what)
+        p = _participant(participant)
+        p, ok = _administration_values(p, _with_per_kg(p, values))
+        a = Administration(participant=p, **ok)
         a.save(user=user)
-        prod = proto.product
-        if (
-            prod is not None
-            and prod.dose_basis == "total"
-            and not prod.cells_min <= cells <= prod.cells_max
-        ):
-            ProtocolDeviation(
-                participant=p,
-                category=DeviationCategory.DOSING,
-                description=(
-                    f"dose {cells:.4g} cells outside protocol range "
-                    f"{prod.cells_min:.4g}-{prod.cells_max:.4g}"
-                ),
-                date=d,
-                major=True,
-                detected_by="system",
-            ).save(user=user)
+        _dosing_deviation(a, user)
     return a
 
 
@@ -202,16 +345,36 @@ def update_administration(
     administration: Administration, *, reason: str, user: Any = None, **changes: Any
 ) -> Administration:
     """Correct an administration (route, cells_total, cells_per_kg, volume_ml, date, operator,
-    batch_id)."""
-    reason = require_reason(reason, f"changing {administration}")
+    batch_id).
+
+    The corrected state is judged by the same validator as a new administration (chain of
+    identity, release, enrolment, route), and the same dose rule runs: a corrected dose outside
+    the protocol's range records a major ``dosing`` deviation. ``cells_per_kg=None`` derives it
+    again from the recorded weight; it is not changed unless given.
+    """
     what = str(administration)
-    if "route" in changes:
-        _choice(changes["route"], Route, f"{what} route")
-    if "date" in changes:
-        changes["date"] = _date(changes["date"], f"{what} date")
-    if "volume_ml" in changes:
-        changes["volume_ml"] = _dec(changes["volume_ml"], f"{what} volume_ml")
-    allowed = {"route", "cells_total", "cells_per_kg", "volume_ml", "date", "operator", "batch_id"}
-    if _apply_changes(administration, changes, allowed, what):
-        administration.save(user=_user(user), reason=reason)
+    bad = sorted(set(changes) - set(_ADMIN_FIELDS))
+    if bad:
+        raise StoreError(
+            f"{what}: field(s) {', '.join(bad)} cannot be changed here "
+            f"(allowed: {', '.join(_ADMIN_FIELDS)})"
+        )
+    reason = require_reason(reason, f"changing {what}")
+    user = _user(user)
+    with transaction.atomic():
+        a = Administration.objects.select_related("participant").get(pk=administration.pk)
+        state = {k: getattr(a, k) for k in _ADMIN_FIELDS}
+        state.update(changes)
+        if "cells_per_kg" in changes:  # None: derive it again from the recorded weight
+            state = _with_per_kg(a.participant, state)
+        _p, ok = _administration_values(a.participant, state)
+        old_dose = (a.cells_total, a.cells_per_kg)
+        if not any(getattr(a, k) != ok[k] for k in _ADMIN_FIELDS):
+            return a
+        for k in _ADMIN_FIELDS:
+            setattr(a, k, ok[k])
+        a.save(user=user, reason=reason)
+        if (a.cells_total, a.cells_per_kg) != old_dose:
+            _dosing_deviation(a, user, f", corrected from {old_dose[0]:.4g} cells")
+    administration.refresh_from_db()
     return administration

@@ -1,25 +1,63 @@
-"""Adverse events."""
+"""Adverse events.
+
+Every write of an adverse event goes through here and is judged by one validator
+(:mod:`hepatrial.trials.validators.adverse_event`) on creation and on every change;
+:func:`check_adverse_event` runs it without writing (the admin form shows each problem on
+its field).
+"""
 
 from __future__ import annotations
 
 from typing import Any
 
+from django.db import transaction
+from django.db.models import Min
+
 from hepatrial.trials.base import require_reason
 from hepatrial.trials.models import (
     AdverseEvent,
     AEOutcome,
+    Consent,
     Participant,
-    Relatedness,
 )
 from hepatrial.trials.services._common import (
     StoreError,
-    _apply_changes,
-    _choice,
-    _date,
-    _opt_date,
     _participant,
     _user,
 )
+from hepatrial.trials.validators.adverse_event import AdverseEventFacts, validate_adverse_event
+
+_FIELDS = (
+    "term", "grade", "serious", "relatedness", "onset_date", "resolution_date", "outcome",
+)  # fmt: skip
+
+
+def _facts(p: Participant) -> AdverseEventFacts:
+    consent = Consent.objects.filter(participant=p).aggregate(first=Min("date"))["first"]
+    return AdverseEventFacts(
+        participant=p.study_id, screening_date=p.screening_date, consent_date=consent
+    )
+
+
+def check_adverse_event(
+    *,
+    participant: Participant | str,
+    term: Any,
+    grade: Any,
+    serious: Any,
+    relatedness: Any,
+    onset_date: Any,
+    resolution_date: Any = None,
+    outcome: Any = AEOutcome.UNKNOWN,
+) -> tuple[Participant, dict[str, Any]]:
+    """Judge an adverse event without writing: ``(participant, typed values)`` or
+    :class:`~hepatrial.trials.validators.RuleViolation` with every problem."""
+    p = _participant(participant)
+    values = {
+        "term": term, "grade": grade, "serious": serious, "relatedness": relatedness,
+        "onset_date": onset_date, "resolution_date": resolution_date, "outcome": outcome,
+    }  # fmt: skip
+    return p, validate_adverse_event(values, _facts(p))
 
 
 def record_adverse_event(
@@ -34,64 +72,43 @@ def record_adverse_event(
     outcome: str = AEOutcome.UNKNOWN,
     user: Any = None,
 ) -> AdverseEvent:
-    """Record an adverse event (CTCAE term, grade 1-5, seriousness, relatedness, outcome)."""
-    p = _participant(participant)
-    what = f"participant {p} adverse event {term!r}"
-    if not str(term).strip():
-        raise StoreError(f"participant {p} adverse event: term is empty")
-    try:
-        g = int(grade)
-    except (TypeError, ValueError):
-        raise StoreError(f"{what} grade: {grade!r} is not 1-5") from None
-    if not 1 <= g <= 5:
-        raise StoreError(f"{what} grade: {grade!r} is not 1-5")
-    onset = _date(onset_date, f"{what} onset_date")
-    resolved = _opt_date(resolution_date, f"{what} resolution_date")
-    if resolved is not None and resolved < onset:
-        raise StoreError(f"{what}: resolution_date {resolved} is before onset_date {onset}")
-    out = _choice(outcome, AEOutcome, f"{what} outcome")
-    if g == 5 and out != AEOutcome.FATAL:
-        raise StoreError(f"{what}: grade 5 (death) requires outcome 'fatal', got {out!r}")
-    ae = AdverseEvent(
-        participant=p,
-        term=str(term).strip(),
-        grade=g,
-        serious=bool(serious) or g == 5,
-        relatedness=_choice(relatedness, Relatedness, f"{what} relatedness"),
-        onset_date=onset,
-        resolution_date=resolved,
-        outcome=out,
-    )
-    ae.save(user=_user(user))
+    """Record an adverse event (CTCAE term, grade 1-5, seriousness, relatedness, outcome).
+
+    Refused (every problem at once) by :func:`validate_adverse_event`: e.g. grade 5 without
+    outcome ``fatal`` or not serious, a resolution before the onset, an onset before the
+    participant's screening or consent.
+    """
+    with transaction.atomic():
+        p, ok = check_adverse_event(
+            participant=participant, term=term, grade=grade, serious=serious,
+            relatedness=relatedness, onset_date=onset_date, resolution_date=resolution_date,
+            outcome=outcome,
+        )  # fmt: skip
+        ae = AdverseEvent(participant=p, **ok)
+        ae.save(user=_user(user))
     return ae
 
 
 def update_adverse_event(
     event: AdverseEvent, *, reason: str, user: Any = None, **changes: Any
 ) -> AdverseEvent:
-    """Follow up or correct an adverse event (grade, serious, relatedness, dates, outcome)."""
+    """Follow up or correct an adverse event (term, grade, serious, relatedness, dates,
+    outcome): the new state is judged by the same rules as a new event."""
+    bad = sorted(set(changes) - set(_FIELDS))
+    if bad:
+        raise StoreError(
+            f"adverse event {event}: field(s) {', '.join(bad)} cannot be changed here "
+            f"(allowed: {', '.join(_FIELDS)})"
+        )
     reason = require_reason(reason, f"changing adverse event {event}")
-    what = f"adverse event {event}"
-    if "relatedness" in changes:
-        _choice(changes["relatedness"], Relatedness, f"{what} relatedness")
-    if "outcome" in changes:
-        _choice(changes["outcome"], AEOutcome, f"{what} outcome")
-    for key in ("onset_date", "resolution_date"):
-        if key in changes:
-            changes[key] = _opt_date(changes[key], f"{what} {key}")
-    if "grade" in changes and not 1 <= int(changes["grade"]) <= 5:
-        raise StoreError(f"{what} grade: {changes['grade']!r} is not 1-5")
-    allowed = {
-        "term",
-        "grade",
-        "serious",
-        "relatedness",
-        "onset_date",
-        "resolution_date",
-        "outcome",
-    }
-    if _apply_changes(event, changes, allowed, what):
-        if event.resolution_date and event.resolution_date < event.onset_date:
-            raise StoreError(f"{what}: resolution_date is before onset_date")
-        event.save(user=_user(user), reason=reason)
+    with transaction.atomic():
+        ae = AdverseEvent.objects.select_related("participant").get(pk=event.pk)
+        state = {k: getattr(ae, k) for k in _FIELDS}
+        state.update(changes)
+        _p, ok = check_adverse_event(participant=ae.participant, **state)
+        if any(getattr(ae, k) != ok[k] for k in _FIELDS):
+            for k in _FIELDS:
+                setattr(ae, k, ok[k])
+            ae.save(user=_user(user), reason=reason)
+    event.refresh_from_db()
     return event
