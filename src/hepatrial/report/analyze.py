@@ -336,7 +336,7 @@ def analyze(td: Any, *, meld_variant: str | None = None,
                 r = prows.get((a, v)) or {}
                 rec = {"hypothesis": f"{a}@{v}", "analyte": a, "visit": v,
                        "n": int(r.get("n_pairs") or 0), "p": r.get(P_COLUMN[t])}
-                for k in ("hl_estimate", "hl_ci_low", "hl_ci_high"):
+                for k in ("hl_estimate", "hl_ci_low", "hl_ci_high", "hl_ci_level"):
                     if k in r:
                         rec[k] = r[k]
                 recs.append(rec)

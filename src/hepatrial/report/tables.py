@@ -209,12 +209,16 @@ def outcomes_table(results: dict[str, Any]) -> Table:
         "its 95% CI from the t distribution; [n]: the number of such participants when it is "
         "smaller than N.")
     per_arm = _per_arm(results)
-    where = "within each arm, " if per_arm else ""
-    m_p = notes.mark(
-        f"{TEST_NAMES[primary]} against baseline ({where}primary test of the analysis plan), "
-        "two-sided, not adjusted for multiplicity"
-        + ("; the confirmatory decisions are in the confirmatory-testing table."
-           if (results["multiplicity"].get("confirmatory") and not per_arm) else "."))
+    if per_arm:
+        m_p = notes.mark(f"{TEST_NAMES[primary]} against baseline within each arm (the plan's "
+                         "paired test), two-sided, not adjusted for multiplicity; the arms are "
+                         "compared by ANCOVA.")
+    else:
+        m_p = notes.mark(
+            f"{TEST_NAMES[primary]} against baseline (primary test of the analysis plan), "
+            "two-sided, not adjusted for multiplicity"
+            + ("; the confirmatory decisions are in the confirmatory-testing table."
+               if results["multiplicity"].get("confirmatory") else "."))
     cols = ["N", "Mean ± SD", f"Change from baseline (95% CI){m_change}", f"p-value{m_p}"]
     for s in sens:
         ms = notes.mark(f"{TEST_NAMES[s]}: sensitivity analysis, not part of the confirmatory "
@@ -287,6 +291,18 @@ def _hyp_label(results: dict[str, Any], analyte: str, visit: str) -> str:
     return f"{outcome_label(o, with_unit=False)}, {_vw(results, visit)} vs baseline"
 
 
+def _hl(r: dict[str, Any], d: int) -> str:
+    """Hodges–Lehmann estimate (exact CI); the CI only when its level reaches 95 % (with very
+    few pairs no exact 95 % interval exists)."""
+    if is_missing(r.get("hl_estimate")):
+        return DASH
+    est = fmt_num(r["hl_estimate"], d)
+    level = r.get("hl_ci_level")
+    if is_missing(r.get("hl_ci_low")) or (not is_missing(level) and float(level) < 0.95 - 1e-9):
+        return f"{est} (CI not attainable)"
+    return f"{est} ({fmt_ci(r['hl_ci_low'], r['hl_ci_high'], d)})"
+
+
 def confirmatory_table(results: dict[str, Any]) -> Table | None:
     """The confirmatory family: each hypothesis of the fixed sequence with the primary test's
     estimate, p-value and decision; the sensitivity test's p-value beside it, without a
@@ -344,10 +360,7 @@ def confirmatory_table(results: dict[str, Any]) -> Table | None:
                 est = (f"{fmt_num(r['mean_change'], d)} "
                        f"({fmt_ci(r['change_ci_low'], r['change_ci_high'], d)})")
         else:
-            r = paired.get((a, v)) or {}
-            if not is_missing(r.get("hl_estimate")):
-                est = (f"{fmt_num(r['hl_estimate'], d)} "
-                       f"({fmt_ci(r.get('hl_ci_low'), r.get('hl_ci_high'), d)})")
+            est = _hl(paired.get((a, v)) or {}, d)
         status = h["status"]
         any_no_data = any_no_data or status == NO_DATA
         cells = [str(h.get("n", 0)), est, fmt_p(h.get("p"), alpha=alpha),
@@ -355,9 +368,7 @@ def confirmatory_table(results: dict[str, Any]) -> Table | None:
         for s in sens:
             sh = next((x for x in s["hypotheses"] if x["analyte"] == a and x["visit"] == v), {})
             if any("hl_estimate" in x for x in s["hypotheses"]):
-                cells.append(DASH if is_missing(sh.get("hl_estimate")) else
-                             f"{fmt_num(sh['hl_estimate'], d)} "
-                             f"({fmt_ci(sh.get('hl_ci_low'), sh.get('hl_ci_high'), d)})")
+                cells.append(_hl(sh, d))
             cells.append(fmt_p(sh.get("p"), alpha=alpha))
         t.add(f"{h['order']}. {_hyp_label(results, a, v)}", cells)
     t.notes = notes.lines()
@@ -490,7 +501,7 @@ def lmm_table(results: dict[str, Any]) -> Table | None:
             if is_missing(ft.get("F")):
                 continue
             lab = {"time": "All visits vs baseline", "group": "Arm",
-                   "interaction": "Arm × visit"}.get(name, name)
+                   "group:time": "Arm × visit, all visits"}.get(name, "Omnibus")
             mf = notes.mark("F test that all the effects of the row are 0 (numerator, "
                             "denominator df).")
             t.add(f"{lab}, F test{mf}",
