@@ -142,3 +142,77 @@ def test_score_path_imports_no_pandas(tmp_path: Path) -> None:
     res = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True)
     assert res.stdout.strip() == "[]", res.stdout
     assert _read(out)[0]["meld_optn2002"] == "20"
+
+
+def test_text_kept_as_entered_and_numbers_read_alike(tmp_path: Path,
+                                                      monkeypatch: pytest.MonkeyPatch) -> None:
+    """Blanks, missing markers, exponents and quoted text: the input text comes back as
+    entered, and a number reads the same in a block of plain numbers (Arrow's fast parse)
+    as in a block that needs trimming (the careful path)."""
+    from hepatrial.cli import _score_file
+
+    monkeypatch.setattr(_score_file, "BLOCK_SIZE", 64)  # about one row per block
+    lines = ["id,bilirubin_mg_dl,creatinine_mg_dl,inr,note",
+             'a,1.20,1.0,1.5,"with, comma"',
+             'b, 1.20 ,1.0,1.5,"say ""hi"""',
+             "c,NA,1.0,1.5,",
+             "d,12e-1,1.0,1.50,\"two\nlines\"",
+             "e,1.2,1.0,1.5,é ü"]
+    src = _write(tmp_path / "in.csv", "\n".join(lines) + "\n")
+    out = tmp_path / "out.csv"
+    res = runner.invoke(app, ["score", str(src), "-o", str(out)])
+    assert res.exit_code == 0, res.output
+    rows = _read(out)
+    with src.open(newline="") as fh:
+        entered = list(csv.DictReader(fh))
+    for row, given in zip(rows, entered, strict=True):
+        assert {k: row[k] for k in given} == given
+    meld = [r["meld_kamath2001"] for r in rows]
+    assert meld[0] == meld[1] == meld[3] == meld[4] != "" and meld[2] == ""
+
+
+def test_bad_row_in_a_later_block_leaves_nothing(tmp_path: Path,
+                                                 monkeypatch: pytest.MonkeyPatch) -> None:
+    from hepatrial.cli import _score_file
+
+    monkeypatch.setattr(_score_file, "BLOCK_SIZE", 4096)
+    lines = ["bilirubin_mg_dl,creatinine_mg_dl,inr"] + ["1.5,1.1,1.2"] * 5000
+    lines[4000] = "1.5,0,1.2"
+    src = _write(tmp_path / "in.csv", "\n".join(lines) + "\n")
+    out = tmp_path / "out.csv"
+    res = runner.invoke(app, ["score", str(src), "-o", str(out)])
+    assert res.exit_code == 2 and "row 4000 (line 4001)" in res.output
+    assert list(tmp_path.iterdir()) == [src]
+
+
+def test_output_has_the_usual_permissions(tmp_path: Path) -> None:
+    import os
+
+    out = tmp_path / "out.csv"
+    res = runner.invoke(app, ["score", str(REPO_ROOT / "examples" / "labs.csv"), "-o", str(out)])
+    assert res.exit_code == 0, res.output
+    umask = os.umask(0)
+    os.umask(umask)
+    assert out.stat().st_mode & 0o777 == 0o666 & ~umask
+
+
+def test_ragged_or_undecodable_file_is_refused_with_its_row(tmp_path: Path) -> None:
+    src = _write(tmp_path / "in.csv", "bilirubin_mg_dl,creatinine_mg_dl,inr\n1,1,1\n"
+                 '"a\nb",1,1\n1,1\n1,1,1\n')
+    out = tmp_path / "out.csv"
+    res = runner.invoke(app, ["score", str(src), "-o", str(out)])
+    assert res.exit_code == 2, res.output
+    flat = " ".join(res.output.split())
+    assert "row 3 (line 5): has 2 fields, the header has 3" in flat
+    assert list(tmp_path.iterdir()) == [src]
+    src.write_bytes(b"inr,bilirubin_mg_dl,creatinine_mg_dl\n1,\xff,1\n")
+    res = runner.invoke(app, ["score", str(src), "-o", str(out)])
+    assert res.exit_code == 2 and "not a readable UTF-8 CSV file" in res.output
+    assert list(tmp_path.iterdir()) == [src]
+
+
+def test_unwritable_output_is_a_clear_error(tmp_path: Path) -> None:
+    out = tmp_path / "no" / "such" / "dir" / "out.csv"
+    res = runner.invoke(app, ["score", str(REPO_ROOT / "examples" / "labs.csv"), "-o", str(out)])
+    assert res.exit_code == 2
+    assert "cannot write" in res.output and "No such file or directory" in res.output

@@ -19,7 +19,7 @@ from __future__ import annotations
 
 import csv
 import os
-import tempfile
+import secrets
 from collections import deque
 from collections.abc import Callable, Iterator
 from concurrent.futures import Future, ThreadPoolExecutor
@@ -44,16 +44,25 @@ from hepatrial.scores.table import (
 )
 
 BLOCK_SIZE = 8 << 20  # bytes per streamed block (~100k rows of a typical lab file)
-FORMAT_THREADS = 2  # threads formatting CSV text (each block is split between them)
+#: threads formatting CSV text (each block is split between them)
+FORMAT_THREADS = max(1, min(4, os.cpu_count() or 1))
 
 
 class ScoreFileError(ValueError):
-    """A row of the input file that cannot be scored; names row, line, column and reason."""
+    """A row of the input file that cannot be scored; names row, line, column and reason.
 
-    def __init__(self, row: int | None, column: str, value: object, reason: str) -> None:
+    ``column=None``: the problem is the record itself (e.g. its number of fields).
+    """
+
+    def __init__(self, row: int | None, column: str | None, value: object, reason: str,
+                 *, line: int | None = None) -> None:
         self.row, self.column, self.value, self.reason = row, column, value, reason
-        where = f"row {row} (line {row + 1}), " if row is not None else ""
-        super().__init__(f"{where}column {column!r}: {value!r} {reason}")
+        where = f"row {row} (line {line or row + 1})" if row is not None else ""
+        if column is None:
+            super().__init__(f"{where}: {reason}" if where else reason)
+        else:
+            where = f"{where}, " if where else ""
+            super().__init__(f"{where}column {column!r}: {value!r} {reason}")
 
 
 @dataclass
@@ -70,6 +79,12 @@ def _header(path: Path) -> list[str]:
             return next(csv.reader(fh))
         except StopIteration:
             raise ScoreFileError(None, "<header>", "", "the file is empty") from None
+        except (csv.Error, UnicodeDecodeError) as exc:
+            raise _not_utf8(exc) from None
+
+
+def _not_utf8(exc: Exception) -> ScoreFileError:
+    return ScoreFileError(None, None, "", f"not a readable UTF-8 CSV file ({exc})")
 
 
 # --- numpy <-> Arrow through buffers (no pandas) ---------------------------------------------
@@ -206,6 +221,7 @@ def _batches(
         reader = pacsv.open_csv(
             source,
             read_options=pacsv.ReadOptions(block_size=BLOCK_SIZE, use_threads=True),
+            parse_options=pacsv.ParseOptions(newlines_in_values=True),
             convert_options=pacsv.ConvertOptions(
                 column_types={n: pa.string() for n in names},
                 strings_can_be_null=False,
@@ -215,8 +231,29 @@ def _batches(
         for batch in reader:
             progress(source.tell())
             yield batch
+    except pa.ArrowInvalid as exc:
+        raise _unreadable(path, len(names), exc) from None
     finally:
         source.close()
+
+
+def _unreadable(path: Path, n_fields: int, exc: Exception) -> ScoreFileError:
+    """The error for a file that pyarrow cannot parse, naming the first bad record (found
+    again with the csv module: this is the error path only)."""
+    try:
+        with path.open(newline="", encoding="utf-8-sig") as fh:
+            reader = csv.reader(fh, strict=True)
+            next(reader, None)
+            start = 2
+            for i, record in enumerate(reader, start=1):
+                if record and len(record) != n_fields:
+                    return ScoreFileError(
+                        i, None, record, f"has {len(record)} fields, the header has {n_fields}",
+                        line=start)
+                start = reader.line_num + 1
+    except (csv.Error, UnicodeDecodeError) as err:
+        return _not_utf8(err)
+    return ScoreFileError(None, None, "", f"not a readable CSV file ({exc})")
 
 
 _WRITE = pacsv.WriteOptions(include_header=False, quoting_style="needed")
@@ -263,7 +300,7 @@ def _score_batch(batch: pa.RecordBatch, names: list[str], rows: int,
         problems.append(ScoreFileError(rows + exc.row + 1, exc.input_name, entered,
                                        exc.reason))
     if problems:
-        raise min(problems, key=lambda p: (p.row or 0, names.index(p.column)))
+        raise min(problems, key=lambda p: (p.row or 0, names.index(p.column or names[0])))
     table = pa.Table.from_batches([batch])
     for name in result:
         table = table.append_column(name, _to_arrow(name, result[name]))
@@ -297,8 +334,9 @@ def score_file(
             "has no score input columns (expected e.g. bilirubin_umol_l, creatinine_mg_dl, inr)",
         )
     dst = Path(dst)
-    fd, tmp_name = tempfile.mkstemp(prefix=f".{dst.name}.", suffix=".tmp", dir=dst.parent or ".")
-    tmp = Path(tmp_name)
+    # a temporary file beside the output (same file system, so the rename is atomic; opened
+    # with mode "x" so that it gets the usual permissions, as the output of `grade` does)
+    tmp = dst.with_name(f".{dst.name}.{os.getpid()}.{secrets.token_hex(4)}.tmp")
     rows = 0
     produced: list[str] = []
     # CSV text of the blocks being formatted, oldest first; at most two blocks in flight so
@@ -306,8 +344,10 @@ def score_file(
     pending: deque[list[Future[pa.Buffer]]] = deque()
     pool = ThreadPoolExecutor(max_workers=FORMAT_THREADS, thread_name_prefix="score-csv")
     try:
-        with os.fdopen(fd, "wb") as out:
+        with tmp.open("xb") as out:
             for batch in _batches(src, names, progress):
+                if batch.num_rows == 0:
+                    continue
                 table, produced = _score_batch(batch, names, rows, errors)
                 if rows == 0:
                     out.write(_header_text(table))
@@ -326,6 +366,9 @@ def score_file(
                 produced = list(score_columns(empty, errors="coerce"))
                 out.write(_plain_header(names + produced))
         os.replace(tmp, dst)
+    except UnicodeDecodeError as exc:  # text that pyarrow passed through undecoded
+        tmp.unlink(missing_ok=True)
+        raise _not_utf8(exc) from None
     except BaseException:
         for parts in pending:
             for part in parts:

@@ -54,6 +54,10 @@ def score(
             err.print("Nothing was written. Fix the row, or use --errors coerce to leave its "
                       "scores empty.", highlight=False, soft_wrap=True)
             raise typer.Exit(2) from None
+        except OSError as exc:
+            err.print(f"[red]error:[/] cannot write {output}: {exc.strerror or exc}",
+                      highlight=False, soft_wrap=True)
+            raise typer.Exit(2) from None
     seconds = time.perf_counter() - start
     err.print(
         f"scored {summary.rows:,} rows in {seconds:.2f} s -> {output} "
