@@ -54,20 +54,26 @@ Methods
   ``(pseudo)median``; R's asymptotic branch returns a ``uniroot`` point of the flat piece of
   the statistic around the same median (within its ``tol = 1e-4`` when that piece is short).
 * **Its confidence interval.**  ``"exact"``: the Walsh-average order statistics
-  ``[w_(k), w_(M - k + 1)]`` with ``k = qsignrank(alpha/2, n)`` (``k >= 1``), the inversion of
-  the exact signed-rank test (Tukey 1949; Bauer 1972, JASA 67:687–690; Hollander, Wolfe &
-  Chicken 2014, Nonparametric Statistical Methods, 3rd ed., §3.2) — exactly R's
-  ``wilcox.test(conf.int = TRUE, exact = TRUE)`` interval, at any n.  Its coverage is
+  ``[w_(k), w_(M - k + 1)]`` (``M = n(n+1)/2``) with ``k = qsignrank(alpha/2, n)``
+  (``k >= 1``), the inversion of the exact signed-rank test (Bauer 1972, JASA 67:687–690;
+  Hollander, Wolfe & Chicken 2014, Nonparametric Statistical Methods, 3rd ed., §3.2) — R's
+  ``wilcox.test(conf.int = TRUE, exact = TRUE)`` interval, here at any n up to
+  ``exact_max_n``.  Its coverage is
   ``1 - 2 P(V <= k - 1)`` (``ci_level``, which can exceed the requested level because the
   distribution is discrete).  With tied or zero differences the same closed interval is kept:
   it still covers with probability >= ``ci_level`` (break the ties by an infinitesimal
   symmetric perturbation: the perturbed interval has that coverage and shrinks onto the
-  closed unperturbed one), so it is conservative, and ``ci_method`` says so.  R has no exact
-  interval with ties and coin none for the signed-rank test.  ``"asymptotic"``: R's
+  closed unperturbed one), so it is conservative, and ``ci_method`` says so.  (With
+  ``zero_method="wilcoxon"`` the interval is that of the non-zero differences, as R computes
+  it; ``"pratt"`` gives the interval of all differences.)  R has no exact interval with ties
+  and coin none for the signed-rank test.  ``"asymptotic"``: R's
   interval with ties — the inversion of the tie-corrected normal approximation (with the
   continuity correction when ``correction``), R's ``uniroot`` replaced by an exact search over
   the Walsh averages, so the limits are the Walsh averages where the statistic crosses the
-  normal quantile (R's ``uniroot(tol = 1e-4)`` lands within 1e-4 of them).
+  normal quantile (R's ``uniroot(tol = 1e-4)`` lands within 1e-4 of them).  Order statistics
+  are selected (``numpy.partition``) or, with repeated values, read from the distinct values
+  and their counts; without ties the asymptotic limits are order statistics in closed form, so
+  n = 2,500 takes about 50 ms.
 """
 
 from __future__ import annotations
