@@ -380,7 +380,7 @@ def test_infusion_after_withdrawal_and_other_fields_refused(store: Any, product:
     assert by["date"] == ["2008-01-22 is after the participant's status 'withdrawn' on 2008-01-21"]
     assert by["route"][0].startswith("'hepatic_artery' is not allowed by the protocol")
     assert by["volume_ml"] == ["'-1' must be positive"]
-    with pytest.raises(store.StoreError, match="field.s. participant cannot be changed"):
+    with pytest.raises(store.StoreError, match=r"field\(s\) participant cannot be changed"):
         store.update_administration(product["admin"], reason="x", participant="K02")
     with pytest.raises(store.ChangeReasonRequired):
         store.update_administration(product["admin"], reason=" ", operator="op2")
@@ -486,7 +486,7 @@ def test_update_product_batch_runs_the_same_rules(store: Any, product: Any) -> N
         store.update_product_batch("B-K01-U", reason="x", release_date=DAY0)
     with pytest.raises(RuleViolation, match="after the batch's first administration on 2008-01"):
         store.update_product_batch("B-K01", reason="x", release_date=DAY0 + ONE)
-    with pytest.raises(RuleViolation, match="batch already given to K01 .1 administration"):
+    with pytest.raises(RuleViolation, match=r"batch already given to K01 \(1 administration"):
         store.update_product_batch("B-K01", reason="x", participant="K02")
     with pytest.raises(store.ChangeReasonRequired):
         store.update_product_batch("B-K01", reason="", coi_identifier="X")
