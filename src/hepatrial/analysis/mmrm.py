@@ -470,10 +470,12 @@ def fit_mmrm(
         raise AnalysisInputError("too few observations for the fixed effects")
 
     with threadpool_limits(1, user_api="blas"):
-        pats = _Patterns(x, y, vidx, sid, reml)
-        # start: residual covariance of OLS, pairwise over visits
+        # fit the OLS residuals: beta(y) = beta(y - X b0) + b0, the likelihood is unchanged and
+        # y' Sigma^-1 y - c' beta loses no digits to cancellation
         beta0 = np.linalg.lstsq(x, y, rcond=None)[0]
         res = y - x @ beta0
+        pats = _Patterns(x, res, vidx, sid, reml)
+        # start: residual covariance of OLS, pairwise over visits
         wide = np.full((pats.n_subjects, t), np.nan)
         wide[sid, vidx] = res
         s0 = pd.DataFrame(wide).cov(min_periods=2).to_numpy()
@@ -510,7 +512,7 @@ def fit_mmrm(
             raise AnalysisInputError("the MMRM could not be fitted (REML criterion not finite)")
         sig = st.sigma(theta)
         e = pats.evaluate(sig, grad=True)
-        beta = e["beta"]
+        beta = e["beta"] + beta0
         phi = np.linalg.inv(e["a"])
         phi = (phi + phi.T) / 2.0
         # gradient test in the inference parameters tau (scale-free enough, and the
