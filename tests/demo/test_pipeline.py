@@ -39,12 +39,13 @@ def demo_dir(tmp_path_factory: pytest.TempPathFactory) -> Path:
 def test_demo_report_contains_the_reproduced_numbers(demo_dir: Path) -> None:
     html = (demo_dir / "kharaziha2009_synthetic_report.html").read_text(encoding="utf-8")
     assert "Synthetic reconstruction, not patient data" in html
-    for text in ("MELD (kamath2001) decreased from 17.9 ± 5.6 to 10.7 ± 6.3 at week 24",
+    for text in ("MELD (Kamath 2001, continuous) decreased from 17.9 ± 5.6 to 10.7 ± 6.3 at "
+                 "week 24",
                  "INR decreased from 1.9 ± 0.4 to 1.4 ± 0.5 at week 24",
                  "Creatinine decreased from 114 ± 35 µmol/L to 80 ± 18 µmol/L",
                  "Albumin increased from 30 ± 5 g/L to 33 ± 5 g/L",
                  "decreased from 46 ± 29 µmol/L to 41 ± 31 µmol/L",
-                 "Reproduces the published MELD: kamath2001",
+                 "only by MELD (Kamath 2001, continuous)",
                  "No adverse events were recorded.",
                  "not published"):
         assert text in html, text
@@ -54,11 +55,15 @@ def test_demo_report_contains_the_reproduced_numbers(demo_dir: Path) -> None:
 def test_demo_results_follow_the_published_pattern(demo_dir: Path) -> None:
     res = json.loads((demo_dir / "kharaziha2009_synthetic_results.json").read_text())
     assert res["demo"]["verification"]["failures"] == []
-    for test in ("t", "wilcoxon"):
-        status = {r["test"]: r["status"] for r in res["multiplicity"]["by_test"][test]}
-        assert status == {"meld_kamath2001@W24": "rejected", "inr@W24": "rejected",
-                          "creatinine@W24": "rejected", "albumin@W24": "not rejected",
-                          "bilirubin@W24": "not tested"}
+    conf = res["multiplicity"]["confirmatory"]  # the plan's primary test only
+    assert conf["test"] == "t"
+    status = {r["test"]: r["status"] for r in conf["hypotheses"]}
+    assert status == {"meld_kamath2001@W24": "rejected", "inr@W24": "rejected",
+                      "creatinine@W24": "rejected", "albumin@W24": "not rejected",
+                      "bilirubin@W24": "not tested"}
+    sens = res["multiplicity"]["sensitivity"]  # exact Wilcoxon: p-values, no decisions
+    assert [s["test"] for s in sens] == ["wilcoxon"]
+    assert [h["p"] < 0.05 for h in sens[0]["hypotheses"]] == [True, True, True, False, False]
     assert res["flow"]["treated"] == 8 and res["flow"]["completed"] == 8
 
 
@@ -76,3 +81,28 @@ def test_report_from_db_is_byte_identical_apart_from_run_time(demo_dir: Path,
     saved = json.loads((demo_dir / "kharaziha2009_synthetic_results.json").read_text())
     assert out["describe"] == saved["describe"]
     assert out["dataset_sha256"] == saved["dataset_sha256"]
+
+
+def test_demo_writes_word_and_csv_beside_the_html(demo_dir: Path) -> None:
+    stem = "kharaziha2009_synthetic_report"
+    assert (demo_dir / f"{stem}.docx").read_bytes()[:2] == b"PK"
+    for tid in ("table1", "outcomes", "multiplicity", "lmm", "ae_overview", "lab_shifts"):
+        assert (demo_dir / f"{stem}_{tid}.csv").exists(), tid
+    assert (demo_dir / f"{stem}_tables.csv").exists()
+
+
+def test_interim_store_states_render(demo_dir: Path, tmp_path: Path) -> None:
+    """`hepatrial analyze` and `hepatrial report` on the store cut at one participant at
+    week 1 (data cut 2007-04-16) and with no follow-up at all (2007-04-09)."""
+    db = demo_dir / "kharaziha2009_synthetic.sqlite3"
+    for cut in ("2007-04-09", "2007-04-16"):
+        out = json.loads(_run("analyze", "--db", str(db), "--json", "--data-cut", cut).stdout)
+        assert len(out["flow"]["lost_reasons"]) == 0 and out["flow"]["enrolled"] == 1
+        hyps = out["multiplicity"]["confirmatory"]["hypotheses"]
+        assert [h["status"] for h in hyps] == ["not tested: no data"] * 5
+        text = _run("analyze", "--db", str(db), "--data-cut", cut).stdout
+        assert "not tested: no data" in text
+        res = _run("report", "--db", str(db), "-o", str(tmp_path / cut), "--data-cut", cut)
+        assert "Word version" in res.stdout
+        html = (tmp_path / cut / "kharaziha2009_report.html").read_text(encoding="utf-8")
+        assert "Not tested: no data" in html
