@@ -211,3 +211,16 @@ def test_paired_vs_baseline_interim_visit_without_pairs() -> None:
     row = out.iloc[0]
     assert row["n_pairs"] == 0 and math.isnan(row["p_wilcoxon"])
     assert row["wilcoxon_method_used"] is None and math.isnan(row["hl_estimate"])
+
+
+def test_window_search_reports_when_the_jump_is_outside() -> None:
+    from hepatrial.analysis.wilcoxon import _asymptotic_root, _window_root
+
+    d = np.array([1.0, 2.0, 2.0, 3.5, 4.0, 7.0, 8.5, 9.0, 12.0, 15.0])
+    i, j = np.triu_indices(d.size)
+    u = np.unique((d[i] + d[j]) / 2.0)
+    root = _asymptotic_root(d, u, 1.96, True, 9)
+    inside = u[(u > root - 2) & (u < root + 2)]
+    assert _window_root(d, inside, 1.96, True, 9) == root
+    assert _window_root(d, u[u > root + 1], 1.96, True, 9) is None  # no sign change there
+    assert _window_root(d, u[:2], 1.96, True, 9) is None

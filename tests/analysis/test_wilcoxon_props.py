@@ -198,3 +198,23 @@ def test_untied_asymptotic_limits_equal_the_step_function_search(values: list[fl
 
 def hl_z(level: float) -> float:
     return float(stats.norm.isf((1.0 - level) / 2.0))
+
+
+@SETTINGS
+@given(values=st.lists(st.integers(-300, 300), min_size=8, max_size=70, unique=True),
+       repeats=st.lists(st.integers(0, 7), min_size=1, max_size=3),
+       correction=st.booleans())
+def test_tied_asymptotic_limits_equal_the_full_search(values: list[int], repeats: list[int],
+                                                      correction: bool) -> None:
+    """A few repeated values (the Walsh averages are then kept unsorted): the limits found in
+    a window of ranks around the guess equal the search over all distinct Walsh averages."""
+    base = np.array(values, dtype=float) / 10.0
+    d = np.concatenate([base, base[np.array(repeats) % base.size]])
+    hl = hodges_lehmann(d, method="asymptotic", correction=correction)
+    if hl["ci_level"] <= 0:
+        return
+    i, j = np.triu_indices(d.size)
+    u = np.unique((d[i] + d[j]) / 2.0)
+    z = hl_z(hl["ci_level"])
+    assert hl["ci_low"] == _asymptotic_root(d, u, z, correction, 9)
+    assert hl["ci_high"] == _asymptotic_root(d, u, -z, correction, 9)

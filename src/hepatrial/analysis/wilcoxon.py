@@ -392,14 +392,16 @@ def _walsh_averages(x: np.ndarray) -> np.ndarray:
 
 
 class _Walsh:
-    """Order statistics of the Walsh averages.  With repeated values they are built from the
-    distinct values and their counts (K(K+1)/2 weighted averages instead of n(n+1)/2)."""
+    """Order statistics of the Walsh averages.  With many repeated values they are built from
+    the distinct values and their counts (K(K+1)/2 sorted weighted averages instead of
+    n(n+1)/2); otherwise all are kept unsorted and selected with ``numpy.partition``."""
 
     def __init__(self, x: np.ndarray) -> None:
         vals, counts = np.unique(x, return_counts=True)
         self.n = int(x.size)
         self.size = self.n * (self.n + 1) // 2
-        if vals.size == x.size:
+        k = int(vals.size)
+        if 8 * (k * (k + 1) // 2) > self.size:  # few repeats: grouping would not pay
             self.values = _walsh_averages(x)
             self.cum: np.ndarray | None = None
         else:
@@ -412,11 +414,21 @@ class _Walsh:
 
     def order_stats(self, ks: Sequence[int]) -> list[float]:
         """The k-th smallest Walsh averages (1-based, with multiplicity)."""
+        return self.select(ks, [])[0]
+
+    def select(self, ks: Sequence[int], windows: Sequence[tuple[int, int]]
+               ) -> tuple[list[float], list[np.ndarray]]:
+        """Order statistics ``ks`` and, for each ``(lo, hi)``, the sorted order statistics of
+        ranks lo..hi (1-based), from one selection pass."""
         if self.cum is None:
-            part = np.partition(self.values, [k - 1 for k in ks])
-            return [float(part[k - 1]) for k in ks]
-        pos = np.searchsorted(self.cum, np.asarray(ks), side="left")
-        return [float(self.values[p]) for p in pos.tolist()]
+            kth = sorted({k - 1 for k in ks} | {e - 1 for w in windows for e in w})
+            part = np.partition(self.values, kth)
+            return ([float(part[k - 1]) for k in ks],
+                    [np.sort(part[lo - 1:hi]) for lo, hi in windows])
+        pos = np.searchsorted(self.cum, np.asarray(ks, dtype=np.int64), side="left")
+        wins = [self.values[np.searchsorted(self.cum, np.arange(lo, hi + 1), side="left")]
+                for lo, hi in windows]
+        return [float(self.values[p]) for p in pos.tolist()], wins
 
     def median_ks(self) -> list[int]:
         big = self.size
@@ -428,6 +440,19 @@ class _Walsh:
 
     def distinct(self) -> np.ndarray:
         return np.unique(self.values)
+
+
+def _asymptotic_sd(x: np.ndarray, mu: float, digits_rank: int | None) -> float:
+    """The tie-corrected null standard deviation of V for ``x - mu`` (zeros dropped)."""
+    xd = x - mu
+    xd = xd[xd != 0.0]
+    nx = xd.size
+    if nx == 0:
+        return float("nan")
+    r = stats.rankdata(_ranking_values(xd, digits_rank))
+    _, counts = np.unique(r, return_counts=True)
+    var = nx * (nx + 1) * (2 * nx + 1) / 24.0 - float(np.sum(counts**3 - counts)) / 48.0
+    return math.sqrt(var) if var > 0 else float("nan")
 
 
 def _asymptotic_w(x: np.ndarray, mu: float, correction: bool, digits_rank: int | None) -> float:
@@ -485,13 +510,34 @@ def _asymptotic_root(x: np.ndarray, u: np.ndarray, zq: float, correction: bool,
     return float(u[lo])  # the boundary between positions lo and lo + 1
 
 
-def _untied_root(walsh: _Walsh, zq: float, correction: bool) -> int:
-    """R's asymptotic CI limit without tied differences: between Walsh averages the statistic
-    is ``V = N - k`` (``k`` = Walsh averages below mu) with the untied variance, so the jump
-    across ``zq`` is at the order statistic ``w_(k)`` with the smallest ``k`` (1 <= k <= N)
-    for which ``(N/2 - k - c)/s < zq`` (``c = 0.5 sign(N/2 - k)`` with correction)."""
-    n, big = walsh.n, walsh.size
-    sd = math.sqrt(n * (n + 1) * (2 * n + 1) / 24.0)
+def _window_root(x: np.ndarray, u: np.ndarray, zq: float, correction: bool,
+                 digits_rank: int | None) -> float | None:
+    """:func:`_asymptotic_root` restricted to the distinct Walsh averages ``u`` of a window of
+    ranks around the guessed limit; ``None`` when the sign change is not inside the window."""
+    if u.size < 3:
+        return None
+
+    def h(i: int) -> float:  # on the open interval (u[i], u[i + 1])
+        return _asymptotic_w(x, float((u[i] + u[i + 1]) / 2.0), correction, digits_rank) - zq
+
+    lo, hi = 0, u.size - 2
+    h_lo, h_hi = h(lo), h(hi)
+    if not (h_lo > 0.0 > h_hi):
+        return None
+    while hi - lo > 1:
+        mid = (lo + hi) // 2
+        h_mid = h(mid)
+        if h_mid == 0.0:
+            return None
+        if h_mid > 0.0:
+            lo = mid
+        else:
+            hi = mid
+    return float(u[lo + 1])
+
+
+def _guess_rank(big: int, sd: float, zq: float, correction: bool) -> int:
+    """Smallest k in 1..big with ``(big/2 - k - c)/sd < zq`` (``c = 0.5 sign(big/2 - k)``)."""
 
     def f(k: int) -> float:
         dev = big / 2.0 - k
@@ -503,7 +549,17 @@ def _untied_root(walsh: _Walsh, zq: float, correction: bool) -> int:
         k -= 1
     while k < big and f(k) >= 0.0:
         k += 1
-    return k  # the limit is the k-th smallest Walsh average
+    return k
+
+
+def _untied_root(walsh: _Walsh, zq: float, correction: bool) -> int:
+    """R's asymptotic CI limit without tied differences: between Walsh averages the statistic
+    is ``V = N - k`` (``k`` = Walsh averages below mu) with the untied variance, so the jump
+    across ``zq`` is at the order statistic ``w_(k)`` with the smallest ``k`` (1 <= k <= N)
+    for which ``(N/2 - k - c)/s < zq`` (``c = 0.5 sign(N/2 - k)`` with correction)."""
+    n = walsh.n
+    sd = math.sqrt(n * (n + 1) * (2 * n + 1) / 24.0)
+    return _guess_rank(walsh.size, sd, zq, correction)  # the k-th smallest Walsh average
 
 
 def hodges_lehmann(
@@ -573,13 +629,27 @@ def hodges_lehmann(
     if a < 1.0 and not tied:
         k_low, k_high = (_untied_root(walsh, zq, correction) for zq in zs)
         *med, low, high = walsh.order_stats([*med_ks, k_low, k_high])
+    elif a < 1.0:
+        # ties: the variance changes with mu.  Guess each limit's rank with the variance at
+        # the median, search a window of ranks around it, else all distinct Walsh averages.
+        sd0 = _asymptotic_sd(x, float(np.median(x)), digits_rank)
+        half = 64
+        if math.isfinite(sd0):
+            guesses = [_guess_rank(big, sd0, zq, correction) for zq in zs]
+            windows = [(max(1, k - half), min(big, k + half)) for k in guesses]
+            med, wins = walsh.select(med_ks, windows)
+        else:
+            med, wins = walsh.order_stats(med_ks), [np.empty(0), np.empty(0)]
+        limits: list[float] = []
+        for zq, win in zip(zs, wins, strict=True):
+            root = _window_root(x, np.unique(win), zq, correction, digits_rank)
+            if root is None:
+                root = _asymptotic_root(x, walsh.distinct(), zq, correction, digits_rank)
+            limits.append(root)
+        low, high = limits
     else:
         med = walsh.order_stats(med_ks)
-        if a < 1.0:
-            u = walsh.distinct()
-            low, high = (_asymptotic_root(x, u, zq, correction, digits_rank) for zq in zs)
-        else:
-            low = high = float(np.median(x))
+        low = high = float(np.median(x))
     out["estimate"] = walsh.median_of(med)
     why = f" (n = {n} > exact_max_n = {exact_max_n})" if method == "exact" else ""
     out.update(ci_low=low, ci_high=high, ci_level=level,
