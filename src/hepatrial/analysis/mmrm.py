@@ -532,8 +532,11 @@ def fit_mmrm(
         # and the Satterthwaite covariance of the variance parameters)
         k = len(tau)
         hh = np.zeros((k, k))
+        # steps far below Sigma's smallest eigenvalue keep every evaluation positive definite
+        # and in the quadratic region (demo INR: lambda_min 3.8e-5 against entries ~0.1)
+        lam_min = float(np.linalg.eigvalsh(sig)[0])
         for j in range(k):
-            h = 1e-4 * max(abs(tau[j]), 1e-3 * float(np.sqrt(np.mean(np.diag(sig) ** 2))))
+            h = 1e-4 * min(max(abs(tau[j]), 1e-8), 10.0 * lam_min)
             ej = np.zeros(k)
             ej[j] = h
             try:
