@@ -563,3 +563,40 @@ def test_admin_batch_add_registers_and_releases_through_the_services(store: Any,
     b.refresh_from_db()
     assert b.release_tests == RELEASE_TESTS
     assert audit.verify() == []
+
+
+def test_batch_why_case_on_the_change_paths(store: Any, product: Any) -> None:
+    """The same refusals on service update and admin change: a released batch without its
+    release date, moved to a participant who is only screened, with failing release tests;
+    and the change form releasing a screened participant's batch without a date."""
+    from hepatrial.trials import audit
+    from hepatrial.trials.models import CellProductBatch, Participant
+    from hepatrial.trials.validators import RuleViolation
+
+    k3 = Participant.objects.get(study_id="K03")
+    with pytest.raises(RuleViolation) as e:  # B-K02: released, never given
+        store.update_product_batch("B-K02", reason="x", release_date=None, participant="K03",
+                                   release_tests=FAILING)  # fmt: skip
+    by = e.value.by_field()
+    assert by["release_date"] == ["a released batch needs its release date"]
+    assert by["participant"] == [
+        "K03 is screened: a batch is released only for an enrolled participant"]
+    assert by["release_tests.sterility"] == [
+        "'POSITIVE' does not meet the specification 'no growth'"]
+    assert by["release_tests.viability"] == ["41 % does not meet the specification >= 70 %"]
+    store.register_product_batch(batch_id="B-K03", participant="K03", release_tests=FAILING)
+    b = CellProductBatch.objects.get(batch_id="B-K03")
+    n_hist = CellProductBatch.history.count()
+    page = _errors(product["client"].post(
+        f"/admin/trials/cellproductbatch/{b.pk}/change/",
+        {"participant": k3.pk, "coi_identifier": "", "release_tests": json.dumps(FAILING),
+         "released": "on", "release_date": "", "change_reason": "QA release"}))  # fmt: skip
+    for reason in ("a released batch needs its release date",
+                   "K03 is screened: a batch is released only for an enrolled participant",
+                   "sterility: 'POSITIVE' does not meet the specification 'no growth'",
+                   "viability: 41 % does not meet the specification &gt;= 70 %"):  # fmt: skip
+        assert reason in page
+    assert CellProductBatch.history.count() == n_hist
+    b.refresh_from_db()
+    assert not b.released and b.release_date is None
+    assert audit.verify() == []

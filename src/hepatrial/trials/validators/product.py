@@ -114,6 +114,7 @@ def validate_batch(
     release_date = v.date(c, "release_date", values.get("release_date"), required=False)
 
     # participant
+    new_participant = facts.participant != facts.stored_participant
     if facts.participant is None:
         c.fail("participant", "no such participant")
     else:
@@ -126,7 +127,6 @@ def validate_batch(
             c.fail("participant", f"batch already given to {facts.stored_participant} "
                    f"({facts.n_administrations} administration(s)): it cannot move to "
                    f"{facts.participant} (chain of identity)")
-        new_participant = facts.participant != facts.stored_participant
         if new_participant and status not in BATCH_STATUSES:
             c.fail("participant", f"{facts.participant} is {status}: a batch is registered "
                    f"only for a participant who is {' or '.join(BATCH_STATUSES)}")
@@ -168,7 +168,7 @@ def validate_batch(
                        f"administration on {facts.first_administration}")
         if (
             facts.participant is not None
-            and not facts.stored_released
+            and (not facts.stored_released or new_participant)
             and facts.participant_status not in RELEASE_STATUSES
         ):
             c.fail("participant", f"{facts.participant} is {facts.participant_status}: a "
