@@ -1,4 +1,4 @@
-"""``hepatrial init|serve|user|audit``: the trial store (Django) from the command line.
+"""``hepatrial init|serve|user|site|audit``: the trial store (Django) from the command line.
 
 The database is ``--db PATH`` (SQLite, default ``./hepatrial.sqlite3``) unless the environment
 variable ``HEPATRIAL_DATABASE_URL=postgresql://user@host:port/name`` is set.
@@ -25,7 +25,8 @@ UserOpt = Annotated[
     str | None, typer.Option("--user", help="Acting username (default: the system account).")
 ]
 
-user_app = typer.Typer(name="user", help="Manage admin accounts.", no_args_is_help=True)
+user_app = typer.Typer(name="user", help="Manage accounts and their roles.", no_args_is_help=True)
+site_app = typer.Typer(name="site", help="Manage sites.", no_args_is_help=True)
 audit_app = typer.Typer(name="audit", help="Read and verify the audit trail.", no_args_is_help=True)
 
 
@@ -142,40 +143,126 @@ def serve(
                    clear_untrusted_proxy_headers=True)
 
 
+NO_TERMINAL_HINT = (
+    "no terminal to ask for the password: give it on standard input with --password-stdin, "
+    "e.g.  printf '%s\\n' \"$PASSWORD\" | {command} --password-stdin"
+)
+
+
+def read_password(password_stdin: bool, *, confirm: bool, command: str) -> str:
+    """The password: the first line of standard input with ``--password-stdin``, else asked
+    on the terminal (hidden; twice when ``confirm``). Without a terminal and without
+    ``--password-stdin`` the command stops (exit 2) and says how to pass it."""
+    if password_stdin:
+        password = sys.stdin.readline().rstrip("\r\n")
+        if not password:
+            _err("error: --password-stdin: standard input is empty (one line: the password)")
+            raise typer.Exit(2)
+        return password
+    if not sys.stdin.isatty():
+        _err("error: " + NO_TERMINAL_HINT.format(command=command))
+        raise typer.Exit(2)
+    return str(typer.prompt("Password", hide_input=True, confirmation_prompt=confirm))
+
+
 @user_app.command("add")
 def user_add(
     username: Annotated[str, typer.Argument(help="Login name.")],
     site: Annotated[
-        list[str] | None, typer.Option("--site", help="Site code the user works for (repeat).")
+        list[str] | None,
+        typer.Option("--site", help="Site code the user works for (repeat for several)."),
     ] = None,
-    superuser: Annotated[bool, typer.Option("--superuser", help="Full access.")] = False,
+    role: Annotated[
+        str | None,
+        typer.Option(
+            "--role",
+            help="coordinator | investigator | monitor | data-manager | qa | auditor | admin "
+            "(default coordinator; admin with --superuser).",
+        ),
+    ] = None,
+    printed_name: Annotated[
+        str,
+        typer.Option("--printed-name", help="Name shown on the user's e-signatures (11.50)."),
+    ] = "",
+    superuser: Annotated[bool, typer.Option("--superuser", help="The admin role.")] = False,
     password_stdin: Annotated[
-        bool, typer.Option("--password-stdin", help="Read the password from standard input.")
+        bool,
+        typer.Option(
+            "--password-stdin",
+            help="Read the password from the first line of standard input, so no terminal is "
+            "needed: printf '%s\\n' \"$PASSWORD\" | hepatrial user add NAME ... "
+            "--password-stdin",
+        ),
     ] = False,
     db: DbOpt = None,
     user: UserOpt = None,
 ) -> None:
-    """Create an admin account: a coordinator for --site CODE, or a --superuser."""
+    """Create an account with a role: e.g. --role investigator --site S01.
+
+    Site-scoped roles (coordinator, investigator, monitor, qa) need --site; data-manager,
+    auditor and admin act on every site. The password is asked on the terminal, or read from
+    standard input with --password-stdin (scripts, CI: no terminal needed).
+    """
+    from hepatrial.cli._errors import handled
+
     _open(db)
     from hepatrial.trials import services
 
-    if password_stdin:
-        password = sys.stdin.readline().rstrip("\r\n")
-    else:
-        password = typer.prompt("Password", hide_input=True, confirmation_prompt=True)
-    try:
+    acting = _acting_user(user)
+    password = read_password(password_stdin, confirm=True, command="hepatrial user add " +
+                             username)  # fmt: skip
+    with handled():
         new = services.create_user(
             username=username,
             password=password,
             site_codes=list(site or []),
             superuser=superuser,
-            user=_acting_user(user),
+            role=role,
+            printed_name=printed_name,
+            user=acting,
         )
-    except services.StoreError as exc:
-        _err(f"error: {exc}")
-        raise typer.Exit(1) from None
-    kind = "superuser" if new.is_superuser else f"coordinator for {', '.join(site or [])}"
-    typer.echo(f"user {new.username} created ({kind})")
+    got = services.role_of(new)
+    where = f" for {', '.join(site)}" if site else " (all sites)" if got in (
+        "admin", "data-manager", "auditor") else ""  # fmt: skip
+    typer.echo(f"user {new.username} created ({got}{where})")
+
+
+@user_app.command("reactivate")
+def user_reactivate(
+    username: Annotated[str, typer.Argument(help="Login name.")],
+    reason: Annotated[str, typer.Option("--reason", help="Why (kept in the audit trail).")],
+    db: DbOpt = None,
+    user: UserOpt = None,
+) -> None:
+    """Reactivate an account (e.g. deactivated after 5 wrong signature passwords)."""
+    from hepatrial.cli._errors import handled
+
+    _open(db)
+    from hepatrial.trials import services
+
+    acting = _acting_user(user)
+    with handled():
+        services.reactivate_user(user_account=username, reason=reason, user=acting)
+    typer.echo(f"user {username} reactivated")
+
+
+@site_app.command("add")
+def site_add(
+    code: Annotated[str, typer.Argument(help="Site code, e.g. S02.")],
+    name: Annotated[str, typer.Option("--name", help="Site name.")] = "",
+    db: DbOpt = None,
+    user: UserOpt = None,
+) -> None:
+    """Add a recruiting site (centre)."""
+    from hepatrial.cli._errors import handled
+
+    _open(db)
+    from hepatrial.trials import services
+
+    acting = _acting_user(user)
+    with handled():
+        site = services.create_site(code=code, name=name, user=acting)
+    typer.echo(f"site {site.code} created" + (f" ({site.name})" if site.name else ""))
 
 
 def _fmt(v: Any) -> str:
@@ -286,8 +373,11 @@ def audit_checkpoint(
 
 
 def register(app: typer.Typer) -> None:
-    """Add ``init``, ``serve``, ``user add``, ``audit log``, ``audit verify`` to ``app``."""
+    """Add ``init``, ``serve``, ``user add|reactivate``, ``site add``, ``audit log|verify|
+    checkpoint`` to ``app``."""
     app.command("init")(init)
     app.command("serve")(serve)
     app.add_typer(user_app, name="user")
-    app.add_typer(audit_app, name="audit")
+    app.add_typer(site_app, name="site")
+    if not any(g.typer_instance is audit_app for g in app.registered_groups):
+        app.add_typer(audit_app, name="audit")  # (cli.locks adds ``audit signatures`` to it)

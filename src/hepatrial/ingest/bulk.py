@@ -17,6 +17,10 @@ transaction:
    data.
 
 Participants and visits (few rows) use the store's own ``audit.bulk_create``.
+
+Locks: each batch is checked once against the active locks before it is written
+(:func:`hepatrial.trials.audit.locks.check_columns` / ``check_update_pks``): a row of a locked
+visit, casebook or trial refuses the whole import with ``RecordLocked``.
 """
 
 from __future__ import annotations
@@ -169,10 +173,13 @@ def fast_create_with_history(
     unknown = {f.attname for f in hmeta.concrete_fields} - tracked - extra
     if unknown:  # pragma: no cover - custom historical fields would need values
         raise ValueError(f"{hmeta.label}: unexpected history columns {sorted(unknown)}")
+    from hepatrial.trials.audit.locks import check_columns
+
     with _big_cache():
         total = 0
         for start in range(0, n, chunk):
             part = {c: v[start:start + chunk] for c, v in data.items()}
+            check_columns(model, part)  # RecordLocked: a locked visit/casebook/trial, per batch
             total += _fast_chunk(model, hmodel, part, key_columns=key_columns, reason=reason,
                                  user_id=user_id, date=date, check=start == 0)
         return total
@@ -337,9 +344,12 @@ def fast_update_with_history(
     adapters = [_adapter(fields[a]) for a in names]
     hist_meta = ("history_date", "history_user_id", "history_change_reason", "history_type")
     hdate_db = connection.ops.adapt_datetimefield_value(date)
+    from hepatrial.trials.audit.locks import check_update_pks
+
     total = 0
     for start in range(0, len(pks), chunk):
         part = list(pks[start:start + chunk])
+        check_update_pks(model, part, {a: changes[a][start:start + chunk] for a in names})
         vals = [[(a(v) if a is not None and v is not None else v) for v in
                  changes[name][start:start + chunk]] for name, a in zip(names, adapters,
                                                                        strict=True)]

@@ -1,7 +1,8 @@
 """Audited base model: history on every model, a reason for every change, a hash-chained ledger.
 
 * :class:`AuditedModel` — abstract base. ``save()`` of an existing row without a reason raises
-  :class:`ChangeReasonRequired`; ``delete()`` needs a reason too. Its manager's
+  :class:`ChangeReasonRequired`; ``delete()`` needs a reason too. A row of a locked visit,
+  casebook or trial (``lock_scope``) cannot be saved or deleted (``RecordLocked``). Its manager's
   ``QuerySet.update()``/``delete()``/``bulk_update()`` refuse to run (they would bypass the
   history); use ``update_with_reason()``/``delete_with_reason()`` instead.
 * :class:`LedgeredHistory` — abstract base of every *historical* model: history rows are
@@ -23,6 +24,13 @@ from simple_history.models import HistoricalRecords
 
 from hepatrial.errors import AuditTrailImmutable, ChangeReasonRequired
 from hepatrial.trials.audit.chain import append
+from hepatrial.trials.audit.locks import (
+    UNDECLARED,
+    check_delete,
+    check_objects,
+    check_queryset,
+    check_save,
+)
 
 __all__ = [
     "AuditTrailImmutable",
@@ -111,29 +119,44 @@ class AuditedHistoricalRecords(HistoricalRecords):
 
 
 class AuditedQuerySet(models.QuerySet):
-    """QuerySet whose bulk writes need a reason and go through ``save()``/``delete()``."""
+    """QuerySet whose bulk writes need a reason and go through ``save()``/``delete()``.
+
+    Every write it allows is refused on locked records first
+    (:mod:`hepatrial.trials.audit.locks`); ``update()``/``delete()`` on a locked record raise
+    :class:`~hepatrial.errors.RecordLocked` rather than :class:`ChangeReasonRequired`.
+    """
 
     def update(self, **kwargs: Any) -> int:
         if _bulk_allowed.get():  # inside audit.bulk_update (Django's bulk_update calls update)
-            return super().update(**kwargs)
+            return super().update(**kwargs)  # bulk_update checked the locks
+        check_queryset(self, kwargs)
         raise ChangeReasonRequired(
             f"{self.model._meta.label}: QuerySet.update() bypasses the audit trail; "
             "use update_with_reason(reason, user=..., **changes)"
         )
 
     def delete(self) -> Any:
+        check_queryset(self)
         raise ChangeReasonRequired(
             f"{self.model._meta.label}: QuerySet.delete() needs a reason; "
             "use delete_with_reason(reason, user=...)"
         )
 
     def bulk_update(self, objs: Any, fields: Any, batch_size: int | None = None) -> int:
+        objs = list(objs)
+        check_objects(self.model, objs, stored=True)
         if not _bulk_allowed.get():
             raise ChangeReasonRequired(
                 f"{self.model._meta.label}: bulk_update() bypasses the audit trail; "
                 "use hepatrial.trials.audit.bulk_update(model, objs, fields, reason=..., user=...)"
             )
         return super().bulk_update(objs, fields, batch_size=batch_size)
+
+    def bulk_create(self, objs: Any, *args: Any, **kwargs: Any) -> list[Any]:
+        """``QuerySet.bulk_create``, refused for rows of locked records."""
+        objs = list(objs)
+        check_objects(self.model, objs, stored=bool(kwargs.get("update_conflicts")))
+        return super().bulk_create(objs, *args, **kwargs)
 
     def update_with_reason(self, reason: str, user: Any = None, **changes: Any) -> int:
         """Set ``changes`` on every row, saving each with ``reason`` (one history row each)."""
@@ -167,6 +190,11 @@ class AuditedModel(models.Model):
     history = AuditedHistoricalRecords(inherit=True)
     objects = AuditedManager()
 
+    #: which participant/visit a row belongs to, i.e. which locks refuse writing it: a
+    #: :class:`~hepatrial.trials.audit.locks.LockScope`, or ``None`` for records no lock covers.
+    #: Every concrete model says it explicitly (tests/store/test_locks.py checks).
+    lock_scope: Any = UNDECLARED
+
     #: nullable columns added by a later migration: left out of history-row digests while NULL,
     #: so that history rows written before the column existed keep verifying
     #: (see :func:`hepatrial.trials.audit.row_digest`)
@@ -189,6 +217,7 @@ class AuditedModel(models.Model):
             )
         try:
             with transaction.atomic():
+                check_save(self)
                 super().save(*args, **kwargs)
         finally:
             self._change_reason = None
@@ -204,6 +233,7 @@ class AuditedModel(models.Model):
         )
         try:
             with transaction.atomic():
+                check_delete(self)
                 return super().delete(*args, **kwargs)
         finally:
             self._change_reason = None

@@ -31,6 +31,8 @@ class Lock(AuditedModel):
     is a new row.
     """
 
+    lock_scope = None
+
     level = models.CharField(max_length=20, choices=LockLevel.choices)
     participant = models.ForeignKey(
         Participant, on_delete=models.PROTECT, null=True, blank=True, related_name="locks"
@@ -84,6 +86,8 @@ class Signature(AuditedModel):
     list, and ``ledger_seq``/``ledger_hash`` the ledger head at signing. A later change to any
     covered row shows the signature as invalidated (computed, never stored).
     """
+
+    lock_scope = None
 
     level = models.CharField(max_length=20, choices=LockLevel.choices)
     participant = models.ForeignKey(

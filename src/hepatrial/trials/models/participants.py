@@ -7,12 +7,15 @@ from django.core.validators import MaxValueValidator, MinValueValidator
 from django.db import models
 
 from hepatrial.trials.audit.base import AuditedModel
+from hepatrial.trials.audit.locks import LockScope
 from hepatrial.trials.models.choices import Etiology, ParticipantStatus, Sex
 from hepatrial.trials.models.trial import Arm, Site
 
 
 class Participant(AuditedModel):
     """A screened or enrolled participant, identified only by a pseudonymous study id."""
+
+    lock_scope = LockScope(participant="pk")
 
     study_id = models.CharField(max_length=40, unique=True)
     site = models.ForeignKey(Site, on_delete=models.PROTECT, related_name="participants")
@@ -43,6 +46,8 @@ class Participant(AuditedModel):
 class Consent(AuditedModel):
     """Informed consent given by a participant (document version and date)."""
 
+    lock_scope = LockScope(participant="participant_id")
+
     participant = models.ForeignKey(Participant, on_delete=models.PROTECT, related_name="consents")
     version = models.CharField(max_length=50)
     date = models.DateField()
@@ -56,6 +61,8 @@ class Consent(AuditedModel):
 
 class EligibilityAssessment(AuditedModel):
     """Result of the protocol's eligibility criteria on screening data, per criterion."""
+
+    lock_scope = LockScope(participant="participant_id")
 
     participant = models.ForeignKey(
         Participant, on_delete=models.PROTECT, related_name="eligibility_assessments"
@@ -76,6 +83,8 @@ class EligibilityAssessment(AuditedModel):
 class RandomisationList(AuditedModel):
     """A generated allocation list (seeded permuted blocks, stratified by site)."""
 
+    lock_scope = LockScope()
+
     protocol_version = models.CharField(max_length=50)
     seed = models.BigIntegerField()
     block_sizes = models.JSONField()
@@ -88,6 +97,8 @@ class RandomisationList(AuditedModel):
 
 class RandomisationEntry(AuditedModel):
     """One concealed allocation; revealed and used once by the ``enrol_participant`` service."""
+
+    lock_scope = LockScope(participant="participant_id")
 
     allocation_list = models.ForeignKey(
         RandomisationList, on_delete=models.PROTECT, related_name="entries"

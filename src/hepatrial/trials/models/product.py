@@ -6,12 +6,15 @@ from __future__ import annotations
 from django.db import models
 
 from hepatrial.trials.audit.base import AuditedModel
+from hepatrial.trials.audit.locks import LockScope
 from hepatrial.trials.models.choices import Route
 from hepatrial.trials.models.participants import Participant
 
 
 class CellProductBatch(AuditedModel):
     """An autologous cell-product batch, tied to its one participant (chain of identity)."""
+
+    lock_scope = LockScope(participant="participant_id")
 
     batch_id = models.CharField(max_length=60, unique=True)
     participant = models.ForeignKey(
@@ -32,6 +35,8 @@ class CellProductBatch(AuditedModel):
 
 class Administration(AuditedModel):
     """An administration (infusion) of the cell product."""
+
+    lock_scope = LockScope(participant="participant_id")
 
     participant = models.ForeignKey(
         Participant, on_delete=models.PROTECT, related_name="administrations"

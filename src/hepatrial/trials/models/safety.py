@@ -7,12 +7,15 @@ from django.core.validators import MaxValueValidator, MinValueValidator
 from django.db import models
 
 from hepatrial.trials.audit.base import AuditedModel
+from hepatrial.trials.audit.locks import LockScope
 from hepatrial.trials.models.choices import AEOutcome, Relatedness
 from hepatrial.trials.models.participants import Participant
 
 
 class AdverseEvent(AuditedModel):
     """An adverse event (CTCAE term and grade)."""
+
+    lock_scope = LockScope(participant="participant_id")
 
     participant = models.ForeignKey(
         Participant, on_delete=models.PROTECT, related_name="adverse_events"

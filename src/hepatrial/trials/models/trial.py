@@ -7,11 +7,14 @@ from django.conf import settings
 from django.db import models
 
 from hepatrial.trials.audit.base import AuditedModel
+from hepatrial.trials.audit.locks import LockScope
 from hepatrial.trials.models.choices import Role
 
 
 class TrialConfig(AuditedModel):
     """The protocol the store runs on (one row; a new version replaces it with a reason)."""
+
+    lock_scope = LockScope()
 
     name = models.CharField(max_length=100)
     version = models.CharField(max_length=50)
@@ -30,6 +33,8 @@ class TrialConfig(AuditedModel):
 class Site(AuditedModel):
     """A recruiting site (centre)."""
 
+    lock_scope = None
+
     code = models.CharField(max_length=30, unique=True)
     name = models.CharField(max_length=200, blank=True)
     active = models.BooleanField(default=True)
@@ -44,6 +49,8 @@ class Site(AuditedModel):
 class Arm(AuditedModel):
     """A treatment arm of the protocol (``single`` for single-arm protocols)."""
 
+    lock_scope = LockScope()
+
     code = models.CharField(max_length=30, unique=True)
     label = models.CharField(max_length=200, blank=True)
 
@@ -56,6 +63,8 @@ class Arm(AuditedModel):
 
 class SiteMembership(AuditedModel):
     """A user's access to one site (a coordinator sees only their sites' participants)."""
+
+    lock_scope = None
 
     user = models.ForeignKey(
         settings.AUTH_USER_MODEL, on_delete=models.PROTECT, related_name="site_memberships"
@@ -78,6 +87,8 @@ class UserProfile(AuditedModel):
     :mod:`hepatrial.trials.services.accounts`). ``failed_signatures`` counts consecutive wrong
     passwords given to sign; at 5 the account is deactivated (21 CFR 11.300(d)).
     """
+
+    lock_scope = None
 
     user = models.OneToOneField(
         settings.AUTH_USER_MODEL, on_delete=models.PROTECT, related_name="trial_profile"

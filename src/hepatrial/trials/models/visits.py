@@ -7,6 +7,7 @@ from django.core.validators import MaxValueValidator, MinValueValidator
 from django.db import models
 
 from hepatrial.trials.audit.base import AuditedModel
+from hepatrial.trials.audit.locks import LockScope
 from hepatrial.trials.models.choices import (
     Ascites,
     DeviationCategory,
@@ -19,6 +20,8 @@ from hepatrial.trials.models.participants import Participant
 
 class Visit(AuditedModel):
     """A scheduled protocol visit and, once done, its actual date and window status."""
+
+    lock_scope = LockScope(participant="participant_id", visit="pk")
 
     participant = models.ForeignKey(Participant, on_delete=models.PROTECT, related_name="visits")
     code = models.CharField(max_length=20)
@@ -45,6 +48,8 @@ class Visit(AuditedModel):
 class ProtocolDeviation(AuditedModel):
     """A protocol deviation (created automatically for out-of-window visits)."""
 
+    lock_scope = LockScope(participant="participant_id", visit="visit_id")
+
     participant = models.ForeignKey(
         Participant, on_delete=models.PROTECT, related_name="deviations"
     )
@@ -66,6 +71,8 @@ class ProtocolDeviation(AuditedModel):
 
 class LabResult(AuditedModel):
     """A laboratory value: as entered (text, unrounded) and converted to the canonical unit."""
+
+    lock_scope = LockScope(participant="participant_id", visit="visit_id")
 
     participant = models.ForeignKey(Participant, on_delete=models.PROTECT, related_name="labs")
     visit = models.ForeignKey(Visit, on_delete=models.PROTECT, related_name="labs")
@@ -96,6 +103,8 @@ class ClinicalAssessment(AuditedModel):
     Child-Pugh grade (none/slight/moderate); ``ascites_present`` is ascites recorded only as
     present/absent (e.g. pbcseq 0/1), kept apart so that no grade is invented.
     """
+
+    lock_scope = LockScope(participant="participant_id", visit="visit_id")
 
     participant = models.ForeignKey(
         Participant, on_delete=models.PROTECT, related_name="clinical_assessments"

@@ -25,8 +25,10 @@ from hepatrial.trials.base import ChangeReasonRequired
 from hepatrial.trials.services._common import StoreError
 from hepatrial.trials.services.accounts import (
     add_site_membership,
+    change_role,
     create_site,
     create_user,
+    reactivate_user,
 )
 from hepatrial.trials.services.measurements import (
     CLINICAL_SIGNS,
@@ -43,6 +45,11 @@ from hepatrial.trials.services.participants import (
     record_consent,
     screen_participant,
     update_participant,
+)
+from hepatrial.trials.services.permissions import (
+    PERMISSIONS,
+    require_permission,
+    role_of,
 )
 from hepatrial.trials.services.product import (
     check_administration,
@@ -63,6 +70,14 @@ from hepatrial.trials.services.safety import (
     record_adverse_event,
     update_adverse_event,
 )
+from hepatrial.trials.services.signing import (
+    active_locks,
+    lock,
+    sign,
+    signature_status,
+    signatures,
+    unlock,
+)
 from hepatrial.trials.services.visits import (
     mark_visit_not_done,
     record_deviation,
@@ -73,13 +88,16 @@ from hepatrial.trials.services.visits import (
 
 __all__ = [
     "CLINICAL_SIGNS",
+    "PERMISSIONS",
     "SYSTEM_USERNAME",
     "ChangeReasonRequired",
     "StoreError",
+    "active_locks",
     "active_protocol",
     "add_site_membership",
     "assess_eligibility",
     "canonical_lab",
+    "change_role",
     "change_status",
     "check_administration",
     "check_adverse_event",
@@ -89,7 +107,9 @@ __all__ = [
     "enrol_participant",
     "generate_randomisation",
     "install_protocol",
+    "lock",
     "mark_visit_not_done",
+    "reactivate_user",
     "record_administration",
     "record_adverse_event",
     "record_clinical",
@@ -99,9 +119,15 @@ __all__ = [
     "record_visit",
     "register_product_batch",
     "release_product_batch",
+    "require_permission",
+    "role_of",
     "schedule_visits",
     "screen_participant",
+    "sign",
+    "signature_status",
+    "signatures",
     "system_user",
+    "unlock",
     "update_administration",
     "update_adverse_event",
     "update_clinical",

@@ -1,4 +1,10 @@
-"""Sites, user accounts, site memberships and roles."""
+"""Sites, user accounts, roles, site memberships, and the password check of an e-signature.
+
+Accounts, roles and memberships are audited records (ICH E6(R3) 4.2.2(a), 4.3.8): the user
+model has a ledgered history, and the role is a :class:`~hepatrial.trials.models.UserProfile`
+(audited like every trial record). Who may do what is :mod:`.permissions` (re-exported here:
+``require_permission``, ``role_of``, ``PERMISSIONS``).
+"""
 
 from __future__ import annotations
 
@@ -7,26 +13,106 @@ from typing import Any
 from django.contrib.auth import get_user_model
 from django.db import transaction
 
+from hepatrial.errors import AuthenticationFailed, NotFoundError, PermissionDenied
 from hepatrial.trials.models import (
     Site,
     SiteMembership,
+    UserProfile,
 )
 from hepatrial.trials.services._common import (
     StoreError,
     _site,
     _user,
 )
+from hepatrial.trials.services.permissions import (
+    ACTIONS,
+    ALL_SITES_ROLES,
+    PERMISSIONS,
+    PERSONAL_ACTIONS,
+    ROLES,
+    SITE_ROLES,
+    allowed,
+    require_permission,
+    role_of,
+    site_ids_of,
+)
+
+__all__ = [
+    "ACTIONS",
+    "ALL_SITES_ROLES",
+    "MAX_FAILED_SIGNATURES",
+    "PERMISSIONS",
+    "PERSONAL_ACTIONS",
+    "ROLES",
+    "SITE_ROLES",
+    "account",
+    "acting_user",
+    "add_site_membership",
+    "allowed",
+    "change_role",
+    "check_signing_password",
+    "create_site",
+    "create_user",
+    "printed_name_of",
+    "reactivate_user",
+    "require_permission",
+    "role_of",
+    "site_ids_of",
+]
+
+#: consecutive wrong passwords given to sign before the account is deactivated (11.300(d))
+MAX_FAILED_SIGNATURES = 5
+
+#: admin pages: Django model permissions per role (prefixes on the participant-level models)
+_RECORD_MODELS = (
+    "participant",
+    "consent",
+    "eligibilityassessment",
+    "visit",
+    "protocoldeviation",
+    "labresult",
+    "clinicalassessment",
+    "administration",
+    "adverseevent",
+    "cellproductbatch",
+)
+_ROLE_PAGES: dict[str, tuple[str, tuple[str, ...]]] = {
+    "coordinator": (r"^(view|add|change)_", _RECORD_MODELS),
+    "investigator": (r"^(view|add|change)_", _RECORD_MODELS),
+    "data-manager": (r"^(view|add|change)_", _RECORD_MODELS),
+    "monitor": (r"^view_", _RECORD_MODELS),
+    "auditor": (r"^view_", _RECORD_MODELS),
+    "qa": (r"^view_", _RECORD_MODELS),
+}
+
+
+def account(username: Any) -> Any:
+    """The user account named ``username`` (or the account itself); :class:`NotFoundError`."""
+    User = get_user_model()
+    if isinstance(username, User):
+        return username
+    user = User.objects.filter(username=str(username)).first()
+    if user is None:
+        raise NotFoundError(f"no account {username!r}")
+    return user
+
+
+def acting_user(user: Any) -> Any:
+    """The acting account: a user, a username, or ``None`` for the system account."""
+    return account(user) if isinstance(user, str) else _user(user)
 
 
 def create_site(*, code: str, name: str = "", user: Any = None) -> Site:
-    """Create a site (centre)."""
+    """Create a site (centre). Needs ``manage_sites`` (admin; the system account)."""
+    acting = acting_user(user)
+    require_permission(acting, "manage_sites")
     code = str(code).strip()
     if not code:
         raise StoreError("site: code is empty")
     if Site.objects.filter(code=code).exists():
         raise StoreError(f"site {code!r} already exists")
-    site = Site(code=code, name=name)
-    site.save(user=_user(user))
+    site = Site(code=code, name=str(name or "").strip())
+    site.save(user=acting)
     return site
 
 
@@ -36,24 +122,43 @@ def create_user(
     password: str | None,
     site_codes: list[str] | tuple[str, ...] = (),
     superuser: bool = False,
+    role: str | None = None,
+    printed_name: str = "",
     user: Any = None,
 ) -> Any:
-    """Create an admin account: a superuser, or a staff coordinator limited to ``site_codes``.
+    """Create an account with a role (:data:`ROLES`), its sites and the printed name its
+    e-signatures show (default: the username).
 
-    Coordinators get view/add/change permissions on participant-level records; they never get
-    delete permission. The password is validated by Django's password validators.
+    ``role`` defaults to ``admin`` for ``superuser=True``, else ``coordinator``; ``admin`` is a
+    Django superuser (every admin page). Site-scoped roles (:data:`SITE_ROLES`) need at least
+    one site; all-sites roles may be given sites too. Every account is staff (admin pages, as
+    its role's Django permissions allow) and never gets a delete permission. The password is
+    validated by Django's password validators (``None``: unusable password, no sign-in).
+    Needs ``manage_accounts`` (admin; the system account). Audited: the account, its profile
+    (role) and each membership get a history row.
     """
     from django.contrib.auth.models import Permission
     from django.contrib.auth.password_validation import validate_password
     from django.core.exceptions import ValidationError
 
     User = get_user_model()
-    acting = _user(user)
+    acting = acting_user(user)
+    require_permission(acting, "manage_accounts")
+    username = str(username).strip()
+    if not username:
+        raise StoreError("user: the username is empty")
+    if role is None:
+        role = "admin" if superuser else "coordinator"
+    if role not in ROLES:
+        raise StoreError(f"user {username!r}: role {role!r} is not one of {', '.join(ROLES)}")
+    if superuser and role != "admin":
+        raise StoreError(f"user {username!r}: --superuser is the admin role, not {role}")
+    superuser = role == "admin"
     if User.objects.filter(username=username).exists():
         raise StoreError(f"user {username!r} already exists")
-    if not superuser and not site_codes:
-        raise StoreError(f"user {username!r}: a coordinator needs --site")
-    sites = [_site(c) for c in site_codes]
+    if role in SITE_ROLES and not site_codes:
+        raise StoreError(f"user {username!r}: a {role} works for sites: give --site CODE")
+    sites = [_site(c) for c in dict.fromkeys(site_codes)]
     with transaction.atomic():
         new = User(username=username, is_staff=True, is_superuser=superuser, is_active=True)
         if password:
@@ -65,27 +170,26 @@ def create_user(
         else:
             new.set_unusable_password()
         new._history_user = acting
-        new._change_reason = "account created"
+        new._change_reason = f"account created ({role})"
         new.save()
-        if not superuser:
-            models = [
-                "participant",
-                "consent",
-                "eligibilityassessment",
-                "visit",
-                "protocoldeviation",
-                "labresult",
-                "clinicalassessment",
-                "administration",
-                "adverseevent",
-                "cellproductbatch",
-            ]
+        UserProfile(
+            user=new, role=role, printed_name=str(printed_name or "").strip() or username
+        ).save(user=acting)
+        if role in _ROLE_PAGES:
+            regex, models = _ROLE_PAGES[role]
             perms = Permission.objects.filter(
                 content_type__app_label="trials",
                 content_type__model__in=models,
-                codename__regex=r"^(view|add|change)_",
+                codename__regex=regex,
             )
             new.user_permissions.add(*perms)
+            if role == "qa":
+                new.user_permissions.add(
+                    *Permission.objects.filter(
+                        content_type__app_label="trials",
+                        codename__in=["add_cellproductbatch", "change_cellproductbatch"],
+                    )
+                )
             perms_site = Permission.objects.filter(
                 content_type__app_label="trials", codename__in=["view_site", "view_arm"]
             )
@@ -96,7 +200,120 @@ def create_user(
 
 
 def add_site_membership(*, user_account: Any, site: Site | str, user: Any = None) -> SiteMembership:
-    """Give ``user_account`` access to ``site``'s participants."""
-    m = SiteMembership(user=user_account, site=_site(site))
-    m.save(user=_user(user))
+    """Give ``user_account`` access to ``site``'s participants (``manage_accounts``)."""
+    acting = acting_user(user)
+    require_permission(acting, "manage_accounts")
+    target = account(user_account)
+    site_obj = _site(site)
+    if SiteMembership.objects.filter(user=target, site=site_obj).exists():
+        raise StoreError(f"user {target.get_username()!r} is already a member of site {site_obj}")
+    m = SiteMembership(user=target, site=site_obj, role=role_of(target) or "coordinator")
+    m.save(user=acting)
     return m
+
+
+def change_role(*, user_account: Any, role: str, reason: str, user: Any = None) -> UserProfile:
+    """Change an account's role, with a reason (audited; ``manage_accounts``)."""
+    acting = acting_user(user)
+    require_permission(acting, "manage_accounts")
+    target = account(user_account)
+    if role not in ROLES:
+        raise StoreError(f"user {target.get_username()!r}: role {role!r} is not one of "
+                         f"{', '.join(ROLES)}")
+    with transaction.atomic():
+        profile = UserProfile.objects.filter(user=target).first()
+        if profile is None:
+            profile = UserProfile(user=target, role=role, printed_name=target.get_username())
+            profile.save(user=acting, reason=reason)
+        elif profile.role != role:
+            profile.role = role
+            profile.save(user=acting, reason=reason)
+        for m in SiteMembership.objects.filter(user=target).exclude(role=role).order_by("pk"):
+            m.role = role
+            m.save(user=acting, reason=reason)
+        if target.is_superuser != (role == "admin"):
+            target.is_superuser = role == "admin"
+            target._history_user = acting
+            target._change_reason = reason
+            target.save()
+    return profile
+
+
+def reactivate_user(*, user_account: Any, reason: str, user: Any = None) -> Any:
+    """Reactivate an account (e.g. deactivated after failed signatures) and reset its count
+    of failed signatures, with a reason (audited; ``manage_accounts``)."""
+    from hepatrial.trials.base import require_reason
+
+    acting = acting_user(user)
+    require_permission(acting, "manage_accounts")
+    target = account(user_account)
+    why = require_reason(reason, f"reactivating account {target.get_username()!r}")
+    with transaction.atomic():
+        if not target.is_active:
+            target.is_active = True
+            target._history_user = acting
+            target._change_reason = why
+            target.save()
+        profile = UserProfile.objects.filter(user=target).first()
+        if profile is not None and profile.failed_signatures:
+            profile.failed_signatures = 0
+            profile.save(user=acting, reason=why)
+    return target
+
+
+def printed_name_of(user: Any) -> str:
+    """The name an e-signature shows (21 CFR 11.50(a)(1)): the profile's printed name, else
+    the account's full name, else its username."""
+    profile = UserProfile.objects.filter(user=user).first()
+    if profile is not None and profile.printed_name.strip():
+        return profile.printed_name.strip()
+    return (user.get_full_name() or "").strip() or user.get_username()
+
+
+def check_signing_password(user: Any, password: str | None) -> None:
+    """Re-authenticate ``user`` with ``password`` to sign (21 CFR 11.200(a)).
+
+    A deactivated account is refused. A wrong password is refused, counted in
+    ``UserProfile.failed_signatures`` (audited: a history row with the reason), and at
+    :data:`MAX_FAILED_SIGNATURES` consecutive failures the account is deactivated (audited;
+    21 CFR 11.300(d)); a right password resets the count. Raises
+    :class:`~hepatrial.errors.AuthenticationFailed`.
+
+    The count is committed before the error is raised: call this outside any transaction the
+    refusal would roll back (the services do).
+    """
+    name = user.get_username()
+    if not user.is_active:
+        raise AuthenticationFailed(
+            f"account {name!r} is deactivated (an admin can reactivate it: "
+            "hepatrial user reactivate NAME --reason TEXT)"
+        )
+    ok = bool(password) and user.check_password(password)
+    with transaction.atomic():
+        profile = UserProfile.objects.select_for_update().filter(user=user).first()
+        if profile is None:
+            raise PermissionDenied(f"sign: account {name!r} has no role in the trial")
+        if ok:
+            if profile.failed_signatures:
+                profile.failed_signatures = 0
+                profile.save(user=user, reason="password re-entered correctly to sign")
+            return
+        profile.failed_signatures += 1
+        n = profile.failed_signatures
+        profile.save(user=user, reason=f"wrong password given to sign (failure {n})")
+        if n >= MAX_FAILED_SIGNATURES:
+            user.is_active = False
+            user._history_user = user
+            user._change_reason = (
+                f"account deactivated after {n} consecutive wrong passwords given to sign"
+            )
+            user.save()
+    if n >= MAX_FAILED_SIGNATURES:
+        raise AuthenticationFailed(
+            f"sign: wrong password for {name!r}; {n} consecutive failures: the account is "
+            "now deactivated"
+        )
+    raise AuthenticationFailed(
+        f"sign: wrong password for {name!r} ({n} of {MAX_FAILED_SIGNATURES} before the "
+        "account is deactivated)"
+    )
