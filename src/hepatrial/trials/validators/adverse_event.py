@@ -15,8 +15,9 @@ Rules (field: reason):
 * ``relatedness``, ``outcome``: codes of :data:`hepatrial.vocab.RELATEDNESS` /
   :data:`~hepatrial.vocab.AE_OUTCOME` (CDISC SDTM AEOUT).
 * ``onset_date``: not in the future, not before the participant's screening nor before their
-  informed consent (adverse events are collected from consent on; ICH E6(R3)), and a consent
-  must be on record.
+  informed consent, and a consent must be on record: the store's collection period starts at
+  informed consent (a usual protocol choice; ICH E2A defines an adverse event as an untoward
+  occurrence in a clinical investigation subject, and nobody is a subject before consent).
 * ``resolution_date``: not in the future, not before the onset. An outcome
   ``recovered``/``recovered_with_sequelae`` has a resolution date, and a resolution date
   goes with one of those outcomes or ``fatal`` (SDTM AEENDTC/AEOUT consistency).
