@@ -100,6 +100,7 @@ def test_streams_across_blocks(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) 
     from hepatrial.cli import _score_file
 
     monkeypatch.setattr(_score_file, "BLOCK_SIZE", 4096)  # force many blocks
+    monkeypatch.setattr(_score_file, "BATCH_ROWS", 700)  # and many scored batches
     n = 3000
     lines = ["bilirubin_mg_dl,creatinine_mg_dl,inr"] + [
         f"{1 + i % 30},{0.5 + i % 7},{1 + (i % 5) / 10}" for i in range(n)
@@ -152,6 +153,7 @@ def test_text_kept_as_entered_and_numbers_read_alike(tmp_path: Path,
     from hepatrial.cli import _score_file
 
     monkeypatch.setattr(_score_file, "BLOCK_SIZE", 64)  # about one row per block
+    monkeypatch.setattr(_score_file, "BATCH_ROWS", 2)
     lines = ["id,bilirubin_mg_dl,creatinine_mg_dl,inr,note",
              'a,1.20,1.0,1.5,"with, comma"',
              'b, 1.20 ,1.0,1.5,"say ""hi"""',
@@ -176,6 +178,7 @@ def test_bad_row_in_a_later_block_leaves_nothing(tmp_path: Path,
     from hepatrial.cli import _score_file
 
     monkeypatch.setattr(_score_file, "BLOCK_SIZE", 4096)
+    monkeypatch.setattr(_score_file, "BATCH_ROWS", 1000)
     lines = ["bilirubin_mg_dl,creatinine_mg_dl,inr"] + ["1.5,1.1,1.2"] * 5000
     lines[4000] = "1.5,0,1.2"
     src = _write(tmp_path / "in.csv", "\n".join(lines) + "\n")

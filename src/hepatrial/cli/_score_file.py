@@ -7,9 +7,9 @@ target and renamed only when the whole file has been scored, so a bad row never 
 partial output behind.
 
 Speed (``benchmarks/bench_scores.py`` compares it with DuckDB and a bare pyarrow + numpy
-script): no per-row Python work on the normal path; the CSV text of a block is formatted by
-pyarrow's CSV writer in worker threads (it releases the GIL) while the next block is read
-and scored; and pandas is never imported. pyarrow imports pandas (~0.2 s) the first time
+script): no per-row Python work on the normal path; pyarrow's CSV writer formats and writes
+a batch in a second thread (it releases the GIL) while the next batch is read and scored;
+and pandas is never imported. pyarrow imports pandas (~0.2 s) the first time
 ``pa.array()``, ``pa.scalar()``, a compute function given a Python scalar, or
 ``Array.to_numpy()`` runs, so data moves between numpy and Arrow through buffers here
 (:func:`_to_numpy`, :func:`_from_numpy`).
@@ -43,9 +43,11 @@ from hepatrial.scores.table import (
     TEXT_COLUMNS,
 )
 
-BLOCK_SIZE = 8 << 20  # bytes per streamed block (~100k rows of a typical lab file)
-#: threads formatting CSV text (each block is split between them)
-FORMAT_THREADS = max(1, min(4, os.cpu_count() or 1))
+#: bytes per block read; pyarrow reads up to 32 blocks ahead of the consumer, so this bounds
+#: the memory held by the reader (8 MiB blocks held 256 MiB)
+BLOCK_SIZE = 1 << 20
+#: rows scored and formatted at a time (blocks read are joined up to this)
+BATCH_ROWS = 100_000
 
 
 class ScoreFileError(ValueError):
@@ -228,9 +230,17 @@ def _batches(
                 quoted_strings_can_be_null=False,
             ),
         )
+        parts: list[pa.RecordBatch] = []
+        n = 0
         for batch in reader:
             progress(source.tell())
-            yield batch
+            parts.append(batch)
+            n += batch.num_rows
+            if n >= BATCH_ROWS:
+                yield parts[0] if len(parts) == 1 else pa.concat_batches(parts)
+                parts, n = [], 0
+        if parts:
+            yield parts[0] if len(parts) == 1 else pa.concat_batches(parts)
     except pa.ArrowInvalid as exc:
         raise _unreadable(path, len(names), exc) from None
     finally:
@@ -256,21 +266,7 @@ def _unreadable(path: Path, n_fields: int, exc: Exception) -> ScoreFileError:
     return ScoreFileError(None, None, "", f"not a readable CSV file ({exc})")
 
 
-_WRITE = pacsv.WriteOptions(include_header=False, quoting_style="needed")
-
-
-def _csv_text(table: pa.Table) -> pa.Buffer:
-    """The CSV text of ``table``'s rows (no header), as pyarrow's writer formats it."""
-    sink = pa.BufferOutputStream()
-    pacsv.write_csv(table, sink, write_options=_WRITE)
-    return sink.getvalue()
-
-
-def _header_text(table: pa.Table) -> pa.Buffer:
-    sink = pa.BufferOutputStream()
-    pacsv.write_csv(table.slice(0, 0), sink,
-                    write_options=pacsv.WriteOptions(quoting_style="needed"))
-    return sink.getvalue()
+_WRITE = pacsv.WriteOptions(quoting_style="needed")
 
 
 def _score_batch(batch: pa.RecordBatch, names: list[str], rows: int,
@@ -334,49 +330,56 @@ def score_file(
             "has no score input columns (expected e.g. bilirubin_umol_l, creatinine_mg_dl, inr)",
         )
     dst = Path(dst)
-    # a temporary file beside the output (same file system, so the rename is atomic; opened
+    # a temporary file beside the output (same file system, so the rename is atomic; created
     # with mode "x" so that it gets the usual permissions, as the output of `grade` does)
     tmp = dst.with_name(f".{dst.name}.{os.getpid()}.{secrets.token_hex(4)}.tmp")
+    tmp.open("xb").close()
     rows = 0
     produced: list[str] = []
-    # CSV text of the blocks being formatted, oldest first; at most two blocks in flight so
-    # that memory stays bounded
-    pending: deque[list[Future[pa.Buffer]]] = deque()
-    pool = ThreadPoolExecutor(max_workers=FORMAT_THREADS, thread_name_prefix="score-csv")
+    # one thread writes (pyarrow's CSV writer formats without the GIL) while this one reads
+    # and scores the next batch; at most two batches in flight, so memory stays bounded
+    pool = ThreadPoolExecutor(max_workers=1, thread_name_prefix="score-csv")
+    pending: deque[Future[None]] = deque()
+    sink: pa.NativeFile | None = None
+    writer: pacsv.CSVWriter | None = None
     try:
-        with tmp.open("xb") as out:
-            for batch in _batches(src, names, progress):
-                if batch.num_rows == 0:
-                    continue
-                table, produced = _score_batch(batch, names, rows, errors)
-                if rows == 0:
-                    out.write(_header_text(table))
-                step = -(-table.num_rows // FORMAT_THREADS)
-                pending.append([pool.submit(_csv_text, table.slice(start, step))
-                                for start in range(0, table.num_rows, step)])
-                rows += batch.num_rows
-                while len(pending) > 1:
-                    for part in pending.popleft():
-                        out.write(part.result())
-            while pending:
-                for part in pending.popleft():
-                    out.write(part.result())
-            if rows == 0:  # header only: still write the header with the score columns
-                empty = {n: np.array([], dtype=np.float64) for n in names if n in INPUT_COLUMNS}
-                produced = list(score_columns(empty, errors="coerce"))
-                out.write(_plain_header(names + produced))
+        for batch in _batches(src, names, progress):
+            if batch.num_rows == 0:
+                continue
+            table, produced = _score_batch(batch, names, rows, errors)
+            if writer is None:
+                sink = pa.OSFile(str(tmp), "wb")
+                writer = pacsv.CSVWriter(sink, table.schema, write_options=_WRITE)
+            pending.append(pool.submit(writer.write_table, table))
+            rows += batch.num_rows
+            while len(pending) > 1:
+                pending.popleft().result()
+        while pending:
+            pending.popleft().result()
+        if writer is None:  # header only: still write the header with the score columns
+            empty = {n: np.array([], dtype=np.float64) for n in names if n in INPUT_COLUMNS}
+            produced = list(score_columns(empty, errors="coerce"))
+            tmp.write_bytes(_plain_header(names + produced))
+        else:
+            writer.close()
+            writer = None
+            assert sink is not None
+            sink.close()
         os.replace(tmp, dst)
-    except UnicodeDecodeError as exc:  # text that pyarrow passed through undecoded
+    except BaseException as exc:
+        for future in pending:
+            future.cancel()
+        pool.shutdown(wait=True, cancel_futures=True)
+        if writer is not None:
+            writer.close()
+        if sink is not None:
+            sink.close()
         tmp.unlink(missing_ok=True)
-        raise _not_utf8(exc) from None
-    except BaseException:
-        for parts in pending:
-            for part in parts:
-                part.cancel()
-        tmp.unlink(missing_ok=True)
+        if isinstance(exc, UnicodeDecodeError):  # text that pyarrow passed through undecoded
+            raise _not_utf8(exc) from None
         raise
     finally:
-        pool.shutdown(wait=True, cancel_futures=True)
+        pool.shutdown(wait=True)
     return ScoreSummary(rows=rows, scores=produced)
 
 
