@@ -218,8 +218,9 @@ def run_duckdb(sql_file: str, threads: str) -> None:
 def run_numpy(src: str, dst: str, lists_file: str) -> None:
     """Child process: the 14 scores with pyarrow and bare numpy, no validation.
 
-    Same reader and writer settings as ``hepatrial score``; data moves between numpy and
-    Arrow through buffers (pyarrow's ``to_numpy``/``pa.array`` would import pandas).
+    Same reader and writer settings as ``hepatrial score`` (one thread for everything but
+    pyarrow's reader); data moves between numpy and Arrow through buffers (pyarrow's
+    ``to_numpy``/``pa.array`` would import pandas).
     """
     import pyarrow as pa
     import pyarrow.compute as pc
@@ -275,7 +276,8 @@ def run_numpy(src: str, dst: str, lists_file: str) -> None:
     classes = pa.Array.from_buffers(pa.string(), 3, [None, pa.py_buffer(
         np.array([0, 1, 2, 3], np.int32)), pa.py_buffer(b"ABC")])
     reader = pacsv.open_csv(
-        src, read_options=pacsv.ReadOptions(block_size=8 << 20, use_threads=True),
+        src, read_options=pacsv.ReadOptions(block_size=1 << 20, use_threads=True),
+        parse_options=pacsv.ParseOptions(newlines_in_values=True),
         convert_options=pacsv.ConvertOptions(column_types={n: pa.string() for n in names},
                                               strings_can_be_null=False,
                                               quoted_strings_can_be_null=False))
