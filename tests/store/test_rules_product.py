@@ -600,3 +600,16 @@ def test_batch_why_case_on_the_change_paths(store: Any, product: Any) -> None:
     b.refresh_from_db()
     assert not b.released and b.release_date is None
     assert audit.verify() == []
+
+
+def test_release_tests_must_be_an_object(store: Any) -> None:
+    from hepatrial.trials.validators import RuleViolation
+
+    enrol(store, "K01")
+    with pytest.raises(RuleViolation, match=r"release_tests: \['sterility'\] is not an object"):
+        store.register_product_batch(batch_id="B-K01", participant="K01",
+                                     release_tests=["sterility"])  # fmt: skip
+    store.register_product_batch(batch_id="B-K01", participant="K01")
+    with pytest.raises(RuleViolation, match=r"release_tests: 'all passed' is not an object"):
+        store.release_product_batch(batch_id="B-K01", release_date=DAY0,
+                                    release_tests="all passed")  # fmt: skip

@@ -115,7 +115,7 @@ def register_product_batch(
         batch_id=batch_id,
         participant=participant,
         coi_identifier=coi_identifier,
-        release_tests=_jsonable(dict(release_tests or {})),
+        release_tests=_jsonable(release_tests if release_tests is not None else {}),
     )
     b = CellProductBatch(participant=p, **ok)
     b.save(user=_user(user))
@@ -152,7 +152,9 @@ def release_product_batch(
         b = _stored_batch(batch_id)
         if b.released:
             raise StoreError(f"batch {b.batch_id}: already released on {b.release_date}")
-        tests = {**b.release_tests, **_jsonable(dict(release_tests or {}))}
+        tests = _jsonable(release_tests if release_tests is not None else {})
+        if isinstance(tests, dict):  # added to the results on record (else refused below)
+            tests = {**b.release_tests, **tests}
         _p, ok = check_product_batch(
             batch_id=b.batch_id,
             participant=b.participant,
