@@ -240,7 +240,7 @@ def _fit_lmms(outcomes: list[dict[str, Any]], out_ds: pd.DataFrame, baseline: st
                              time_type="categorical", time_reference=baseline,
                              time_order=visits, random="intercept",
                              group="arm" if per_arm else None)
-        except (ValueError, ArithmeticError, np.linalg.LinAlgError) as exc:
+        except (ValueError, ArithmeticError, RuntimeError, np.linalg.LinAlgError) as exc:
             out.append({"outcome": o["analyte"], "error": str(exc)})
             continue
         d = fit.to_dict()
@@ -373,7 +373,7 @@ def analyze(td: Any, *, meld_variant: str | None = None,
                                          visits=visits)
     meld_rows = []
     for a in sorted(x for x in ds["analyte"].unique() if str(x).startswith("meld_")
-                    and not str(x).startswith(("meld_na", "meld3"))):
+                    and not str(x).startswith(("meld_na", "meld3", "meld_xi"))):
         sub = ds[(ds["analyte"] == a) & ds["visit"].isin([baseline, *post[-1:]])]
         for v, g in sub.groupby("visit", sort=False):
             x = g["value"].dropna().to_numpy(dtype=float)

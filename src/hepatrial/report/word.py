@@ -28,7 +28,6 @@ from hepatrial.report.table import Table
 __all__ = ["build_docx"]
 
 _FIXED_DATE = (1980, 1, 1, 0, 0, 0)
-_WIDE = 7  # tables with more value columns than this get a landscape page
 
 
 def _border(cell: Any, edge: str, size: int = 8) -> None:
@@ -68,7 +67,42 @@ def _write(cell: Any, text: str, *, bold: bool = False, align: str = "center",
     run.font.size = Pt(size)
 
 
-def add_table(doc: Any, t: Table) -> None:
+def _weights(t: Table) -> tuple[float, list[float]]:
+    def longest(texts: list[str]) -> float:
+        return float(max((len(x) for x in texts), default=4))
+
+    stub = max(longest([("  " * r.indent) + r.label for r in t.rows] + [t.stub]), 10.0)
+    cols = [max(longest([r.cells[j] for r in t.rows]), longest(c.split()), 3.0) + 2.0
+            for j, c in enumerate(t.columns)]
+    return stub, cols
+
+
+def _is_wide(t: Table) -> bool:
+    """Landscape when the table's natural width (≈ 0.16 cm a character at 8.5 pt) exceeds
+    the 17 cm of a portrait A4 text width."""
+    stub, cols = _weights(t)
+    return (stub + sum(cols)) * 0.16 > 17.0
+
+
+def _widths(t: Table, avail_cm: float) -> list[float]:
+    """Column widths (cm) filling the text width: proportional to the longest text of each
+    column (of a header only its longest word: headers wrap), the stub at most 40 %."""
+    stub, cols = _weights(t)
+    total = stub + sum(cols)
+    stub_cm = min(stub / total * avail_cm, 0.4 * avail_cm)
+    rest = avail_cm - stub_cm
+    return [stub_cm, *(w / sum(cols) * rest for w in cols)]
+
+
+def _set_widths(tab: Any, widths: list[float]) -> None:
+    tab.autofit = False
+    for j, w in enumerate(widths):
+        tab.columns[j].width = Cm(w)
+        for cell in tab.columns[j].cells:
+            cell.width = Cm(w)
+
+
+def add_table(doc: Any, t: Table, avail_cm: float = 17.0) -> None:
     """Append caption, three-line table and footnotes of ``t``."""
     cap = doc.add_paragraph()
     cap.paragraph_format.keep_with_next = True
@@ -108,6 +142,7 @@ def add_table(doc: Any, t: Table) -> None:
     if t.rows:
         for c in tab.rows[-1].cells:
             _border(c, "bottom", 12)
+    _set_widths(tab, _widths(t, avail_cm))
     for n in t.notes:
         p = doc.add_paragraph()
         p.paragraph_format.space_before = Pt(0)
@@ -134,11 +169,12 @@ def _landscape(doc: Any, on: bool) -> None:
 def _figure(doc: Any, png: bytes | None, caption: str, width_cm: float = 16.0) -> None:
     if not png:
         return
-    p = doc.add_paragraph()
-    p.paragraph_format.keep_with_next = True
-    r = p.add_run(caption)
-    r.bold = True
-    r.font.size = Pt(10)
+    if caption:
+        p = doc.add_paragraph()
+        p.paragraph_format.keep_with_next = True
+        r = p.add_run(caption)
+        r.bold = True
+        r.font.size = Pt(10)
     doc.add_picture(io.BytesIO(png), width=Cm(width_cm))
 
 
@@ -194,7 +230,7 @@ def build_docx(*, title: str, protocol_line: str, synthetic_label: str | None,
     doc.add_heading("Results", level=2)
     doc.add_paragraph(results)
     doc.add_heading("Participant flow", level=2)
-    _figure(doc, figures.get("flow"), "Participant flow", 14.0)
+    _figure(doc, figures.get("flow"), "", 14.0)
     by_id = {t.id: t for t in tables}
     extra = paragraphs or {}
     for heading, ids in sections.items():
@@ -213,10 +249,10 @@ def build_docx(*, title: str, protocol_line: str, synthetic_label: str | None,
             if i not in by_id:
                 continue
             t = by_id[i]
-            wide = len(t.columns) > _WIDE
+            wide = _is_wide(t)
             if wide:
                 _landscape(doc, True)
-            add_table(doc, t)
+            add_table(doc, t, 25.7 if wide else 17.0)
             if wide:
                 _landscape(doc, False)
     doc.add_heading("Provenance", level=2)
