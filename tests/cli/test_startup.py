@@ -176,3 +176,48 @@ def test_version_and_unknown_command() -> None:
     assert res.exit_code == 0 and res.stdout.strip() == f"hepatrial {__version__}"
     res = runner.invoke(app, ["scor"])
     assert res.exit_code == 2 and "Did you mean 'score'" in res.output
+
+
+
+_TREE = """
+import json, sys
+import typer, typer.main
+from hepatrial import cli
+
+def tree(cmd, ctx):
+    if not hasattr(cmd, "list_commands"):
+        return {}
+    return {name: tree(sub, typer.Context(sub, info_name=name, parent=ctx))
+            for name in cmd.list_commands(ctx)
+            if (sub := cmd.get_command(ctx, name)) is not None}
+
+if sys.argv[1] == "eager":
+    app = typer.Typer()
+    for module in cli.command_modules():
+        __import__(f"hepatrial.cli.{module}", fromlist=["register"]).register(app)
+    root = typer.main.get_group(app)
+    order = list(cli.COMMANDS)
+else:
+    root = typer.main.get_command(cli.app)
+    order = list(cli.COMMANDS)[::-1] if sys.argv[1] == "reversed" else list(cli.COMMANDS)
+ctx = typer.Context(root, info_name="hepatrial")
+print(json.dumps({name: tree(root.get_command(ctx, name),
+                             typer.Context(root, info_name=name, parent=ctx))
+                  for name in order}, sort_keys=True))
+"""
+
+
+def _tree_in_fresh_interpreter(how: str) -> object:
+    res = subprocess.run([sys.executable, "-c", _TREE, how], capture_output=True, text=True,
+                         check=False)
+    assert res.returncode == 0, res.stderr[-3000:]
+    return json.loads(res.stdout)
+
+
+def test_lazy_tree_equals_the_eagerly_built_tree() -> None:
+    """Commands looked up one by one in a fresh interpreter (modules load in any order; a
+    group that two modules add to is asked for after one of them loaded) give the tree that
+    registering every module at once gives."""
+    expected = _tree_in_fresh_interpreter("eager")
+    assert _tree_in_fresh_interpreter("lazy") == expected
+    assert _tree_in_fresh_interpreter("reversed") == expected

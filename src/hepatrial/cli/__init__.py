@@ -126,6 +126,8 @@ class LazyGroup(TyperGroup):
         if not new:
             return
         for name, cmd in typer.main.get_group(self._scratch).commands.items():
+            if name in COMMANDS and not set(_modules_of(name)) <= set(self._registered):
+                continue  # a group that other modules still add to: built when asked for
             if name not in self.commands:
                 if name in COMMANDS and not cmd.short_help:
                     cmd.short_help = COMMANDS[name][1]
