@@ -76,7 +76,7 @@ def analyze_cmd(
 ) -> None:
     """Run the protocol's analysis plan on the store; ``--json`` prints every result."""
     from hepatrial.report import analyze
-    from hepatrial.report.format import fmt_mean_sd, fmt_p, outcome_label, visit_word
+    from hepatrial.report.format import fmt_mean_sd, fmt_p, outcome_label, p_text, visit_word
 
     td = _cut(_bundle(db), data_cut)
     results = analyze(td, meld_variant=meld_variant)
@@ -87,6 +87,8 @@ def analyze_cmd(
     alpha = float(results["plan"].get("alpha") or 0.05)
     primary = results["plan"].get("primary_test") or "t"
     pcol = {"t": "p_t", "wilcoxon": "p_wilcoxon"}.get(primary, "p_t")
+    test_name = {"t": "paired t test", "wilcoxon": "exact Wilcoxon signed-rank test"}.get(
+        primary, primary)
     with_data = [r["visit"] for r in results["paired"] if (r.get("n_pairs") or 0) > 0]
     last = next((v for v in reversed(results["post_baseline_visits"]) if v in with_data), None)
     if last is None:
@@ -101,7 +103,7 @@ def analyze_cmd(
             arm = f" ({r['arm']})" if r.get("arm") else ""
             typer.echo(f"{outcome_label(o)}{arm}: {fmt_mean_sd(b['mean'], b['sd'], 2)} -> "
                        f"{fmt_mean_sd(f['mean'], f['sd'], 2)} at {visit_word(last, labels)} "
-                       f"(p = {fmt_p(r.get(pcol), alpha=alpha)}, {primary} test; "
+                       f"({p_text(r.get(pcol), alpha=alpha)}, {test_name}; "
                        f"n = {r['n_pairs']})")
     conf = results["multiplicity"].get("confirmatory")
     if conf:

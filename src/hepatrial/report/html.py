@@ -401,9 +401,10 @@ def figure_set(td: Any, results: dict[str, Any], out: str = "html") -> dict[str,
         wf = figures.waterfall(f["change"], f"MELD, {f['labels'][f['last']]} − baseline", "",
                                out=out)
     flow = figures.flow_diagram(results["flow"], f["labels"], out=out)
+    word = _vw(results, f["last"]) if f["last"] else ""
     return {"trajectories": traj, "waterfall": wf, "flow": flow,
-            "waterfall_title": (f"Change in MELD per participant, {f['labels'][f['last']]} − "
-                                "baseline") if wf is not None else ""}
+            "waterfall_title": (f"Change in MELD per participant, {word} − baseline"
+                                if wf is not None else "")}
 
 
 def _template() -> jinja2.Template:
