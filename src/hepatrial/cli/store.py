@@ -222,8 +222,7 @@ def user_add(
             user=acting,
         )
     got = services.role_of(new)
-    where = f" for {', '.join(site)}" if site else " (all sites)" if got in (
-        "admin", "data-manager", "auditor") else ""  # fmt: skip
+    where = f" for {', '.join(site)}" if site else ", all sites"
     typer.echo(f"user {new.username} created ({got}{where})")
 
 
