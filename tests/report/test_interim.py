@@ -14,6 +14,7 @@ import json
 import os
 import time
 
+import pandas as pd
 import pytest
 
 from hepatrial.analysis.multiplicity import NO_DATA
@@ -111,3 +112,27 @@ def test_named_states_render_html_and_word(demo_bundle, which: str) -> None:  # 
         assert "Not yet due" in html or which == "no follow-up"
     docx = build_word(state, res, report_tables(state, res), run_time="t")
     assert docx[:2] == b"PK"
+
+
+def test_as_of_cuts_rows_statuses_and_events() -> None:
+    from tests.report.conftest import toy_bundle
+
+    td = toy_bundle()
+    cut = td.as_of("2024-02-14")  # day 44: W4 (day 28) done, W12 (day 84) not yet
+    assert set(cut.dataset["visit"]) == {"D0", "W4"}
+    assert len(cut.dataset) == len(td.dataset[td.dataset["visit"].isin(["D0", "W4"])])
+    enrolled = cut.participants[cut.participants["participant_id"] != "P09"]
+    assert set(enrolled["status"]) == {"enrolled"}  # completed / withdrawn later
+    assert set(enrolled["status_reason"]) == {""}
+    assert cut.participants.set_index("participant_id").loc["P09", "status"] == "screen_failed"
+    ae = cut.adverse_events.set_index("term")
+    assert len(cut.adverse_events) == 5  # all began by day 40
+    assert pd.isna(ae.loc["Cholangitis", "resolved_day"])  # resolved on day 50, after the cut
+    assert pd.isna(ae.loc["Cholangitis", "outcome"])
+    assert ae.loc["Abdominal pain", "resolved_day"] == 5
+    assert len(td.as_of("2023-12-31").participants) == 0  # before anyone was enrolled
+    res = analyze(td.as_of("2024-02-14"), mixed_model=False)
+    w12 = [h for h in res["multiplicity"]["confirmatory"]["hypotheses"]]
+    assert [h["status"] for h in w12] == [NO_DATA, NO_DATA]
+    due = {v["visit"]: v["not_yet_due"] for v in res["flow"]["visits"]}
+    assert due == {"D0": 0, "W4": 0, "W12": 8}
