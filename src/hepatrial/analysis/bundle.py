@@ -73,7 +73,7 @@ class TrialData:
                         strict=True))
 
         def when(frame: pd.DataFrame, day: pd.Series) -> pd.Series:
-            start = frame["participant_id"].map(day0)
+            start = pd.to_datetime(frame["participant_id"].map(day0))  # all-NaT when empty
             return start + pd.to_timedelta(pd.to_numeric(day, errors="coerce"), unit="D")
 
         ds = self.dataset
