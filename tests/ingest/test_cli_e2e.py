@@ -150,31 +150,22 @@ def test_export_rejects_unknown_suffix(backend: dict[str, Any], tmp_path: Path) 
     assert r.returncode == 2 and ".csv or .parquet" in r.stdout
 
 
-ENROL = r"""
-import sys
-from hepatrial.trials import setup
-setup(sys.argv[1] if len(sys.argv) > 1 else None)
-from hepatrial.trials import services as s
-from tests.store.conftest import ELIGIBLE
-s.screen_participant(study_id="K01", site="S01", sex="F", year_of_birth=1965, etiology="HCV",
-                     screening_date="2008-01-06", screening_data=ELIGIBLE)
-s.record_consent(participant="K01", version="1.0", date="2008-01-06")
-s.assess_eligibility(participant="K01")
-s.enrol_participant(participant="K01", enrolment_date="2008-01-20")
-"""
+PARTICIPANT = ("study_id,site,sex,year_of_birth,etiology,screening_date,consent_version,"
+               "consent_date,enrolment_date,cirrhosis,bilirubin_mg_dl,creatinine_umol_l,inr,"
+               "portal_vein_patent,hcc,active_infection,pregnant\n"
+               "K01,S01,F,1965,HCV,2008-01-06,1.0,2008-01-06,2008-01-20,true,2.3,100,1.6,"
+               "true,false,false,false\n")
 
 
 def test_labs_for_scheduled_visits_cli(backend: dict[str, Any], tmp_path: Path) -> None:  # noqa: F811
     """Enrolment schedules the visits; `import labs` records their dates (earliest specimen
     date, window status, deviation when late) with history, and the audit trail verifies."""
     assert run(backend, "init", "--protocol", "kharaziha2009").returncode == 0
-    f = tmp_path / "enrol.py"
-    f.write_text(ENROL)
-    env = {**backend["env"], "PYTHONPATH": str(Path(__file__).resolve().parents[2])
-           + os.pathsep + backend["env"].get("PYTHONPATH", "")}
-    r = subprocess.run([sys.executable, str(f), *backend["script_args"]], env=env,
-                       capture_output=True, text=True, timeout=300)
-    assert r.returncode == 0, r.stderr
+    ppl = tmp_path / "participants.csv"
+    ppl.write_text(PARTICIPANT)
+    r = run(backend, "import", "participants", str(ppl))
+    assert r.returncode == 0, r.stdout + r.stderr
+    assert "1 participants created (1 enrolled, 0 screen-failed, 0 screened only)" in r.stdout
     labs = tmp_path / "labs.csv"
     labs.write_text("participant,visit,analyte,value,unit,date,lab\n"
                     "K01,D0,bilirubin,2.3,mg/dL,2008-01-20,central\n"
@@ -192,3 +183,55 @@ def test_labs_for_scheduled_visits_cli(backend: dict[str, Any], tmp_path: Path) 
     ds = pd.read_csv(out)
     w2 = ds[(ds["visit"] == "W2") & (ds["analyte"] == "bilirubin")]
     assert w2["actual_day"].tolist() == [21] and w2["nominal_day"].tolist() == [14]
+
+
+TABLES = ("trials_participant", "trials_consent", "trials_eligibilityassessment", "trials_visit",
+          "trials_auditledger", "auth_user")
+
+
+def test_import_participants_cli_dry_run_writes_nothing(backend: dict[str, Any],  # noqa: F811
+                                                        tmp_path: Path) -> None:
+    """The README's order: init, import participants (dry run first), import labs. A dry run
+    (even with a new --user name) leaves the database as it was: on SQLite byte for byte."""
+    example = Path(__file__).resolve().parents[2] / "examples"
+    assert run(backend, "init", "--protocol", "kharaziha2009").returncode == 0
+    before = {t: _count(backend, t) for t in TABLES}
+    sqlite_file = Path(backend["db_args"][1]) if backend["name"] == "sqlite" else None
+    digest = hashlib.sha256(sqlite_file.read_bytes()).hexdigest() if sqlite_file else None
+    for kind, name in (("participants", "participants.csv"), ("labs", "labs_long.csv")):
+        r = run(backend, "import", kind, str(example / name), "--dry-run", "--user", "new-dm")
+        if kind == "participants":
+            assert r.returncode == 0, r.stdout + r.stderr
+            assert "dry run, nothing written: would be 8 participants created (8 enrolled" \
+                in r.stdout
+        else:  # the participants do not exist yet: every row refused, nothing written
+            assert r.returncode == 1 and "unknown participant" in r.stdout, r.stdout
+    assert {t: _count(backend, t) for t in TABLES} == before
+    if sqlite_file is not None:
+        assert hashlib.sha256(sqlite_file.read_bytes()).hexdigest() == digest
+    r = run(backend, "import", "participants", str(example / "participants.csv"))
+    assert r.returncode == 0 and "8 participants created (8 enrolled" in r.stdout, r.stdout
+    r = run(backend, "import", "labs", str(example / "labs_long.csv"))
+    assert r.returncode == 0 and "192 created" in r.stdout, r.stdout
+    r = run(backend, "import", "participants", str(example / "participants.csv"))
+    assert r.returncode == 0 and "0 participants created" in r.stdout and "8 unchanged" \
+        in r.stdout, r.stdout
+    assert run(backend, "audit", "verify").returncode == 0
+
+
+def test_missing_sqlite_store_is_not_created(tmp_path: Path) -> None:
+    """`import ... --dry-run` or `export` before `init` says so and leaves no file behind."""
+    example = Path(__file__).resolve().parents[2] / "examples"
+    db = tmp_path / "nothing.sqlite3"
+    env = {k: v for k, v in os.environ.items() if k not in ("DJANGO_SETTINGS_MODULE",
+                                                             "HEPATRIAL_DATABASE_URL")}
+    for args in (["import", "participants", str(example / "participants.csv"), "--dry-run"],
+                 ["import", "labs", str(example / "labs_long.csv"), "--dry-run"],
+                 ["export", "dataset", "-o", str(tmp_path / "d.csv")],
+                 ["export", "participants", "-o", str(tmp_path / "p.csv")]):
+        r = subprocess.run([sys.executable, "-c", "from hepatrial.cli import app; app()", *args,
+                            "--db", str(db)], env=env, capture_output=True, text=True,
+                           timeout=300)
+        assert r.returncode == 2, r.stdout + r.stderr
+        assert "does not exist: run `hepatrial init` first" in r.stdout, r.stdout
+        assert not db.exists()

@@ -175,6 +175,7 @@ def test_dataset_derives_scores_from_labs_and_clinical(db, tmp_path):
 
     services.install_protocol("kharaziha2009")
     enrol(services, "K01")
+    services.record_visit(participant="K01", visit_code="D0", actual_date="2008-01-20")
     services.record_clinical(participant="K01", visit_code="D0", ascites="none",
                              encephalopathy="none", weight_kg="70.5")
     path = _write(tmp_path, "participant,visit,analyte,value,unit,date\n"

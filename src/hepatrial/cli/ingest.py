@@ -38,6 +38,7 @@ def _run_import(kind: str, file: Path, db: Path | None, dry_run: bool, reason: s
                 day0: str | None = None) -> None:
     from django.db import DatabaseError
 
+    from hepatrial.errors import PermissionDenied
     from hepatrial.ingest import importer
     from hepatrial.ingest.report import ImportRefused, render_rejects
     from hepatrial.ingest.validate import ImportFileError
@@ -45,7 +46,12 @@ def _run_import(kind: str, file: Path, db: Path | None, dry_run: bool, reason: s
     console = _console()
     rejects_path = rejects or file.with_name(file.name + ".rejects.csv")
     try:
-        if kind == "labs":
+        if kind == "participants":
+            from hepatrial.ingest.participants import import_participants
+
+            result = import_participants(file, db=db, dry_run=dry_run, user=user,
+                                         rejects_path=rejects_path)
+        elif kind == "labs":
             result = importer.import_labs(file, db=db, dry_run=dry_run, reason=reason,
                                           user=user, rejects_path=rejects_path)
         else:
@@ -59,6 +65,9 @@ def _run_import(kind: str, file: Path, db: Path | None, dry_run: bool, reason: s
     except ImportFileError as exc:
         console.print(f"[red]error:[/red] {exc}")
         raise typer.Exit(2) from None
+    except PermissionDenied as exc:
+        console.print(f"[red]error:[/red] {exc}")
+        raise typer.Exit(1) from None
     except DatabaseError as exc:
         console.print(f"[red]error:[/red] database: {exc} (run `hepatrial init` first?)")
         raise typer.Exit(2) from None
@@ -71,6 +80,32 @@ def _run_import(kind: str, file: Path, db: Path | None, dry_run: bool, reason: s
                   f"in {result.seconds:.2f} s")
     for note in result.notes:
         console.print(f"note: {note}")
+
+
+@import_app.command("participants")
+def import_participants_cmd(
+    file: Annotated[Path, typer.Argument(help="CSV: study_id, site, sex, year_of_birth, "
+                                         "etiology, screening_date, consent_version, "
+                                         "consent_date, enrolment_date and one column per "
+                                         "eligibility input of the protocol.")],
+    db: DbOpt = None,
+    dry_run: DryRunOpt = False,
+    rejects: RejectsOpt = None,
+    user: UserOpt = None,
+) -> None:
+    """Import participants: screening, consent, eligibility evaluation and enrolment.
+
+    One row per participant. The eligibility inputs are named as the protocol names them
+    (`hepatrial protocol show NAME`): labs with their unit in the name as `hepatrial score`
+    reads them (bilirubin_umol_l or bilirubin_mg_dl, creatinine_umol_l or creatinine_mg_dl,
+    inr, ...), booleans true/false. Empty enrolment_date: screened only; empty consent
+    columns: no consent yet (no eligibility assessment). A participant whose eligibility
+    fails is stored as screen-failed with the failed criteria, never enrolled. Every row goes
+    through the store's rules; if any row is refused nothing is written and every problem is
+    listed (row, column, reason) on screen and in the rejects CSV. --dry-run runs the same
+    checks and writes nothing at all.
+    """
+    _run_import("participants", file, db, dry_run, None, rejects, user)
 
 
 @import_app.command("labs")

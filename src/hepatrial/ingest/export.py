@@ -38,14 +38,18 @@ UNSCHEDULED_PREFIX = "UNS-D"
 def _setup(db: str | Path | None) -> None:
     from django.conf import settings
 
+    from hepatrial.ingest.importer import refuse_missing_sqlite
+
     if db is None and settings.configured:
         from django.apps import apps
 
         if apps.ready:
+            refuse_missing_sqlite()
             return
     from hepatrial.trials import setup
 
     setup(db)
+    refuse_missing_sqlite()
 
 
 def _display_visits(frame: pd.DataFrame) -> pd.DataFrame:

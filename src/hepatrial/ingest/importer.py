@@ -45,9 +45,24 @@ __all__ = ["StoreIndex", "import_labs", "import_visits"]
 
 
 def _setup(db: str | Path | None) -> None:
+    """Configure the store. An SQLite file that does not exist is refused (run ``hepatrial
+    init``), never created: an import, a dry run or an export leaves no file behind."""
     from hepatrial.trials import setup
 
     setup(db)
+    refuse_missing_sqlite()
+
+
+def refuse_missing_sqlite() -> None:
+    """Raise :class:`ImportFileError` when the configured database is an SQLite file that does
+    not exist (connecting would create an empty one)."""
+    from django.db import connection
+
+    cfg = connection.settings_dict
+    name = str(cfg.get("NAME") or "")
+    if ("sqlite" in str(cfg.get("ENGINE", "")) and name and name != ":memory:"
+            and not name.startswith("file:") and not Path(name).exists()):
+        raise ImportFileError(f"database {name} does not exist: run `hepatrial init` first")
 
 
 @dataclass
