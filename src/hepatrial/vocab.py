@@ -14,14 +14,23 @@ __all__ = [
     "ASCITES",
     "DATASET_COLUMNS",
     "DEVIATION_CATEGORY",
+    "DSMB_DECISION",
     "EDEMA",
     "ENCEPHALOPATHY",
     "ETIOLOGY",
+    "EXPECTEDNESS",
     "PARTICIPANT_COLUMNS",
     "PARTICIPANT_STATUS",
     "RELATEDNESS",
+    "RELATEDNESS_TO",
+    "RELATED_CODES",
     "ROLES",
     "ROUTE",
+    "SAE_REPORT_KIND",
+    "SAFETY_EVENT",
+    "SAFETY_PROCEDURE",
+    "SAFETY_RECIPIENT",
+    "SERIOUSNESS_CRITERIA",
     "SEX",
     "VISIT_STATUS",
     "codes",
@@ -173,4 +182,79 @@ ADVERSE_EVENT_COLUMNS: tuple[str, ...] = (
     "onset_day",
     "resolved_day",
     "outcome",
+)
+
+#: seriousness criteria of an adverse event (ICH E2A, 1994, §II.B "Serious adverse event or
+#: adverse drug reaction"; the same in 21 CFR 312.32(a); EU Regulation 536/2014 Art. 2(2)
+#: lists the first five)
+SERIOUSNESS_CRITERIA: Pairs = (
+    ("death", "results in death"),
+    ("life_threatening", "is life-threatening (at risk of death at the time of the event)"),
+    ("hospitalisation", "requires inpatient hospitalisation or prolongation of existing "
+     "hospitalisation"),
+    ("disability", "results in persistent or significant disability/incapacity"),
+    ("congenital_anomaly", "is a congenital anomaly/birth defect"),
+    ("important_medical_event", "important medical event (medical and scientific judgement)"),
+)
+
+#: expectedness of a suspected adverse reaction against the protocol's reference safety
+#: information (ICH E2A §II.C; EU Regulation 536/2014 Art. 2(2); 21 CFR 312.32(a))
+EXPECTEDNESS: Pairs = (
+    ("expected", "expected (listed in the reference safety information at this severity)"),
+    ("unexpected", "unexpected (nature, severity or outcome not in the reference safety "
+     "information)"),
+)
+
+#: the RELATEDNESS codes that make an adverse event "at least possibly related" (a suspected
+#: adverse reaction: a reasonable possibility of a causal relationship, ICH E2A §II.A.2)
+RELATED_CODES: tuple[str, ...] = ("possible", "probable", "definite")
+
+#: what an adverse event's relatedness is judged against (each judged separately)
+RELATEDNESS_TO: Pairs = (
+    ("product", "the investigational cell product"),
+    ("procedure", "a trial procedure (bone-marrow aspiration, portal-vein injection)"),
+)
+
+#: trial procedures an adverse event can be attributed to
+SAFETY_PROCEDURE: Pairs = (
+    ("bone_marrow_aspiration", "bone-marrow aspiration (iliac crest)"),
+    ("portal_vein_injection", "portal-vein injection (percutaneous transhepatic)"),
+    ("peripheral_infusion", "peripheral-vein infusion"),
+    ("hepatic_artery_injection", "hepatic-artery injection"),
+)
+
+#: reports of the SAE workflow and the clock each one runs on
+#: (hepatrial.protocol.safety.sae_due_dates)
+SAE_REPORT_KIND: Pairs = (
+    ("initial", "initial SAE report, investigator to sponsor (24 h after awareness)"),
+    ("follow_up", "follow-up SAE report (until the event resolves)"),
+    ("susar_7_day", "expedited SUSAR report, fatal or life-threatening (7 days)"),
+    ("susar_15_day", "expedited SUSAR report, other (15 days)"),
+    ("susar_follow_up", "follow-up of a fatal or life-threatening SUSAR (8 further days)"),
+)
+
+#: who is notified of safety events besides the user roles (ROLES)
+SAFETY_RECIPIENT: Pairs = (
+    ("sponsor", "sponsor / sponsor's pharmacovigilance"),
+    ("dsmb", "data and safety monitoring board"),
+    ("ethics_committee", "ethics committee / IRB"),
+    ("competent_authority", "competent authority / regulator"),
+)
+
+#: safety events that send notifications (the protocol's [[safety.notifications]])
+SAFETY_EVENT: Pairs = (
+    ("sae", "a serious adverse event is recorded"),
+    ("susar", "a SUSAR is identified"),
+    ("death", "a participant dies"),
+    ("report_overdue", "an SAE or SUSAR report is overdue"),
+    ("stopping_rule_triggered", "a stopping rule pauses enrolment and dosing"),
+    ("stopping_rule_resumed", "the DSMB resumes a paused stopping rule"),
+)
+
+#: decisions of the DSMB on a stopping rule (only "resume" lifts a pause)
+DSMB_DECISION: Pairs = (
+    ("resume", "resume enrolment and dosing"),
+    ("resume_modified", "resume with a protocol modification"),
+    ("continue_pause", "keep the pause"),
+    ("terminate", "terminate the trial"),
 )
