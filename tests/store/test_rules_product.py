@@ -613,3 +613,27 @@ def test_release_tests_must_be_an_object(store: Any) -> None:
     with pytest.raises(RuleViolation, match=r"release_tests: 'all passed' is not an object"):
         store.release_product_batch(batch_id="B-K01", release_date=DAY0,
                                     release_tests="all passed")  # fmt: skip
+
+
+def test_admin_pages_of_the_product_and_safety_records_render(store: Any, product: Any) -> None:
+    from hepatrial.trials.models import CellProductBatch
+
+    c = product["client"]
+    b = CellProductBatch.objects.get(batch_id="B-K01")
+    pages = {
+        "/admin/trials/cellproductbatch/add/": ['name="release_tests"', 'name="released"'],
+        f"/admin/trials/cellproductbatch/{b.pk}/change/": ['name="release_tests"',
+                                                          'name="change_reason"'],
+        "/admin/trials/cellproductbatch/": ["B-K01-LATE"],
+        "/admin/trials/administration/add/": ['name="batch_id"', 'name="participant"'],
+        "/admin/trials/administration/": ["B-K01"],
+        "/admin/trials/adverseevent/add/": ['name="grade"', 'name="serious"'],
+    }  # fmt: skip
+    for url, needles in pages.items():
+        r = c.get(url)
+        assert r.status_code == 200, url
+        page = r.content.decode()
+        assert all(n in page for n in needles), url
+    # a released batch: "released" and the batch id are read-only
+    page = c.get(f"/admin/trials/cellproductbatch/{b.pk}/change/").content.decode()
+    assert 'name="released"' not in page and 'name="batch_id"' not in page
