@@ -193,7 +193,10 @@ def test_import_participants_cli_dry_run_writes_nothing(backend: dict[str, Any],
                                                         tmp_path: Path) -> None:
     """The README's order: init, import participants (dry run first), import labs. A dry run
     (even with a new --user name) leaves the database as it was: on SQLite byte for byte."""
-    example = Path(__file__).resolve().parents[2] / "examples"
+    import shutil
+
+    example = tmp_path / "examples"  # a copy: a refused import writes FILE.rejects.csv beside it
+    shutil.copytree(Path(__file__).resolve().parents[2] / "examples", example)
     assert run(backend, "init", "--protocol", "kharaziha2009").returncode == 0
     before = {t: _count(backend, t) for t in TABLES}
     sqlite_file = Path(backend["db_args"][1]) if backend["name"] == "sqlite" else None
@@ -221,7 +224,10 @@ def test_import_participants_cli_dry_run_writes_nothing(backend: dict[str, Any],
 
 def test_missing_sqlite_store_is_not_created(tmp_path: Path) -> None:
     """`import ... --dry-run` or `export` before `init` says so and leaves no file behind."""
-    example = Path(__file__).resolve().parents[2] / "examples"
+    import shutil
+
+    example = tmp_path / "examples"
+    shutil.copytree(Path(__file__).resolve().parents[2] / "examples", example)
     db = tmp_path / "nothing.sqlite3"
     env = {k: v for k, v in os.environ.items() if k not in ("DJANGO_SETTINGS_MODULE",
                                                              "HEPATRIAL_DATABASE_URL")}

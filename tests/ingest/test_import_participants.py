@@ -54,6 +54,14 @@ def counts() -> dict[str, int]:
 
 
 @pytest.fixture()
+def example(tmp_path: Path) -> Path:
+    """A copy of examples/participants.csv (a refused import writes its rejects beside it)."""
+    p = tmp_path / "example_participants.csv"
+    p.write_bytes(EXAMPLE.read_bytes())
+    return p
+
+
+@pytest.fixture()
 def store(db: Any) -> Any:
     from hepatrial.trials import services
 
@@ -61,11 +69,11 @@ def store(db: Any) -> Any:
     return services
 
 
-def test_example_file_enrols_the_eight_patients(store: Any) -> None:
+def test_example_file_enrols_the_eight_patients(store: Any, example: Path) -> None:
     from hepatrial.trials import audit
     from hepatrial.trials.models import Participant, Visit
 
-    r = import_participants(EXAMPLE)
+    r = import_participants(example)
     assert (r.created, r.enrolled, r.screen_failed, r.screened_only, r.unchanged) == (
         8, 8, 0, 0, 0)
     assert r.summary() == ("8 participants created (8 enrolled, 0 screen-failed, "
@@ -85,14 +93,14 @@ def test_example_file_enrols_the_eight_patients(store: Any) -> None:
     assert audit.verify() == []
     # re-importing the same file changes nothing
     before = counts()
-    again = import_participants(EXAMPLE)
+    again = import_participants(example)
     assert (again.created, again.unchanged) == (0, 8)
     assert counts() == before
 
 
-def test_dry_run_writes_nothing(store: Any, tmp_path: Path) -> None:
+def test_dry_run_writes_nothing(store: Any, example: Path) -> None:
     before = counts()
-    r = import_participants(EXAMPLE, dry_run=True, user="somebody-new")
+    r = import_participants(example, dry_run=True, user="somebody-new")
     assert r.dry_run and (r.created, r.enrolled) == (8, 8)
     assert r.summary().startswith("dry run, nothing written: would be 8 participants created")
     assert counts() == before  # no participant, consent, visit, history, ledger, account
