@@ -51,6 +51,7 @@ from hepatrial.protocol.models import (
     Visit,
     VisitAssignment,
 )
+from hepatrial.protocol.safety import SafetyPlan  # also completes Protocol.safety
 
 __all__ = [
     "ETIOLOGIES",
@@ -73,6 +74,7 @@ __all__ = [
     "ProtocolNotFoundError",
     "Randomisation",
     "RangeError",
+    "SafetyPlan",
     "ScheduledVisit",
     "Site",
     "UnitError",

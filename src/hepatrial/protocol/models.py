@@ -392,6 +392,9 @@ class Protocol(_Model):
     primary_endpoint: PrimaryEndpoint
     analysis: AnalysisPlan
     product: Product | None = None
+    # [safety]: hepatrial.protocol.safety.SafetyPlan (that module imports this one, so the name
+    # is resolved there by Protocol.model_rebuild; rules in _safety_issues)
+    safety: SafetyPlan | None = None  # noqa: F821
     sources: dict[str, SettingSource] = Field(
         default_factory=dict, description="provenance of top-level settings (etiologies, ...)"
     )
@@ -833,4 +836,37 @@ def protocol_rule_issues(p: Protocol) -> list[Issue]:
                 add(f"{at}.unit", "a quantitative test needs its unit")
             if t.min is not None and t.max is not None and t.min > t.max:
                 add(f"{at}.min", "min is larger than max")
+    if p.safety is not None:
+        issues.extend(_safety_issues(p))
+    return issues
+
+def _safety_issues(p: Protocol) -> list[Issue]:
+    """Rules of the [safety] section that need the rest of the protocol (the section's own
+    rules are in hepatrial.protocol.safety): lab-rise rules name a known analyte or score
+    measured or derived at a post-baseline visit; routes named by filters are routes of the
+    product."""
+    issues: list[Issue] = []
+    add = lambda path, msg: issues.append(Issue(path, msg))  # noqa: E731
+    s = p.safety
+    assert s is not None
+    visits = {v.code: v for v in p.visits}
+    routes = set(p.product.routes) if p.product is not None else None
+    for i, r in enumerate(s.stopping_rules):
+        at = f"safety.stopping_rules[{i}]"
+        if r.kind == "lab_rise":
+            if not _an.is_known(r.analyte):
+                add(f"{at}.analyte", f"unknown analyte or score {r.analyte!r}")
+            v = visits.get(r.by_visit)
+            if v is None:
+                add(f"{at}.by_visit", f"unknown visit {r.by_visit!r} "
+                    f"({', '.join(visits)})")
+            elif v.target_day <= 0:
+                add(f"{at}.by_visit", f"{r.by_visit!r} is not after the baseline")
+        filters = (r.match_any if r.kind == "event" else (r.event,) if r.kind == "bayesian"
+                   else ())
+        for j, f in enumerate(filters):
+            if f.after_route is not None and routes is not None and f.after_route not in routes:
+                where = f"match_any[{j}]" if r.kind == "event" else "event"
+                add(f"{at}.{where}.after_route", f"{f.after_route!r} is not a route of the "
+                    f"product ({', '.join(sorted(routes))})")
     return issues
