@@ -9,9 +9,18 @@ table, e.g.::
     check = { field = "etiology", op = "in", value = ["HBV", "HCV", "alcohol", "cryptogenic"] }
     check = { field = "bilirubin", op = "<=", value = 5, unit = "mg/dL" }
 
-Screening data is a plain mapping. Lab values in it are in the canonical (SI) unit of the analyte
-registry (bilirubin µmol/L, creatinine µmol/L, INR 1, ...). A check may state its threshold in
-another accepted unit (``unit = "mg/dL"``); the threshold is converted, never the data.
+Screening data is typed by the protocol: every field a check reads is an **eligibility input**
+(``[[eligibility_inputs]]`` in the TOML, :class:`hepatrial.protocol.models.EligibilityInput`)
+declaring its kind - ``boolean`` (true/false only), ``number`` (a lab value with its
+``analyte`` and canonical ``unit``, or a plain number with its ``unit`` such as ``years``),
+``choice`` (one of its ``choices`` codes) or ``date`` (ISO). The store parses what users enter
+into these kinds (``hepatrial.trials.validators.eligibility``: a lab value carries its unit and
+is converted by the analyte registry); :meth:`Protocol.screen` then evaluates the checks on the
+typed mapping, in which lab values are in the canonical (SI) unit of the analyte registry
+(bilirubin µmol/L, creatinine µmol/L, INR 1, ...). A value of the wrong kind (``"yes"`` for a
+boolean) is never compared: the criterion is undecided, naming the field and the reason
+(:func:`kind_problem`). A check may state its threshold in another accepted unit
+(``unit = "mg/dL"``); the threshold is converted, never the data.
 
 Score fields (``meld``) need a ``variant``. The value is taken from the screening key named like
 the dataset score (``meld_optn2002``) when present, otherwise computed with
@@ -21,6 +30,7 @@ the dataset score (``meld_optn2002``) when present, otherwise computed with
 
 from __future__ import annotations
 
+import datetime as _dt
 import math
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
@@ -31,6 +41,40 @@ from pydantic import BaseModel, ConfigDict, field_validator, model_validator
 from hepatrial.protocol import analytes as _an
 
 Op = Literal["==", "!=", ">=", ">", "<=", "<", "in", "not_in", "between"]
+#: the kinds of eligibility input (see :class:`hepatrial.protocol.models.EligibilityInput`)
+InputKind = Literal["boolean", "number", "choice", "date"]
+INPUT_KINDS: tuple[str, ...] = InputKind.__args__  # type: ignore[attr-defined]
+#: operators each kind of input may be compared with
+KIND_OPS: dict[str, frozenset[str]] = {
+    "boolean": frozenset({"==", "!="}),
+    "choice": frozenset({"==", "!=", "in", "not_in"}),
+    "number": frozenset({"==", "!=", ">=", ">", "<=", "<", "between"}),
+    "date": frozenset({"==", "!=", ">=", ">", "<=", "<", "between"}),
+}
+
+
+def kind_problem(kind: str, value: Any, choices: Sequence[str] = ()) -> str | None:
+    """Why a typed screening value is not of its declared kind (None when it is).
+
+    ``boolean``: ``True``/``False`` only (not ``"yes"``, ``1`` or ``"true"`` text - the store
+    parses text before evaluation); ``number``: a finite int/float, not a boolean; ``choice``:
+    one of ``choices``; ``date``: a :class:`datetime.date`.
+    """
+    if kind == "boolean":
+        return None if isinstance(value, bool) else f"{value!r} is not a boolean (true or false)"
+    if kind == "number":
+        if _is_number(value) and math.isfinite(float(value)):
+            return None
+        return f"{value!r} is not a number"
+    if kind == "choice":
+        if isinstance(value, str) and value in choices:
+            return None
+        return f"{value!r} is not one of {', '.join(choices)}"
+    if kind == "date":
+        if isinstance(value, _dt.date) and not isinstance(value, _dt.datetime):
+            return None
+        return f"{value!r} is not a date"
+    raise ValueError(f"unknown input kind {kind!r}")
 
 
 @dataclass(frozen=True)
@@ -143,13 +187,13 @@ class Check(BaseModel):
             if not isinstance(v, tuple) or not v:
                 raise ValueError(f"op {self.op!r} needs a non-empty list value")
         elif self.op == "between":
-            if not (isinstance(v, tuple) and len(v) == 2 and all(_is_number(x) for x in v)):
-                raise ValueError("op 'between' needs value = [low, high] (numbers)")
+            if not (isinstance(v, tuple) and len(v) == 2 and all(_is_ordered(x) for x in v)):
+                raise ValueError("op 'between' needs value = [low, high] (numbers or dates)")
             if v[0] > v[1]:
                 raise ValueError("op 'between' needs low <= high")
         elif self.op in (">=", ">", "<=", "<"):
-            if not _is_number(v):
-                raise ValueError(f"op {self.op!r} needs a numeric value")
+            if not _is_ordered(v):
+                raise ValueError(f"op {self.op!r} needs a numeric value (or a date)")
         elif isinstance(v, tuple):
             raise ValueError(f"op {self.op!r} needs a single value, not a list")
         if self.field in SCORE_FIELDS:
@@ -237,7 +281,10 @@ class Check(BaseModel):
             return bool(v == t)
         if op == "!=":
             return bool(v != t)
-        if isinstance(v, bool) or not _is_number(v):
+        if isinstance(v, _dt.date):
+            if not all(isinstance(x, _dt.date) for x in (t if isinstance(t, tuple) else (t,))):
+                raise TypeError(f"cannot compare the date {v} with {t!r}")
+        elif isinstance(v, bool) or not _is_number(v):
             v = float(v)  # strings such as "10" are accepted; others raise
         if op == "between":
             return bool(t[0] <= v <= t[1])
@@ -257,10 +304,33 @@ def _is_number(x: Any) -> bool:
     return isinstance(x, int | float) and not isinstance(x, bool)
 
 
+def _is_ordered(x: Any) -> bool:
+    return _is_number(x) or (isinstance(x, _dt.date) and not isinstance(x, _dt.datetime))
+
+
 def evaluate_check(
-    criterion_id: str, kind: str, check: Check, screening: Mapping[str, Any]
+    criterion_id: str,
+    kind: str,
+    check: Check,
+    screening: Mapping[str, Any],
+    inputs: Mapping[str, tuple[str, Sequence[str]]] | None = None,
 ) -> CriterionResult:
-    """Evaluate ``check`` on ``screening``; never raises for bad data (returns met=None)."""
+    """Evaluate ``check`` on ``screening``; never raises for bad data (returns met=None).
+
+    ``inputs`` maps input name → ``(kind, choices)`` (the protocol's eligibility inputs): a
+    value of the wrong kind - the field itself, or an input of a score - is not compared and
+    the criterion is undecided with the reason (e.g. ``hcc: 'yes' is not a boolean``).
+    """
+    if inputs:
+        names = SCORE_FIELDS[check.field].inputs if check.field in SCORE_FIELDS else (
+            check.field,)
+        for name in names:
+            v = screening.get(name, _MISSING)
+            if name in inputs and not _is_missing(v):
+                k, choices = inputs[name]
+                why = kind_problem(k, v, choices)
+                if why is not None:
+                    return CriterionResult(criterion_id, kind, None, v, f"{name}: {why}")
     value, where = check.resolve(screening)
     if value is None:
         return CriterionResult(criterion_id, kind, None, None, where)

@@ -32,9 +32,13 @@ from pydantic import BaseModel, ConfigDict, Field, ValidationInfo, model_validat
 from hepatrial import vocab as _vocab
 from hepatrial.protocol import analytes as _an
 from hepatrial.protocol.eligibility import (
+    INPUT_KINDS,
+    KIND_OPS,
+    SCORE_FIELDS,
     Check,
     CriterionResult,
     EligibilityResult,
+    InputKind,
     combine,
     evaluate_check,
 )
@@ -159,13 +163,62 @@ class Criterion(_Sourced):
     kind: Literal["inclusion", "exclusion"]
     check: Check
 
-    def evaluate(self, screening: Mapping[str, Any]) -> CriterionResult:
+    def evaluate(
+        self,
+        screening: Mapping[str, Any],
+        inputs: Mapping[str, tuple[str, Sequence[str]]] | None = None,
+    ) -> CriterionResult:
         """Evaluate the check on screening data (see :mod:`hepatrial.protocol.eligibility`).
 
         ``met`` is whether the condition holds; for exclusions ``met=True`` means excluded.
-        ``met`` is None (with the reason) when data are missing or a score cannot be computed.
+        ``met`` is None (with the reason) when data are missing, a value is not of its declared
+        kind (``inputs``: name → (kind, choices)) or a score cannot be computed.
         """
-        return evaluate_check(self.id, self.kind, self.check, screening)
+        return evaluate_check(self.id, self.kind, self.check, screening, inputs)
+
+
+#: eligibility inputs the store computes from its own records, never entered as screening data:
+#: name -> (derived_from, kind)
+DERIVED_INPUTS: dict[str, tuple[str, str]] = {
+    "age": ("participant", "number"),
+    "sex": ("participant", "choice"),
+    "etiology": ("participant", "choice"),
+    "informed_consent": ("consent", "boolean"),
+}
+
+
+class EligibilityInput(_Sourced):
+    """One screening value the eligibility criteria read, typed by its ``kind``.
+
+    * ``boolean`` - true or false only (``"yes"``, ``1`` are refused);
+    * ``number`` - a lab value: ``analyte`` (a code of :mod:`hepatrial.protocol.analytes`,
+      also the input's name) and ``unit``, the analyte's canonical unit the criteria compare
+      in; it is entered with its unit (any unit the registry accepts, e.g. mg/dL, converted by
+      the registry, values outside the registry's hard limits refused). Or a plain number with
+      its ``unit`` (``years``) and optional hard ``minimum``/``maximum``;
+    * ``choice`` - one of the codes in ``choices``;
+    * ``date`` - an ISO date (YYYY-MM-DD).
+
+    ``derived_from`` marks the inputs the store computes from its own records instead of
+    screening data (:data:`DERIVED_INPUTS`): ``age`` (whole years at screening from the year of
+    birth), ``sex``, ``etiology`` (the participant) and ``informed_consent`` (a consent is
+    recorded).
+    """
+
+    name: str = Field(pattern=r"^[a-z][a-z0-9_]*$")
+    kind: InputKind
+    label: str = ""
+    analyte: str | None = None
+    unit: str | None = None
+    minimum: float | None = None
+    maximum: float | None = None
+    choices: tuple[str, ...] = ()
+    derived_from: Literal["participant", "consent"] | None = None
+
+    @property
+    def entered(self) -> bool:
+        """True for an input entered as screening data (not derived by the store)."""
+        return self.derived_from is None
 
 
 class Outcome(_Sourced):
@@ -388,6 +441,7 @@ class Protocol(_Model):
     etiologies: tuple[Etiology, ...] = Field(min_length=1)
     visits: tuple[Visit, ...] = Field(min_length=1)
     eligibility: tuple[Criterion, ...] = ()
+    eligibility_inputs: tuple[EligibilityInput, ...] = ()
     outcomes: tuple[Outcome, ...] = Field(min_length=1)
     primary_endpoint: PrimaryEndpoint
     analysis: AnalysisPlan
@@ -440,8 +494,24 @@ class Protocol(_Model):
 
     # ------------------------------------------------------------------ eligibility
     def screen(self, screening: Mapping[str, Any]) -> EligibilityResult:
-        """Evaluate every criterion; eligible is False/None/True (see ``eligibility.combine``)."""
-        return combine([c.evaluate(screening) for c in self.eligibility])
+        """Evaluate every criterion on typed screening data (labs in canonical units); eligible
+        is False/None/True (see ``eligibility.combine``). A value not of its input's declared
+        kind leaves its criterion undecided (never compared)."""
+        kinds = {i.name: (i.kind, i.choices) for i in self.eligibility_inputs}
+        return combine([c.evaluate(screening, kinds) for c in self.eligibility])
+
+    def eligibility_input(self, name: str) -> EligibilityInput:
+        """The eligibility input called ``name`` (KeyError naming the known inputs otherwise)."""
+        for i in self.eligibility_inputs:
+            if i.name == name:
+                return i
+        known = ", ".join(i.name for i in self.eligibility_inputs) or "none"
+        raise KeyError(f"no eligibility input {name!r} in protocol {self.name} ({known})")
+
+    @property
+    def entered_inputs(self) -> tuple[EligibilityInput, ...]:
+        """The eligibility inputs entered as screening data (not derived by the store)."""
+        return tuple(i for i in self.eligibility_inputs if i.entered)
 
     # ------------------------------------------------------------------ schedule
     def schedule(self, day0: _dt.date) -> list[ScheduledVisit]:
@@ -632,6 +702,115 @@ def _dupes(codes: Sequence[str]) -> dict[str, list[int]]:
     return {c: p for c, p in pos.items() if len(p) > 1}
 
 
+def _eligibility_input_issues(p: Protocol) -> list[Issue]:
+    """Rules of the eligibility inputs and of the criteria that read them."""
+    from hepatrial import vocab
+
+    issues: list[Issue] = []
+    add = lambda path, msg: issues.append(Issue(path, msg))  # noqa: E731
+    inputs = {i.name: i for i in p.eligibility_inputs}
+    for name, pos in _dupes([i.name for i in p.eligibility_inputs]).items():
+        for i in pos[1:]:
+            add(f"eligibility_inputs[{i}].name", f"duplicate eligibility input {name!r}")
+    vocab_codes = {"sex": vocab.codes(vocab.SEX), "etiology": ETIOLOGIES}
+    for i, inp in enumerate(p.eligibility_inputs):
+        at = f"eligibility_inputs[{i}]"
+        if inp.kind == "number":
+            if inp.unit is None:
+                add(f"{at}.unit", "a number input needs its unit (the analyte's canonical unit, "
+                    "or e.g. 'years')")
+            if inp.analyte is not None:
+                if inp.analyte not in _an.ANALYTES:
+                    add(f"{at}.analyte", f"unknown analyte {inp.analyte!r} "
+                        f"(known: {', '.join(sorted(_an.ANALYTES))})")
+                else:
+                    canon = _an.analyte(inp.analyte).unit
+                    if inp.unit is not None and (
+                        _an.normalise_unit(inp.unit) != _an.normalise_unit(canon)
+                    ):
+                        add(f"{at}.unit", f"a lab input is compared in the canonical unit of "
+                            f"{inp.analyte}, {canon!r} (other units are converted on entry)")
+                if inp.name != inp.analyte:
+                    add(f"{at}.name", f"a lab input is named as its analyte ({inp.analyte!r})")
+                for k in ("minimum", "maximum"):
+                    if getattr(inp, k) is not None:
+                        add(f"{at}.{k}", "a lab input has the analyte registry's hard limits; "
+                            f"{k} is for plain numbers")
+            elif inp.name in _an.ANALYTES:
+                add(f"{at}.analyte", f"{inp.name!r} is a lab analyte: set analyte = "
+                    f"{inp.name!r} so that its value carries its unit")
+            if inp.minimum is not None and inp.maximum is not None and inp.minimum > inp.maximum:
+                add(f"{at}.minimum", "minimum is larger than maximum")
+        else:
+            for k in ("analyte", "unit", "minimum", "maximum"):
+                if getattr(inp, k) is not None:
+                    add(f"{at}.{k}", f"{k} is only for number inputs (this one is {inp.kind})")
+        if inp.kind == "choice":
+            if not inp.choices:
+                add(f"{at}.choices", "a choice input lists its codes in choices")
+            for code, pos in _dupes(list(inp.choices)).items():
+                add(f"{at}.choices[{pos[1]}]", f"duplicate choice {code!r}")
+        elif inp.choices:
+            add(f"{at}.choices", f"choices are only for choice inputs (this one is {inp.kind})")
+        derived = DERIVED_INPUTS.get(inp.name)
+        if derived is not None:
+            src, kind = derived
+            if inp.derived_from != src:
+                add(f"{at}.derived_from", f"{inp.name!r} is computed by the store from the "
+                    f"{src} records: set derived_from = {src!r}")
+            if inp.kind != kind:
+                add(f"{at}.kind", f"{inp.name!r} is a {kind} input")
+            if inp.name == "age" and inp.unit not in (None, "years"):
+                add(f"{at}.unit", "age is in years")
+            allowed = vocab_codes.get(inp.name)
+            if allowed is not None:
+                for j, code in enumerate(inp.choices):
+                    if code not in allowed:
+                        add(f"{at}.choices[{j}]", f"unknown {inp.name} code {code!r} "
+                            f"(allowed: {', '.join(allowed)})")
+        elif inp.derived_from is not None:
+            known = ", ".join(k for k, v in DERIVED_INPUTS.items() if v[0] == inp.derived_from)
+            add(f"{at}.derived_from", f"the store derives only {known} from the "
+                f"{inp.derived_from} records, not {inp.name!r}")
+
+    for i, c in enumerate(p.eligibility):
+        at = f"eligibility[{i}].check"
+        chk = c.check
+        if chk.field in SCORE_FIELDS:
+            for name in SCORE_FIELDS[chk.field].inputs:
+                if name not in inputs:
+                    add(f"{at}.field", f"score {chk.field!r} is computed from {name!r}, which is "
+                        "not a declared eligibility input (add it to [[eligibility_inputs]] "
+                        "with its kind)")
+            continue
+        inp = inputs.get(chk.field)
+        if inp is None:
+            add(f"{at}.field", f"{chk.field!r} is not a declared eligibility input (add it to "
+                f"[[eligibility_inputs]] with its kind: {', '.join(INPUT_KINDS)})")
+            continue
+        if chk.op not in KIND_OPS[inp.kind]:
+            add(f"{at}.op", f"a {inp.kind} input is compared with "
+                f"{', '.join(sorted(KIND_OPS[inp.kind]))}, not {chk.op!r}")
+            continue
+        values = chk.value if isinstance(chk.value, tuple) else (chk.value,)
+        for j, v in enumerate(values):
+            vat = f"{at}.value" + (f"[{j}]" if isinstance(chk.value, tuple) else "")
+            if inp.kind == "boolean" and not isinstance(v, bool):
+                add(vat, f"{chk.field!r} is a boolean input: compare with true or false")
+            elif inp.kind == "choice" and v not in inp.choices:
+                add(vat, f"{v!r} is not one of the choices of {chk.field!r} "
+                    f"({', '.join(inp.choices)})")
+            elif inp.kind == "number" and (isinstance(v, bool) or not isinstance(v, int | float)):
+                add(vat, f"{chk.field!r} is a number input: compare with a number")
+            elif inp.kind == "date" and not (
+                isinstance(v, _dt.date) and not isinstance(v, _dt.datetime)
+            ):
+                add(vat, f"{chk.field!r} is a date input: compare with a date (YYYY-MM-DD)")
+        if chk.unit is not None and inp.analyte is None:
+            add(f"{at}.unit", f"{chk.field!r} is not a lab input; a threshold unit needs one")
+    return issues
+
+
 def protocol_rule_issues(p: Protocol) -> list[Issue]:
     """All cross-field rule violations of a structurally valid protocol, with key paths."""
     issues: list[Issue] = []
@@ -719,6 +898,7 @@ def protocol_rule_issues(p: Protocol) -> list[Issue]:
     for cid, pos in _dupes([c.id for c in p.eligibility]).items():
         for i in pos[1:]:
             add(f"eligibility[{i}].id", f"duplicate criterion id {cid!r}")
+    issues.extend(_eligibility_input_issues(p))
     for i, c in enumerate(p.eligibility):
         if c.check.field == "etiology":
             vals = c.check.value if isinstance(c.check.value, tuple) else (c.check.value,)
