@@ -163,6 +163,14 @@ def test_every_output_agrees(trial: Any, tmp_path: Any) -> None:
     assert enrolled["age"].tolist() == [47, 37]
     assert enrolled["cells_total"].tolist() == [7e7, 4e7]
     assert enrolled["n_administrations"].tolist() == [2, 1]
+    # ... and the rendered Table 1 (hepatrial report) shows their mean age and dose
+    from hepatrial.report import analyze
+    from hepatrial.report.tables import table1
+
+    t = table1(td, analyze(td))
+    rows = {r.label: r.cells[-1] for r in t.rows}
+    assert rows["Age, years"] == "42.0 ± 7.1"  # 47 and 37
+    assert rows["Cells infused, ×10⁶"] == "55.0 ± 21.2"  # 70 and 40 (3 + 4, and 4)
     # measured rows of the dataset are the selectors' measurements
     ds = td.dataset
     meas = ds[ds["source"] == "measured"].reset_index(drop=True)
