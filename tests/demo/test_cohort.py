@@ -174,11 +174,19 @@ def test_lowest_mean_meld_stable_in_restarts() -> None:
 
 
 def test_builtin_protocol_admits_every_synthetic_participant(cohort: C.Cohort) -> None:
+    import datetime as dt
+
     from hepatrial.demo.pipeline import PROTOCOL, _screening_data
     from hepatrial.protocol.loader import load_protocol
+    from hepatrial.trials.validators.eligibility import evaluation_data, parse_screening
 
     proto = load_protocol(PROTOCOL)
     assert proto.name == "kharaziha2009"
     for r in cohort.participants.itertuples(index=False):
-        data = {**_screening_data(r, cohort.labs), "etiology": r.etiology, "sex": r.sex}
+        scr = dt.date.fromisoformat(r.enrolment_date) - dt.timedelta(days=14)
+        yob = scr.year - int(r.age)  # as the demo screens them
+        typed = parse_screening(proto, _screening_data(r, cohort.labs), record=r.participant_id,
+                                year_of_birth=yob, screening_date=scr).typed
+        data = evaluation_data(proto, typed, sex=r.sex, etiology=r.etiology, year_of_birth=yob,
+                               screening_date=scr, consented=True)
         assert proto.screen(data).eligible is True, r.participant_id

@@ -7,13 +7,13 @@ from typing import Any
 
 import pytest
 
-#: screening data that makes a participant eligible for kharaziha2009 (SI units)
+#: screening data that makes a participant eligible for kharaziha2009 (typed by the
+#: protocol's eligibility inputs: labs with their unit)
 ELIGIBLE = {
     "cirrhosis": True,
-    "bilirubin": 40.0,
-    "creatinine": 100.0,
+    "bilirubin": {"value": 40.0, "unit": "umol/L"},
+    "creatinine": {"value": 100.0, "unit": "umol/L"},
     "inr": 1.6,
-    "sodium": 135.0,
     "dialysis": False,
     "portal_vein_patent": True,
     "hcc": False,

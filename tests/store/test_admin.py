@@ -200,6 +200,7 @@ def test_admin_visit_date_goes_through_window_check(two_sites: Any) -> None:
 
 
 def test_admin_lab_edit_is_reconverted(two_sites: Any, store: Any) -> None:
+    store.record_visit(participant="K01", visit_code="D0", actual_date="2008-01-20")
     lab = store.record_lab(
         participant="K01", visit_code="D0", analyte="creatinine", value="1.0", unit="mg/dL"
     )

@@ -30,7 +30,7 @@ setup(sys.argv[1] if len(sys.argv) > 1 else None)
 from hepatrial.trials import services as s
 from hepatrial.trials.base import ChangeReasonRequired
 from hepatrial.trials.models import Participant, ProtocolDeviation
-eligible = {"cirrhosis": True, "bilirubin": 40.0, "creatinine": 100.0, "inr": 1.6,
+eligible = {"cirrhosis": True, "bilirubin_umol_l": 40.0, "creatinine_umol_l": 100.0, "inr": 1.6,
             "dialysis": False, "portal_vein_patent": True, "hcc": False,
             "active_infection": False, "pregnant": False}
 s.screen_participant(study_id="K01", site="S01", sex="F", year_of_birth=1965,

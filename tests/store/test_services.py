@@ -120,6 +120,7 @@ def test_missed_visit_creates_deviation(enrolled: Any, store: Any) -> None:
 
 
 def test_lab_converted_to_canonical_and_kept_as_entered(enrolled: Any, store: Any) -> None:
+    store.record_visit(participant="K01", visit_code="D0", actual_date=DAY0)
     lab = store.record_lab(
         participant="K01", visit_code="D0", analyte="bilirubin", value="2.30", unit="mg/dL"
     )
@@ -142,10 +143,10 @@ def test_lab_converted_to_canonical_and_kept_as_entered(enrolled: Any, store: An
 @pytest.mark.parametrize(
     ("analyte", "value", "unit", "pattern"),
     [
-        ("bilirubin", "2.3", "mg/L", r"analyte 'bilirubin' value 2.3 unit 'mg/L'.*not accepted"),
-        ("bilirubin", "2300", "mg/dL", r"analyte 'bilirubin' value 2300 unit 'mg/dL'.*outside"),
-        ("unobtainium", "1", "g/L", r"analyte 'unobtainium'"),
-        ("creatinine", "abc", "umol/L", r"creatinine: value 'abc' is not a number"),
+        ("bilirubin", "2.3", "mg/L", r"lab bilirubin unit: bilirubin: unit 'mg/L' is not accepted"),
+        ("bilirubin", "2300", "mg/dL", r"lab bilirubin value: bilirubin: 2300.0 mg/dL .*outside"),
+        ("unobtainium", "1", "g/L", r"lab unobtainium analyte: unknown analyte 'unobtainium'"),
+        ("creatinine", "abc", "umol/L", r"lab creatinine value: 'abc' is not a number"),
     ],
 )
 def test_lab_refused_with_message(
@@ -162,6 +163,7 @@ def test_lab_refused_with_message(
 
 
 def test_update_lab_needs_reason_and_reconverts(enrolled: Any, store: Any) -> None:
+    store.record_visit(participant="K01", visit_code="D0", actual_date=DAY0)
     lab = store.record_lab(
         participant="K01", visit_code="D0", analyte="creatinine", value="1.0", unit="mg/dL"
     )
@@ -215,6 +217,7 @@ def test_administration_chain_of_identity_and_dose(enrolled: Any, store: Any) ->
     from hepatrial.trials.models import ProtocolDeviation
 
     enrol(store, study_id="K02")
+    store.record_visit(participant="K01", visit_code="D0", actual_date=DAY0)
     store.record_clinical(
         participant="K01", visit_code="D0", ascites="none", encephalopathy="none", weight_kg="80"
     )
@@ -290,9 +293,7 @@ def test_randomised_protocol_allocation_is_concealed_seeded_and_used_once(db: An
 
     proto = load_protocol("mayo-pbc")
     site = proto.sites[0].code
-    screening = {
-        "bilirubin": 30.0, "albumin": 35.0, "age": 50, "pbc": True, "cirrhosis": True,
-    }  # fmt: skip
+    screening: dict[str, Any] = {}  # mayo-pbc: etiology and consent (from the records)
     assigned = []
     for i in range(4):
         sid = f"P{i:02d}"
@@ -317,7 +318,7 @@ def test_update_participant_and_manual_deviation(enrolled: Any, store: Any) -> N
     monitor = get_user_model().objects.create_user("monitor")
     with pytest.raises(store.StoreError, match="etiology: 'NASH' is not one of"):
         store.update_participant("K01", etiology="NASH", reason="x")
-    with pytest.raises(store.StoreError, match="field 'status' cannot be changed here"):
+    with pytest.raises(store.StoreError, match="participant K01 status: cannot be changed here"):
         store.update_participant("K01", status="died", reason="x")
     p = store.update_participant("K01", etiology="HCV", reason="serology result", user=monitor)
     h = p.history.order_by("-history_id").first()
@@ -348,8 +349,8 @@ def test_clinical_items_optional_and_checked(enrolled: Any, store: Any) -> None:
     assert got == {"ascites": None, "encephalopathy": None, "ascites_present": True,
                    "hepatomegaly": None, "spider_angiomata": None,
                    "edema": "untreated_or_resolved", "histologic_stage": 2}
-    with pytest.raises(store.ChangeReasonRequired):
-        store.update_clinical(c, reason="", encephalopathy="none")
+    with pytest.raises(store.ChangeReasonRequired):  # edema was recorded: a change
+        store.update_clinical(c, reason="", edema="none")
     store.update_clinical(c, reason="assessed at the visit", encephalopathy="none",
                           spider_angiomata=False)
     c.refresh_from_db()

@@ -85,15 +85,14 @@ def _fmt_value(analyte: str, v: float) -> str:
 def _screening_data(row: Any, labs: pd.DataFrame) -> dict[str, Any]:
     d0 = labs[(labs["participant_id"] == row.participant_id) & (labs["visit"] == "D0")]
     values = dict(zip(d0["analyte"], d0["value"], strict=True))
-    return {
+    return {  # typed by the protocol's eligibility inputs: labs with their unit
         "age": float(row.age),
         "cirrhosis": True,
-        "bilirubin": float(values["bilirubin"]),
-        "creatinine": float(values["creatinine"]),
+        "bilirubin": {"value": float(values["bilirubin"]), "unit": "umol/L"},
+        "creatinine": {"value": float(values["creatinine"]), "unit": "umol/L"},
         "inr": float(values["inr"]),
-        "albumin": float(values["albumin"]),
+        "albumin": {"value": float(values["albumin"]), "unit": "g/L"},
         "portal_vein_patent": True,
-        "informed_consent": True,
         "hcc": False,
         "active_infection": False,
         "pregnant": False,

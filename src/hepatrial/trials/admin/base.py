@@ -31,7 +31,14 @@ def user_site_ids(user: Any) -> list[int]:
 
 
 class ReasonForm(forms.ModelForm):
-    """Model form that asks for a reason for change when editing a saved record."""
+    """Model form that asks for a reason for change when editing a saved record.
+
+    Subclasses may set :attr:`first_entry_free` (the first entry of a value - the field was
+    empty - is data entry and needs no reason; every later change does) and implement
+    :meth:`check_rules` to run the service's validation (``services.check_*``, no writes) so
+    that every problem of a :class:`~hepatrial.trials.validators.RuleViolation` is shown as
+    an error on its field (:attr:`rule_fields` maps a validator's field names to form fields).
+    """
 
     change_reason = forms.CharField(
         label="Reason for change",
@@ -40,15 +47,56 @@ class ReasonForm(forms.ModelForm):
         help_text="Required when changing a saved record; kept in the audit trail.",
     )
 
+    #: the first entry of a value needs no reason (only changes of stored values do)
+    first_entry_free: bool = False
+    #: validator field name -> form field name (problems on other fields go to the form top)
+    rule_fields: dict[str, str] = {}  # noqa: RUF012
+
     def clean(self) -> dict[str, Any]:
         data = super().clean()
         participant, visit = data.get("participant"), data.get("visit")
         if participant is not None and visit is not None and visit.participant_id != participant.pk:
             self.add_error("visit", f"visit {visit} belongs to another participant")
-        if self.instance.pk is not None and self.has_changed():
+        if self.instance.pk is not None and self.has_changed() and self.reason_needed(data):
             if not (data.get(REASON_FIELD) or "").strip():
                 self.add_error(REASON_FIELD, "A reason for change is required.")
+        if not self.errors:
+            from hepatrial.errors import StoreError
+            from hepatrial.trials.validators import RuleViolation
+
+            try:
+                self.check_rules(data)
+            except RuleViolation as exc:
+                self.add_rule_violation(exc)
+            except StoreError as exc:
+                self.add_error(None, str(exc))
         return data
+
+    def changed_values(self, data: dict[str, Any]) -> dict[str, Any]:
+        """The new values of the changed fields (without the reason)."""
+        return {f: data.get(f) for f in self.changed_data if f != REASON_FIELD and f in data}
+
+    def reason_needed(self, data: dict[str, Any]) -> bool:
+        """Whether this edit changes a stored value (so needs a reason for change)."""
+        changed = self.changed_values(data)
+        if not self.first_entry_free:
+            return bool(changed)
+        from hepatrial.trials.validators._common import changes_needing_reason
+
+        old = {f: self.initial.get(f) for f in changed}
+        return bool(changes_needing_reason(old, changed))
+
+    def check_rules(self, data: dict[str, Any]) -> None:
+        """Validate the values to be written through the service (no writes); raise
+        :class:`~hepatrial.trials.validators.RuleViolation`. Default: nothing to check."""
+
+    def add_rule_violation(self, exc: Any) -> None:
+        """Show each problem of a RuleViolation on its form field (record, field and reason)."""
+        for p in exc.problems:
+            name = self.rule_fields.get(p.field, p.field)
+            base = name.split(".", 1)[0]
+            target = name if name in self.fields else base if base in self.fields else None
+            self.add_error(target, str(p))
 
 
 class AuditedAdmin(SimpleHistoryAdmin):

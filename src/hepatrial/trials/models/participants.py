@@ -79,6 +79,18 @@ class EligibilityAssessment(AuditedModel):
     def __str__(self) -> str:
         return f"{self.participant} eligible={self.eligible} ({self.assessed_on})"
 
+    def save(self, *args: object, **kwargs: object) -> None:
+        """Only ``services.assess_eligibility`` makes an assessment (by evaluating the
+        protocol); a saved assessment is never changed nor moved to another participant."""
+        from hepatrial.trials.validators import eligibility as rules
+
+        record = f"participant {self.participant_id and self.participant} eligibility"
+        if not self._state.adding:
+            raise rules.refuse_assessment_change(record)
+        if not getattr(self, "_hepatrial_evaluated", False):
+            raise rules.refuse_unevaluated_assessment(record)
+        super().save(*args, **kwargs)  # type: ignore[arg-type]
+
 
 class RandomisationList(AuditedModel):
     """A generated allocation list (seeded permuted blocks, stratified by site)."""

@@ -1,42 +1,33 @@
-"""Laboratory results and clinical assessments."""
+"""Laboratory results and clinical assessments.
+
+Every write is judged by :mod:`hepatrial.trials.validators.lab` /
+:mod:`~hepatrial.trials.validators.clinical` on create and on change (the whole record after the
+change); the ``check_*`` functions run the same validation without writing (the admin forms use
+them). A result needs a visit that has been done.
+"""
 
 from __future__ import annotations
 
-from decimal import Decimal, InvalidOperation
+from collections.abc import Mapping
 from typing import Any
 
 from hepatrial.trials.base import require_reason
 from hepatrial.trials.models import (
-    Ascites,
     ClinicalAssessment,
-    Edema,
-    Encephalopathy,
     LabResult,
     Participant,
+    Visit,
 )
 from hepatrial.trials.services._common import (
     StoreError,
-    _apply_changes,
-    _choice,
-    _opt_date,
     _participant,
     _user,
     _visit,
 )
-
-
-def _to_text(value: Any, what: str) -> str:
-    if value is None or isinstance(value, bool):
-        raise StoreError(f"{what}: value {value!r} is not a number")
-    if isinstance(value, float):
-        text = repr(float(value))  # also numpy floats (their repr names the type)
-    else:
-        text = str(value).strip()
-    try:
-        Decimal(text)
-    except InvalidOperation:
-        raise StoreError(f"{what}: value {value!r} is not a number") from None
-    return text
+from hepatrial.trials.validators import RuleViolation
+from hepatrial.trials.validators._common import Problem, changes_needing_reason
+from hepatrial.trials.validators.clinical import CLINICAL_ITEMS, validate_clinical
+from hepatrial.trials.validators.lab import LabValue, lab_value_columns, validate_lab
 
 
 def canonical_lab(
@@ -45,19 +36,69 @@ def canonical_lab(
     """``(value_text, unit, canonical value, canonical unit, LOINC)`` via the analyte registry.
 
     Raises :class:`StoreError` naming analyte, unit and value for an unknown analyte or unit
-    or a value outside the analyte's plausible range.
+    or a value outside the analyte's plausible range (the lab rule of
+    :func:`hepatrial.trials.validators.lab.lab_value_columns`).
     """
     from hepatrial.protocol import analytes
+    from hepatrial.trials.validators.lab import value_text
 
-    text = _to_text(value, f"{what} {analyte}")
+    _canon, _units, problems = lab_value_columns([analyte], [value], [unit])
+    if problems:
+        raise RuleViolation(problems.problems(f"{what} lab {analyte}"))
+    a = analytes.analyte(analyte)
+    text = value_text(value)
+    assert text is not None
+    return text, str(unit).strip(), float(_canon[0]), a.unit, a.loinc
+
+
+def _reason_for(old: Mapping[str, Any], new: Mapping[str, Any], reason: str | None,
+                what: str) -> str | None:
+    """None when nothing changes; else the reason (required when a stored value changes; the
+    first entry of an empty value is data entry)."""
+    changed = {k: v for k, v in new.items() if old.get(k) != v}
+    if not changed:
+        return None
+    needing = changes_needing_reason(old, changed)
+    if needing:
+        return require_reason(reason, f"changing {what} ({', '.join(needing)})")
+    return (reason or "").strip() or f"data entry: {', '.join(sorted(changed))} entered"
+
+
+def _lab_record(p: Any, v: Visit, analyte: str) -> str:
+    return f"participant {p} visit {v.code} lab {analyte}"
+
+
+def check_lab(
+    *,
+    participant: Participant | str,
+    visit_code: Any,
+    analyte: str,
+    value: Any,
+    unit: str,
+    specimen_date: Any = None,
+    lab: LabResult | None = None,
+) -> LabValue:
+    """Validate a lab result (new, or with ``lab`` the record after a change) without writing.
+
+    An empty ``specimen_date`` is the visit's date. Returns the checked value."""
+    p = _participant(participant)
+    v = _visit(p, visit_code)
+    record = _lab_record(p, v, analyte)
+    problems: list[Problem] = []
+    if lab is None and LabResult.objects.filter(visit=v, analyte=analyte).exists():
+        problems.append(Problem(record, "analyte", "already recorded for this visit (correct "
+                                "it with update_lab and a reason)"))
     try:
-        a = analytes.analyte(analyte)
-        canon = analytes.to_canonical(analyte, float(Decimal(text)), str(unit))
-    except (analytes.AnalyteError, KeyError) as exc:
-        raise StoreError(
-            f"{what}: analyte {analyte!r} value {text} unit {unit!r} refused: {exc}"
-        ) from None
-    return text, str(unit).strip(), float(canon), a.unit, a.loinc
+        checked = validate_lab(
+            record=record, analyte=analyte, value=value, unit=unit,
+            specimen_date=specimen_date if specimen_date not in (None, "") else v.actual_date,
+            visit_date=v.actual_date, visit_status=v.status,
+        )
+    except RuleViolation as exc:
+        problems.extend(exc.problems)
+    if problems:
+        raise RuleViolation(problems)
+    return checked
 
 
 def record_lab(
@@ -73,71 +114,61 @@ def record_lab(
 ) -> LabResult:
     """Record a lab value: kept as entered (text) and converted to the analyte's canonical unit.
 
-    One value per (visit, analyte); a second one is refused (use :func:`update_lab`).
+    One value per (visit, analyte); a second one is refused (use :func:`update_lab`). The visit
+    must have been done; the specimen date defaults to the visit's date.
     """
     p = _participant(participant)
     v = _visit(p, visit_code)
-    what = f"participant {p} visit {v.code}"
-    text, unit, canon, canon_unit, loinc = canonical_lab(analyte, value, unit, what)
-    if LabResult.objects.filter(visit=v, analyte=analyte).exists():
-        raise StoreError(f"{what}: {analyte} already recorded (use update_lab with a reason)")
+    c = check_lab(participant=p, visit_code=v, analyte=analyte, value=value, unit=unit,
+                  specimen_date=specimen_date)
     lab = LabResult(
         participant=p,
         visit=v,
         analyte=analyte,
-        loinc=loinc,
-        value_as_entered=text,
-        unit_as_entered=unit,
-        value=canon,
-        unit=canon_unit,
+        loinc=c.loinc,
+        value_as_entered=c.value_as_entered,
+        unit_as_entered=c.unit_as_entered,
+        value=c.value,
+        unit=c.unit,
         laboratory=str(laboratory or ""),
-        specimen_date=_opt_date(specimen_date, f"{what} {analyte} specimen_date") or v.actual_date,
+        specimen_date=c.specimen_date,
     )
     lab.save(user=_user(user))
     return lab
 
 
-def update_lab(lab: LabResult, *, reason: str, user: Any = None, **changes: Any) -> LabResult:
+def update_lab(
+    lab: LabResult, *, reason: str | None = None, user: Any = None, **changes: Any
+) -> LabResult:
     """Correct a lab result (``value``, ``unit``, ``laboratory``, ``specimen_date``).
 
-    A new value or unit is re-converted to the canonical unit."""
-    reason = require_reason(reason, f"changing lab result {lab}")
-    what = f"participant {lab.participant} visit {lab.visit.code}"
+    The whole result is validated again and a new value or unit is re-converted to the
+    canonical unit. A reason is needed unless only empty fields are filled (data entry)."""
+    what = _lab_record(lab.participant, lab.visit, lab.analyte)
     allowed = {"value", "unit", "laboratory", "specimen_date"}
-    bad = set(changes) - allowed
+    bad = sorted(set(changes) - allowed)
     if bad:
-        raise StoreError(f"{what} {lab.analyte}: fields {sorted(bad)} cannot be changed")
-    if "value" in changes or "unit" in changes:
-        text, unit, canon, canon_unit, _ = canonical_lab(
-            lab.analyte,
-            changes.get("value", lab.value_as_entered),
-            changes.get("unit", lab.unit_as_entered),
-            what,
-        )
-        lab.value_as_entered, lab.unit_as_entered, lab.value, lab.unit = (
-            text,
-            unit,
-            canon,
-            canon_unit,
-        )
-    if "laboratory" in changes:
-        lab.laboratory = str(changes["laboratory"])
-    if "specimen_date" in changes:
-        lab.specimen_date = _opt_date(changes["specimen_date"], f"{what} specimen_date")
-    lab.save(user=_user(user), reason=reason)
+        raise RuleViolation([Problem(what, k, "cannot be changed (allowed: "
+                                     f"{', '.join(sorted(allowed))})") for k in bad])
+    c = check_lab(
+        participant=lab.participant, visit_code=lab.visit, analyte=lab.analyte,
+        value=changes.get("value", lab.value_as_entered),
+        unit=changes.get("unit", lab.unit_as_entered),
+        specimen_date=changes.get("specimen_date", lab.specimen_date), lab=lab,
+    )
+    old = {"value_as_entered": lab.value_as_entered, "unit_as_entered": lab.unit_as_entered,
+           "laboratory": lab.laboratory, "specimen_date": lab.specimen_date}
+    new = {"value_as_entered": c.value_as_entered, "unit_as_entered": c.unit_as_entered,
+           "laboratory": str(changes.get("laboratory", lab.laboratory) or ""),
+           "specimen_date": c.specimen_date}
+    why = _reason_for(old, new, reason, what)
+    if why is None:
+        return lab
+    lab.value_as_entered, lab.unit_as_entered = c.value_as_entered, c.unit_as_entered
+    lab.value, lab.unit = c.value, c.unit
+    lab.laboratory, lab.specimen_date = new["laboratory"], new["specimen_date"]
+    lab.save(user=_user(user), reason=why)
     return lab
-
-
-def _weight(value: Any, what: str) -> Decimal | None:
-    if value is None or (isinstance(value, str) and not value.strip()):
-        return None
-    try:
-        w = Decimal(str(value).strip())
-    except InvalidOperation:
-        raise StoreError(f"{what} weight_kg: {value!r} is not a number") from None
-    if not Decimal("20") <= w <= Decimal("300"):
-        raise StoreError(f"{what} weight_kg: {value} kg is outside 20-300 kg")
-    return w.quantize(Decimal("0.01"))
 
 
 #: optional clinical items beyond the Child-Pugh ones: field -> kind
@@ -150,25 +181,34 @@ CLINICAL_SIGNS: dict[str, str] = {
 }
 
 
-def _optional_choice(value: Any, choices: type, what: str) -> str | None:
-    """None (not assessed) or one of ``choices``."""
-    return None if value is None else _choice(value, choices, what)
+def _clinical_values(c: ClinicalAssessment) -> dict[str, Any]:
+    return {k: getattr(c, k) for k in CLINICAL_ITEMS}
 
 
-def _clinical_sign(name: str, value: Any, what: str) -> Any:
-    """Check one optional clinical sign (None = not assessed)."""
-    if value is None:
-        return None
-    kind = CLINICAL_SIGNS[name]
-    if kind == "bool":
-        if not isinstance(value, bool):
-            raise StoreError(f"{what} {name}: {value!r} is not true/false")
-        return value
-    if kind == "edema":
-        return _choice(value, Edema, f"{what} edema")
-    if isinstance(value, bool) or not isinstance(value, int) or not 1 <= value <= 4:
-        raise StoreError(f"{what} {name}: {value!r} is not a stage 1-4")
-    return value
+def check_clinical(
+    *,
+    participant: Participant | str,
+    visit_code: Any,
+    values: Mapping[str, Any],
+    assessment: ClinicalAssessment | None = None,
+) -> dict[str, Any]:
+    """Validate a clinical assessment (new, or with ``assessment`` the record after a change)
+    without writing; returns the typed items."""
+    p = _participant(participant)
+    v = _visit(p, visit_code)
+    record = f"participant {p} visit {v.code} clinical"
+    problems: list[Problem] = []
+    if assessment is None and ClinicalAssessment.objects.filter(visit=v).exists():
+        problems.append(Problem(record, "visit", "a clinical assessment is already recorded "
+                                "for this visit (correct it with update_clinical)"))
+    try:
+        typed = validate_clinical(record=record, values=values, visit_date=v.actual_date,
+                                  visit_status=v.status)
+    except RuleViolation as exc:
+        problems.extend(exc.problems)
+    if problems:
+        raise RuleViolation(problems)
+    return typed
 
 
 def record_clinical(
@@ -182,50 +222,55 @@ def record_clinical(
     user: Any = None,
     **signs: Any,
 ) -> ClinicalAssessment:
-    """Record the bedside assessment of a visit (one per visit).
+    """Record the bedside assessment of a visit (one per visit; the visit must have been done).
 
     ``ascites`` (Child-Pugh grade) and ``encephalopathy`` may be None (not assessed). Further
     optional items as keywords: ``ascites_present``, ``hepatomegaly``, ``spider_angiomata``
     (bool), ``edema`` (none / untreated_or_resolved / despite_diuretics), ``histologic_stage``
-    (1-4).
+    (1-4). ``weight_kg`` must be a plausible adult weight (22.7-340.2 kg, see
+    :data:`hepatrial.trials.validators.clinical.WEIGHT_KG`).
     """
     p = _participant(participant)
     v = _visit(p, visit_code)
-    what = f"participant {p} visit {v.code}"
-    unknown = sorted(set(signs) - set(CLINICAL_SIGNS))
-    if unknown:
-        raise StoreError(f"{what}: unknown clinical item(s) {', '.join(unknown)}")
-    if ClinicalAssessment.objects.filter(visit=v).exists():
-        raise StoreError(f"{what}: clinical assessment already recorded (use update_clinical)")
-    c = ClinicalAssessment(
-        participant=p,
-        visit=v,
-        ascites=_optional_choice(ascites, Ascites, f"{what} ascites"),
-        encephalopathy=_optional_choice(encephalopathy, Encephalopathy, f"{what} encephalopathy"),
-        dialysis_last_week=bool(dialysis_last_week),
-        weight_kg=_weight(weight_kg, what),
-        **{k: _clinical_sign(k, val, what) for k, val in signs.items()},
-    )
+    values = {"ascites": ascites, "encephalopathy": encephalopathy,
+              "dialysis_last_week": dialysis_last_week, "weight_kg": weight_kg, **signs}
+    typed = check_clinical(participant=p, visit_code=v, values=values)
+    c = ClinicalAssessment(participant=p, visit=v, **typed)
     c.save(user=_user(user))
     return c
 
 
 def update_clinical(
-    assessment: ClinicalAssessment, *, reason: str, user: Any = None, **changes: Any
+    assessment: ClinicalAssessment, *, reason: str | None = None, user: Any = None,
+    **changes: Any,
 ) -> ClinicalAssessment:
     """Correct a clinical assessment (ascites, encephalopathy, dialysis_last_week, weight_kg and
-    the optional items of :data:`CLINICAL_SIGNS`; None = not assessed)."""
-    reason = require_reason(reason, f"changing {assessment}")
-    what = str(assessment.visit)
-    if "ascites" in changes:
-        _optional_choice(changes["ascites"], Ascites, f"{what} ascites")
-    if "encephalopathy" in changes:
-        _optional_choice(changes["encephalopathy"], Encephalopathy, f"{what} encephalopathy")
-    if "weight_kg" in changes:
-        changes["weight_kg"] = _weight(changes["weight_kg"], what)
-    for k in set(changes) & set(CLINICAL_SIGNS):
-        changes[k] = _clinical_sign(k, changes[k], what)
-    allowed = {"ascites", "encephalopathy", "dialysis_last_week", "weight_kg", *CLINICAL_SIGNS}
-    if _apply_changes(assessment, changes, allowed, what):
-        assessment.save(user=_user(user), reason=reason)
+    the optional items of :data:`CLINICAL_SIGNS`; None = not assessed). The whole record is
+    validated again; a reason is needed unless only items not assessed before are filled."""
+    values = {**_clinical_values(assessment), **changes}
+    typed = check_clinical(participant=assessment.participant, visit_code=assessment.visit,
+                           values=values, assessment=assessment)
+    old = _clinical_values(assessment)
+    changed = {k: typed[k] for k in old if old[k] != typed[k]}
+    if not changed:
+        return assessment
+    if old["dialysis_last_week"] is False:
+        old["dialysis_last_week"] = None  # the default, not an entry
+    why = _reason_for(old, changed, reason, str(assessment))
+    for k, val in typed.items():
+        setattr(assessment, k, val)
+    assessment.save(user=_user(user), reason=why)
     return assessment
+
+
+__all__ = [
+    "CLINICAL_SIGNS",
+    "StoreError",
+    "canonical_lab",
+    "check_clinical",
+    "check_lab",
+    "record_clinical",
+    "record_lab",
+    "update_clinical",
+    "update_lab",
+]

@@ -1,4 +1,10 @@
-"""Visit schedule, visit dates, missed visits and protocol deviations."""
+"""Visit schedule, visit dates, missed visits and protocol deviations.
+
+Every write is judged by :mod:`hepatrial.trials.validators.visit` (create and change); the
+window status is the protocol's classification (one implementation:
+:meth:`hepatrial.protocol.models.Visit.classify`, via
+:func:`~hepatrial.trials.validators.visit.window_status`).
+"""
 
 from __future__ import annotations
 
@@ -10,22 +16,30 @@ from django.utils import timezone
 
 from hepatrial.trials.base import require_reason
 from hepatrial.trials.models import (
-    DeviationCategory,
+    ClinicalAssessment,
     Participant,
     ProtocolDeviation,
     Visit,
     VisitStatus,
 )
+from hepatrial.trials.models.choices import DeviationCategory
 from hepatrial.trials.services._common import (
     StoreError,
-    _apply_changes,
-    _choice,
-    _date,
     _participant,
     _user,
     _visit,
 )
 from hepatrial.trials.services.protocol import active_protocol
+from hepatrial.trials.validators import RuleViolation
+from hepatrial.trials.validators._common import Problem, changes_needing_reason
+from hepatrial.trials.validators.visit import (
+    VisitDate,
+    validate_deviation,
+    validate_not_done,
+    validate_visit_change,
+    validate_visit_date,
+    window_status,
+)
 
 
 def schedule_visits(*, participant: Participant | str, user: Any = None) -> list[Visit]:
@@ -58,12 +72,24 @@ def schedule_visits(*, participant: Participant | str, user: Any = None) -> list
 
 
 def _classify(visit: Visit, actual: _dt.date, day0: _dt.date) -> tuple[str, int]:
+    """``(status, study day)`` of ``visit`` done on ``actual``: the protocol's window
+    classification of the window stored with the visit."""
     day = (actual - day0).days
-    if day < visit.nominal_day + visit.window_lower:
-        return VisitStatus.EARLY, day
-    if day > visit.nominal_day + visit.window_upper:
-        return VisitStatus.LATE, day
-    return VisitStatus.IN_WINDOW, day
+    return window_status(visit.nominal_day, visit.window_lower, visit.window_upper, day), day
+
+
+def check_visit_date(
+    *, participant: Participant | str, visit_code: str, actual_date: Any
+) -> VisitDate:
+    """Validate the actual date of a visit (first entry or change) without writing; returns the
+    date, its study day and window status."""
+    p = _participant(participant)
+    v = _visit(p, visit_code)
+    return validate_visit_date(
+        record=f"participant {p} visit {v.code}", actual_date=actual_date,
+        enrolment_date=p.enrolment_date, nominal_day=v.nominal_day,
+        window_lower=v.window_lower, window_upper=v.window_upper,
+    )
 
 
 def record_visit(
@@ -85,14 +111,13 @@ def record_visit(
     v = _visit(p, visit_code)
     user = _user(user)
     what = f"participant {p} visit {v.code}"
-    actual = _date(actual_date, f"{what} actual_date")
-    if p.enrolment_date is None:
-        raise StoreError(f"participant {p}: not enrolled (no day 0)")
-    status, day = _classify(v, actual, p.enrolment_date)
+    checked = check_visit_date(participant=p, visit_code=v.code, actual_date=actual_date)
+    actual, status, day = checked.actual_date, checked.status, checked.day
     if v.actual_date is not None or v.status in (VisitStatus.MISSED, VisitStatus.NOT_DONE):
         if v.actual_date == actual:
             return v
-        why = require_reason(reason, f"changing the date of {what} (recorded {v.actual_date})")
+        was = v.actual_date or v.status
+        why = require_reason(reason, f"changing the date of {what} (recorded {was})")
     else:
         why = reason.strip() if reason and reason.strip() else "visit recorded"
     with transaction.atomic():
@@ -127,8 +152,8 @@ def mark_visit_not_done(
     p = _participant(participant)
     v = _visit(p, visit_code)
     what = f"participant {p} visit {v.code}"
-    if status not in (VisitStatus.MISSED, VisitStatus.NOT_DONE):
-        raise StoreError(f"{what}: status must be missed or not_done, got {status!r}")
+    n_results = v.labs.count() + ClinicalAssessment.objects.filter(visit=v).count()
+    validate_not_done(record=what, status=status, n_results=n_results)
     why = require_reason(reason, f"marking {what} {status}")
     user = _user(user)
     with transaction.atomic():
@@ -147,17 +172,40 @@ def mark_visit_not_done(
     return v
 
 
-def update_visit(visit: Visit, *, reason: str, user: Any = None, **changes: Any) -> Visit:
-    """Correct a visit's ``label`` or ``scheduled_date``.
+def check_visit_change(visit: Visit, changes: dict[str, Any]) -> dict[str, Any]:
+    """Validate a correction of a visit's ``label``/``scheduled_date`` without writing."""
+    return validate_visit_change(
+        record=f"participant {visit.participant} visit {visit.code}", changes=changes)
+
+
+def check_deviation(
+    *, participant: Participant | str, category: Any, description: Any, date: Any
+) -> tuple[str, str, _dt.date]:
+    """Validate a protocol deviation (new, or the record after a change) without writing."""
+    p = _participant(participant)
+    return validate_deviation(record=f"participant {p} deviation", category=category,
+                              description=description, date=date)
+
+
+def update_visit(
+    visit: Visit, *, reason: str | None = None, user: Any = None, **changes: Any
+) -> Visit:
+    """Correct a visit's ``label`` or ``scheduled_date`` (a reason is needed unless the value
+    was empty: the first entry of a value is data entry).
 
     Use :func:`record_visit` for the date a visit was done."""
-    reason = require_reason(reason, f"changing visit {visit}")
-    if "scheduled_date" in changes:
-        changes["scheduled_date"] = _date(
-            changes["scheduled_date"], f"visit {visit} scheduled_date"
-        )
-    if _apply_changes(visit, changes, {"label", "scheduled_date"}, f"visit {visit}"):
-        visit.save(user=_user(user), reason=reason)
+    what = f"participant {visit.participant} visit {visit.code}"
+    new = validate_visit_change(record=what, changes=changes)
+    old = {k: getattr(visit, k) for k in new}
+    changed = {k: v for k, v in new.items() if old[k] != v}
+    if not changed:
+        return visit
+    needing = changes_needing_reason(old, changed)
+    why = (require_reason(reason, f"changing {what} ({', '.join(needing)})") if needing
+           else (reason or "").strip() or f"data entry: {', '.join(sorted(changed))} entered")
+    for k, v in changed.items():
+        setattr(visit, k, v)
+    visit.save(user=_user(user), reason=why)
     return visit
 
 
@@ -174,14 +222,43 @@ def record_deviation(
     """Record a protocol deviation found by a person (``detected_by`` = their username)."""
     p = _participant(participant)
     u = _user(user)
-    d = ProtocolDeviation(
+    visit = _visit(p, visit_code) if visit_code else None
+    category, description, d = validate_deviation(
+        record=f"participant {p} deviation", category=category, description=description,
+        date=date)
+    dev = ProtocolDeviation(
         participant=p,
-        visit=_visit(p, visit_code) if visit_code else None,
-        category=_choice(category, DeviationCategory, f"participant {p} deviation category"),
-        description=str(description),
-        date=_date(date, f"participant {p} deviation date"),
+        visit=visit,
+        category=category,
+        description=description,
+        date=d,
         major=bool(major),
         detected_by=u.get_username(),
     )
-    d.save(user=u)
-    return d
+    dev.save(user=u)
+    return dev
+
+
+def update_deviation(
+    deviation: ProtocolDeviation, *, reason: str, user: Any = None, **changes: Any
+) -> ProtocolDeviation:
+    """Correct a deviation's ``category``, ``description``, ``date`` or ``major`` (a reason is
+    always needed: a deviation is never empty)."""
+    what = f"participant {deviation.participant} deviation"
+    bad = sorted(set(changes) - {"category", "description", "date", "major"})
+    if bad:
+        raise RuleViolation([Problem(what, k, "cannot be changed here (allowed: category, "
+                                     "description, date, major)") for k in bad])
+    category, description, d = validate_deviation(
+        record=what, category=changes.get("category", deviation.category),
+        description=changes.get("description", deviation.description),
+        date=changes.get("date", deviation.date))
+    major = bool(changes.get("major", deviation.major))
+    new = {"category": category, "description": description, "date": d, "major": major}
+    if all(getattr(deviation, k) == v for k, v in new.items()):
+        return deviation
+    why = require_reason(reason, f"changing {what}")
+    for k, v in new.items():
+        setattr(deviation, k, v)
+    deviation.save(user=_user(user), reason=why)
+    return deviation

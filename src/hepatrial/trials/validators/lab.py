@@ -1,0 +1,222 @@
+"""The rules of a laboratory result (and of every lab value entered elsewhere, e.g. screening).
+
+A lab value is entered with its unit. The analyte registry (:mod:`hepatrial.protocol.analytes`)
+knows the analyte, the units it accepts and their factor to the canonical (SI) unit, and the
+hard limits outside which a value is impossible - most often a unit mistake such as bilirubin
+2.7 typed in mg/dL but labelled µmol/L. The registry's :func:`~hepatrial.protocol.analytes.
+to_canonical_array` / :func:`~hepatrial.protocol.analytes.to_canonical` apply those limits: the
+same limits for the lab form, the lab service, the importers and the screening labs.
+
+Rules (each problem names the record, the field and the reason):
+
+* ``analyte``: a registered analyte code;
+* ``unit``: a unit the registry accepts for the analyte (``mg/dL`` for bilirubin is converted);
+* ``value``: a finite number (text as entered, e.g. ``"2.30"``; not a boolean, not ``1,5``),
+  inside the analyte's hard limits once converted;
+* ``specimen_date``: an ISO date, not in the future;
+* ``visit``: the visit has been done - it has an actual date and is neither missed nor not done
+  (a result of a visit that did not happen cannot exist; record the visit first).
+
+Column-wise API for importers (numpy arrays, pandas Series or lists, one element per row):
+:func:`lab_value_columns` (analyte, value, unit → canonical values and problems) and
+:func:`lab_columns` (all the rules above). :func:`validate_lab` is the one-record form used by
+the services (create and change) and, through them, the admin.
+"""
+
+from __future__ import annotations
+
+import datetime as _dt
+from collections.abc import Sequence
+from dataclasses import dataclass
+from decimal import Decimal, InvalidOperation
+from typing import Any
+
+import numpy as np
+
+from hepatrial.trials.validators._common import ColumnProblems, RuleViolation, date_problems
+from hepatrial.trials.validators.visit import visit_done_columns
+
+__all__ = ["LabValue", "lab_columns", "lab_value_columns", "validate_lab", "value_text"]
+
+
+@dataclass(frozen=True)
+class LabValue:
+    """A lab value that passed every rule: as entered and in the canonical unit."""
+
+    analyte: str
+    value_as_entered: str
+    unit_as_entered: str
+    value: float
+    unit: str
+    loinc: str
+    specimen_date: _dt.date | None
+
+
+def value_text(value: Any) -> str | None:
+    """The value as entered, as text (``2.30`` stays ``"2.30"``; a float keeps its repr), or
+    None when it is not a number (None, a boolean, ``"abc"``, ``"1,5"``, NaN, infinity)."""
+    if value is None or isinstance(value, bool | np.bool_):
+        return None
+    if isinstance(value, float | np.floating):
+        text = repr(float(value))
+    else:
+        text = str(value).strip()
+    try:
+        d = Decimal(text)
+    except InvalidOperation:
+        return None
+    return text if d.is_finite() else None
+
+
+def _numbers(values: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+    """Floats of a column and the mask of values that are not numbers."""
+    if values.dtype.kind in "iuf":
+        nums = values.astype(float)
+        return nums, ~np.isfinite(nums)
+    if values.dtype.kind == "b":
+        return np.full(values.shape, np.nan), np.ones(values.shape, dtype=bool)
+    nums = np.full(values.shape, np.nan)
+    try:  # fast path: every cell is numeric text or a number
+        if any(isinstance(v, bool | np.bool_) or v is None for v in values):
+            raise ValueError
+        nums = np.char.strip(values.astype(str)).astype(float)
+    except (ValueError, TypeError):
+        for i, v in enumerate(values):
+            text = value_text(v)
+            if text is not None:
+                nums[i] = float(text)
+    return nums, ~np.isfinite(nums)
+
+
+def lab_value_columns(
+    analyte: Any, value: Any, unit: Any
+) -> tuple[np.ndarray, np.ndarray, ColumnProblems]:
+    """Column-wise: analyte known, unit accepted, value a number inside the hard limits.
+
+    Args:
+        analyte, value, unit: one element per row (arrays, Series, lists; ``analyte``/``unit``
+            may be a single string for every row). Values may be text as entered or numbers.
+
+    Returns:
+        ``(canonical, canonical_unit, problems)``: the values in the canonical unit (NaN where a
+        rule failed), the canonical unit per row and a :class:`ColumnProblems` with fields
+        ``analyte``, ``unit``, ``value``.
+    """
+    from hepatrial.protocol import analytes
+
+    vals = np.asarray(value, dtype=object).reshape(-1)
+    n = len(vals)
+    codes = np.broadcast_to(np.asarray(analyte, dtype=object), (n,))
+    units = np.broadcast_to(np.asarray(unit, dtype=object), (n,))
+    problems = ColumnProblems(n)
+    nums, not_number = _numbers(vals)
+    problems.add_each("value", not_number, lambda i: f"{vals[i]!r} is not a number")
+    canonical = np.full(n, np.nan)
+    canon_unit = np.full(n, "", dtype=object)
+    keys = np.array([f"{c}\x00{u}" for c, u in zip(codes, units, strict=True)], dtype=object)
+    for key in dict.fromkeys(keys.tolist()):
+        rows = keys == key
+        code, u = key.split("\x00", 1)
+        if code not in analytes.ANALYTES:
+            known = ", ".join(sorted(analytes.ANALYTES))
+            problems.add("analyte", rows, f"unknown analyte {code!r} (known: {known})")
+            continue
+        a = analytes.analyte(code)
+        canon_unit[rows] = a.unit
+        try:
+            a.factor(u)
+        except analytes.AnalyteError as exc:
+            problems.add("unit", rows, str(exc))
+            continue
+        ok = rows & ~not_number
+        if not ok.any():
+            continue
+        try:
+            canonical[ok] = analytes.to_canonical_array(code, nums[ok], u)
+        except analytes.RangeError:  # which ones: ask the registry value by value
+            whys = np.full(n, None, dtype=object)
+            for i in np.flatnonzero(ok):
+                try:
+                    canonical[i] = analytes.to_canonical(code, float(nums[i]), u)
+                except analytes.RangeError as exc:
+                    whys[i] = str(exc)
+            problems.add("value", np.not_equal(whys, None), whys)
+    return canonical, canon_unit, problems
+
+
+def lab_columns(
+    *,
+    analyte: Any,
+    value: Any,
+    unit: Any,
+    specimen_date: Any = None,
+    visit_date: Any = None,
+    visit_status: Any = None,
+    check_visit: bool = True,
+    today: _dt.date | None = None,
+) -> tuple[np.ndarray, ColumnProblems]:
+    """Every rule of a lab result, column-wise (see the module docstring).
+
+    ``visit_date``/``visit_status`` are the facts of each row's visit (its actual date and
+    status once the import has recorded the visits it brings); ``check_visit=False`` leaves the
+    visit rule out (for lab values that belong to no visit, e.g. screening data).
+
+    Returns ``(canonical values, problems)``; problem fields are ``analyte``, ``unit``,
+    ``value``, ``specimen_date`` and ``visit``.
+    """
+    canonical, _units, problems = lab_value_columns(analyte, value, unit)
+    n = problems.n
+    if specimen_date is not None:
+        date_problems(problems, "specimen_date", np.broadcast_to(
+            np.asarray(specimen_date, dtype=object), (n,)), today_=today)
+    if check_visit:
+        problems.merge(visit_done_columns(
+            np.broadcast_to(np.asarray(visit_date, dtype=object), (n,)),
+            np.broadcast_to(np.asarray(visit_status, dtype=object), (n,)),
+        ))
+    return canonical, problems
+
+
+def validate_lab(
+    *,
+    record: str,
+    analyte: str,
+    value: Any,
+    unit: str,
+    specimen_date: Any = None,
+    visit_date: Any = None,
+    visit_status: str | None = None,
+    today: _dt.date | None = None,
+) -> LabValue:
+    """One lab result (create or change): every rule, all problems at once.
+
+    ``specimen_date`` None means the visit's date (filled in by the service). Raises
+    :class:`RuleViolation` naming ``record`` (e.g. ``participant K01 visit W1 lab bilirubin``).
+    """
+    from hepatrial.protocol import analytes
+
+    canonical, problems = lab_columns(
+        analyte=[analyte], value=[value], unit=[unit], specimen_date=[specimen_date],
+        visit_date=[visit_date], visit_status=[visit_status], today=today,
+    )
+    if problems:
+        raise RuleViolation(problems.problems(record))
+    a = analytes.analyte(analyte)
+    text = value_text(value)
+    assert text is not None  # the value rule passed
+    spec = _first_date(specimen_date)
+    return LabValue(analyte, text, str(unit).strip(), float(canonical[0]), a.unit, a.loinc, spec)
+
+
+def _first_date(value: Any) -> _dt.date | None:
+    from hepatrial.trials.validators._common import as_dates
+
+    d, _bad = as_dates([value])
+    return None if np.isnat(d[0]) else d[0].item()
+
+
+def lab_records(participants: Sequence[str], visits: Sequence[str], analytes: Sequence[str]
+                ) -> list[str]:
+    """Record names ``participant P visit V lab A`` for column-wise problems."""
+    return [f"participant {p} visit {v} lab {a}"
+            for p, v, a in zip(participants, visits, analytes, strict=True)]
