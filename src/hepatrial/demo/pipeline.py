@@ -158,7 +158,8 @@ def load_into_store(c: _cohort.Cohort, labs_csv: Path, db: Path) -> Any:
             user=user)
     from hepatrial.ingest.importer import import_labs
 
-    import_labs(labs_csv, db=db)  # what `hepatrial import labs FILE --db DB` does
+    result = import_labs(labs_csv, db=db)  # what `hepatrial import labs FILE --db DB` does
+    print(f"import labs {labs_csv.name}: {result.rows} rows: {result.summary()}")
     for r in c.participants.itertuples(index=False):
         services.change_status(participant=r.participant_id, status="completed",
                                date=_dt.date.fromisoformat(r.status_date),
