@@ -333,6 +333,8 @@ def parse_screening(
     for key, value in data.items():
         key = str(key)
         inp = names.get(key)
+        if is_empty(value) and (inp is not None or key in known):
+            continue  # an input not given (empty) is not screening data
         lab = inp is not None and inp.analyte is not None and inp.entered
         if lab and isinstance(value, Mapping) and set(value) == {"value", "unit"}:
             # {"value": v, "unit": u} under the input's name
