@@ -34,7 +34,7 @@ def test_kharaziha_release_spec_is_isct_with_provenance() -> None:
     spec = {t.name: t for t in _spec().release_spec}
     assert list(spec) == [
         "cd73", "cd90", "cd105", "cd45", "cd34", "cd14_or_cd11b", "cd79a_or_cd19", "hla_dr",
-        "viability", "sterility", "endotoxin", "mycoplasma",
+        "viability", "sterility", "gram_stain", "endotoxin", "mycoplasma", "cell_count",
     ]  # fmt: skip
     for name in ("cd73", "cd90", "cd105"):
         assert (spec[name].min, spec[name].max, spec[name].unit) == (95, None, "%")
@@ -138,11 +138,11 @@ source = "assumed"
     proto, issues = validate_text(bad, "bad.toml")
     assert proto is None
     text_issues = "\n".join(map(str, issues))
-    assert "product.release_spec[12].name: duplicate release test 'cd73'" in text_issues
-    assert "product.release_spec[13]: a qualitative test (expected) has no min/max" in text_issues
-    assert "product.release_spec[14].unit: a quantitative test needs its unit" in text_issues
-    assert "product.release_spec[15].min: min is larger than max" in text_issues
-    assert "product.release_spec[16]: give min and/or max" in text_issues
+    assert "product.release_spec[14].name: duplicate release test 'cd73'" in text_issues
+    assert "product.release_spec[15]: a qualitative test (expected) has no min/max" in text_issues
+    assert "product.release_spec[16].unit: a quantitative test needs its unit" in text_issues
+    assert "product.release_spec[17].min: min is larger than max" in text_issues
+    assert "product.release_spec[18]: give min and/or max" in text_issues
 
 
 # ---------------------------------------------------------------------- validators (pure)

@@ -43,7 +43,8 @@ NOT_PUBLISHED = ("W1", "W2", "W4", "W8")
 RELEASE_TESTS = {
     "cd73": 98.5, "cd90": 99.1, "cd105": 97.0, "cd45": 0.4, "cd34": 0.6, "cd14_or_cd11b": 0.8,
     "cd79a_or_cd19": 0.3, "hla_dr": 1.2, "viability": 92.0, "sterility": "no growth",
-    "endotoxin": 0.1, "mycoplasma": "negative",
+    "endotoxin": 0.1, "mycoplasma": "negative", "gram_stain": "no organisms seen",
+    "cell_count": 40e6,
 }  # fmt: skip
 
 

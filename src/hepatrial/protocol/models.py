@@ -287,20 +287,25 @@ class AnalysisPlan(_Sourced):
 
 
 ReleaseOutcome = Literal["pass", "fail", "invalid"]
+#: outcome of one test of a batch's release assessment (:meth:`Product.release_assessment`):
+#: ``missing`` = no result; ``pending`` = no result yet, allowed at release because its rapid
+#: substitute passed (``pending_with``)
+AssessmentOutcome = Literal["pass", "fail", "invalid", "missing", "pending"]
 
 
 def _is_number(v: Any) -> bool:
     return isinstance(v, int | float) and not isinstance(v, bool) and math.isfinite(v)
 
 
-class ReleaseTest(_Sourced):
-    """One release test of the cell product and its acceptance criterion.
+class AcceptanceTest(_Sourced):
+    """A test with its acceptance criterion: a release test or an in-process control.
 
     Quantitative (``min`` and/or ``max`` in ``unit``, bounds inclusive) or qualitative
     (``expected``, e.g. ``"negative"``, ``"no growth"``; compared ignoring case and surrounding
     spaces). A result is the measured value — a number in ``unit`` for a quantitative test, a
     text for a qualitative one — or ``{"value": ..., "unit": ...}`` naming its unit, which must
-    then be the test's unit (results are never converted). See :meth:`assess`.
+    then be the test's unit (results are never converted). See :meth:`assess`. ``method`` and
+    ``sample_point`` say how and where it is tested (printed on the certificate of analysis).
     """
 
     name: str = Field(pattern=_NAME, description="result key, e.g. cd73, viability, sterility")
@@ -308,6 +313,8 @@ class ReleaseTest(_Sourced):
     min: float | None = Field(default=None, description="lowest acceptable value (inclusive)")
     max: float | None = Field(default=None, description="highest acceptable value (inclusive)")
     expected: str | None = Field(default=None, description="required qualitative result")
+    method: str = Field(default="", description="test method and its reference")
+    sample_point: str = Field(default="", description="where and when the sample is taken")
 
     @property
     def qualitative(self) -> bool:
@@ -324,7 +331,9 @@ class ReleaseTest(_Sourced):
             return f"{self.min:g}-{self.max:g}{u}"
         if self.min is not None:
             return f">= {self.min:g}{u}"
-        return f"<= {self.max:g}{u}"
+        if self.max is not None:
+            return f"<= {self.max:g}{u}"
+        return f"a number in {self.unit}" if self.unit else "a number"
 
     def assess(self, result: Any) -> tuple[ReleaseOutcome, str]:
         """``("pass" | "fail" | "invalid", reason)`` of one recorded result (reason "" on pass).
@@ -333,27 +342,13 @@ class ReleaseTest(_Sourced):
         qualitative one, another unit, a percentage outside 0-100); ``fail``: a valid result
         outside the acceptance criterion.
         """
-        value = result
-        if isinstance(result, Mapping):
-            extra = sorted(set(result) - {"value", "unit"})
-            if "value" not in result or extra:
-                return "invalid", 'give the result as a value or as {"value": ..., "unit": ...}'
-            value = result["value"]
-            unit = result.get("unit")
-            if unit is not None and str(unit) != self.unit:
-                return "invalid", f"unit {unit!r} is not the specification's unit {self.unit!r}"
+        value, problem = self._value(result)
+        if problem:
+            return "invalid", problem
         if self.expected is not None:
-            if not isinstance(value, str) or not value.strip():
-                return "invalid", (
-                    f"{value!r} is not a qualitative result (expected {self.expected!r})"
-                )
             if value.strip().casefold() != self.expected.strip().casefold():
                 return "fail", f"{value!r} does not meet the specification {self.criterion}"
             return "pass", ""
-        if not _is_number(value):
-            return "invalid", f"{value!r} is not a number in {self.unit or 'the test unit'}"
-        if self.unit == "%" and not 0 <= value <= 100:
-            return "invalid", f"{value!r} % is not a percentage (0-100)"
         if (self.min is not None and value < self.min) or (
             self.max is not None and value > self.max
         ):
@@ -361,27 +356,337 @@ class ReleaseTest(_Sourced):
             return "fail", f"{value:g}{u} does not meet the specification {self.criterion}"
         return "pass", ""
 
+    def _value(self, result: Any) -> tuple[Any, str]:
+        """The value of a result and "" — or (None, why it is not a result of this test)."""
+        value = result
+        if isinstance(result, Mapping):
+            extra = sorted(set(result) - {"value", "unit"})
+            if "value" not in result or extra:
+                return None, 'give the result as a value or as {"value": ..., "unit": ...}'
+            value = result["value"]
+            unit = result.get("unit")
+            if unit is not None and str(unit) != self.unit:
+                return None, f"unit {unit!r} is not the specification's unit {self.unit!r}"
+        if self.expected is not None:
+            if not isinstance(value, str) or not value.strip():
+                return None, f"{value!r} is not a qualitative result (expected {self.expected!r})"
+            return value, ""
+        if not _is_number(value):
+            return None, f"{value!r} is not a number in {self.unit or 'the test unit'}"
+        if self.unit == "%" and not 0 <= value <= 100:
+            return None, f"{value!r} % is not a percentage (0-100)"
+        return value, ""
+
+
+class InProcessControl(AcceptanceTest):
+    """An in-process control of a manufacturing step: passage number, cumulative population
+    doublings, confluence at passage, cell count and viability at harvest (FACT-JACIE
+    International Standards, process controls; EU GMP Part IV for ATMPs §10)."""
+
+
+class ReleaseTest(AcceptanceTest):
+    """One release test of the cell product and its acceptance criterion.
+
+    Besides the fixed criterion of :class:`AcceptanceTest`:
+
+    * ``max_per_kg_dose``: a limit per kg of body weight per dose for a concentration result
+      (unit ``X/mL``): ``result × dose volume (mL) / weight (kg) <= max_per_kg_dose`` in
+      ``X/kg``. Endotoxin limits are set this way: K/M with K the threshold pyrogenic dose,
+      5 EU/kg for parenteral routes other than intrathecal (Ph. Eur. 5.1.10; USP <85>).
+    * ``dose_range``: the result (a cell count in ``cells``) must lie in the protocol's dose
+      range: ``cells_min``-``cells_max`` cells, or per kg of the participant's weight when the
+      dose rule is per kg.
+    * ``pending_with``: the result may still be pending at release when the rapid test named
+      here has passed (sterility culture takes up to 14 days, Ph. Eur. 2.6.1/2.6.27; a Gram
+      stain is the rapid release test of a fresh product, FACT-JACIE; a later positive culture
+      is investigated and the investigator informed).
+
+    These need the batch's context (weight, dose volume): judge them with
+    :meth:`Product.assess_release`; :meth:`assess` judges the fixed criterion only.
+    """
+
+    max_per_kg_dose: float | None = Field(
+        default=None, gt=0, description="limit per kg body weight per dose (unit X/kg)"
+    )
+    dose_range: bool = Field(default=False, description="result must be in the dose range")
+    pending_with: str | None = Field(
+        default=None, description="rapid test whose pass allows release before this result"
+    )
+
+    @property
+    def per_kg_unit(self) -> str:
+        """Unit of ``max_per_kg_dose`` (``EU/mL`` → ``EU/kg``)."""
+        return self.unit[: -len("/mL")] + "/kg" if self.unit.endswith("/mL") else ""
+
+    @property
+    def full_criterion(self) -> str:
+        """Every part of the criterion as text, for certificates and listings."""
+        if self.dose_range and self.min is None and self.max is None:
+            parts = ["in the protocol's dose range"]
+        else:
+            parts = [self.criterion] + (["in the protocol's dose range"] if self.dose_range
+                                        else [])
+        if self.max_per_kg_dose is not None:
+            parts.append(f"<= {self.max_per_kg_dose:g} {self.per_kg_unit} per dose")
+        return "; ".join(parts)
+
+
+@dataclass(frozen=True)
+class TestAssessment:
+    """The verdict on one release test of a batch (:meth:`Product.release_assessment`)."""
+
+    name: str
+    outcome: AssessmentOutcome
+    reason: str
+    criterion: str
+    result: Any = None
+
+    @property
+    def met(self) -> bool:
+        """True when this test does not stop a release (passed, or pending as allowed)."""
+        return self.outcome in ("pass", "pending")
+
+
+class TemperatureRange(_Sourced):
+    """An allowed temperature range in °C (bounds inclusive)."""
+
+    min_c: float
+    max_c: float
+
+    def contains(self, celsius: float) -> bool:
+        """True when ``celsius`` is within the range."""
+        return self.min_c <= celsius <= self.max_c
+
+    @property
+    def text(self) -> str:
+        """``2 to 8 °C``."""
+        return f"{self.min_c:g} to {self.max_c:g} °C"
+
+
+class StartingMaterial(_Sourced):
+    """The starting material collected from the patient (autologous), as received by the
+    manufacturing facility: what it is, where it is collected, the acceptable volume, the
+    anticoagulant, the transport temperature and the longest time from collection to the start
+    of processing (acceptance at receipt: FACT-JACIE; 21 CFR 1271.265 receipt)."""
+
+    kind: Literal[
+        "bone_marrow_aspirate", "peripheral_blood_apheresis", "adipose_tissue",
+        "umbilical_cord", "other"
+    ]  # fmt: skip
+    collection_site: str = ""
+    volume_ml_min: float = Field(gt=0)
+    volume_ml_max: float = Field(gt=0)
+    anticoagulant: str = ""
+    transport_temp_c: TemperatureRange | None = None
+    max_hours_to_processing: float | None = Field(default=None, gt=0)
+
+    def volume_ok(self, volume_ml: float) -> bool:
+        """True when a collected volume is in the acceptable range (inclusive)."""
+        return self.volume_ml_min <= volume_ml <= self.volume_ml_max
+
+
+class ManufacturingStep(_Sourced):
+    """One step of the manufacturing process and its in-process controls."""
+
+    code: str = Field(pattern=_NAME)
+    label: str
+    description: str = ""
+    controls: tuple[InProcessControl, ...] = ()
+
+    def control(self, name: str) -> InProcessControl | None:
+        """The in-process control called ``name`` (None when the step has none)."""
+        return next((c for c in self.controls if c.name == name), None)
+
 
 class Product(_Sourced):
-    """The investigational cell product, how it is given, and its release specification.
+    """The investigational cell product, how it is made, released, kept and given.
 
-    ``release_spec`` lists the release tests a batch must pass before it may be given (the
-    store refuses to release a batch without a result meeting every test, and refuses to
-    release at all when the protocol has no specification).
+    * the **dose rule**: ``cells_min``-``cells_max`` cells in total (``dose_basis = "total"``)
+      or per kg of body weight (``"per_kg"``), in ``volume_ml`` of ``vehicle``, by one of
+      ``routes`` (:meth:`dose_problem`);
+    * ``starting_material`` and the ``manufacturing`` steps with their in-process controls;
+    * ``release_spec``: the release tests a batch must pass before it may be given (the store
+      refuses to release a batch without a result meeting every test, and refuses to release
+      at all when the protocol has no specification; :meth:`release_assessment`);
+    * ``shelf_life_hours`` from formulation to the start of infusion, and the storage and
+      transport temperature ranges.
     """
 
     name: str
-    cells_min: float = Field(gt=0, description="minimum dose, cells")
-    cells_max: float = Field(gt=0, description="maximum dose, cells")
+    cells_min: float = Field(gt=0, description="minimum dose, cells (or cells/kg)")
+    cells_max: float = Field(gt=0, description="maximum dose, cells (or cells/kg)")
     dose_basis: Literal["total", "per_kg"] = "total"
     volume_ml: float = Field(gt=0)
     vehicle: str = ""
     routes: tuple[Route, ...] = Field(min_length=1)
+    starting_material: StartingMaterial | None = None
+    manufacturing: tuple[ManufacturingStep, ...] = ()
     release_spec: tuple[ReleaseTest, ...] = ()
+    shelf_life_hours: float | None = Field(
+        default=None, gt=0, description="from formulation to the start of infusion"
+    )
+    storage_temp_c: TemperatureRange | None = None
+    transport_temp_c: TemperatureRange | None = None
 
     def release_test(self, name: str) -> ReleaseTest | None:
         """The release test called ``name`` (None when the specification has none)."""
         return next((t for t in self.release_spec if t.name == name), None)
+
+    def step(self, code: str) -> ManufacturingStep | None:
+        """The manufacturing step with this code (None when there is none)."""
+        return next((s for s in self.manufacturing if s.code == code), None)
+
+    # ------------------------------------------------------------------ dose rule
+    @property
+    def dose_unit(self) -> str:
+        """``cells`` or ``cells/kg``."""
+        return "cells" if self.dose_basis == "total" else "cells/kg"
+
+    def dose_range_cells(self, weight_kg: float | None = None) -> tuple[float, float] | None:
+        """The dose range in total cells: ``(cells_min, cells_max)``, or times the weight when
+        the dose is per kg (None when it is per kg and no weight is known)."""
+        if self.dose_basis == "total":
+            return (self.cells_min, self.cells_max)
+        if weight_kg is None or not _is_number(weight_kg) or weight_kg <= 0:
+            return None
+        return (self.cells_min * weight_kg, self.cells_max * weight_kg)
+
+    def dose_problem(self, cells_total: float, weight_kg: float | None = None) -> str | None:
+        """Why ``cells_total`` is outside the dose rule, or None when it is inside.
+
+        Total: ``cells_min <= cells_total <= cells_max``; per kg: ``cells_total / weight_kg``
+        against the range (a missing weight is a problem: the dose cannot be judged).
+        """
+        if self.dose_basis == "per_kg":
+            if weight_kg is None or not _is_number(weight_kg) or weight_kg <= 0:
+                return ("the dose is per kg of body weight and no weight is recorded: "
+                        "the dose cannot be checked")
+            dose = cells_total / weight_kg
+        else:
+            dose = cells_total
+        if self.cells_min <= dose <= self.cells_max:
+            return None
+        per = ""
+        if self.dose_basis == "per_kg":
+            per = f" ({cells_total:.4g} cells / {weight_kg:g} kg)"
+        return (f"dose {dose:.4g} {self.dose_unit}{per} is outside the protocol's range "
+                f"{self.cells_min:.4g}-{self.cells_max:.4g} {self.dose_unit}")
+
+    # ------------------------------------------------------------------ release
+    def assess_release(
+        self,
+        test: ReleaseTest | str,
+        result: Any,
+        *,
+        weight_kg: float | None = None,
+        volume_ml: float | None = None,
+    ) -> tuple[ReleaseOutcome, str]:
+        """``("pass" | "fail" | "invalid", reason)`` of one result against every part of its
+        test's criterion: the fixed one (:meth:`ReleaseTest.assess`), the per-kg-per-dose
+        limit (``result × volume_ml / weight_kg``; ``volume_ml`` defaults to the protocol's
+        dose volume) and the dose range (per kg from ``weight_kg`` when the dose is per kg).
+        A criterion that needs a weight nobody recorded is ``invalid`` (never assumed met)."""
+        t = self.release_test(test) if isinstance(test, str) else test
+        if t is None:
+            return "invalid", f"{test!r} is not a test of the protocol's release specification"
+        outcome, reason = t.assess(result)
+        if outcome != "pass":
+            return outcome, reason
+        value, _ = t._value(result)
+        fails: list[str] = []
+        if t.dose_range:
+            rng = self.dose_range_cells(weight_kg)
+            if rng is None:
+                return "invalid", ("the dose range is per kg: the participant's weight is "
+                                   "needed to judge the cell count")
+            if not rng[0] <= value <= rng[1]:
+                fails.append(f"{value:.4g} {t.unit} is outside the dose range "
+                             f"{rng[0]:.4g}-{rng[1]:.4g} cells")
+        if t.max_per_kg_dose is not None:
+            if weight_kg is None or not _is_number(weight_kg) or weight_kg <= 0:
+                return "invalid", (f"the limit {t.max_per_kg_dose:g} {t.per_kg_unit} per dose "
+                                   "needs the participant's weight")
+            vol = self.volume_ml if volume_ml is None else volume_ml
+            per_kg = value * vol / weight_kg
+            if per_kg > t.max_per_kg_dose:
+                fails.append(
+                    f"{value:g} {t.unit} x {vol:g} mL / {weight_kg:g} kg = {per_kg:.3g} "
+                    f"{t.per_kg_unit} per dose exceeds {t.max_per_kg_dose:g} {t.per_kg_unit}"
+                )
+        if fails:
+            return "fail", "; ".join(fails)
+        return "pass", ""
+
+    def release_assessment(
+        self,
+        results: Mapping[str, Any],
+        *,
+        weight_kg: float | None = None,
+        volume_ml: float | None = None,
+    ) -> tuple[TestAssessment, ...]:
+        """The verdict on every test of the release specification, in its order.
+
+        ``results``: test name → result (a test with no entry, or ``None``, has no result).
+        A test without a result is ``missing`` — or ``pending`` when its ``pending_with`` rapid
+        test passed (release before the final sterility result). Results for names that are
+        not in the specification are not judged here (the store refuses them on entry).
+        """
+        first: dict[str, tuple[ReleaseOutcome, str]] = {}
+        for t in self.release_spec:
+            r = results.get(t.name)
+            if r is not None:
+                first[t.name] = self.assess_release(t, r, weight_kg=weight_kg,
+                                                    volume_ml=volume_ml)
+        out = []
+        for t in self.release_spec:
+            r = results.get(t.name)
+            crit = t.full_criterion
+            if r is not None:
+                outcome, reason = first[t.name]
+                out.append(TestAssessment(t.name, outcome, reason, crit, r))
+            elif t.pending_with is not None and first.get(t.pending_with, ("", ""))[0] == "pass":
+                out.append(TestAssessment(t.name, "pending", f"result pending; released on "
+                                          f"{t.pending_with} (rapid release)", crit))
+            else:
+                why = "no result"
+                if t.pending_with is not None:
+                    why += f" (and the rapid test {t.pending_with} has not passed)"
+                out.append(TestAssessment(t.name, "missing", why, crit))
+        return tuple(out)
+
+    def spec_rows(self) -> list[dict[str, Any]]:
+        """The release specification as plain rows ``{test, unit, min, max, expected}`` (null
+        where not applicable): the JSON of ``hepatrial product spec --json``."""
+        return [
+            {"test": t.name, "unit": t.unit or None, "min": t.min, "max": t.max,
+             "expected": t.expected}
+            for t in self.release_spec
+        ]
+
+    def summary(self) -> dict[str, Any]:
+        """The product as a plain dict without provenance (``Protocol.summary_dict``): every
+        setting, the release specification as ``{name, unit, min, max, expected}`` rows."""
+
+        def strip(obj: Any) -> Any:
+            if isinstance(obj, dict):
+                return {k: strip(v) for k, v in obj.items() if k not in _PROV_KEYS}
+            if isinstance(obj, list):
+                return [strip(x) for x in obj]
+            return obj
+
+        out = strip(self.model_dump(mode="json"))
+        out["release_spec"] = [
+            {"name": t.name, "unit": t.unit, "min": t.min, "max": t.max, "expected": t.expected}
+            for t in self.release_spec
+        ]
+        return out
+
+    # ------------------------------------------------------------------ shelf life
+    def expiry(self, formulated_at: _dt.datetime) -> _dt.datetime | None:
+        """End of shelf life: ``formulated_at + shelf_life_hours`` (None without a shelf life)."""
+        if self.shelf_life_hours is None:
+            return None
+        return formulated_at + _dt.timedelta(hours=self.shelf_life_hours)
 
 
 @dataclass(frozen=True)
@@ -682,15 +987,7 @@ class Protocol(_Model):
             "tests": list(a.paired_tests),
             "multiplicity": a.multiplicity,
             "etiologies": list(self.etiologies),
-            "product": None
-            if self.product is None
-            else self.product.model_dump(
-                mode="json",
-                exclude={
-                    **dict.fromkeys(_PROV_KEYS, True),
-                    "release_spec": {"__all__": _PROV_KEYS},
-                },
-            ),
+            "product": None if self.product is None else self.product.summary(),
         }
 
 
@@ -995,30 +1292,103 @@ def protocol_rule_issues(p: Protocol) -> list[Issue]:
             add(f"sources.{k}", "names no top-level setting of the protocol")
 
     # product
-    if p.product is not None and p.product.cells_min > p.product.cells_max:
-        add("product.cells_min", "cells_min is larger than cells_max")
     if p.product is not None:
-        spec = p.product.release_spec
-        for name, pos in _dupes([t.name for t in spec]).items():
-            for i in pos[1:]:
-                add(f"product.release_spec[{i}].name",
-                    f"duplicate release test {name!r} (first at release_spec[{pos[0]}])")
-        for i, t in enumerate(spec):
-            at = f"product.release_spec[{i}]"
-            if t.expected is not None:
-                if t.min is not None or t.max is not None:
-                    add(at, "a qualitative test (expected) has no min/max")
-                if not t.expected.strip():
-                    add(f"{at}.expected", "expected result is empty")
-            elif t.min is None and t.max is None:
-                add(at, "give min and/or max (quantitative) or expected (qualitative)")
-            elif not t.unit:
-                add(f"{at}.unit", "a quantitative test needs its unit")
-            if t.min is not None and t.max is not None and t.min > t.max:
-                add(f"{at}.min", "min is larger than max")
+        issues.extend(_product_issues(p.product))
     if p.safety is not None:
         issues.extend(_safety_issues(p))
     return issues
+
+
+def _test_issues(t: AcceptanceTest, at: str) -> list[Issue]:
+    """Rules of one test with an acceptance criterion (release test or in-process control)."""
+    issues: list[Issue] = []
+    add = lambda path, msg: issues.append(Issue(path, msg))  # noqa: E731
+    dose_range = isinstance(t, ReleaseTest) and t.dose_range
+    if t.expected is not None:
+        if t.min is not None or t.max is not None:
+            add(at, "a qualitative test (expected) has no min/max")
+        if not t.expected.strip():
+            add(f"{at}.expected", "expected result is empty")
+    elif t.min is None and t.max is None and not dose_range:
+        add(at, "give min and/or max (quantitative) or expected (qualitative)")
+    elif not t.unit:
+        add(f"{at}.unit", "a quantitative test needs its unit")
+    if t.min is not None and t.max is not None and t.min > t.max:
+        add(f"{at}.min", "min is larger than max")
+    return issues
+
+
+def _range_issues(r: TemperatureRange | None, at: str) -> list[Issue]:
+    if r is not None and r.min_c > r.max_c:
+        return [Issue(f"{at}.min_c", "min_c is larger than max_c")]
+    return []
+
+
+def _product_issues(pr: Product) -> list[Issue]:
+    """Cross-field rules of the product: dose range, starting material, manufacturing steps
+    and their controls, release specification, temperature ranges."""
+    issues: list[Issue] = []
+    add = lambda path, msg: issues.append(Issue(path, msg))  # noqa: E731
+    if pr.cells_min > pr.cells_max:
+        add("product.cells_min", "cells_min is larger than cells_max")
+    sm = pr.starting_material
+    if sm is not None:
+        if sm.volume_ml_min > sm.volume_ml_max:
+            add("product.starting_material.volume_ml_min",
+                "volume_ml_min is larger than volume_ml_max")
+        issues.extend(_range_issues(sm.transport_temp_c,
+                                    "product.starting_material.transport_temp_c"))
+    issues.extend(_range_issues(pr.storage_temp_c, "product.storage_temp_c"))
+    issues.extend(_range_issues(pr.transport_temp_c, "product.transport_temp_c"))
+
+    for code, pos in _dupes([s.code for s in pr.manufacturing]).items():
+        for i in pos[1:]:
+            add(f"product.manufacturing[{i}].code",
+                f"duplicate step code {code!r} (first at manufacturing[{pos[0]}])")
+    for i, step in enumerate(pr.manufacturing):
+        for name, pos in _dupes([c.name for c in step.controls]).items():
+            for j in pos[1:]:
+                add(f"product.manufacturing[{i}].controls[{j}].name",
+                    f"duplicate control {name!r} (first at controls[{pos[0]}])")
+        for j, c in enumerate(step.controls):
+            issues.extend(_test_issues(c, f"product.manufacturing[{i}].controls[{j}]"))
+
+    spec = pr.release_spec
+    names = [t.name for t in spec]
+    for name, pos in _dupes(names).items():
+        for i in pos[1:]:
+            add(f"product.release_spec[{i}].name",
+                f"duplicate release test {name!r} (first at release_spec[{pos[0]}])")
+    for i, t in enumerate(spec):
+        at = f"product.release_spec[{i}]"
+        issues.extend(_test_issues(t, at))
+        if t.max_per_kg_dose is not None and (t.qualitative or not t.unit.endswith("/mL")):
+            add(f"{at}.max_per_kg_dose", "a limit per kg per dose is for a concentration "
+                "result (a quantitative test whose unit ends in /mL)")
+        if t.dose_range:
+            if t.qualitative or t.unit != "cells":
+                add(f"{at}.dose_range", "the dose range applies to a cell count (unit 'cells')")
+            elif pr.dose_basis == "per_kg" and (t.min is not None or t.max is not None):
+                add(f"{at}.min", "the dose is per kg: the cell-count limits come from the "
+                    "participant's weight (give no min/max)")
+            elif pr.dose_basis == "total" and (
+                (t.min is not None and t.min != pr.cells_min)
+                or (t.max is not None and t.max != pr.cells_max)
+            ):
+                add(f"{at}.min", f"min/max of a dose-range test must be the dose range "
+                    f"{pr.cells_min:g}-{pr.cells_max:g} cells")
+        if t.pending_with is not None:
+            rapid = pr.release_test(t.pending_with)
+            if t.pending_with == t.name:
+                add(f"{at}.pending_with", "a test cannot be its own rapid release test")
+            elif rapid is None:
+                add(f"{at}.pending_with", f"{t.pending_with!r} is not a test of the release "
+                    f"specification ({', '.join(names)})")
+            elif rapid.pending_with is not None:
+                add(f"{at}.pending_with", f"the rapid test {t.pending_with!r} must itself have "
+                    "a result at release (it has pending_with)")
+    return issues
+
 
 def _safety_issues(p: Protocol) -> list[Issue]:
     """Rules of the [safety] section that need the rest of the protocol (the section's own
