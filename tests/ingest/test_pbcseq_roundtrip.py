@@ -10,8 +10,8 @@ import pandas as pd
 import pytest
 
 from hepatrial.ingest import export
-from hepatrial.ingest.importer import import_visits
 from hepatrial.ingest.report import ImportRefused
+from hepatrial.ingest.visits import import_visits
 
 from .conftest import store_counts
 

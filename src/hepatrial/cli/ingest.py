@@ -59,9 +59,11 @@ def _run_import(kind: str, file: Path, db: Path | None, dry_run: bool, reason: s
                 anchor = _dt.date.fromisoformat(day0) if day0 else None
             except ValueError:
                 raise ImportFileError(f"--day0 {day0!r} is not a date (YYYY-MM-DD)") from None
-            result = importer.import_visits(file, map_name or "", db=db, dry_run=dry_run,
-                                            reason=reason, user=user, rejects_path=rejects_path,
-                                            day0=anchor)
+            from hepatrial.ingest.visits import import_visits
+
+            result = import_visits(file, map_name or "", db=db, dry_run=dry_run,
+                                   reason=reason, user=user, rejects_path=rejects_path,
+                                   day0=anchor)
     except ImportFileError as exc:
         console.print(f"[red]error:[/red] {exc}")
         raise typer.Exit(2) from None

@@ -1,4 +1,5 @@
-"""``import labs`` and ``import visits``: validate the whole file, then write all-or-nothing.
+"""``import labs`` (and the store access ``import visits`` shares): validate the whole file, then
+write all-or-nothing. ``import visits`` is :func:`hepatrial.ingest.visits.import_visits`.
 
 Sequence for both importers:
 
@@ -38,7 +39,7 @@ from hepatrial.ingest.validate import (
     validate_labs,
 )
 
-__all__ = ["StoreIndex", "import_labs", "import_visits"]
+__all__ = ["StoreIndex", "import_labs", "refuse_missing_sqlite"]
 
 
 # --------------------------------------------------------------------------- store access
@@ -486,24 +487,3 @@ def _lab_model() -> Any:
     from hepatrial.trials.models import LabResult
 
     return LabResult
-
-
-# --------------------------------------------------------------------------- visits (wide)
-
-
-def import_visits(
-    path: str | Path,
-    map_name: str | Path,
-    *,
-    db: str | Path | None = None,
-    dry_run: bool = False,
-    reason: str | None = None,
-    user: str | None = None,
-    rejects_path: str | Path | None = None,
-    day0: _dt.date | None = None,
-) -> ImportResult:
-    """Import a wide visits file through an import map (see :mod:`hepatrial.ingest.visits`)."""
-    from hepatrial.ingest.visits import import_visits as _impl
-
-    return _impl(path, map_name, db=db, dry_run=dry_run, reason=reason, user=user,
-                 rejects_path=rejects_path, day0=day0)
