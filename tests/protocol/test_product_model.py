@@ -346,3 +346,26 @@ def test_per_kg_dose_range_test_takes_no_limits() -> None:
     got = _issues("", text)
     assert ("product.release_spec[13].min: the dose is per kg: the cell-count limits come from "
             "the participant's weight (give no min/max)") in got
+
+
+def test_cli_validate_names_every_bad_product_key(tmp_path: Any) -> None:
+    from typer.testing import CliRunner
+
+    from hepatrial.cli import app
+
+    text = _text().replace('anticoagulant = "heparin"', 'anticoagulant = "heparin"\nvolume = 5')
+    text = text.replace("[product.transport_temp_c]\nmin_c = 2",
+                        "[product.transport_temp_c]\nmin_c = 12")
+    text = text.replace('method = "Gram stain"', 'method = "Gram stain"\nsample = "x"')
+    f = tmp_path / "bad.toml"
+    f.write_text(text, encoding="utf-8")
+    r = CliRunner().invoke(app, ["protocol", "validate", str(f)])
+    assert r.exit_code == 2
+    out = r.output
+    assert "product.starting_material.volume: unknown key" in out
+    assert "product.release_spec[10].sample: unknown key" in out
+    f.write_text(_text().replace("[product.transport_temp_c]\nmin_c = 2",
+                                 "[product.transport_temp_c]\nmin_c = 12"), encoding="utf-8")
+    r = CliRunner().invoke(app, ["protocol", "validate", str(f)])
+    assert r.exit_code == 2
+    assert "product.transport_temp_c.min_c: min_c is larger than max_c" in r.output
