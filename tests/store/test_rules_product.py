@@ -384,6 +384,9 @@ def test_infusion_after_withdrawal_and_other_fields_refused(store: Any, product:
         store.update_administration(product["admin"], reason="x", participant="K02")
     with pytest.raises(store.ChangeReasonRequired):
         store.update_administration(product["admin"], reason=" ", operator="op2")
+    a = store.update_administration(product["admin"], cells_per_kg=5e5)  # first entry
+    h = a.history.order_by("-history_id").first()
+    assert (a.cells_per_kg, h.history_change_reason) == (5e5, "data entry: cells_per_kg entered")
 
 
 def test_check_administration_is_the_validator(store: Any, product: Any) -> None:
@@ -488,10 +491,15 @@ def test_update_product_batch_runs_the_same_rules(store: Any, product: Any) -> N
         store.update_product_batch("B-K01", reason="x", release_date=DAY0 + ONE)
     with pytest.raises(RuleViolation, match=r"batch already given to K01 \(1 administration"):
         store.update_product_batch("B-K01", reason="x", participant="K02")
-    with pytest.raises(store.ChangeReasonRequired):
-        store.update_product_batch("B-K01", reason="", coi_identifier="X")
-    b = store.update_product_batch("B-K01", reason="label read again", coi_identifier="A0001")
+    # the first entry of a value is data entry; a change of a stored value needs a reason
+    b = store.update_product_batch("B-K01", coi_identifier="A0001")
     assert b.coi_identifier == "A0001" and b.released
+    h = b.history.order_by("-history_id").first()
+    assert h.history_change_reason == "data entry: coi_identifier entered"
+    with pytest.raises(store.ChangeReasonRequired, match="coi_identifier"):
+        store.update_product_batch("B-K01", reason="", coi_identifier="A0002")
+    b = store.update_product_batch("B-K01", reason="label read again", coi_identifier="A0002")
+    assert b.coi_identifier == "A0002"
     b = store.update_product_batch("B-K01-U", reason="wrong patient", participant="K02")
     assert b.participant.study_id == "K02"
     assert CellProductBatch.objects.get(batch_id="B-K01").release_tests == RELEASE_TESTS

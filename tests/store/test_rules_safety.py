@@ -202,6 +202,15 @@ def test_update_refuses_unknown_fields_and_needs_a_reason(store: Any, safety: An
     n = ae.history.count()
     store.update_adverse_event(ae, reason="nothing new", outcome="recovered")
     assert ae.history.count() == n  # nothing changed: nothing written
+    # the first entry of a value is data entry (no reason); a later change needs one
+    death = store.record_adverse_event(participant="K01", term="Hepatic failure", grade=5,
+                                       serious=True, relatedness="possible",
+                                       onset_date=DAY0 + 5 * ONE, outcome="fatal")
+    death = store.update_adverse_event(death, resolution_date=DAY0 + 6 * ONE)
+    h = death.history.order_by("-history_id").first()
+    assert h.history_change_reason == "data entry: resolution_date entered"
+    with pytest.raises(store.ChangeReasonRequired, match="resolution_date"):
+        store.update_adverse_event(death, resolution_date=DAY0 + 7 * ONE)
 
 
 def test_admin_change_form_has_no_participant_and_needs_a_reason(store: Any,
@@ -214,3 +223,22 @@ def test_admin_change_form_has_no_participant_and_needs_a_reason(store: Any,
     assert r.status_code == 200 and "A reason for change is required." in r.content.decode()
     ae.refresh_from_db()
     assert ae.grade == 2
+
+
+def test_admin_first_entry_needs_no_reason(store: Any, safety: Any) -> None:
+    death = store.record_adverse_event(participant="K01", term="Hepatic failure", grade=5,
+                                       serious=True, relatedness="possible",
+                                       onset_date=DAY0 + 5 * ONE, outcome="fatal")
+    url = f"/admin/trials/adverseevent/{death.pk}/change/"
+    values = {**BASE, "term": "Hepatic failure", "grade": 5, "serious": True,
+              "onset_date": DAY0 + 5 * ONE, "outcome": "fatal"}  # fmt: skip
+    r = safety["client"].post(url, {**_form({**values, "resolution_date": DAY0 + 6 * ONE}),
+                                    "change_reason": ""})  # fmt: skip
+    assert r.status_code == 302, r.content.decode()[:3000]
+    death.refresh_from_db()
+    h = death.history.order_by("-history_id").first()
+    assert (death.resolution_date, h.history_change_reason, h.history_user.username) == (
+        DAY0 + 6 * ONE, "data entry: resolution_date entered", "root")
+    r = safety["client"].post(url, {**_form({**values, "resolution_date": DAY0 + 7 * ONE}),
+                                    "change_reason": ""})  # fmt: skip
+    assert r.status_code == 200 and "A reason for change is required." in r.content.decode()

@@ -1,8 +1,10 @@
 # ruff: noqa: RUF012
 """Admin of cell-product batches and administrations.
 
-Thin: each form runs the service's ``check_*`` (the record's one validator) and shows every
-problem on its field; each ``save_model`` (add and change) calls the service that writes.
+Thin: each form's :meth:`~hepatrial.trials.admin.base.ReasonForm.check_rules` runs the
+service's ``check_*`` (the record's one validator; the base form shows every problem on its
+field); each ``save_model`` (add and change) calls the service that writes. The first entry
+of a value needs no reason for change; every later change does.
 """
 
 from __future__ import annotations
@@ -20,18 +22,6 @@ from hepatrial.trials.admin.base import (
     AuditedAdmin,
     ReasonForm,
 )
-
-
-def add_rule_errors(form: forms.Form, exc: Any) -> None:
-    """Show a :class:`~hepatrial.trials.validators.RuleViolation` on the form: each problem
-    on its field (``release_tests.sterility`` on ``release_tests``), the rest on the form."""
-    for name, reasons in exc.by_field().items():
-        top, _, sub = name.partition(".")
-        texts = [f"{sub}: {r}" if sub else r for r in reasons]
-        if top in form.fields:
-            form.add_error(top, texts)
-        else:
-            form.add_error(None, [f"{name}: {r}" if name else r for r in reasons])
 
 
 def field_value(form: forms.ModelForm, name: str) -> Any:
@@ -52,28 +42,25 @@ class AdministrationForm(ReasonForm):
         "participant.",
     )
 
+    first_entry_free = True
+
     def __init__(self, *args: Any, **kwargs: Any) -> None:
         super().__init__(*args, **kwargs)
         if self.instance.pk is not None:
             self.initial["batch_id"] = self.instance.batch_id
 
-    def clean(self) -> dict[str, Any]:
+    def check_rules(self, data: dict[str, Any]) -> None:
+        """``services.check_administration`` on the values to be written."""
         from hepatrial.trials import services
-        from hepatrial.trials.validators import RuleViolation
 
-        data = super().clean()
         names = ("route", "cells_total", "cells_per_kg", "volume_ml", "date", "operator",
                  "batch_id")  # fmt: skip
-        if self.errors or field_value(self, "participant") is None:
-            return data  # field errors first (e.g. a date that is not a date)
-        try:
-            services.check_administration(
-                participant=field_value(self, "participant"),
-                **{k: field_value(self, k) for k in names},
-            )
-        except RuleViolation as exc:
-            add_rule_errors(self, exc)
-        return data
+        if field_value(self, "participant") is None:
+            return
+        services.check_administration(
+            participant=field_value(self, "participant"),
+            **{k: field_value(self, k) for k in names},
+        )
 
 
 @admin.register(m.Administration)
@@ -99,7 +86,7 @@ class AdministrationAdmin(AuditedAdmin):
             if changes:
                 stored = m.Administration.objects.get(pk=obj.pk)
                 services.update_administration(
-                    stored, reason=data.get(REASON_FIELD, ""), user=request.user, **changes
+                    stored, reason=data.get(REASON_FIELD) or None, user=request.user, **changes
                 )
         else:
             new = services.record_administration(
@@ -122,26 +109,28 @@ class CellProductBatchForm(ReasonForm):
     ``services.release_product_batch`` (release date, enrolled participant, and release tests
     meeting the protocol's release specification)."""
 
-    def clean(self) -> dict[str, Any]:
-        from hepatrial.trials import services
-        from hepatrial.trials.validators import RuleViolation
+    first_entry_free = True
 
-        data = super().clean()
-        if self.errors or field_value(self, "participant") is None:
-            return data
-        try:
-            services.check_product_batch(
-                batch_id=field_value(self, "batch_id"),
-                participant=field_value(self, "participant"),
-                coi_identifier=field_value(self, "coi_identifier") or "",
-                release_tests=field_value(self, "release_tests"),
-                released=bool(field_value(self, "released")),
-                release_date=field_value(self, "release_date"),
-                batch=self.instance if self.instance.pk is not None else None,
-            )
-        except RuleViolation as exc:
-            add_rule_errors(self, exc)
-        return data
+    def reason_needed(self, data: dict[str, Any]) -> bool:
+        """Releasing is a workflow action: it always carries a reason (e.g. "QA release")."""
+        releasing = "released" in self.changed_data and bool(data.get("released"))
+        return releasing or super().reason_needed(data)
+
+    def check_rules(self, data: dict[str, Any]) -> None:
+        """``services.check_product_batch`` on the batch's state after this form."""
+        from hepatrial.trials import services
+
+        if field_value(self, "participant") is None:
+            return
+        services.check_product_batch(
+            batch_id=field_value(self, "batch_id"),
+            participant=field_value(self, "participant"),
+            coi_identifier=field_value(self, "coi_identifier") or "",
+            release_tests=field_value(self, "release_tests"),
+            released=bool(field_value(self, "released")),
+            release_date=field_value(self, "release_date"),
+            batch=self.instance if self.instance.pk is not None else None,
+        )
 
 
 @admin.register(m.CellProductBatch)
@@ -164,7 +153,7 @@ class CellProductBatchAdmin(AuditedAdmin):
 
         data = form.cleaned_data
         release = bool(data.get("released")) and (not change or "released" in form.changed_data)
-        reason = data.get(REASON_FIELD, "") if change else "released at registration"
+        reason = (data.get(REASON_FIELD) or None) if change else "released at registration"
         with transaction.atomic():
             if change:
                 fields = {"participant", "coi_identifier", "release_tests"}

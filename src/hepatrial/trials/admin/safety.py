@@ -1,9 +1,10 @@
 # ruff: noqa: RUF012
 """Admin of adverse events.
 
-Thin: the form runs ``services.check_adverse_event`` (the one validator) and shows every
-problem on its field; ``save_model`` calls ``record_adverse_event`` (add) or
-``update_adverse_event`` (change).
+Thin: the form's ``check_rules`` runs ``services.check_adverse_event`` (the one validator;
+the base form shows every problem on its field); ``save_model`` calls ``record_adverse_event``
+(add) or ``update_adverse_event`` (change). The first entry of a value (e.g. the resolution
+date at follow-up) needs no reason for change; every later change does.
 """
 
 from __future__ import annotations
@@ -19,7 +20,7 @@ from hepatrial.trials.admin.base import (
     AuditedAdmin,
     ReasonForm,
 )
-from hepatrial.trials.admin.product import add_rule_errors, field_value
+from hepatrial.trials.admin.product import field_value
 
 _FIELDS = ("term", "grade", "serious", "relatedness", "onset_date", "resolution_date", "outcome")
 
@@ -27,21 +28,18 @@ _FIELDS = ("term", "grade", "serious", "relatedness", "onset_date", "resolution_
 class AdverseEventForm(ReasonForm):
     """Runs the adverse-event rules (grade 5 is fatal and serious, dates) on add and change."""
 
-    def clean(self) -> dict[str, Any]:
-        from hepatrial.trials import services
-        from hepatrial.trials.validators import RuleViolation
+    first_entry_free = True
 
-        data = super().clean()
-        if self.errors or field_value(self, "participant") is None:
-            return data
-        try:
-            services.check_adverse_event(
-                participant=field_value(self, "participant"),
-                **{k: field_value(self, k) for k in _FIELDS},
-            )
-        except RuleViolation as exc:
-            add_rule_errors(self, exc)
-        return data
+    def check_rules(self, data: dict[str, Any]) -> None:
+        """``services.check_adverse_event`` on the values to be written."""
+        from hepatrial.trials import services
+
+        if field_value(self, "participant") is None:
+            return
+        services.check_adverse_event(
+            participant=field_value(self, "participant"),
+            **{k: field_value(self, k) for k in _FIELDS},
+        )
 
 
 @admin.register(m.AdverseEvent)
@@ -64,7 +62,7 @@ class AdverseEventAdmin(AuditedAdmin):
             if changes:
                 stored = m.AdverseEvent.objects.get(pk=obj.pk)
                 services.update_adverse_event(
-                    stored, reason=data.get(REASON_FIELD, ""), user=request.user, **changes
+                    stored, reason=data.get(REASON_FIELD) or None, user=request.user, **changes
                 )
         else:
             new = services.record_adverse_event(

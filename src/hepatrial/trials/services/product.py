@@ -30,6 +30,7 @@ from hepatrial.trials.services._common import (
     _participant,
     _user,
 )
+from hepatrial.trials.services.measurements import _reason_for
 from hepatrial.trials.services.protocol import active_protocol
 from hepatrial.trials.validators.administration import (
     AdministrationFacts,
@@ -171,14 +172,17 @@ def release_product_batch(
 
 
 def update_product_batch(
-    batch: CellProductBatch | str, *, reason: str, user: Any = None, **changes: Any
+    batch: CellProductBatch | str, *, reason: str | None = None, user: Any = None,
+    **changes: Any,
 ) -> CellProductBatch:
     """Correct a batch: ``participant`` (not once given), ``coi_identifier``, ``release_tests``
     (replaced as a whole), ``release_date`` (of a released batch).
 
     The batch's new state is judged by the same rules as registration and release (a released
     batch keeps meeting the release specification). Release only through
-    :func:`release_product_batch`; nothing un-releases a batch.
+    :func:`release_product_batch`; nothing un-releases a batch. A reason is needed unless only
+    empty values are filled (the first entry of a value, e.g. a new release-test result, is
+    data entry).
     """
     allowed = {"participant", "coi_identifier", "release_tests", "release_date"}
     bad = sorted(set(changes) - allowed)
@@ -188,7 +192,6 @@ def update_product_batch(
             f"{what}: field(s) {', '.join(bad)} cannot be changed here (allowed: "
             f"{', '.join(sorted(allowed))}; release with release_product_batch)"
         )
-    reason = require_reason(reason, f"changing {what}")
     with transaction.atomic():
         b = _stored_batch(batch)
         state: dict[str, Any] = {k: getattr(b, k) for k in _BATCH_FIELDS}
@@ -196,12 +199,13 @@ def update_product_batch(
         for k, val in changes.items():
             state[k] = _jsonable(val) if k == "release_tests" else val
         p, ok = check_product_batch(**state, batch=b)
-        changed = p.pk != b.participant_id or any(getattr(b, k) != ok[k] for k in _BATCH_FIELDS)
-        if changed:
+        old = {k: getattr(b, k) for k in _BATCH_FIELDS} | {"participant": b.participant.study_id}
+        why = _reason_for(old, ok | {"participant": p.study_id}, reason, what)
+        if why is not None:
             b.participant = p
             for k in _BATCH_FIELDS:
                 setattr(b, k, ok[k])
-            b.save(user=_user(user), reason=reason)
+            b.save(user=_user(user), reason=why)
     return b
 
 
@@ -344,7 +348,8 @@ def record_administration(
 
 
 def update_administration(
-    administration: Administration, *, reason: str, user: Any = None, **changes: Any
+    administration: Administration, *, reason: str | None = None, user: Any = None,
+    **changes: Any,
 ) -> Administration:
     """Correct an administration (route, cells_total, cells_per_kg, volume_ml, date, operator,
     batch_id).
@@ -352,7 +357,8 @@ def update_administration(
     The corrected state is judged by the same validator as a new administration (chain of
     identity, release, enrolment, route), and the same dose rule runs: a corrected dose outside
     the protocol's range records a major ``dosing`` deviation. ``cells_per_kg=None`` derives it
-    again from the recorded weight; it is not changed unless given.
+    again from the recorded weight; it is not changed unless given. A reason is needed unless
+    only empty values are filled (data entry).
     """
     what = str(administration)
     bad = sorted(set(changes) - set(_ADMIN_FIELDS))
@@ -361,7 +367,6 @@ def update_administration(
             f"{what}: field(s) {', '.join(bad)} cannot be changed here "
             f"(allowed: {', '.join(_ADMIN_FIELDS)})"
         )
-    reason = require_reason(reason, f"changing {what}")
     user = _user(user)
     with transaction.atomic():
         a = Administration.objects.select_related("participant").get(pk=administration.pk)
@@ -371,11 +376,12 @@ def update_administration(
             state = _with_per_kg(a.participant, state)
         _p, ok = _administration_values(a.participant, state)
         old_dose = (a.cells_total, a.cells_per_kg)
-        if not any(getattr(a, k) != ok[k] for k in _ADMIN_FIELDS):
-            return a
+        why = _reason_for({k: getattr(a, k) for k in _ADMIN_FIELDS}, ok, reason, what)
+        if why is None:
+            return administration
         for k in _ADMIN_FIELDS:
             setattr(a, k, ok[k])
-        a.save(user=user, reason=reason)
+        a.save(user=user, reason=why)
         if (a.cells_total, a.cells_per_kg) != old_dose:
             _dosing_deviation(a, user, f", corrected from {old_dose[0]:.4g} cells")
     administration.refresh_from_db()

@@ -13,7 +13,6 @@ from typing import Any
 from django.db import transaction
 from django.db.models import Min
 
-from hepatrial.trials.base import require_reason
 from hepatrial.trials.models import (
     AdverseEvent,
     AEOutcome,
@@ -25,6 +24,7 @@ from hepatrial.trials.services._common import (
     _participant,
     _user,
 )
+from hepatrial.trials.services.measurements import _reason_for
 from hepatrial.trials.validators.adverse_event import AdverseEventFacts, validate_adverse_event
 
 _FIELDS = (
@@ -90,25 +90,27 @@ def record_adverse_event(
 
 
 def update_adverse_event(
-    event: AdverseEvent, *, reason: str, user: Any = None, **changes: Any
+    event: AdverseEvent, *, reason: str | None = None, user: Any = None, **changes: Any
 ) -> AdverseEvent:
     """Follow up or correct an adverse event (term, grade, serious, relatedness, dates,
-    outcome): the new state is judged by the same rules as a new event."""
+    outcome): the new state is judged by the same rules as a new event. A reason is needed
+    unless only empty values are filled (e.g. the first resolution date: data entry)."""
     bad = sorted(set(changes) - set(_FIELDS))
     if bad:
         raise StoreError(
             f"adverse event {event}: field(s) {', '.join(bad)} cannot be changed here "
             f"(allowed: {', '.join(_FIELDS)})"
         )
-    reason = require_reason(reason, f"changing adverse event {event}")
     with transaction.atomic():
         ae = AdverseEvent.objects.select_related("participant").get(pk=event.pk)
         state = {k: getattr(ae, k) for k in _FIELDS}
         state.update(changes)
         _p, ok = check_adverse_event(participant=ae.participant, **state)
-        if any(getattr(ae, k) != ok[k] for k in _FIELDS):
+        old = {k: getattr(ae, k) for k in _FIELDS}
+        why = _reason_for(old, ok, reason, f"adverse event {ae}")
+        if why is not None:
             for k in _FIELDS:
                 setattr(ae, k, ok[k])
-            ae.save(user=_user(user), reason=reason)
+            ae.save(user=_user(user), reason=why)
     event.refresh_from_db()
     return event
