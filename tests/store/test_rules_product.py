@@ -209,7 +209,8 @@ def test_validate_administration_and_dose_rule() -> None:
         "batch 'B-K02' has not been released",
     ]
     assert dose_deviation(30e6, None, prod) is None and dose_deviation(50e6, None, prod) is None
-    assert dose_deviation(9e9, None, prod) == "dose 9e+09 cells outside protocol range 3e+07-5e+07"
+    assert dose_deviation(9e9, None, prod) == (
+        "dose 9e+09 cells is outside the protocol's range 3e+07-5e+07 cells")
     assert dose_deviation(29.9e6, None, prod) is not None
     per_kg = prod.model_copy(update={"dose_basis": "per_kg", "cells_min": 1e6, "cells_max": 2e6})
     assert dose_deviation(9e9, 1.5e6, per_kg) is None
@@ -325,7 +326,9 @@ def test_dose_out_of_range_is_stored_with_a_major_dosing_deviation(store: Any, p
     assert a.batch_id == "B-K01"
     dev = ProtocolDeviation.objects.get(category="dosing")
     assert dev.major is True and dev.participant.study_id == "K01" and dev.date == DAY0
-    assert dev.description.startswith("dose 9e+09 cells outside protocol range 3e+07-5e+07")
+    assert dev.description.startswith(
+        "dose 9e+09 cells is outside the protocol's range 3e+07-5e+07 cells (administration of "
+        "2008-01-20")
     if path in ("service_update", "admin_change"):
         assert a.pk == product["admin"].pk
         assert "corrected from 4e+07 cells" in dev.description

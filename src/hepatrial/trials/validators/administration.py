@@ -68,22 +68,16 @@ class AdministrationFacts:
 def dose_deviation(
     cells_total: float, cells_per_kg: float | None, product: Product | None
 ) -> str | None:
-    """Description of the dosing deviation when the dose is outside the protocol's range
-    (``dose_basis`` total: ``cells_total``; per_kg: ``cells_per_kg``), else None."""
+    """Description of the dosing deviation when the dose is outside the protocol's range, else
+    None: the protocol's own dose rule (:meth:`hepatrial.protocol.models.Product.dose_problem`;
+    per kg with the weight the administration's ``cells_per_kg`` was computed from)."""
     if product is None:
         return None
-    if product.dose_basis == "total":
-        dose, unit = cells_total, "cells"
-    else:
-        if cells_per_kg is None:
-            return None
-        dose, unit = cells_per_kg, "cells/kg"
-    if product.cells_min <= dose <= product.cells_max:
-        return None
-    return (
-        f"dose {dose:.4g} {unit} outside protocol range "
-        f"{product.cells_min:.4g}-{product.cells_max:.4g}"
-    )
+    if product.dose_basis == "per_kg":
+        if not cells_per_kg:
+            return None  # validate_administration refuses a per-kg dose without cells_per_kg
+        return product.dose_problem(cells_total, cells_total / cells_per_kg)
+    return product.dose_problem(cells_total)
 
 
 def validate_administration(
