@@ -91,7 +91,7 @@ MECHANISMS: dict[str, Callable[[Any], Any]] = {
     "objects.create": lambda lab: _model("LabResult").objects.create(
         **{f.attname: getattr(_new_lab(lab), f.attname)
            for f in _model("LabResult")._meta.concrete_fields if not f.primary_key}
-    ),  # fmt: skip
+    ),
     "model delete": lambda lab: lab.delete(reason="entered twice"),
     "queryset update": lambda lab: _model("LabResult").objects.filter(pk=lab.pk).update(
         laboratory="central"
@@ -226,7 +226,7 @@ def test_trial_lock_covers_every_record_but_accounts_sites_locks(
     from tests.store._trial import _participant
 
     store.lock(level="trial", user="dm", reason="database lock before analysis")
-    with pytest.raises(RecordLocked, match="trials.participant .new row.: the trial is locked"):
+    with pytest.raises(RecordLocked, match=r"trials.participant \(new row\): the trial is locked"):
         _participant(store, "K09", "S01")  # a new participant
     with pytest.raises(RecordLocked):
         store.update_lab(trial["labs"]["K02"], value="2.0", reason="correction")
@@ -284,7 +284,7 @@ def test_lock_refusals(trial: dict[str, Any], store: Any) -> None:
     from hepatrial.errors import ChangeReasonRequired, NotFoundError, StoreError
 
     store.lock(level="visit", participant="K01", visit_code="W1", user="dm")
-    with pytest.raises(StoreError, match="already"):
+    with pytest.raises(StoreError, match=r"visit W1 of participant K01 is already locked \(lock "):
         store.lock(level="visit", participant="K01", visit_code="W1", user="adm")
     with pytest.raises(ChangeReasonRequired, match="unlocking visit W1 of participant K01"):
         store.unlock(level="visit", participant="K01", visit_code="W1", user="dm", reason=" ")

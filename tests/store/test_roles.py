@@ -278,7 +278,7 @@ def test_cli_lock_unlock_sign_and_roles(backend: dict[str, Any], tmp_path: Path)
     r = run(backend, "user", "add", "dm", "--role", "data-manager")
     assert r.returncode == 2
     assert "no terminal" in r.stderr and "--password-stdin" in r.stderr
-    assert "printf '%s\\n' \"$PASSWORD\" | hepatrial user add dm --password-stdin" in r.stderr
+    assert "printf '%s\\n' \"$PASSWORD\" | hepatrial user add dm ... --password-stdin" in r.stderr
     pw = PASSWORD + "\n"
     for args in (["dm", "--role", "data-manager"],
                  ["inv", "--role", "investigator", "--site", "S01", "--printed-name",
@@ -300,7 +300,7 @@ def test_cli_lock_unlock_sign_and_roles(backend: dict[str, Any], tmp_path: Path)
     out = run_script(backend, CHANGE_SCRIPT, tmp_path, str(lab))
     assert "visit D0 of participant K01 is locked (lock 1, by dm" in out["refused"]
     r = run(backend, "lock", "visit", "K01", "D0", "--user", "dm")
-    assert r.returncode == 1 and "already" in r.stderr
+    assert r.returncode == 1 and "visit D0 of participant K01 is already locked (lock 1" in r.stderr
     r = run(backend, "lock", "trial", "--user", "coord")
     assert r.returncode == 3 and "lock: user 'coord' is coordinator" in r.stderr
     r = run(backend, "lock", "trial")

@@ -129,7 +129,7 @@ def _do_sign(db: Any, level: str, participant: str, visit: str | None, meaning: 
     _open(db)
     from hepatrial.trials import services
 
-    password = read_password(password_stdin, confirm=False, command="hepatrial sign")
+    password = read_password(password_stdin, confirm=False, command="hepatrial sign ...")
     with handled():
         sig = services.sign(level=level, participant=participant, visit_code=visit,
                             meaning=meaning, user=user, password=password)  # fmt: skip

@@ -209,8 +209,8 @@ def user_add(
     from hepatrial.trials import services
 
     acting = _acting_user(user)
-    password = read_password(password_stdin, confirm=True, command="hepatrial user add " +
-                             username)  # fmt: skip
+    password = read_password(password_stdin, confirm=True,
+                             command=f"hepatrial user add {username} ...")  # fmt: skip
     with handled():
         new = services.create_user(
             username=username,

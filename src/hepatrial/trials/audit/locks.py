@@ -398,7 +398,8 @@ def create_lock(
         lock_ledger()
         existing = _active_on(level, participant, visit)
         if existing is not None:
-            raise StoreError(f"{describe_lock(existing)} already")
+            text = describe_lock(existing).replace(" is locked (", " is already locked (", 1)
+            raise StoreError(text)
         lock = Lock(
             level=level,
             participant=participant,

@@ -14,6 +14,7 @@ from django.contrib.auth import get_user_model
 from django.db import transaction
 
 from hepatrial.errors import AuthenticationFailed, NotFoundError, PermissionDenied
+from hepatrial.trials.audit.chain import lock_ledger
 from hepatrial.trials.models import (
     Site,
     SiteMembership,
@@ -290,7 +291,8 @@ def check_signing_password(user: Any, password: str | None) -> None:
         )
     ok = bool(password) and user.check_password(password)
     with transaction.atomic():
-        profile = UserProfile.objects.select_for_update().filter(user=user).first()
+        lock_ledger()  # serialise with other writers (no row lock taken before the ledger's)
+        profile = UserProfile.objects.filter(user=user).first()
         if profile is None:
             raise PermissionDenied(f"sign: account {name!r} has no role in the trial")
         if ok:
