@@ -221,8 +221,10 @@ def test_sql_edit_of_the_manifest_shows_the_signature_altered(
 
     forged = build_manifest("visit", sig.participant_id, sig.visit_id)
     with connection.cursor() as cur:
-        cur.execute("UPDATE trials_signature SET manifest = %s, manifest_digest = %s "
-                    "WHERE id = %s", [json.dumps(forged), manifest_digest(forged), sig.pk])  # fmt: skip
+        cur.execute(
+            "UPDATE trials_signature SET manifest = %s, manifest_digest = %s WHERE id = %s",
+            [json.dumps(forged), manifest_digest(forged), sig.pk],
+        )
     sig = Signature.objects.get(pk=sig.pk)
     # the covered rows' later ledger entries are still after the signature's ledger seq
     assert store.signature_status(sig).state == "invalidated"
