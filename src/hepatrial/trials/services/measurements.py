@@ -82,7 +82,7 @@ def check_lab(
 
     An empty ``specimen_date`` is the visit's date. Returns the checked value."""
     p = _participant(participant)
-    v = _visit(p, visit_code)
+    v = Visit.objects.get(pk=_visit(p, visit_code).pk)  # the visit's facts as stored now
     record = _lab_record(p, v, analyte)
     problems: list[Problem] = []
     if lab is None and LabResult.objects.filter(visit=v, analyte=analyte).exists():
@@ -195,7 +195,7 @@ def check_clinical(
     """Validate a clinical assessment (new, or with ``assessment`` the record after a change)
     without writing; returns the typed items."""
     p = _participant(participant)
-    v = _visit(p, visit_code)
+    v = Visit.objects.get(pk=_visit(p, visit_code).pk)  # the visit's facts as stored now
     record = f"participant {p} visit {v.code} clinical"
     problems: list[Problem] = []
     if assessment is None and ClinicalAssessment.objects.filter(visit=v).exists():
