@@ -33,6 +33,8 @@ from hepatrial.trials.services.accounts import (
 from hepatrial.trials.services.measurements import (
     CLINICAL_SIGNS,
     canonical_lab,
+    check_clinical,
+    check_lab,
     record_clinical,
     record_lab,
     update_clinical,
@@ -41,9 +43,15 @@ from hepatrial.trials.services.measurements import (
 from hepatrial.trials.services.participants import (
     assess_eligibility,
     change_status,
+    check_consent,
+    check_eligibility,
+    check_enrolment,
+    check_participant,
+    check_participant_change,
     enrol_participant,
     record_consent,
     screen_participant,
+    update_consent,
     update_participant,
 )
 from hepatrial.trials.services.permissions import (
@@ -79,10 +87,14 @@ from hepatrial.trials.services.signing import (
     unlock,
 )
 from hepatrial.trials.services.visits import (
+    check_deviation,
+    check_visit_change,
+    check_visit_date,
     mark_visit_not_done,
     record_deviation,
     record_visit,
     schedule_visits,
+    update_deviation,
     update_visit,
 )
 
@@ -101,7 +113,17 @@ __all__ = [
     "change_status",
     "check_administration",
     "check_adverse_event",
+    "check_clinical",
+    "check_consent",
+    "check_deviation",
+    "check_eligibility",
+    "check_enrolment",
+    "check_lab",
+    "check_participant",
+    "check_participant_change",
     "check_product_batch",
+    "check_visit_change",
+    "check_visit_date",
     "create_site",
     "create_user",
     "enrol_participant",
@@ -131,6 +153,8 @@ __all__ = [
     "update_administration",
     "update_adverse_event",
     "update_clinical",
+    "update_consent",
+    "update_deviation",
     "update_lab",
     "update_participant",
     "update_product_batch",
