@@ -31,10 +31,40 @@ def _reason(form: Any) -> str:
     return (form.cleaned_data.get(REASON_FIELD) or "").strip()
 
 
+def screening_help() -> str:
+    """What the screening-data box takes: the protocol's entered eligibility inputs by kind."""
+    from hepatrial.errors import StoreError
+    from hepatrial.trials.services.protocol import active_protocol
+
+    try:
+        proto = active_protocol()
+    except StoreError:  # no protocol installed yet: the service will say so on save
+        return ""
+    parts = []
+    for i in proto.entered_inputs:
+        if i.kind == "number" and i.analyte is not None:
+            parts.append(f'"{i.name}": {{"value": …, "unit": "{i.unit}"}}')
+        elif i.kind == "boolean":
+            parts.append(f'"{i.name}": true/false')
+        elif i.kind == "choice":
+            parts.append(f'"{i.name}": one of {", ".join(i.choices)}')
+        elif i.kind == "date":
+            parts.append(f'"{i.name}": "YYYY-MM-DD"')
+        else:
+            parts.append(f'"{i.name}": number ({i.unit})')
+    return ("JSON object of the protocol's eligibility inputs (labs with their unit, any unit "
+            "the analyte registry accepts): " + "; ".join(parts))
+
+
 class ParticipantForm(ReasonForm):
     """Screening record: validated as ``services.check_participant(_change)`` does."""
 
     first_entry_free = True
+
+    def __init__(self, *args: Any, **kwargs: Any) -> None:
+        super().__init__(*args, **kwargs)
+        if "screening_data" in self.fields:
+            self.fields["screening_data"].help_text = screening_help()
 
     def check_rules(self, data: dict[str, Any]) -> None:
         from hepatrial.trials.services import participants as svc
