@@ -439,12 +439,13 @@ def rules_table(ds: Dsmb) -> Table | None:
         reasons = [clinical_text(x, ds.codes) for x in r.reasons]
         dev = (r.details or {}).get("interval_deviations") if r.kind == "sentinel" else None
         if dev:
-            reasons.append("Intervals shorter than the minimum: " + "; ".join(dev))
+            reasons.append("intervals shorter than the minimum: " + "; ".join(dev))
         if r.undetermined:
             reasons.append("Not assessable: " + "; ".join(clinical_text(x, ds.codes)
                                                           for x in r.undetermined))
+        ev = "; ".join(reasons)
         t.add(f"{clinical_text(r.text, ds.codes)} ({r.rule_id})",
-              [state, _local_date(r.since, ds.time_zone), "; ".join(reasons) or DASH])
+              [state, _local_date(r.since, ds.time_zone), ev[:1].upper() + ev[1:] or DASH])
     t.notes = [f"Evaluated on the data known by the end of {ds.as_of.isoformat()} "
                f"({ds.time_zone}). A triggered rule pauses enrolment and dosing until a "
                "signed DSMB decision resumes it; the dosing-interval rule restricts dosing "
@@ -982,7 +983,8 @@ def km_table(ds: Dsmb, session: str) -> Table | None:
         if len(groups) > 1:
             t.add(g, heading=True)
         if k.table.empty:
-            t.add("No event", ["", "", ""], indent=1 if len(groups) > 1 else 0)
+            t.add("No participant treated" if k.n == 0 else "No event", ["", "", ""],
+                  indent=1 if len(groups) > 1 else 0)
         for r in k.table.to_dict("records"):
             ci = ("" if pd.isna(r["lower"]) else
                   f" ({fmt_num(100 * r['lower'], 0)}, {fmt_num(100 * r['upper'], 0)})")
@@ -1015,23 +1017,25 @@ def _plural(n: int, word: str, plural: str | None = None) -> str:
 
 
 def rules_sentence(ds: Dsmb) -> str:
-    """``No stopping rule triggered.`` or the triggered rules with their state."""
+    """``No stopping rule triggered.`` or the triggered rules with their state; then the
+    dosing-interval gate when it is closed (a routine wait, not a stopping rule)."""
     st = ds.status
     if st is None:
         return "The protocol declares no stopping rules."
-    trig = [r for r in st.rules if r.triggered]
-    if not trig:
-        return "No stopping rule triggered."
+    trig = [r for r in st.rules if r.triggered and r.kind != "sentinel"]
     parts = []
     for r in trig:
-        if r.paused:
-            state = ("closes the dosing gate" if r.kind == "sentinel"
-                     else f"pauses enrolment and dosing since "
-                          f"{_local_date(r.since, ds.time_zone)}")
-        else:
-            state = "triggered and resumed by the DSMB"
-        parts.append(f"{r.rule_id} ({r.text[:1].lower() + r.text[1:]}) {state}")
-    return (f"{_plural(len(trig), 'stopping rule')} triggered: " + "; ".join(parts) + ".")
+        state = (f"pauses enrolment and dosing since {_local_date(r.since, ds.time_zone)}"
+                 if r.paused else "triggered and resumed by the DSMB")
+        text = clinical_text(r.text, ds.codes)
+        parts.append(f"{r.rule_id} ({text[:1].lower() + text[1:]}) {state}")
+    out = (f"{_plural(len(trig), 'stopping rule')} triggered: " + "; ".join(parts) + "."
+           if trig else "No stopping rule triggered.")
+    for r in st.rules:
+        if r.kind == "sentinel" and r.paused:
+            why = "; ".join(clinical_text(x, ds.codes) for x in r.reasons)
+            out += f" Dosing gate {r.rule_id} closed: {why}."
+    return out
 
 
 def km_sentence(ds: Dsmb) -> str:
