@@ -271,7 +271,7 @@ def test_assessment_is_made_only_by_evaluating_the_protocol(store: Any) -> None:
     p = _screen(store)
     store.record_consent(participant="K09", version="1.0", date=SCREENED_ON)
     # a direct save (not through services.assess_eligibility) is refused by the model
-    with pytest.raises(RuleViolation, match="participant K09 eligibility: an eligibility "
+    with pytest.raises(store.StoreError, match="participant K09 eligibility: an eligibility "
                        "assessment can only be made by evaluating the protocol"):
         EligibilityAssessment(participant=p, assessed_on=SCREENED_ON, protocol_version="1.0.0",
                               eligible=True).save()
@@ -336,14 +336,14 @@ def test_assessment_cannot_be_edited_or_refiled_on_any_path(store: Any) -> None:
                         reason="re-screening")
     # the model (service layer and any code): no change, no re-filing
     a.participant = bad
-    with pytest.raises(RuleViolation, match="participant K09 eligibility: an eligibility "
+    with pytest.raises(store.StoreError, match="participant K09 eligibility: an eligibility "
                        "assessment cannot be changed"):
         a.save(reason="filed under the wrong participant")
     a = EligibilityAssessment.objects.get(pk=a.pk)
     a.eligible = False
-    with pytest.raises(RuleViolation, match="cannot be changed"):
+    with pytest.raises(store.StoreError, match="cannot be changed"):
         a.save(reason="x")
-    with pytest.raises(RuleViolation, match="cannot be changed"):
+    with pytest.raises(store.StoreError, match="cannot be changed"):
         EligibilityAssessment.objects.filter(pk=a.pk).update_with_reason("x", participant=bad)
     # admin change: view only (no change permission), nothing changes
     client = root_client(store)

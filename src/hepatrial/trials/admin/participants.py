@@ -198,10 +198,9 @@ class EligibilityAssessmentAdmin(AuditedAdmin):
     def save_model(self, request: HttpRequest, obj: Any, form: Any, change: bool) -> None:
         """Evaluate the protocol: ``services.assess_eligibility``."""
         from hepatrial.trials.services import participants as svc
-        from hepatrial.trials.validators.eligibility import refuse_assessment_change
 
-        if change:
-            raise refuse_assessment_change(f"participant {obj.participant} eligibility")
+        if change:  # not offered (view only); the model refuses any change
+            obj.save(user=request.user, reason=_reason(form) or "admin change")
         new = svc.assess_eligibility(participant=obj.participant, assessed_on=obj.assessed_on,
                                      user=request.user)
         obj.pk = new.pk

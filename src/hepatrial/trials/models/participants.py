@@ -6,6 +6,7 @@ from __future__ import annotations
 from django.core.validators import MaxValueValidator, MinValueValidator
 from django.db import models
 
+from hepatrial.errors import StoreError
 from hepatrial.trials.audit.base import AuditedModel
 from hepatrial.trials.audit.locks import LockScope
 from hepatrial.trials.models.choices import Etiology, ParticipantStatus, Sex
@@ -81,14 +82,20 @@ class EligibilityAssessment(AuditedModel):
 
     def save(self, *args: object, **kwargs: object) -> None:
         """Only ``services.assess_eligibility`` makes an assessment (by evaluating the
-        protocol); a saved assessment is never changed nor moved to another participant."""
-        from hepatrial.trials.validators import eligibility as rules
-
+        protocol); a saved assessment is never changed nor moved to another participant (the
+        one place of this rule: every write path saves through here)."""
         record = f"participant {self.participant_id and self.participant} eligibility"
         if not self._state.adding:
-            raise rules.refuse_assessment_change(record)
+            raise StoreError(
+                f"{record}: an eligibility assessment cannot be changed: it is the protocol's "
+                "evaluation of the participant's screening data; correct the screening data "
+                "and assess again (services.assess_eligibility)"
+            )
         if not getattr(self, "_hepatrial_evaluated", False):
-            raise rules.refuse_unevaluated_assessment(record)
+            raise StoreError(
+                f"{record}: an eligibility assessment can only be made by evaluating the "
+                "protocol on the participant's screening data (services.assess_eligibility)"
+            )
         super().save(*args, **kwargs)  # type: ignore[arg-type]
 
 

@@ -27,9 +27,9 @@ Rules (field ``screening_data.<input>``):
 * ``choice``: one of the input's codes; ``date``: ISO ``YYYY-MM-DD``.
 
 An eligibility assessment is made only by evaluating the protocol
-(``services.assess_eligibility``) and never changes: :func:`refuse_assessment_change` is the one
-refusal used by the model's ``save``, the service layer and the admin. Its date is an ISO date,
-not in the future and not before screening. Enrolment uses the latest assessment only while it
+(``services.assess_eligibility``) and never changes (the model's ``save`` refuses any other
+write; every path saves through it). Its date is an ISO date, not in the future and not before
+screening. Enrolment uses the latest assessment only while it
 is current: made on the screening data the participant has now (:func:`assessment_is_current`).
 
 Column-wise API for importers (``hepatrial import participants``): :func:`input_columns` (the
@@ -66,8 +66,6 @@ __all__ = [
     "input_columns",
     "parse_input",
     "parse_screening",
-    "refuse_assessment_change",
-    "refuse_unevaluated_assessment",
     "screening_columns",
     "unit_suffix",
     "validate_assessed_on",
@@ -409,24 +407,6 @@ def evaluation_json(d: Mapping[str, Any]) -> dict[str, Any]:
     """Evaluation data as stored in an assessment (dates as ISO text, keys sorted)."""
     return {str(k): (v.isoformat() if isinstance(v, _dt.date) else v)
             for k, v in sorted(d.items())}
-
-
-def refuse_assessment_change(record: str, what: str = "changed") -> RuleViolation:
-    """The refusal of any change to a saved eligibility assessment (edit, re-filing under
-    another participant): an assessment is the protocol's evaluation of the screening data at
-    the time; a new one is made by assessing again."""
-    return RuleViolation([Problem(record, "", (
-        f"an eligibility assessment cannot be {what}: it is the protocol's evaluation of the "
-        "participant's screening data; correct the screening data and assess again "
-        "(services.assess_eligibility)"))])
-
-
-def refuse_unevaluated_assessment(record: str) -> RuleViolation:
-    """The refusal of an assessment not made by evaluating the protocol (e.g. an empty one
-    typed into a form or saved directly)."""
-    return RuleViolation([Problem(record, "", (
-        "an eligibility assessment can only be made by evaluating the protocol on the "
-        "participant's screening data (services.assess_eligibility)"))])
 
 
 def assessment_records(study_ids: Sequence[str]) -> list[str]:
