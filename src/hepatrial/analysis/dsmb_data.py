@@ -68,7 +68,7 @@ def time_to_first_event(
     require_columns(events, ["participant_id", "date"], what="events")
     cut = pd.Timestamp(as_of).normalize()
     ppl = participants.set_index("participant_id")
-    dead = {}
+    dead: dict[Any, pd.Timestamp] = {}
     if deaths is not None and len(deaths):
         require_columns(deaths, ["participant_id", "date"], what="deaths")
         for pid, d in zip(deaths["participant_id"], _dates(deaths["date"]), strict=True):
@@ -85,7 +85,7 @@ def time_to_first_event(
             raise AnalysisInputError(f"origins: participant {pid!r} has no origin date",
                                      column="origin")
         status = str(ppl.at[pid, "status"])
-        sdate = pd.to_datetime(ppl.at[pid, "status_date"], errors="coerce")
+        sdate = _dates(pd.Series([ppl.at[pid, "status_date"]])).iloc[0]
         end, reason = cut, "data cut"
         if status in _ENDS_FOLLOW_UP and pd.notna(sdate) and sdate.normalize() <= cut:
             end, reason = sdate.normalize(), status
