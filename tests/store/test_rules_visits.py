@@ -242,3 +242,17 @@ def test_deviation_refused_on_every_path(enrolled: Any, store: Any) -> None:
     new.refresh_from_db()
     assert new.date == dt.date(2008, 1, 22)
     assert new.history.order_by("-history_id").first().history_change_reason == "date corrected"
+
+
+def test_dates_of_a_long_column_are_read_as_one_at_a_time() -> None:
+    """The column fast path (long arrays) gives the same dates and refusals as the row path."""
+    from hepatrial.trials.validators._common import as_dates
+
+    cells = ["2008-01-20", "2008-02-30", "", None, dt.date(2008, 1, 3), "20/01/2008",
+             " 2008-01-21", "2008-1-2", np.datetime64("2008-03-01"), "NaT"]
+    one = [as_dates([c]) for c in cells]
+    dates, bad = as_dates(np.array(cells * 50, dtype=object))
+    assert [str(d[0]) for d, _b in one] == [str(x) for x in dates[:10]] == [
+        str(x) for x in dates[-10:]]
+    assert [bool(b[0]) for _d, b in one] == list(bad[:10]) == [
+        False, True, False, False, False, True, False, True, False, True]

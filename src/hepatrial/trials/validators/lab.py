@@ -76,9 +76,7 @@ def _numbers(values: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
     if values.dtype.kind == "b":
         return np.full(values.shape, np.nan), np.ones(values.shape, dtype=bool)
     nums = np.full(values.shape, np.nan)
-    try:  # fast path: every cell is numeric text or a number
-        if any(isinstance(v, bool | np.bool_) or v is None for v in values):
-            raise ValueError
+    try:  # fast path: every cell is numeric text or a number (True, None fail to parse)
         nums = np.char.strip(values.astype(str)).astype(float)
     except (ValueError, TypeError):
         for i, v in enumerate(values):
