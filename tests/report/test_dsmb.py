@@ -149,7 +149,7 @@ def test_demo_through_time(demo_bundle) -> None:  # type: ignore[no-untyped-def]
 def test_every_state_renders(state: str, randomised: bool, tmp_path: Path) -> None:
     sc = scenario(state, randomised=randomised)
     paths = write_dsmb_report(sc.data, sc.safety, sc.protocol, tmp_path, as_of=sc.as_of,
-                              run_time="T", synthetic_label=sc.label)
+                              run_time="T", synthetic_label=sc.label, ae_details=sc.ae_details)
     for session in ("open", "closed"):
         assert paths[f"{session}_html"].stat().st_size > 0
         assert zipfile.ZipFile(paths[f"{session}_docx"]).testzip() is None
@@ -381,3 +381,39 @@ def test_clinical_text() -> None:
         "P01: MELD (Kamath 2001, continuous) 17.9 → 23 (+5.1) at week 4"
     assert clinical_text("rise >= 5 by W4; x <= 0.8; -1.5; 2024-01-08; W40", codes) == \
         "rise ≥ 5 by week 4; x ≤ 0.8; −1.5; 2024-01-08; W40"
+
+
+def test_sae_listing_with_details() -> None:
+    sc = scenario("triggered")
+    assert "Seriousness" not in _tables(build_dsmb(sc.data, sc.safety, sc.protocol,
+                                                   as_of=sc.as_of), "open")["sae_listing"].columns
+    ds = build_dsmb(sc.data, sc.safety, sc.protocol, as_of=sc.as_of, ae_details=sc.ae_details)
+    sae = _tables(ds, "open")["sae_listing"]
+    assert sae.column("Seriousness") == ["Hospitalisation"]
+    assert sae.column("Resolved") == ["Not yet"]
+    assert "ae_details" in ds.hashes
+    det = sc.ae_details.copy()
+    det.loc[det["id"] == "AE-005", "resolution_date"] = dt.date(2024, 3, 10)
+    ds = build_dsmb(sc.data, sc.safety, sc.protocol, as_of=sc.as_of, ae_details=det)
+    assert _tables(ds, "open")["sae_listing"].column("Resolved") == ["2024-03-10"]
+    ds = build_dsmb(sc.data, sc.safety, sc.protocol, as_of=dt.date(2024, 3, 9), ae_details=det)
+    assert _tables(ds, "open")["sae_listing"].column("Resolved") == ["Not yet"]  # after the cut
+    bad = det.copy()
+    bad.loc[0, "id"] = "AE-404"
+    with pytest.raises(DsmbInputError, match="ae_details row 0: id 'AE-404' is not an adverse "
+                                             "event of the safety records"):
+        build_dsmb(sc.data, sc.safety, sc.protocol, as_of=sc.as_of, ae_details=bad)
+    bad = det.copy()
+    bad.loc[bad["id"] == "AE-005", "seriousness_criteria"] = "hospitalization"
+    with pytest.raises(DsmbInputError, match="adverse event AE-005\\): seriousness criterion "
+                                             "'hospitalization' is not one of death"):
+        build_dsmb(sc.data, sc.safety, sc.protocol, as_of=sc.as_of, ae_details=bad)
+    bad = det.copy()
+    bad.loc[bad["id"] == "AE-005", "resolution_date"] = dt.date(2024, 2, 1)
+    with pytest.raises(DsmbInputError, match="resolution_date 2024-02-01 is before the onset "
+                                             "2024-02-23"):
+        build_dsmb(sc.data, sc.safety, sc.protocol, as_of=sc.as_of, ae_details=bad)
+    death = scenario("death")
+    ds = build_dsmb(death.data, death.safety, death.protocol, as_of=death.as_of,
+                    ae_details=death.ae_details)
+    assert _tables(ds, "open")["sae_listing"].column("Seriousness") == ["Death; Hospitalisation"]

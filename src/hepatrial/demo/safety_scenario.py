@@ -63,6 +63,8 @@ class Scenario:
     protocol: Protocol
     as_of: _dt.date
     label: str = LABEL
+    #: per adverse event: ``id``, ``seriousness_criteria``, ``resolution_date``
+    ae_details: pd.DataFrame | None = None
 
 
 def randomised_protocol() -> Protocol:
@@ -174,36 +176,46 @@ def scenario(state: str = "triggered", *, seed: int = SEED, n: int = 8,
     portal = [i for i, r in enumerate(routes) if r == "portal_vein" and arms[i] != "control"]
     treated = [i for i in range(n) if arms[i] != "control"]
 
+    details: list[dict[str, Any]] = []
+
     def ae(k: int, i: int, term: str, grade: int, day: int, *, serious: bool = False,
            prod: str = "not_related", proc: str = "not_related", procedure: str | None = None,
-           outcome: str | None = "recovered") -> None:
+           outcome: str | None = "recovered", criteria: str = "",
+           lasts: int | None = 2) -> None:
         onset = enrol[i] + _dt.timedelta(days=day)
         if onset <= as_of:
             aes.append(_s.AdverseEventRecord(f"AE-{k:03d}", ids[i], term, grade, serious, prod,
                                              proc, onset, outcome=outcome, procedure=procedure))
+            end = None if lasts is None else onset + _dt.timedelta(days=lasts)
+            details.append({"id": f"AE-{k:03d}", "seriousness_criteria": criteria,
+                            "resolution_date": end})
 
     if state in ("aes_no_sae", "triggered", "death") and dosed:
         for k, i in enumerate(treated[:2]):
             ae(1 + k, i, "Fever", 1, 0, prod="possible")
         ae(3, portal[0], "Abdominal pain", 1, 1, proc="probable",
            procedure="portal_vein_injection")
-        ae(4, treated[1 % len(treated)], "Hypoalbuminemia", 2, 40, outcome="not_recovered")
+        ae(4, treated[1 % len(treated)], "Hypoalbuminemia", 2, 40, outcome="not_recovered",
+           lasts=None)
     if state == "triggered" and dosed:
         i = 2 if arms[2] != "control" else portal[0]
         ae(5, i, "Portal vein thrombosis", 3, 9, serious=True, prod="unlikely",
-           proc="probable", procedure="portal_vein_injection", outcome="recovering")
+           proc="probable", procedure="portal_vein_injection", outcome="recovering",
+           criteria="hospitalisation", lasts=None)
     if state == "death" and death_of is not None:
         i = ids.index(death_of)
         when = enrol[i] + _dt.timedelta(days=death_day)
         if when <= as_of:
-            ae(6, i, "Hepatic failure", 5, death_day, serious=True, outcome="fatal")
+            ae(6, i, "Hepatic failure", 5, death_day, serious=True, outcome="fatal",
+               criteria="death;hospitalisation", lasts=0)
             deaths.append(_s.Death(death_of, when))
     labs = safety_labs_frame(ds, ppl, ["meld_kamath2001"])
     safety = _s.SafetyData(adverse_events=tuple(aes), administrations=tuple(admins),
                            labs=_s.SafetyData.from_frames(labs=labs).labs,
                            deaths=tuple(deaths))
+    frame = pd.DataFrame(details, columns=["id", "seriousness_criteria", "resolution_date"])
     return Scenario(state, TrialData(ds, ppl, _ae_table(aes, enrol, ids), ps), safety,
-                    protocol, as_of)
+                    protocol, as_of, ae_details=frame)
 
 
 def _ae_table(aes: list[_s.AdverseEventRecord], enrol: list[_dt.date],

@@ -247,6 +247,52 @@ def _check_bundle_events(data: TrialData, aes: Sequence[_s.AdverseEventRecord]) 
                 "store state")
 
 
+_CRITERIA = {c: ("Life-threatening" if c == "life_threatening" else
+                 c.replace("_", " ").capitalize()) for c in
+             _vocab.codes(_vocab.SERIOUSNESS_CRITERIA)}
+
+
+def _with_details(frame: pd.DataFrame, details: pd.DataFrame | None, safety: _s.SafetyData,
+                  as_of: _dt.date) -> pd.DataFrame:
+    """``frame`` with the columns ``criteria`` (labels, ``; ``-joined) and ``resolved``
+    (date or None) from ``details``; unchanged without details."""
+    if details is None:
+        return frame
+    if "id" not in details.columns:
+        raise DsmbInputError("ae_details: the column 'id' (the adverse event's id) is missing")
+    known = {a.id: a for a in safety.adverse_events}
+    crit: dict[str, str] = {}
+    res: dict[str, _dt.date | None] = {}
+    for i, r in enumerate(details.to_dict("records")):
+        aid = str(r["id"])
+        if aid not in known:
+            raise DsmbInputError(f"ae_details row {i}: id {aid!r} is not an adverse event of "
+                                 "the safety records")
+        c = r.get("seriousness_criteria")
+        if isinstance(c, str):
+            codes = [x.strip() for x in re.split(r"[;,]", c) if x.strip()]
+        elif isinstance(c, list | tuple):
+            codes = [str(x) for x in c]
+        else:
+            codes = []
+        bad = [x for x in codes if x not in _CRITERIA]
+        if bad:
+            raise DsmbInputError(f"ae_details row {i} (adverse event {aid}): seriousness "
+                                 f"criterion {bad[0]!r} is not one of {', '.join(_CRITERIA)}")
+        crit[aid] = "; ".join(_CRITERIA[x] for x in codes)
+        d = r.get("resolution_date")
+        day = None if d is None or (not isinstance(d, _dt.date) and pd.isna(d)) else \
+            pd.Timestamp(d).date()
+        if day is not None and day < known[aid].onset:
+            raise DsmbInputError(f"ae_details row {i} (adverse event {aid}): resolution_date "
+                                 f"{day} is before the onset {known[aid].onset}")
+        res[aid] = day if day is not None and day <= as_of else None
+    out = frame.copy()
+    out["criteria"] = [crit.get(x, "") for x in out["id"]] if len(out) else []
+    out["resolved"] = [res.get(x) for x in out["id"]] if len(out) else []
+    return out
+
+
 def _check_administrations(data: TrialData,
                            admins: Sequence[_s.Administration]) -> None:
     """The participants table's ``n_administrations`` (when it has the column) must count the
@@ -265,9 +311,16 @@ def _check_administrations(data: TrialData,
 
 def build_dsmb(data: TrialData, safety: _s.SafetyData, protocol: Any, *, as_of: _dt.date,
                oc_rates: Sequence[float] = DEFAULT_OC_RATES,
-               synthetic_label: str | None = None) -> Dsmb:
+               synthetic_label: str | None = None,
+               ae_details: pd.DataFrame | None = None) -> Dsmb:
     """Cut the inputs at ``as_of`` (a date), evaluate the stopping rules and their operating
     characteristics, and prepare every frame the reports show.
+
+    ``ae_details`` (optional): one row per adverse event with ``id`` (the safety record's id)
+    and any of ``seriousness_criteria`` (ICH E2A codes of
+    :data:`hepatrial.vocab.SERIOUSNESS_CRITERIA`, a list or a ``;``/``,``-separated string)
+    and ``resolution_date``; the SAE listing then shows them (a resolution after the cut is
+    not known at the cut).
 
     Raises :class:`DsmbInputError` when the inputs disagree: the bundle's protocol is not
     ``protocol`` (content hash), an administration, event or death names a participant the
@@ -335,7 +388,10 @@ def build_dsmb(data: TrialData, safety: _s.SafetyData, protocol: Any, *, as_of: 
         rates = [float(r) for r in oc_rates]
         oc = {"rates": rates, "sets": _s.plan_operating_characteristics(plan, rates),
               "bayes": [r for r in plan.stopping_rules if isinstance(r, _s.BayesianRule)]}
-    frame = _ae_frame(aes, first, plan)
+    frame = _with_details(_ae_frame(aes, first, plan), ae_details, safety, as_of)
+    if ae_details is not None:
+        hashes["ae_details"] = _sha(ae_details.to_csv(index=False, lineterminator="\n")
+                                    .encode("utf-8"))
     rel = frame[frame["related"].isin(_vocab.RELATED_CODES)] if len(frame) else frame
     ttfe = time_to_first_event(
         enrolled[["participant_id", "status", "status_date"]],
@@ -825,9 +881,11 @@ def sae_listing(ds: Dsmb, session: str) -> Table | None:
     arm = dict(zip(ds.enrolled["participant_id"], ds.enrolled["arm"].astype(str), strict=True))
     labels = {str(a["code"]): str(a.get("label") or a["code"])
               for a in ds.summary.get("arms") or []}
+    crit = "criteria" in sae.columns
     cols = (["Arm"] if by_arm else []) + [
-        "Event", "Term", "System organ class", "Grade", "Onset", "Days from infusion",
-        "Related to the product", "Related to a procedure", "Expectedness", "SUSAR", "Outcome"]
+        "Event", "Term", "System organ class", "Grade", *(["Seriousness"] if crit else []),
+        "Onset", "Days from infusion", "Related to the product", "Related to a procedure",
+        "Expectedness", "SUSAR", "Outcome", *(["Resolved"] if crit else [])]
     t = Table("sae_listing", "Serious adverse events: listing", "Participant", cols)
     for r in sae.sort_values(["participant_id", "onset", "id"], kind="mergesort").itertuples():
         proc = _REL_LABEL[r.related_procedure] + (
@@ -835,10 +893,12 @@ def sae_listing(ds: Dsmb, session: str) -> Table | None:
             if r.procedure and _s.is_suspected(r.related_procedure) else "")
         cells = ([labels.get(arm[r.participant_id], arm[r.participant_id])] if by_arm else []) + [
             str(r.id), str(r.term), str(r.soc) if r.soc else NOT_CODED, str(int(r.grade)),
+            *([r.criteria or "Not recorded"] if crit else []),
             _date(r.onset), DASH if pd.isna(r.days) else fmt_num(r.days, 0),
             _REL_LABEL[r.related_product], proc, str(r.expectedness),
             "Yes" if r.susar else "No",
-            _OUTCOME_LABEL.get(r.outcome, "Not yet known") if r.outcome else "Not yet known"]
+            _OUTCOME_LABEL.get(r.outcome, "Not yet known") if r.outcome else "Not yet known",
+            *([_date(r.resolved) if r.resolved else "Not yet"] if crit else [])]
         t.add(str(r.participant_id), cells)
     t.notes = ["Serious: meets an ICH E2A seriousness criterion; grade-5 events are listed "
                "whether or not recorded as serious. Expectedness against the protocol's "
@@ -1247,7 +1307,9 @@ def _provenance(ds: Dsmb) -> list[tuple[str, str]]:
             ("Data cut", f"{ds.as_of.isoformat()} (end of day, {ds.time_zone})"),
             ("Input data", f"SHA-256 of the analysis dataset (CSV) {ds.hashes['dataset']}; "
                            f"of the participants table (CSV) {ds.hashes['participants']}; of "
-                           f"the safety records (JSON) {ds.hashes['safety']}")]
+                           f"the safety records (JSON) {ds.hashes['safety']}"
+                           + (f"; of the adverse-event details (CSV) {ds.hashes['ae_details']}"
+                              if "ae_details" in ds.hashes else ""))]
 
 
 def _banner(ds: Dsmb, session: str) -> str:
@@ -1391,6 +1453,7 @@ def write_dsmb_report(
     run_time: str | None = None,
     oc_rates: Sequence[float] = DEFAULT_OC_RATES,
     synthetic_label: str | None = None,
+    ae_details: pd.DataFrame | None = None,
 ) -> dict[str, Path]:
     """Write the DSMB's open and closed reports into ``out_dir``.
 
@@ -1400,14 +1463,15 @@ def write_dsmb_report(
     tables, listings and time-to-event analysis; ``protocol``: the
     :class:`~hepatrial.protocol.models.Protocol` the bundle was exported under; ``as_of``:
     the data-cut date. ``run_time``: the text of the run-time line (default: now, UTC).
-    ``synthetic_label``: a banner for synthetic data (the demo).
+    ``synthetic_label``: a banner for synthetic data (the demo). ``ae_details``: seriousness
+    criteria and resolution dates per adverse event (see :func:`build_dsmb`).
 
     Writes ``<stem>_open.html``, ``<stem>_open.docx``, ``<stem>_open_<table>.csv``,
     ``<stem>_open_tables.csv`` and the same for ``closed``; returns ``{"open_html": …,
     "open_docx": …, "open_tables": …, "open:<table id>": …, "closed_…": …}``.
     """
     ds = build_dsmb(data, safety, protocol, as_of=as_of, oc_rates=oc_rates,
-                    synthetic_label=synthetic_label)
+                    synthetic_label=synthetic_label, ae_details=ae_details)
     if run_time is None:
         run_time = _dt.datetime.now(_dt.UTC).strftime("%Y-%m-%dT%H:%M:%SZ")
     out = Path(out_dir)
