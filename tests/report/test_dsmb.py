@@ -417,3 +417,28 @@ def test_sae_listing_with_details() -> None:
     ds = build_dsmb(death.data, death.safety, death.protocol, as_of=death.as_of,
                     ae_details=death.ae_details)
     assert _tables(ds, "open")["sae_listing"].column("Seriousness") == ["Death; Hospitalisation"]
+
+
+def test_dsmb_decision_resumes_a_rule() -> None:
+    sc = scenario("triggered")
+    dec = s.DsmbDecision("DEC-1", "SR-PORTAL", dt.datetime(2024, 3, 1, 9, 0, tzinfo=dt.UTC),
+                         "resume", "thrombosis resolved on anticoagulation; procedure reviewed")
+    saf = dataclasses.replace(sc.safety, decisions=(dec,))
+    ds = build_dsmb(sc.data, saf, sc.protocol, as_of=sc.as_of)
+    tabs = _tables(ds, "open")
+    row = next(r for r in tabs["stopping_rules"].rows if r.label.endswith("(SR-PORTAL)"))
+    assert row.cells[0] == "Triggered; resumed by the DSMB on 2024-03-01"
+    assert "resumed by DSMB decision DEC-1 on 2024-03-01T09:00:00+00:00: thrombosis " \
+           "resolved" in row.cells[2]
+    other = next(r for r in tabs["stopping_rules"].rows if r.label.endswith("(SR-DEATH-SAE)"))
+    assert other.cells[0] == "Triggered: enrolment and dosing paused"  # not resumed
+    d = tabs["dsmb_decisions"]
+    assert [r.label for r in d.rows] == ["2024-03-01"]
+    assert d.rows[0].cells == ["SR-PORTAL", "Resume enrolment and dosing",
+                               "thrombosis resolved on anticoagulation; procedure reviewed"]
+    text = summary_text(ds)
+    assert "SR-PORTAL (portal-vein thrombosis within 28 days" in text
+    assert "triggered and resumed by the DSMB" in text
+    # a decision after the cut is not known at the cut
+    ds = build_dsmb(sc.data, saf, sc.protocol, as_of=dt.date(2024, 2, 29))
+    assert "dsmb_decisions" not in _tables(ds, "open")

@@ -1466,6 +1466,26 @@ def write_dsmb_report(
     ``synthetic_label``: a banner for synthetic data (the demo). ``ae_details``: seriousness
     criteria and resolution dates per adverse event (see :func:`build_dsmb`).
 
+    Inputs, as the store exports them:
+
+    * ``data.dataset``: the analysis dataset (contracts.md §1); ``data.participants``
+      (§2): ``participant_id, arm, status, status_date, enrolment_date`` required;
+      ``cells_total, cells_per_kg, volume_ml`` shown as exposure when present;
+      ``n_administrations``, when present, must count the administration records;
+      ``data.adverse_events`` (§3): must have as many events per participant as the safety
+      records (it is not otherwise read); ``data.protocol_summary``:
+      ``protocol.summary_dict()`` (its content hash must be the protocol's).
+    * ``safety = SafetyData.from_frames(adverse_events=…, administrations=…, labs=…,
+      decisions=…, deaths=…)``, columns = the record fields of
+      :mod:`hepatrial.protocol.safety`: adverse events ``id, participant_id, term, grade,
+      serious, related_product, related_procedure, onset`` (date) and optional ``outcome,
+      meddra_code, soc, procedure, recorded_at`` (aware datetime); administrations ``id,
+      participant_id, date, route``; labs ``participant_id, visit, nominal_day, analyte,
+      value, date`` (:func:`hepatrial.analysis.safety_labs_frame` makes them from the
+      dataset); decisions ``id, rule_id, decided_at`` (aware), ``decision, reason``; deaths
+      ``participant_id, date`` and optional ``recorded_at``.
+    * ``ae_details`` (optional): ``id, seriousness_criteria, resolution_date``.
+
     Writes ``<stem>_open.html``, ``<stem>_open.docx``, ``<stem>_open_<table>.csv``,
     ``<stem>_open_tables.csv`` and the same for ``closed``; returns ``{"open_html": …,
     "open_docx": …, "open_tables": …, "open:<table id>": …, "closed_…": …}``.
