@@ -1,5 +1,5 @@
 """``python -m hepatrial`` runs the ``hepatrial`` command."""
 
-from hepatrial.cli import app
+from hepatrial.cli import main
 
-app(prog_name="hepatrial")
+main()

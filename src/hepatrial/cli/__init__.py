@@ -170,5 +170,23 @@ def _root(
     """Run and analyse clinical trials of cell therapy in end-stage liver disease."""
 
 
-def main() -> None:  # pragma: no cover - console entry point
-    app()
+def main(argv: list[str] | None = None) -> None:
+    """The console entry point (``[project.scripts] hepatrial``, ``python -m hepatrial``).
+
+    Runs :data:`app` and never lets a traceback reach the user: an error that escapes a
+    command is reported by :func:`hepatrial.cli._guard.report` - a ``HepatrialError`` as its
+    message with its exit code (:mod:`hepatrial.cli._errors`), a file-system error as
+    ``error: FILE: reason`` (exit 74), a database that cannot be used as ``error: database:
+    ...`` (exit 2), anything else as one line ``internal error: ...; please report it`` (exit
+    70; the traceback only with ``HEPATRIAL_DEBUG=1``). Exits with the command's exit code.
+    """
+    import sys
+
+    try:
+        app(args=argv, prog_name="hepatrial")
+    except SystemExit:
+        raise
+    except BaseException as exc:  # the last resort: judged and reported
+        from hepatrial.cli._guard import report
+
+        sys.exit(report(exc))
