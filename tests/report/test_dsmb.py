@@ -442,3 +442,22 @@ def test_dsmb_decision_resumes_a_rule() -> None:
     # a decision after the cut is not known at the cut
     ds = build_dsmb(sc.data, saf, sc.protocol, as_of=dt.date(2024, 2, 29))
     assert "dsmb_decisions" not in _tables(ds, "open")
+
+
+def test_exposure_totals_with_an_administration_after_the_cut() -> None:
+    sc = scenario("no_aes")
+    second = s.Administration("ADM-P01-2", "P01", dt.date(2024, 6, 1), "peripheral_vein")
+    saf = dataclasses.replace(sc.safety, administrations=(*sc.safety.administrations, second))
+    ppl = sc.data.participants.copy()
+    ppl.loc[ppl["participant_id"] == "P01", "n_administrations"] = 2
+    data = TrialData(sc.data.dataset, ppl, sc.data.adverse_events, sc.data.protocol_summary)
+    ex = _tables(build_dsmb(data, saf, sc.protocol, as_of=sc.as_of), "open")["exposure"]
+    assert ex.cell("1", "Overall, N = 8") == "7 (88%)"
+    assert ex.cell("2", "Overall, N = 8") == "1 (13%)"
+    assert ex.cell("Peripheral vein", "Overall, N = 8") == "3 (33%)"  # of 9 administrations
+    early = _tables(build_dsmb(data, saf, sc.protocol, as_of=dt.date(2024, 5, 31)), "open")
+    ex = early["exposure"]
+    assert ex.cell("Unknown", "Overall, N = 8", within="Cells per participant, ×10⁶") == "1"
+    assert ex.notes[-1] == ("Unknown also: P01, whose recorded totals include an "
+                            "administration after the data cut.")
+    assert "2" not in [r.label for r in ex.rows]

@@ -665,7 +665,15 @@ def exposure_table(ds: Dsmb, session: str) -> Table:
                 sub = adm[adm["participant_id"].isin(dosed[g])]
                 cells.append(fmt_n_pct(int((sub["route"] == r).sum()), len(sub)))
             t.add(_ROUTE_LABEL[r], cells, indent=1)
-    enr = ds.enrolled.set_index("participant_id")
+    enr = ds.enrolled.set_index("participant_id").copy()
+    later: list[str] = []
+    if "n_administrations" in enr.columns:  # totals that include an administration after the cut
+        n_all = pd.to_numeric(enr["n_administrations"], errors="coerce")
+        later = sorted(p for p in enr.index if pd.notna(n_all[p])
+                       and int(n_all[p]) > int(counts.get(p, 0)) and int(counts.get(p, 0)))
+        for col in ("cells_total", "cells_per_kg", "volume_ml"):
+            if col in enr.columns:
+                enr.loc[later, col] = np.nan
     for col, label, scale, d in (("cells_total", "Cells per participant, ×10⁶", 1e6, 1),
                                  ("cells_per_kg", "Cells per kg, ×10⁶/kg", 1e6, 2),
                                  ("volume_ml", "Volume infused, mL", 1.0, 1)):
@@ -685,6 +693,9 @@ def exposure_table(ds: Dsmb, session: str) -> Table:
                "administrations (route). Cells, cells per kg and volume: totals over each "
                "participant's administrations, among those who received the product; "
                "Unknown: not recorded (cells per kg: a weight missing)."]
+    if later:
+        t.notes.append(f"Unknown also: {', '.join(later)}, whose recorded totals include an "
+                       "administration after the data cut.")
     return t
 
 
