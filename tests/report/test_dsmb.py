@@ -114,6 +114,15 @@ def test_demo_closed_report_single_arm(demo, tmp_path: Path) -> None:  # type: i
         body = re.sub(r"<svg.*?</svg>", "", page, flags=re.S)
         body = re.sub(r"<style>.*?</style>", "", body, flags=re.S)
         assert not INTERNAL.search(body), INTERNAL.search(body)
+    import json
+
+    res = json.loads(paths["results"].read_text(encoding="utf-8"))
+    assert (res["enrolled"], res["treated"], res["adverse_events"]) == (8, 8, 0)
+    assert res["stopping_rules"]["pausing_rules"] == [] and not res["stopping_rules"]["paused"]
+    km = res["time_to_first_related_ae"]["kaplan_meier"]
+    assert (km["n"], km["events"], km["censored"], km["table"]) == (8, 0, 8, [])
+    assert [p["time"] for p in res["time_to_first_related_ae"]["participants"]] == [168] * 8
+    assert res["input_sha256"]["dataset"] == ds.hashes["dataset"]
     # the Word document carries every table of the report
     from docx import Document
 
@@ -266,6 +275,7 @@ def test_same_inputs_same_bytes(tmp_path: Path) -> None:
     c = write_dsmb_report(sc.data, sc.safety, sc.protocol, tmp_path / "c", as_of=sc.as_of,
                           run_time="2031-06-15T12:00:00Z")
     assert sorted(a) == sorted(b) == sorted(c)
+    assert "results" in a and a["results"].name == "dsmb_results.json"
     for k in a:
         assert a[k].read_bytes() == b[k].read_bytes(), k
         if k.endswith("_html"):

@@ -1444,6 +1444,35 @@ def build_word(ds: Dsmb, session: str, tables: list[Table], *, run_time: str) ->
     return _w._deterministic(buf.getvalue())
 
 
+def dsmb_json(ds: Dsmb) -> dict[str, Any]:
+    """The report's key results, JSON-ready (``<stem>_results.json``): provenance, the
+    stopping-rule status as :meth:`SafetyStatus.as_dict` gives it, counts, the time to the
+    first related adverse event per participant and its Kaplan–Meier estimate."""
+    from hepatrial.report.analyze import jsonable
+
+    tt = ds.ttfe
+    km = kaplan_meier(tt["time"], tt["status"] == 1)
+    f = ds.aes
+    return jsonable({
+        "as_of": ds.as_of.isoformat(), "time_zone": ds.time_zone,
+        "protocol": {k: ds.protocol.summary_dict().get(k)
+                     for k in ("name", "version", "content_hash")},
+        "input_sha256": dict(ds.hashes),
+        "summary": summary_text(ds),
+        "enrolled": len(ds.enrolled),
+        "treated": int(ds.administrations["participant_id"].nunique()),
+        "administrations": len(ds.administrations),
+        "adverse_events": len(f),
+        "serious_adverse_events": int(f["serious"].astype(bool).sum()) if len(f) else 0,
+        "deaths": int(ds.deaths["participant_id"].nunique()),
+        "stopping_rules": ds.status.as_dict() if ds.status is not None else None,
+        "time_to_first_related_ae": {
+            "participants": [{**r, "origin": _date(r["origin"]), "end": _date(r["end"])}
+                             for r in tt.to_dict("records")],
+            "kaplan_meier": km.as_dict()},
+    })
+
+
 def _index(tables: list[Table], stem: str) -> bytes:
     buf = io.StringIO()
     w = csv.writer(buf, lineterminator="\n")
@@ -1498,8 +1527,9 @@ def write_dsmb_report(
     * ``ae_details`` (optional): ``id, seriousness_criteria, resolution_date``.
 
     Writes ``<stem>_open.html``, ``<stem>_open.docx``, ``<stem>_open_<table>.csv``,
-    ``<stem>_open_tables.csv`` and the same for ``closed``; returns ``{"open_html": …,
-    "open_docx": …, "open_tables": …, "open:<table id>": …, "closed_…": …}``.
+    ``<stem>_open_tables.csv`` and the same for ``closed``, and ``<stem>_results.json``
+    (:func:`dsmb_json`, pooled); returns ``{"open_html": …, "open_docx": …, "open_tables": …,
+    "open:<table id>": …, "closed_…": …, "results": …}``.
     """
     ds = build_dsmb(data, safety, protocol, as_of=as_of, oc_rates=oc_rates,
                     synthetic_label=synthetic_label, ae_details=ae_details)
@@ -1524,8 +1554,12 @@ def write_dsmb_report(
         p = out / f"{base}_tables.csv"
         p.write_bytes(_index(tables, base))
         paths[f"{session}_tables"] = p
+    p = out / f"{stem}_results.json"
+    p.write_text(json.dumps(dsmb_json(ds), indent=1, sort_keys=True, ensure_ascii=False,
+                            allow_nan=False) + "\n", encoding="utf-8")
+    paths["results"] = p
     return paths
 
 
-__all__ += ["build_html", "build_word", "clinical_text", "dsmb_figures", "km_sentence",
+__all__ += ["build_html", "build_word", "clinical_text", "dsmb_figures", "dsmb_json", "km_sentence",
             "methods_text", "rules_sentence", "summary_text"]
