@@ -35,7 +35,8 @@ def _close(a: object, b: object, tol: float = 1e-10) -> bool:
 
 
 @pytest.mark.parametrize("name", ["aml_maintained", "aml_nonmaintained", "lung",
-                                  "event_at_zero", "tie_event_censor", "median_flat"])
+                                  "event_at_zero", "tie_event_censor", "median_flat",
+                                  "dsmb_triggered"])
 def test_km_matches_r(name: str) -> None:
     t, s = _data(name)
     ref = REF["km"][name]

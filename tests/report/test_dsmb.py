@@ -27,6 +27,7 @@ from hepatrial.report.dsmb import (
     km_sentence,
     summary_text,
 )
+from hepatrial.report.format import fmt_num
 from hepatrial.report.table import Table, to_text
 
 PROTOCOL = load_protocol("kharaziha2009")
@@ -199,7 +200,10 @@ def test_every_state_renders(state: str, randomised: bool, tmp_path: Path) -> No
         km = tabs["ttfe_summary"]
         col = km.columns[-1]
         assert km.cell("Died before a related adverse event", col) == "1"
-        assert any("death competing" in r.label for r in km.rows)
+        # Aalen–Johansen: 2 related events on day 0 of 8 treated, the death on day 100
+        aj7 = km.cell("Cumulative incidence at day 7, death competing, %", col)
+        assert randomised or aj7 == "25"
+        assert km.cell("Cumulative incidence at day 168, death competing, %", col) == "—"
 
 
 def test_triggered_open_report_numbers() -> None:
@@ -220,13 +224,21 @@ def test_triggered_open_report_numbers() -> None:
     assert soc.cell("Abdominal pain", "Related to a procedure, n (%)¹") == "1 (13%)"
     assert soc.cell("Portal vein thrombosis", "Days from infusion³") == "9 (9, 9)"
     # Kaplan–Meier of (time, event) = (0, 1) (0, 1) (9, 1) (125, 0) (111, 0) (96, 0) (80, 0)
-    # (60, 0); R survfit: day 0: 8 at risk, S 0.750 (0.5027, 1); day 9: 6, 0.625 (0.3654, 1)
+    # (60, 0), against R survfit (tests/report/r/survival_reference.R, case dsmb_triggered)
+    import json
+
+    ref = json.loads((Path(__file__).parent / "r" / "survival_reference.json").read_text())
+    ref = ref["km"]["dsmb_triggered"]
     tt = ds.ttfe
     assert tt["time"].tolist() == [0, 0, 9, 125, 111, 96, 80, 60]
     assert tt["status"].tolist() == [1, 1, 1, 0, 0, 0, 0, 0]
     km = tabs["ttfe_km"]
-    assert [r.label for r in km.rows] == ["0", "9"]
-    assert km.column("At risk") == ["8", "6"] and km.column("Events") == ["2", "1"]
+    assert [r.label for r in km.rows] == [str(t) for t in ref["time"]]
+    assert km.column("At risk") == [str(n) for n in ref["n_risk"]]
+    assert km.column("Events") == [str(n) for n in ref["n_event"]]
+    assert km.column("Free of a related adverse event, % (95% CI)") == [
+        f"{fmt_num(100 * sv, 0)} ({fmt_num(100 * lo, 0)}, {fmt_num(100 * hi, 0)})"
+        for sv, lo, hi in zip(ref["surv"], ref["lower"], ref["upper"], strict=True)]
     assert km.column("Free of a related adverse event, % (95% CI)") == ["75 (50, 100)",
                                                                          "63 (37, 100)"]
     oc = tabs["operating_characteristics"]

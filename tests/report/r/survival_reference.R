@@ -39,7 +39,11 @@ cases <- list(
   all_censored = data.frame(time = c(168, 168, 150), status = c(0, 0, 0)),
   event_at_zero = data.frame(time = c(0, 3, 5, 5, 9), status = c(1, 1, 0, 1, 0)),
   tie_event_censor = data.frame(time = c(2, 4, 4, 4, 7, 8), status = c(1, 1, 0, 0, 1, 0)),
-  median_flat = data.frame(time = c(1, 2, 3, 4), status = c(1, 1, 1, 1))
+  median_flat = data.frame(time = c(1, 2, 3, 4), status = c(1, 1, 1, 1)),
+  # the DSMB report's "triggered" scenario (hepatrial.demo.safety_scenario): days from
+  # infusion to the first related AE or the end of follow-up, 8 participants
+  dsmb_triggered = data.frame(time = c(0, 0, 9, 125, 111, 96, 80, 60),
+                              status = c(1, 1, 1, 0, 0, 0, 0, 0))
 )
 ref <- list(km = list(), aj = list())
 for (nm in names(cases)) {
