@@ -54,7 +54,7 @@ def test_builtin_inputs_are_typed_with_provenance() -> None:
     paths = {p.path for p in KH.provenance()}
     assert all(f"eligibility_inputs[{i}]" in paths for i in range(len(KH.eligibility_inputs)))
     assert [i.name for i in load_protocol("mayo-pbc").eligibility_inputs] == [
-        "etiology", "informed_consent"]
+        "age", "etiology", "informed_consent"]
     assert [i.name for i in KH.entered_inputs] == [
         "cirrhosis", "bilirubin", "creatinine", "inr", "dialysis", "albumin",
         "portal_vein_patent", "hcc", "active_infection", "pregnant"]

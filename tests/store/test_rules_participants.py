@@ -372,3 +372,25 @@ def test_enrolment_needs_an_assessment_of_the_current_screening_data(store: Any)
     assert_problem(exc.value, "participant K09", "eligibility",
                    "was made on other screening data than the participant has now")
     assert store.assess_eligibility(participant="K09").eligible is False
+
+
+def test_unrelated_correction_of_a_participant_with_legacy_screening_data(store: Any) -> None:
+    """Screening data stored before they were typed (or by an older importer) do not block a
+    correction of other fields; they are judged again when they, the year of birth or the
+    screening date change (and before any assessment)."""
+    from hepatrial.trials.models import Participant
+    from hepatrial.trials.validators import RuleViolation
+
+    p = _screen(store)
+    Participant.objects.filter(pk=p.pk).update_with_reason(
+        "test: legacy data", screening_data={"bilirubin": 40.0, "source": "old import"})
+    p = store.update_participant("K09", etiology="HCV", reason="serology result")
+    assert p.etiology == "HCV"
+    with pytest.raises(RuleViolation) as exc:
+        store.update_participant("K09", year_of_birth=1961, reason="source document check")
+    assert_problem(exc.value, "participant K09", "screening_data.bilirubin",
+                   "a lab value is entered with its unit")
+    assert_problem(exc.value, "participant K09", "screening_data.source",
+                   "not an eligibility input")
+    with pytest.raises(RuleViolation, match=r"screening_data\.source"):
+        store.assess_eligibility(participant="K09")

@@ -76,6 +76,7 @@ def check_participant(
     screening_date: Any,
     screening_data: Mapping[str, Any] | None = None,
     participant: Participant | None = None,
+    check_screening: bool = True,
 ) -> dict[str, Any]:
     """Validate a participant to be screened (or, with ``participant``, the whole record after
     a change) without writing. Returns the typed values; raises
@@ -94,6 +95,7 @@ def check_participant(
             record=record, protocol=active_protocol(),
             known_sites=set(Site.objects.values_list("code", flat=True)),
             enrolment_date=participant.enrolment_date if participant is not None else None,
+            check_screening=check_screening,
         )
     except RuleViolation as exc:
         problems.extend(exc.problems)
@@ -156,7 +158,9 @@ def check_participant_change(p: Participant, changes: Mapping[str, Any]) -> dict
     new = {**_participant_values(p), **changes}
     if isinstance(new["site"], Site):
         new["site"] = new["site"].code
-    v = check_participant(study_id=p.study_id, participant=p, **new)
+    # screening data are judged again when they, or what they are checked against, change
+    screening = bool({"screening_data", "year_of_birth", "screening_date"} & set(changes))
+    v = check_participant(study_id=p.study_id, participant=p, check_screening=screening, **new)
     return {k: v[k] for k in PARTICIPANT_FIELDS}
 
 

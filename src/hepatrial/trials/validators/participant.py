@@ -35,7 +35,7 @@ from hepatrial.trials.validators._common import (
 from hepatrial.trials.validators._common import (
     today as _today,
 )
-from hepatrial.trials.validators.eligibility import parse_screening
+from hepatrial.trials.validators.eligibility import Screening, parse_screening
 
 __all__ = ["FIRST_YEAR_OF_BIRTH", "participant_columns", "validate_participant"]
 
@@ -128,6 +128,7 @@ def validate_participant(
     known_sites: Collection[str] | None = None,
     enrolment_date: _dt.date | None = None,
     today: _dt.date | None = None,
+    check_screening: bool = True,
 ) -> dict[str, Any]:
     """One participant (the whole record after a create or change): every rule at once.
 
@@ -135,6 +136,8 @@ def validate_participant(
     ``screening_date``, ``screening_data`` (as entered). Returns the typed values
     (``year_of_birth`` int, ``screening_date`` date, ``screening_data`` the stored form,
     ``screening_typed`` the typed form). Raises :class:`RuleViolation` naming ``record``.
+    ``check_screening=False`` (a change touching neither the screening data nor the year of
+    birth or screening date they are checked against) keeps the stored screening data as it is.
     """
     typed, problems = participant_columns(
         study_id=[values.get("study_id")], sex=[values.get("sex")],
@@ -144,17 +147,17 @@ def validate_participant(
     )
     found = problems.problems(record)
     sdate = None if np.isnat(typed["screening_date"][0]) else typed["screening_date"][0].item()
-    screening = None
+    screening = Screening(dict(values.get("screening_data") or {}), {})
     try:
-        screening = parse_screening(
-            protocol, values.get("screening_data"), record=record,
-            year_of_birth=typed["year_of_birth"][0], screening_date=sdate,
-        )
+        if check_screening:
+            screening = parse_screening(
+                protocol, values.get("screening_data"), record=record,
+                year_of_birth=typed["year_of_birth"][0], screening_date=sdate,
+            )
     except RuleViolation as exc:
         found.extend(exc.problems)
     if found:
         raise RuleViolation(found)
-    assert screening is not None
     return {
         "study_id": typed["study_id"][0],
         "site": values.get("site"),
