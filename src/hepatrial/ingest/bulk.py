@@ -11,7 +11,8 @@ transaction:
    ``history_date``, ``history_user``, ``history_change_reason`` = the import reason,
    ``history_type``);
 3. one audit-ledger entry per history row, with the store's own functions
-   (``audit.row_digests`` - the columnar form of ``audit.row_digest`` -, ``audit.chain_hash``,
+   (``audit.row_digests`` - the columnar form of ``audit.row_digest`` -, ``audit.entry_hasher``
+   - the chain hash of the current ledger format, over every ledger column -,
    ``audit.lock_ledger``); the first row of each import is cross-checked against
    ``audit.row_digest`` of the stored row and the tests run ``audit.verify()`` over imported
    data.
@@ -103,12 +104,18 @@ def _fast_ledger(hmodel: type[models.Model], columns: dict[str, Sequence[Any]],
                                "unverifiable ledger")
     last = Ledger.objects.order_by("-seq").values_list("seq", "chain_hash").first()
     seq, prev = last if last else (0, audit.GENESIS)
-    chain_hash = audit.chain_hash
+    # entries of the current ledger format: the chain hash covers every ledger column
+    # (audit.entry_hash; model, type and time are the same for every entry of the import)
+    recorded = timezone.now()
+    htype = str(constants["history_type"])
+    fmt = audit.LEDGER_FORMAT
+    chain_hash = audit.entry_hasher(label, htype, audit.canonical_time(recorded))
     out = []
     for hpk, opk, d in zip(columns[hpk_att], columns[pk_att], digests, strict=True):
         seq += 1
-        chain = chain_hash(seq, label, hpk, d, prev)
-        out.append((seq, hpk, str(opk), d, prev, chain))
+        sopk = str(opk)
+        chain = chain_hash(seq, hpk, sopk, d, prev)
+        out.append((seq, hpk, sopk, d, prev, chain))
         prev = chain
     qn = connection.ops.quote_name
     lmeta = Ledger._meta
@@ -116,11 +123,11 @@ def _fast_ledger(hmodel: type[models.Model], columns: dict[str, Sequence[Any]],
     def col(name: str) -> str:
         return qn(lmeta.get_field(name).column)
 
-    now = connection.ops.adapt_datetimefield_value(timezone.now())
+    now = connection.ops.adapt_datetimefield_value(recorded)
     if connection.vendor == "postgresql":
         names = ["seq", "history_pk", "object_pk", "digest", "prev_hash", "chain_hash",
-                 "history_model", "history_type", "recorded_at"]
-        extra = (label, constants["history_type"], now)
+                 "history_model", "history_type", "recorded_at", "format"]
+        extra = (label, htype, now, fmt)
         _insert_many(lmeta.db_table, [lmeta.get_field(c).column for c in names],
                      ((*r, *extra) for r in out))
         return
@@ -128,9 +135,10 @@ def _fast_ledger(hmodel: type[models.Model], columns: dict[str, Sequence[Any]],
     now_sql = _sql_literal(str(now)) if isinstance(now, str) else "%s"
     sql = (f"INSERT INTO {qn(lmeta.db_table)} ({col('seq')}, {col('history_pk')}, "
            f"{col('object_pk')}, {col('digest')}, {col('prev_hash')}, {col('chain_hash')}, "
-           f"{col('history_model')}, {col('history_type')}, {col('recorded_at')}) "
+           f"{col('history_model')}, {col('history_type')}, {col('recorded_at')}, "
+           f"{col('format')}) "
            f"VALUES (%s, %s, %s, %s, %s, %s, {_sql_literal(label).replace('%', '%%')}, "
-           f"{_sql_literal(str(constants['history_type']))}, {now_sql})")
+           f"{_sql_literal(htype)}, {now_sql}, {int(fmt):d})")
     params = out if now_sql != "%s" else [(*r, now) for r in out]
     with connection.cursor() as cur:
         cur.executemany(sql, params)

@@ -73,8 +73,12 @@ def json_text(value: Any) -> str:
 
 
 def _added_later(history_model: type[models.Model]) -> frozenset[str]:
+    """Columns left out of a digest while NULL: the tracked model's ``audit_added_fields`` and
+    the history model's own (the user history's snapshot columns, migration 0004)."""
     tracked = getattr(history_model, "instance_type", history_model)
-    return frozenset(getattr(tracked, "audit_added_fields", ()))
+    return frozenset(getattr(tracked, "audit_added_fields", ())) | frozenset(
+        getattr(history_model, "audit_added_fields", ())
+    )
 
 
 def _digest_data(row: models.Model) -> dict[str, Any]:
@@ -99,9 +103,65 @@ def row_digest(row: models.Model) -> str:
 
 
 def chain_hash(seq: int, model: str, pk: Any, digest: str, prev: str) -> str:
-    """Ledger chain hash: ``sha256(seq | history model label | history pk | digest | prev)``."""
+    """Ledger chain hash of format 1 (entries written before migration 0004, ``format`` NULL):
+    ``sha256(seq | history model label | history pk | digest | prev)``."""
     text = f"{seq}|{model}|{pk}|{digest}|{prev}"
     return hashlib.sha256(text.encode("utf-8")).hexdigest()
+
+
+#: format of the ledger entries written now (column ``AuditLedger.format``; NULL = format 1)
+LEDGER_FORMAT = 2
+#: formats :func:`entry_hash` knows (``None`` is format 1)
+LEDGER_FORMATS = (None, 2)
+
+
+def canonical_time(value: _dt.datetime) -> str:
+    """The text of a ledger ``recorded_at`` in the chain hash: UTC ISO 8601 (as in digests)."""
+    return str(_canon(value))
+
+
+def entry_hash(
+    fmt: int | None,
+    seq: int,
+    model: str,
+    pk: Any,
+    object_pk: str,
+    history_type: str,
+    recorded_at: str,
+    digest: str,
+    prev: str,
+) -> str:
+    """Chain hash of one ledger entry in its format.
+
+    Format 2 covers every column of the entry (except the table's surrogate ``id``):
+    ``sha256("2" | seq | model | history pk | object pk | history type | recorded at |
+    digest | prev)``, the texts (model, object pk, type) JSON-quoted so that no value can
+    imitate a separator, ``recorded_at`` by :func:`canonical_time`. Format 1 (``None``) is
+    :func:`chain_hash`. Raises ``ValueError`` for an unknown format.
+    """
+    if fmt is None:
+        return chain_hash(seq, model, pk, digest, prev)
+    if fmt != 2:
+        raise ValueError(f"unknown ledger format {fmt!r}")
+    text = (f"2|{seq}|{_encode_str(model)}|{pk}|{_encode_str(object_pk)}|"
+            f"{_encode_str(history_type)}|{recorded_at}|{digest}|{prev}")
+    return hashlib.sha256(text.encode("utf-8")).hexdigest()
+
+
+def entry_hasher(model: str, history_type: str, recorded_at: str) -> Any:
+    """``f(seq, pk, object_pk, digest, prev) -> chain hash`` of format :data:`LEDGER_FORMAT`
+    for many entries sharing model, type and time (the importers' fast path); equal to
+    :func:`entry_hash`."""
+    qmodel = _encode_str(model)
+    mid = f"|{_encode_str(history_type)}|{recorded_at}|"
+    sha = hashlib.sha256
+    enc = _encode_str
+
+    def one(seq: int, pk: Any, object_pk: str, digest: str, prev: str) -> str:
+        text = f"2|{seq}|{qmodel}|{pk}|{enc(object_pk)}{mid}{digest}|{prev}"
+        return sha(text.encode("utf-8")).hexdigest()
+
+    return one
 
 
 #: public name of the canonical form of one value (floats by repr, dates ISO, UTC datetimes)
@@ -146,23 +206,24 @@ def _column_encoder(field: models.Field) -> Any:
     return enc
 
 
-def row_digests(
+def digest_template(
     history_model: type[models.Model],
-    columns: dict[str, Sequence[Any]],
+    varying: Sequence[str],
     constants: dict[str, Any],
-    rows: slice | None = None,
-) -> list[str]:
-    """:func:`row_digest` of many history rows given as plain column values, without building
-    ORM objects (for importers writing history rows with raw SQL).
+    encoders: dict[str, Any] | None = None,
+) -> tuple[str, list[tuple[str, Any]]] | None:
+    """The ``%``-template of :func:`canonical_json` for rows of ``history_model`` whose columns
+    ``varying`` differ per row and ``constants`` do not, with one encoder per varying column
+    (value → its JSON text; default :func:`_column_encoder` of the column, ``encoders``
+    overrides it). Returns ``(template, [(column, encoder), ...])``, or ``None`` when the
+    first key is an optional column (then digests are computed row by row).
 
-    ``columns[attname]`` holds one column's values (the ORM's Python types: ``int``, ``str``,
-    ``float``, ``bool``, ``datetime.date``, ``None``), ``constants`` the columns equal on every
-    row (history date, user, reason, type). Together they must name every concrete column of
-    ``history_model``. Same text as :func:`canonical_json`, built from one template per call.
+    A column the model lists in ``audit_added_fields`` is left out while NULL: its encoder
+    returns ``""`` for NULL and ``,"key":value`` otherwise (the template holds only ``%s``).
     """
     label = history_model._meta.label_lower
     fields = {f.attname: f for f in history_model._meta.concrete_fields}
-    if set(columns) | set(constants) != set(fields):
+    if set(varying) | set(constants) != set(fields):
         raise ValueError(
             f"{history_model._meta.label}: digest needs exactly the columns {sorted(fields)}"
         )
@@ -171,41 +232,77 @@ def row_digests(
     keys = sorted(
         k for k in [*fields, "__model__"] if not (k in consts and consts[k] is None and k in omit)
     )
-    sl = rows or slice(None)
+    encoders = encoders or {}
     pieces: list[str] = []
-    pairs: list[tuple[Any, str]] = []
+    pairs: list[tuple[str, Any]] = []
     for n, key in enumerate(keys):
         sep = "{" if n == 0 else ","
         if key in consts:
             pieces.append(
                 (sep + _encode_str(key) + ":" + json_text(consts[key])).replace("%", "%%")
             )
-        elif key in omit:
-            if n == 0:  # a leading optional key would need its own "{": compute row by row
-                return _digests_by_row(label, columns, consts, omit, sl)
+            continue
+        base = encoders.get(key) or _column_encoder(fields[key])
+        if key in omit:
+            if n == 0:  # a leading optional key would need its own "{"
+                return None
             prefix = "," + _encode_str(key) + ":"
-            base = _column_encoder(fields[key])
 
             def optional(v: Any, _p: str = prefix, _e: Any = base) -> str:
                 return "" if v is None else _p + _e(v)
 
             pieces.append("%s")
-            pairs.append((optional, key))
+            pairs.append((key, optional))
         else:
             pieces.append((sep + _encode_str(key) + ":").replace("%", "%%") + "%s")
-            pairs.append((_column_encoder(fields[key]), key))
-    template = "".join(pieces) + "}"
-    encoded = []
-    for enc, key in pairs:
-        col = columns[key][sl]
-        distinct = set(col) if len(col) > 64 else None
-        if distinct is not None and len(distinct) * 4 < len(col):
-            cache = {v: enc(v) for v in distinct}  # repetitive column: encode once
-            encoded.append(list(map(cache.__getitem__, col)))
-        else:
-            encoded.append(list(map(enc, col)))
+            pairs.append((key, base))
+    return "".join(pieces) + "}", pairs
+
+
+def encode_column(enc: Any, col: Sequence[Any]) -> list[str]:
+    """``[enc(v) for v in col]``, encoding each distinct value once when the column repeats."""
+    distinct: set[Any] | None = None
+    if len(col) > 64:
+        try:
+            distinct = set(col)
+        except TypeError:  # unhashable values (JSON objects)
+            distinct = None
+    if distinct is not None and len(distinct) * 4 < len(col):
+        cache = {v: enc(v) for v in distinct}
+        return list(map(cache.__getitem__, col))
+    return list(map(enc, col))
+
+
+def digests_of(template: str, encoded: Sequence[Sequence[str]]) -> list[str]:
+    """sha256 hex digest of ``template % row`` for each row of the encoded columns."""
     sha = hashlib.sha256
     return [sha((template % t).encode("utf-8")).hexdigest() for t in zip(*encoded, strict=True)]
+
+
+def row_digests(
+    history_model: type[models.Model],
+    columns: dict[str, Sequence[Any]],
+    constants: dict[str, Any],
+    rows: slice | None = None,
+) -> list[str]:
+    """:func:`row_digest` of many history rows given as plain column values, without building
+    ORM objects (for importers writing history rows with raw SQL, and for ``verify``).
+
+    ``columns[attname]`` holds one column's values (the ORM's Python types: ``int``, ``str``,
+    ``float``, ``bool``, ``datetime.date``, ``None``), ``constants`` the columns equal on every
+    row (history date, user, reason, type). Together they must name every concrete column of
+    ``history_model``. Same text as :func:`canonical_json`, built from one template per call
+    (:func:`digest_template`).
+    """
+    sl = rows or slice(None)
+    made = digest_template(history_model, list(columns), constants)
+    if made is None:
+        label = history_model._meta.label_lower
+        consts = {**constants, "__model__": label}
+        return _digests_by_row(label, columns, consts, _added_later(history_model), sl)
+    template, pairs = made
+    encoded = [encode_column(enc, columns[key][sl]) for key, enc in pairs]
+    return digests_of(template, encoded)
 
 
 def _digests_by_row(
@@ -245,15 +342,24 @@ def lock_ledger() -> None:
     # SQLite: transactions are BEGIN IMMEDIATE (see conf.py), so writers are serialised.
 
 
-def append(history_rows: Iterable[models.Model]) -> list[Any]:
+#: history rows re-read per query by :func:`append` (SQLite allows 250,000 bound variables
+#: in this build and 32,766 by default, PostgreSQL 65,535)
+APPEND_CHUNK = 10_000
+
+
+def append(history_rows: Iterable[models.Model], *, chunk: int = APPEND_CHUNK) -> list[Any]:
     """Chain history rows into the audit ledger, in the given order, in the current transaction.
 
-    The rows are re-read from the database first so that the digest is computed from exactly
-    what was stored (and what :func:`verify` will read back). Returns the new ledger rows.
+    The rows are re-read from the database first (``chunk`` primary keys per query) so that
+    the digest is computed from exactly what was stored (and what :func:`verify` will read
+    back). Entries are written in :data:`LEDGER_FORMAT` (:func:`entry_hash`). Returns the new
+    ledger rows.
     """
     rows = [r for r in history_rows if r is not None]
     if not rows:
         return []
+    if chunk < 1:
+        raise ValueError("append: chunk must be at least 1")
     Ledger = _ledger()
     with transaction.atomic():
         lock_ledger()
@@ -264,33 +370,38 @@ def append(history_rows: Iterable[models.Model]) -> list[Any]:
             by_model[type(r)].append(r.pk)
         stored: dict[tuple[type[models.Model], Any], models.Model] = {}
         for model, pks in by_model.items():
-            for obj in model._base_manager.filter(pk__in=pks):
-                stored[(model, obj.pk)] = obj
+            for start in range(0, len(pks), chunk):
+                for obj in model._base_manager.filter(pk__in=pks[start:start + chunk]):
+                    stored[(model, obj.pk)] = obj
         last = Ledger.objects.order_by("-seq").values_list("seq", "chain_hash").first()
         seq, prev = last if last else (0, GENESIS)
         now = timezone.now()
+        when = canonical_time(now)
         entries = []
         for r in rows:
             obj = stored[(type(r), r.pk)]
             seq += 1
             label = obj._meta.label_lower
             digest = row_digest(obj)
-            chain = chain_hash(seq, label, obj.pk, digest, prev)
+            opk = str(getattr(obj, _tracked_pk_attname(type(obj))))
+            htype = obj.history_type
+            chain = entry_hash(LEDGER_FORMAT, seq, label, obj.pk, opk, htype, when, digest, prev)
             entries.append(
                 Ledger(
                     seq=seq,
                     history_model=label,
                     history_pk=obj.pk,
-                    object_pk=str(getattr(obj, _tracked_pk_attname(type(obj)))),
-                    history_type=obj.history_type,
+                    object_pk=opk,
+                    history_type=htype,
                     digest=digest,
                     prev_hash=prev,
                     chain_hash=chain,
                     recorded_at=now,
+                    format=LEDGER_FORMAT,
                 )
             )
             prev = chain
-        return Ledger.objects.bulk_create(entries)
+        return Ledger.objects.bulk_create(entries, batch_size=2000)
 
 
 def head() -> tuple[int, str]:

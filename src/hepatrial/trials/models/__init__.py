@@ -13,6 +13,7 @@ model to another app.
 
 from __future__ import annotations
 
+from hepatrial.trials.models.accounts import LoginEvent
 from hepatrial.trials.models.audit import AuditLedger
 from hepatrial.trials.models.choices import (
     AEOutcome,
@@ -64,6 +65,7 @@ __all__ = [
     "LabResult",
     "Lock",
     "LockLevel",
+    "LoginEvent",
     "Participant",
     "ParticipantStatus",
     "ProtocolDeviation",

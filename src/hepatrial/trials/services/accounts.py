@@ -1,21 +1,31 @@
-"""Sites, user accounts, roles, site memberships, and the password check of an e-signature.
+"""Sites, user accounts, roles, site memberships, passwords, sign-in records and lockouts,
+and the password check of an e-signature.
 
 Accounts, roles and memberships are audited records (ICH E6(R3) 4.2.2(a), 4.3.8): the user
-model has a ledgered history, and the role is a :class:`~hepatrial.trials.models.UserProfile`
-(audited like every trial record). Who may do what is :mod:`.permissions` (re-exported here:
-``require_permission``, ``role_of``, ``PERMISSIONS``).
+model has a ledgered history whose rows also hold a fingerprint of the password hash and the
+account's permissions and groups (:mod:`hepatrial.trials.models.audit`), and the role is a
+:class:`~hepatrial.trials.models.UserProfile` (audited like every trial record). Password
+changes and resets go through :func:`change_password` (a reason is required; the admin's
+password forms and ``hepatrial user password`` use it); every sign-in attempt, lockout and
+unlock is a :class:`~hepatrial.trials.models.LoginEvent` (:func:`record_login_event`,
+:func:`unlock_account`; 21 CFR 11.300(d)). Who may do what is :mod:`.permissions`
+(re-exported here: ``require_permission``, ``role_of``, ``PERMISSIONS``).
 """
 
 from __future__ import annotations
 
+import unicodedata
 from typing import Any
 
 from django.contrib.auth import get_user_model
 from django.db import transaction
+from django.utils import timezone
 
 from hepatrial.errors import AuthenticationFailed, NotFoundError, PermissionDenied
+from hepatrial.trials.audit.base import require_reason
 from hepatrial.trials.audit.chain import lock_ledger
 from hepatrial.trials.models import (
+    LoginEvent,
     Site,
     SiteMembership,
     UserProfile,
@@ -50,15 +60,18 @@ __all__ = [
     "acting_user",
     "add_site_membership",
     "allowed",
+    "change_password",
     "change_role",
     "check_signing_password",
     "create_site",
     "create_user",
     "printed_name_of",
     "reactivate_user",
+    "record_login_event",
     "require_permission",
     "role_of",
     "site_ids_of",
+    "unlock_account",
 ]
 
 #: consecutive wrong passwords given to sign before the account is deactivated (11.300(d))
@@ -178,23 +191,22 @@ def create_user(
         ).save(user=acting)
         if role in _ROLE_PAGES:
             regex, models = _ROLE_PAGES[role]
-            perms = Permission.objects.filter(
+            perms = list(Permission.objects.filter(
                 content_type__app_label="trials",
                 content_type__model__in=models,
                 codename__regex=regex,
-            )
-            new.user_permissions.add(*perms)
+            ))
             if role == "qa":
-                new.user_permissions.add(
-                    *Permission.objects.filter(
-                        content_type__app_label="trials",
-                        codename__in=["add_cellproductbatch", "change_cellproductbatch"],
-                    )
+                perms += Permission.objects.filter(
+                    content_type__app_label="trials",
+                    codename__in=["add_cellproductbatch", "change_cellproductbatch"],
                 )
-            perms_site = Permission.objects.filter(
+            perms += Permission.objects.filter(
                 content_type__app_label="trials", codename__in=["view_site", "view_arm"]
             )
-            new.user_permissions.add(*perms_site)
+            # one grant: one history row of the account (the m2m signal, models.audit)
+            new._change_reason = f"account created ({role}): admin pages of the role"
+            new.user_permissions.add(*perms)
         for s in sites:
             add_site_membership(user_account=new, site=s, user=acting)
     return new
@@ -243,8 +255,6 @@ def change_role(*, user_account: Any, role: str, reason: str, user: Any = None) 
 def reactivate_user(*, user_account: Any, reason: str, user: Any = None) -> Any:
     """Reactivate an account (e.g. deactivated after failed signatures) and reset its count
     of failed signatures, with a reason (audited; ``manage_accounts``)."""
-    from hepatrial.trials.base import require_reason
-
     acting = acting_user(user)
     require_permission(acting, "manage_accounts")
     target = account(user_account)
@@ -260,6 +270,134 @@ def reactivate_user(*, user_account: Any, reason: str, user: Any = None) -> Any:
             profile.failed_signatures = 0
             profile.save(user=acting, reason=why)
     return target
+
+
+def change_password(
+    *, user_account: Any, password: str, reason: str, user: Any = None
+) -> Any:
+    """Set a new password for ``user_account``, with a reason (audited).
+
+    The account's own holder may change it (``user`` is the account); anyone else needs
+    ``manage_accounts`` (a reset by an administrator, or the system account on the command
+    line). The password must pass Django's password validators (length, common passwords,
+    similarity to the user's name, all digits). The account's history gets a row whose reason
+    says ``password changed`` (own) or ``password reset`` (by another account) with ``reason``,
+    and whose password fingerprint is the new one (so ``audit verify`` can tell a hash written
+    by SQL). Raises :class:`~hepatrial.errors.ChangeReasonRequired`,
+    :class:`~hepatrial.errors.PermissionDenied`, :class:`NotFoundError` or ``StoreError``
+    (the validators' messages).
+    """
+    from django.contrib.auth.password_validation import validate_password
+    from django.core.exceptions import ValidationError
+
+    acting = acting_user(user)
+    target = account(user_account)
+    name = target.get_username()
+    why = require_reason(reason, f"changing the password of {name!r}")
+    own = acting is not None and acting.pk == target.pk
+    if not own:
+        require_permission(acting, "manage_accounts")
+    elif not acting.is_active:
+        raise PermissionDenied(f"password: account {name!r} is deactivated")
+    if not password:
+        raise StoreError(f"user {name!r}: the new password is empty")
+    User = get_user_model()
+    with transaction.atomic():
+        lock_ledger()
+        fresh = User._base_manager.select_for_update().get(pk=target.pk)
+        try:
+            validate_password(password, fresh)
+        except ValidationError as exc:
+            raise StoreError(f"user {name!r}: " + " ".join(exc.messages)) from None
+        fresh.set_password(password)
+        fresh._history_user = acting
+        fresh._change_reason = f"password {'changed' if own else 'reset'}: {why}"
+        fresh.save(update_fields=["password"])
+    target.password = fresh.password
+    return fresh
+
+
+def _printable(text: Any) -> str:
+    """``text`` as a string with control and other unprintable characters escaped (``\\xNN``,
+    ``\\uNNNN``), so a sign-in name is stored on every engine (PostgreSQL text cannot hold
+    NUL) and reads back unambiguously."""
+    s = "" if text is None else str(text)
+    out = []
+    for ch in s:
+        if ch == "\\" or unicodedata.category(ch).startswith("C"):
+            code = ord(ch)
+            out.append(f"\\x{code:02x}" if code < 0x100 else
+                       f"\\u{code:04x}" if code < 0x10000 else f"\\U{code:08x}")
+        else:
+            out.append(ch)
+    return "".join(out)
+
+
+def record_login_event(
+    kind: str,
+    username: Any,
+    *,
+    request: Any = None,
+    account: Any = None,
+    source: str | None = None,
+    detail: str = "",
+) -> LoginEvent | None:
+    """Record a sign-in attempt (``success``/``failure``), a ``lockout`` or an ``unlock``.
+
+    Called by the sign-in signals (:mod:`hepatrial.trials.models.audit`) for every sign-in
+    form, and by :func:`unlock_account`. The client address is django-axes' (its proxy
+    settings) or ``REMOTE_ADDR``. A lockout reported again while the account is already locked
+    out (django-axes signals each refused attempt) is recorded once. Returns the event, or
+    ``None`` when it was a repeat.
+    """
+    kinds = {k for k, _ in LoginEvent._meta.get_field("kind").choices}
+    if kind not in kinds:
+        raise StoreError(f"login event: kind {kind!r} is not one of {', '.join(sorted(kinds))}")
+    name = _printable(username)
+    User = get_user_model()
+    if account is None and name:
+        account = User._base_manager.filter(**{User.USERNAME_FIELD: name}).first()
+    if source is None and request is not None:
+        source = getattr(request, "axes_ip_address", None) or getattr(
+            request, "META", {}
+        ).get("REMOTE_ADDR", "")
+    source = _printable(source or "")[:100]
+    with transaction.atomic():
+        lock_ledger()
+        if kind == "lockout":
+            last = (LoginEvent.objects.filter(username=name, kind__in=("lockout", "unlock"))
+                    .order_by("-at", "-pk").values_list("kind", flat=True).first())
+            if last == "lockout":
+                return None
+        event = LoginEvent(kind=kind, username=name, account=account, at=timezone.now(),
+                           source=source, detail=str(detail or ""))
+        who = account if kind == "success" else None
+        reason = {"success": "signed in", "failure": "sign-in refused",
+                  "lockout": "account locked out", "unlock": "lockout reset"}[kind]
+        event.save(user=who, reason=reason)
+    return event
+
+
+def unlock_account(*, user_account: Any, reason: str, user: Any = None) -> int:
+    """Reset the django-axes lockout of an account (its failed sign-ins), with a reason
+    (audited as a ``LoginEvent`` of kind ``unlock``; ``manage_accounts``). Returns the number
+    of failure records cleared (0: the account was not locked out and nothing is written)."""
+    from axes.utils import reset
+
+    acting = acting_user(user)
+    require_permission(acting, "manage_accounts")
+    target = account(user_account)
+    name = target.get_username()
+    why = require_reason(reason, f"unlocking account {name!r}")
+    with transaction.atomic():
+        lock_ledger()
+        n = int(reset(username=name) or 0)
+        if n:
+            event = LoginEvent(kind="unlock", username=name, account=target, at=timezone.now(),
+                               source="", detail=f"{n} failed sign-in record(s) cleared by "
+                               f"{acting.get_username()}")
+            event.save(user=acting, reason=why)
+    return n
 
 
 def printed_name_of(user: Any) -> str:

@@ -1,0 +1,339 @@
+"""Reading stored rows as plain tuples, robustly: raw SQL pages and per-column encoders.
+
+:func:`~hepatrial.trials.audit.verify.verify` reads millions of rows; building a Django object
+per row and comparing field by field dominated its time. Here a column's *stored* values (as
+the database driver returns them, with no Django conversion: on SQLite every column is read as
+``+"column"`` so that the driver's declared-type converters, which raise on an invalid date,
+do not run) are turned into the JSON text :func:`~hepatrial.trials.audit.chain.canonical_json`
+gives the value the ORM would load — so the digests equal
+:func:`~hepatrial.trials.audit.chain.row_digest` of the ORM object (a test checks every column
+type on both engines) — and a value the ORM could not load, or would load as something else
+than the column's type (an impossible date, a text in an integer column, a non-JSON text in a
+JSON column, bytes that are not UTF-8), raises :class:`Unreadable` naming the reason, which
+``verify`` reports as a problem of that row instead of stopping.
+"""
+
+from __future__ import annotations
+
+import datetime as _dt
+import json
+from collections.abc import Callable, Iterator, Sequence
+from typing import Any
+
+from django.db import connection, models
+from django.db.utils import OperationalError
+
+from hepatrial.trials.audit.chain import _canon, _dumps, _encode_str, json_text
+
+__all__ = [
+    "BadText",
+    "Unreadable",
+    "column_sql",
+    "json_encoder",
+    "pages",
+    "python_value",
+    "query",
+]
+
+#: rows per page read by :func:`pages`
+PAGE = 20_000
+
+_TEXT = {"CharField", "TextField", "SlugField", "EmailField", "URLField",
+         "GenericIPAddressField", "IPAddressField", "FilePathField", "FileField", "ImageField"}
+_INT = {"AutoField", "BigAutoField", "SmallAutoField", "IntegerField", "BigIntegerField",
+        "SmallIntegerField", "PositiveIntegerField", "PositiveBigIntegerField",
+        "PositiveSmallIntegerField", "ForeignKey", "OneToOneField"}
+
+
+class Unreadable(Exception):
+    """A stored value the ORM cannot read as its column's type; ``str()`` is the reason."""
+
+
+class BadText:
+    """Bytes stored as text that are not UTF-8 (SQLite only; PostgreSQL checks encodings)."""
+
+    __slots__ = ("raw",)
+
+    def __init__(self, raw: bytes) -> None:
+        self.raw = raw
+
+    def __repr__(self) -> str:
+        return f"<not UTF-8: {self.raw[:40]!r}>"
+
+
+def _describe(v: Any) -> str:
+    if isinstance(v, BadText):
+        return f"bytes that are not UTF-8 text ({v.raw[:40]!r})"
+    text = repr(v)
+    return f"{type(v).__name__} {text if len(text) <= 60 else text[:57] + '...'}"
+
+
+def column_sql(alias: str, column: str) -> str:
+    """The select expression of a stored column: on SQLite ``+alias."column"`` (no declared-type
+    conversion by the driver), elsewhere the column itself."""
+    qn = connection.ops.quote_name
+    ref = f"{alias}.{qn(column)}" if alias else qn(column)
+    return "+" + ref if connection.vendor == "sqlite" else ref
+
+
+def _orm_converters(field: models.Field) -> Callable[[Any], Any]:
+    """The ORM's own conversion of a stored value of ``field`` (backend + field converters)."""
+    expr = field.get_col(field.model._meta.db_table)
+    convs = [*connection.ops.get_db_converters(expr), *expr.get_db_converters(connection)]
+
+    def convert(v: Any) -> Any:
+        for c in convs:
+            v = c(v, expr, connection)
+        return v
+
+    return convert
+
+
+def _parse_datetime(v: Any) -> _dt.datetime:
+    from django.utils.dateparse import parse_datetime
+
+    if isinstance(v, _dt.datetime):
+        d = v
+    elif type(v) is str:
+        try:
+            d = _dt.datetime.fromisoformat(v)
+        except ValueError:
+            try:
+                parsed = parse_datetime(v)
+            except ValueError as exc:
+                raise Unreadable(f"not a date and time: {v!r} ({exc})") from None
+            if parsed is None:
+                raise Unreadable(f"not a date and time: {v!r}") from None
+            d = parsed
+    else:
+        raise Unreadable(f"not a date and time: {_describe(v)}")
+    if d.tzinfo is None:
+        d = d.replace(tzinfo=_dt.UTC)
+    return d
+
+
+def _parse_date(v: Any) -> _dt.date:
+    from django.utils.dateparse import parse_date
+
+    if type(v) is _dt.date:
+        return v
+    if type(v) is str:
+        try:
+            return _dt.date.fromisoformat(v)
+        except ValueError:
+            try:
+                parsed = parse_date(v)
+            except ValueError as exc:
+                raise Unreadable(f"not a date: {v!r} ({exc})") from None
+            if parsed is None:
+                raise Unreadable(f"not a date: {v!r}") from None
+            return parsed
+    raise Unreadable(f"not a date: {_describe(v)}")
+
+
+def _parse_bool(v: Any) -> bool:
+    if v is True or v is False:
+        return v
+    if type(v) is int and v in (0, 1):
+        return bool(v)
+    raise Unreadable(f"not a boolean: {_describe(v)}")
+
+
+def _parse_json(v: Any) -> Any:
+    if type(v) is str:
+        try:
+            return json.loads(v)
+        except ValueError as exc:
+            raise Unreadable(f"not JSON: {v[:60]!r} ({exc})") from None
+    if isinstance(v, dict | list | int | float | bool) or v is None:
+        return v
+    raise Unreadable(f"not JSON: {_describe(v)}")
+
+
+def _kind(field: models.Field) -> str:
+    internal = field.get_internal_type()
+    if internal in _TEXT:
+        return "text"
+    if internal in _INT:
+        return "int"
+    return {"FloatField": "float", "BooleanField": "bool", "DateField": "date",
+            "DateTimeField": "datetime", "JSONField": "json"}.get(internal, "other")
+
+
+def python_value(field: models.Field) -> Callable[[Any], Any]:
+    """Stored value → the Python value the ORM loads (for messages), or :class:`Unreadable`."""
+    kind = _kind(field)
+    null = field.null
+
+    def text(v: Any) -> Any:
+        if type(v) is str:
+            return v
+        raise Unreadable(f"not text: {_describe(v)}")
+
+    def integer(v: Any) -> Any:
+        if type(v) is int:
+            return v
+        raise Unreadable(f"not an integer: {_describe(v)}")
+
+    def real(v: Any) -> Any:
+        if type(v) is float:
+            return v
+        raise Unreadable(f"not a number: {_describe(v)}")
+
+    conv: Callable[[Any], Any]
+    if kind == "text":
+        conv = text
+    elif kind == "int":
+        conv = integer
+    elif kind == "float":
+        conv = real
+    elif kind == "bool":
+        conv = _parse_bool
+    elif kind == "date":
+        conv = _parse_date
+    elif kind == "datetime":
+        conv = _parse_datetime
+    elif kind == "json":
+        conv = _parse_json
+    else:
+        orm = _orm_converters(field)
+
+        def conv(v: Any) -> Any:
+            if isinstance(v, BadText):
+                raise Unreadable(f"not text: {_describe(v)}")
+            try:
+                return orm(v)
+            except Exception as exc:  # any conversion error of a foreign value
+                raise Unreadable(f"cannot be read as {field.get_internal_type()}: "
+                                 f"{_describe(v)} ({exc})") from None
+
+    def read(v: Any) -> Any:
+        if v is None:
+            if null:
+                return None
+            raise Unreadable("NULL in a column that does not allow NULL")
+        return conv(v)
+
+    return read
+
+
+def json_encoder(field: models.Field) -> Callable[[Any], str]:
+    """Stored value → its JSON text in a digest (``json_text`` of the ORM's value), or
+    :class:`Unreadable`. Fast paths for the common column types of both engines."""
+    kind = _kind(field)
+    null = field.null
+    enc: Callable[[Any], str]
+    if kind == "text":
+
+        def enc(v: Any, _e: Any = _encode_str) -> str:
+            if v.__class__ is str:
+                return _e(v)  # type: ignore[no-any-return]
+            raise Unreadable(f"not text: {_describe(v)}")
+    elif kind == "int":
+
+        def enc(v: Any) -> str:
+            if v.__class__ is int:
+                return str(v)
+            raise Unreadable(f"not an integer: {_describe(v)}")
+    elif kind == "float":
+
+        def enc(v: Any) -> str:
+            if v.__class__ is float:
+                return '"' + repr(v) + '"'
+            raise Unreadable(f"not a number: {_describe(v)}")
+    elif kind == "bool":
+
+        def enc(v: Any) -> str:
+            return "true" if _parse_bool(v) else "false"
+    elif kind == "date":
+
+        def enc(v: Any) -> str:
+            return '"' + _parse_date(v).isoformat() + '"'
+    elif kind == "datetime":
+
+        def enc(v: Any) -> str:
+            return '"' + _parse_datetime(v).astimezone(_dt.UTC).isoformat() + '"'
+    elif kind == "json":
+
+        def enc(v: Any) -> str:
+            return _dumps(_canon(_parse_json(v)))
+    else:
+        value = python_value(field)
+
+        def enc(v: Any) -> str:
+            return json_text(value(v))
+
+    if null:
+
+        def nullable(v: Any, _enc: Any = enc) -> str:
+            return "null" if v is None else _enc(v)
+
+        return nullable
+
+    def not_null(v: Any, _enc: Any = enc) -> str:
+        if v is None:
+            raise Unreadable("NULL in a column that does not allow NULL")
+        return _enc(v)
+
+    return not_null
+
+
+# ------------------------------------------------------------------------------- raw queries
+def _decode_row(row: Sequence[Any]) -> tuple[Any, ...]:
+    out = []
+    for v in row:
+        if isinstance(v, bytes):
+            try:
+                v = v.decode("utf-8")
+            except UnicodeDecodeError:
+                v = BadText(v)
+        out.append(v)
+    return tuple(out)
+
+
+def query(sql: str, params: Sequence[Any] = ()) -> list[tuple[Any, ...]]:
+    """Run a SELECT and return its rows. On SQLite, text that is not UTF-8 makes the driver
+    refuse the whole result; the query is then read again with text as bytes, and each such
+    value becomes a :class:`BadText` (the encoders report it), the others are decoded."""
+    with connection.cursor() as cur:
+        try:
+            cur.execute(sql, list(params))
+            return [tuple(r) for r in cur.fetchall()]
+        except OperationalError as exc:
+            if connection.vendor != "sqlite" or "decode" not in str(exc).lower():
+                raise
+    raw = connection.connection
+    old = raw.text_factory
+    raw.text_factory = bytes
+    try:
+        with connection.cursor() as cur:
+            cur.execute(sql, list(params))
+            rows = cur.fetchall()
+    finally:
+        raw.text_factory = old
+    return [_decode_row(r) for r in rows]
+
+
+def pages(select: str, source: str, key: str, *, where: str = "",
+          params: Sequence[Any] = (), page: int = PAGE) -> Iterator[list[tuple[Any, ...]]]:
+    """Rows of ``SELECT key, select FROM source [WHERE where]`` in pages of ``page`` rows,
+    ordered by ``key`` (a unique column; keyset pagination, so memory stays flat on every
+    engine and each page is one short query)."""
+    last: Any = None
+    first = True
+    while True:
+        cond = [f"({where})"] if where else []
+        args = list(params)
+        if not first:
+            cond.append(f"{key} > %s")
+            args.append(last)
+        sql = (f"SELECT {key}, {select} FROM {source}"
+               + (" WHERE " + " AND ".join(cond) if cond else "")
+               + f" ORDER BY {key} LIMIT {int(page)}")
+        rows = query(sql, args)
+        if not rows:
+            return
+        yield rows
+        if len(rows) < page:
+            return
+        last, first = rows[-1][0], False
