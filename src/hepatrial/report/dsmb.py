@@ -894,8 +894,8 @@ def sae_listing(ds: Dsmb, session: str) -> Table | None:
               for a in ds.summary.get("arms") or []}
     crit = "criteria" in sae.columns
     cols = (["Arm"] if by_arm else []) + [
-        "Event", "Term", "System organ class", "Grade", *(["Seriousness"] if crit else []),
-        "Onset", "Days from infusion", "Related to the product", "Related to a procedure",
+        "Event", "Term", "Grade", *(["Seriousness"] if crit else []),
+        "Onset (day after infusion)", "Related to the product", "Related to a procedure",
         "Expectedness", "SUSAR", "Outcome", *(["Resolved"] if crit else [])]
     t = Table("sae_listing", "Serious adverse events: listing", "Participant", cols)
     for r in sae.sort_values(["participant_id", "onset", "id"], kind="mergesort").itertuples():
@@ -903,9 +903,9 @@ def sae_listing(ds: Dsmb, session: str) -> Table | None:
             f" ({_procedure_label(r.procedure)})"
             if r.procedure and _s.is_suspected(r.related_procedure) else "")
         cells = ([labels.get(arm[r.participant_id], arm[r.participant_id])] if by_arm else []) + [
-            str(r.id), str(r.term), str(r.soc) if r.soc else NOT_CODED, str(int(r.grade)),
+            str(r.id), str(r.term) if r.soc else f"{r.term} (not coded)", str(int(r.grade)),
             *([r.criteria or "Not recorded"] if crit else []),
-            _date(r.onset), DASH if pd.isna(r.days) else fmt_num(r.days, 0),
+            _date(r.onset) + ("" if pd.isna(r.days) else f" (day {fmt_num(r.days, 0)})"),
             _REL_LABEL[r.related_product], proc, str(r.expectedness),
             "Yes" if r.susar else "No",
             _OUTCOME_LABEL.get(r.outcome, "Not yet known") if r.outcome else "Not yet known",
@@ -914,8 +914,9 @@ def sae_listing(ds: Dsmb, session: str) -> Table | None:
     t.notes = ["Serious: meets an ICH E2A seriousness criterion; grade-5 events are listed "
                "whether or not recorded as serious. Expectedness against the protocol's "
                "reference safety information, for the attribution judged at least possibly "
-               "related. Days from infusion: from the first administration; — before it or "
-               "not dosed. Outcome as known at the data cut."]
+               "related. Day after infusion: from the participant's first administration (none "
+               "shown before it, or when not dosed). Terms: CTCAE v5.0, with their system organ "
+               "classes in the adverse-event table. Outcome as known at the data cut."]
     return t
 
 
@@ -1417,6 +1418,11 @@ def build_word(ds: Dsmb, session: str, tables: list[Table], *, run_time: str) ->
             i.startswith("figure:") and figs.get(i.split(":", 1)[1]))]
         if not present:
             continue
+        # one page orientation per section where possible: landscape from the heading on when
+        # the section's first table is wide, landscape later only for a wide table; back to
+        # portrait at the next section whose first table is not wide (no empty pages)
+        first = next((by_id[i] for i in present if i in by_id), None)
+        _w._landscape(doc, first is not None and _w._is_wide(first))
         doc.add_heading(heading, level=2)
         for i in present:
             if i in paras:
@@ -1426,12 +1432,13 @@ def build_word(ds: Dsmb, session: str, tables: list[Table], *, run_time: str) ->
                 _w._figure(doc, figs[key], _FIG_TITLES[key])
             else:
                 t = by_id[i]
-                wide = _w._is_wide(t)
-                if wide:
+                if _w._is_wide(t):
                     _w._landscape(doc, True)
-                _w.add_table(doc, t, 25.7 if wide else 17.0)
-                if wide:
-                    _w._landscape(doc, False)
+                landscape = doc.sections[-1].page_width > doc.sections[-1].page_height
+                avail = 25.7 if landscape else 17.0
+                _w.add_table(doc, t, avail)
+                _w._set_widths(doc.tables[-1], _word_widths(t, avail))
+    _w._landscape(doc, False)
     doc.add_heading("Provenance", level=2)
     for k, v in _provenance(ds):
         p = doc.add_paragraph()
@@ -1471,6 +1478,41 @@ def dsmb_json(ds: Dsmb) -> dict[str, Any]:
                              for r in tt.to_dict("records")],
             "kaplan_meier": km.as_dict()},
     })
+
+
+_CM_PER_CHAR = 0.18  # 8.5 pt text, bold headers
+_CM_PADDING = 0.45  # Word's default cell margins (0.19 cm each side) and a little air
+
+
+def _word_widths(t: Table, avail_cm: float) -> list[float]:
+    """Word column widths (cm) that break no word and no short value: each column gets at
+    least its longest word of a header (bold) or a cell, or its longest cell of up to 12
+    characters ("1 (25%)", a date); the rest of the text width goes to the columns with long
+    text, in proportion to what they lack for one line."""
+    def unbreakable(cells: list[str], header: str) -> float:
+        w = [len(x) * _CM_PER_CHAR for x in cells if len(x) <= 12]
+        w += [len(p) * _CM_PER_CHAR for x in cells for p in x.split()]
+        w += [len(p) * _CM_PER_CHAR * 1.3 for p in header.split()]
+        return max(w, default=_CM_PER_CHAR) + _CM_PADDING
+
+    def one_line(cells: list[str]) -> float:
+        return max((len(x) for x in cells), default=1) * _CM_PER_CHAR + _CM_PADDING
+
+    stub = [("  " * r.indent) + r.label for r in t.rows]
+    cols = [[r.cells[j] for r in t.rows] for j in range(len(t.columns))]
+    mins = [unbreakable([], " ".join([*stub, t.stub]))] + [
+        unbreakable(c, h) for c, h in zip(cols, t.columns, strict=True)]
+    wants = [max(one_line(stub), mins[0])] + [
+        max(one_line(c), m) for c, m in zip(cols, mins[1:], strict=True)]
+    total_min = sum(mins)
+    if total_min >= avail_cm:
+        return [m * avail_cm / total_min for m in mins]
+    extra = avail_cm - total_min
+    lack = [w - m for w, m in zip(wants, mins, strict=True)]
+    if sum(lack) <= extra:
+        spare = avail_cm - sum(wants)
+        return [w + spare * w / sum(wants) for w in wants]
+    return [m + extra * k / sum(lack) for m, k in zip(mins, lack, strict=True)]
 
 
 def _index(tables: list[Table], stem: str) -> bytes:
