@@ -10,6 +10,7 @@ from __future__ import annotations
 
 __all__ = [
     "ADVERSE_EVENT_COLUMNS",
+    "AE_ACTION",
     "AE_OUTCOME",
     "ASCITES",
     "DATASET_COLUMNS",
@@ -137,6 +138,8 @@ ROLES: Pairs = (
     ("qa", "quality assurance: releases cell-product batches"),
     ("auditor", "auditor: reads everything, writes nothing"),
     ("admin", "administrator: accounts, sites, protocol"),
+    ("sponsor", "sponsor's safety physician: SAE causality, expectedness and SUSAR assessment"),
+    ("dsmb", "DSMB member: reads the safety reports, records signed decisions on stopping rules"),
 )
 
 #: column order of the analysis dataset (docs/contracts.md §1)
@@ -257,4 +260,16 @@ DSMB_DECISION: Pairs = (
     ("resume_modified", "resume with a protocol modification"),
     ("continue_pause", "keep the pause"),
     ("terminate", "terminate the trial"),
+)
+
+#: action taken with the cell product because of an adverse event (CDISC SDTM AEACN, adapted to
+#: a product given in one or a few administrations)
+AE_ACTION: Pairs = (
+    ("none", "dose not changed (no action with the product)"),
+    ("infusion_interrupted", "infusion interrupted (drug interrupted)"),
+    ("infusion_stopped", "infusion stopped, product withdrawn (drug withdrawn)"),
+    ("dose_reduced", "dose reduced"),
+    ("next_dose_delayed", "next administration delayed"),
+    ("not_applicable", "not applicable (no administration ongoing or planned)"),
+    ("unknown", "unknown"),
 )
