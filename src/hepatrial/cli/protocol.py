@@ -44,6 +44,17 @@ def _summary_lines(p: Protocol) -> list[str]:
             f"    {v.code:<5} day {v.target_day:>5}  window {_fmt_day(v.window_lower)}/"
             f"{_fmt_day(v.window_upper)} (days {v.earliest_day}..{v.latest_day}){flag}"
         )
+    lines.append(f"  eligibility inputs ({len(p.eligibility_inputs)}):")
+    for i in p.eligibility_inputs:
+        if i.kind == "number":
+            what = f"number, {i.unit}" + (f" (analyte {i.analyte}: any unit it accepts)"
+                                          if i.analyte else "")
+        elif i.kind == "choice":
+            what = "one of " + ", ".join(i.choices)
+        else:
+            what = i.kind
+        src = f"  [from the {i.derived_from} record]" if i.derived_from else ""
+        lines.append(f"    {i.name:<20} {what}{src}")
     lines.append(f"  eligibility ({len(p.eligibility)}):")
     for c in p.eligibility:
         lines.append(f"    {c.id:<14} {c.kind:<9} {c.check.describe()}")
