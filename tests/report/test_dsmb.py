@@ -483,3 +483,33 @@ def test_exposure_totals_with_an_administration_after_the_cut() -> None:
     assert ex.notes[-1] == ("Unknown also: P01, whose recorded totals include an "
                             "administration after the data cut.")
     assert "2" not in [r.label for r in ex.rows]
+
+
+def test_susar_by_the_rsi_and_by_the_sponsor() -> None:
+    sc = scenario("aes_no_sae")
+    fever3 = s.AdverseEventRecord("AE-010", "P02", "Fever", 3, True, "probable", "not_related",
+                                  dt.date(2024, 5, 1), outcome="recovered")
+    saf = dataclasses.replace(sc.safety, adverse_events=(*sc.safety.adverse_events, fever3))
+    ae = pd.concat([sc.data.adverse_events, pd.DataFrame([{
+        "participant_id": "P02", "term": "Fever", "grade": 3, "serious": True,
+        "related": "probable", "onset_day": 0, "resolved_day": pd.NA,
+        "outcome": "recovered"}])], ignore_index=True)
+    data = TrialData(sc.data.dataset, sc.data.participants, ae, sc.data.protocol_summary)
+    # the RSI expects fever up to grade 2: grade 3, serious and probably related is a SUSAR
+    tabs = _tables(build_dsmb(data, saf, sc.protocol, as_of=sc.as_of), "open")
+    assert tabs["sae_listing"].column("Expectedness") == ["Unexpected (product)"]
+    assert tabs["sae_listing"].column("SUSAR") == ["Yes"]
+    row = "Suspected unexpected serious adverse reaction (SUSAR)"
+    assert tabs["ae_overview"].cell(row, "Events") == "1"
+    # the sponsor's assessment decides
+    det = pd.DataFrame({"id": ["AE-010"], "seriousness_criteria": [["hospitalisation"]],
+                        "resolution_date": [dt.date(2024, 5, 4)], "expectedness": ["expected"]})
+    tabs = _tables(build_dsmb(data, saf, sc.protocol, as_of=sc.as_of, ae_details=det), "open")
+    sae = tabs["sae_listing"]
+    assert sae.column("Expectedness") == ["Expected (product, sponsor's assessment)"]
+    assert sae.column("SUSAR") == ["No"] and sae.column("Resolved") == ["2024-05-04"]
+    assert tabs["ae_overview"].cell(row, "Events") == "0"
+    with pytest.raises(DsmbInputError, match="expectedness 'likely' is not one of expected, "
+                                             "unexpected"):
+        build_dsmb(data, saf, sc.protocol, as_of=sc.as_of,
+                   ae_details=det.assign(expectedness=["likely"]))

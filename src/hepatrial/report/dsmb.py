@@ -210,24 +210,33 @@ def _ae_frame(aes: Sequence[_s.AdverseEventRecord], first: dict[str, _dt.date],
         drop=True)
 
 
-def _expectedness(plan: Any, a: _s.AdverseEventRecord) -> tuple[str, bool]:
-    """(expectedness text, SUSAR) of one event against the reference safety information."""
+def _expectedness(plan: Any, a: _s.AdverseEventRecord,
+                  sponsor: str | None = None) -> tuple[str, bool]:
+    """(expectedness text, SUSAR) of one event against the reference safety information;
+    ``sponsor``: the sponsor's assessment for the product attribution, which then decides
+    (ICH E2A III.A: expectedness is the sponsor's judgement)."""
     prod = _s.is_suspected(a.related_product)
     proc = _s.is_suspected(a.related_procedure)
     if not (prod or proc):
         return "Not applicable (not related)", False
-    if plan is None:
-        return "Not assessed (no reference safety information)", False
-    if not a.coded:
-        return "Not assessable (term not coded)", False
     parts = []
     susar = False
     for ok, who in ((prod, "product"), (proc, "procedure")):
-        if ok:
-            e = _s.expectedness(plan, a.term, a.grade, who)  # type: ignore[arg-type]
-            parts.append(f"{e[:1].upper() + e[1:]} ({who})")
-            if who == "product":
-                susar = _s.is_susar(a.serious, a.related_product, e)
+        if not ok:
+            continue
+        if who == "product" and sponsor is not None:
+            e, by = sponsor, "product, sponsor's assessment"
+        elif plan is None:
+            parts.append(f"Not assessed ({who}: no reference safety information)")
+            continue
+        elif not a.coded:
+            parts.append(f"Not assessable ({who}: term not coded)")
+            continue
+        else:
+            e, by = _s.expectedness(plan, a.term, a.grade, who), who  # type: ignore[arg-type]
+        parts.append(f"{e[:1].upper() + e[1:]} ({by})")
+        if who == "product":
+            susar = _s.is_susar(a.serious, a.related_product, e)
     return "; ".join(parts), susar
 
 
@@ -253,9 +262,10 @@ _CRITERIA = {c: ("Life-threatening" if c == "life_threatening" else
 
 
 def _with_details(frame: pd.DataFrame, details: pd.DataFrame | None, safety: _s.SafetyData,
-                  as_of: _dt.date) -> pd.DataFrame:
+                  as_of: _dt.date, plan: Any = None) -> pd.DataFrame:
     """``frame`` with the columns ``criteria`` (labels, ``; ``-joined) and ``resolved``
-    (date or None) from ``details``; unchanged without details."""
+    (date or None) from ``details``, and the expectedness and SUSAR of the events whose
+    details carry the sponsor's ``expectedness``; unchanged without details."""
     if details is None:
         return frame
     if "id" not in details.columns:
@@ -263,6 +273,7 @@ def _with_details(frame: pd.DataFrame, details: pd.DataFrame | None, safety: _s.
     known = {a.id: a for a in safety.adverse_events}
     crit: dict[str, str] = {}
     res: dict[str, _dt.date | None] = {}
+    sponsor: dict[str, str] = {}
     for i, r in enumerate(details.to_dict("records")):
         aid = str(r["id"])
         if aid not in known:
@@ -287,9 +298,21 @@ def _with_details(frame: pd.DataFrame, details: pd.DataFrame | None, safety: _s.
             raise DsmbInputError(f"ae_details row {i} (adverse event {aid}): resolution_date "
                                  f"{day} is before the onset {known[aid].onset}")
         res[aid] = day if day is not None and day <= as_of else None
+        e = r.get("expectedness")
+        if e is not None and not (isinstance(e, float) and pd.isna(e)) and e is not pd.NA \
+                and str(e) != "":
+            if e not in _vocab.codes(_vocab.EXPECTEDNESS):
+                raise DsmbInputError(f"ae_details row {i} (adverse event {aid}): expectedness "
+                                     f"{e!r} is not one of "
+                                     f"{', '.join(_vocab.codes(_vocab.EXPECTEDNESS))}")
+            sponsor[aid] = str(e)
     out = frame.copy()
     out["criteria"] = [crit.get(x, "") for x in out["id"]] if len(out) else []
     out["resolved"] = [res.get(x) for x in out["id"]] if len(out) else []
+    for k, aid in enumerate(out["id"]):
+        if aid in sponsor:
+            text, susar = _expectedness(plan, known[aid], sponsor[aid])
+            out.loc[out.index[k], ["expectedness", "susar"]] = [text, susar]
     return out
 
 
@@ -320,7 +343,9 @@ def build_dsmb(data: TrialData, safety: _s.SafetyData, protocol: Any, *, as_of: 
     and any of ``seriousness_criteria`` (ICH E2A codes of
     :data:`hepatrial.vocab.SERIOUSNESS_CRITERIA`, a list or a ``;``/``,``-separated string)
     and ``resolution_date``; the SAE listing then shows them (a resolution after the cut is
-    not known at the cut).
+    not known at the cut); an optional ``expectedness`` (``expected``/``unexpected``: the
+    sponsor's assessment) replaces the reference-safety-information assessment of the
+    product attribution, for the listing and the SUSAR count.
 
     Raises :class:`DsmbInputError` when the inputs disagree: the bundle's protocol is not
     ``protocol`` (content hash), an administration, event or death names a participant the
@@ -388,7 +413,7 @@ def build_dsmb(data: TrialData, safety: _s.SafetyData, protocol: Any, *, as_of: 
         rates = [float(r) for r in oc_rates]
         oc = {"rates": rates, "sets": _s.plan_operating_characteristics(plan, rates),
               "bayes": [r for r in plan.stopping_rules if isinstance(r, _s.BayesianRule)]}
-    frame = _with_details(_ae_frame(aes, first, plan), ae_details, safety, as_of)
+    frame = _with_details(_ae_frame(aes, first, plan), ae_details, safety, as_of, plan)
     if ae_details is not None:
         hashes["ae_details"] = _sha(ae_details.to_csv(index=False, lineterminator="\n")
                                     .encode("utf-8"))
@@ -1566,7 +1591,8 @@ def write_dsmb_report(
       value, date`` (:func:`hepatrial.analysis.safety_labs_frame` makes them from the
       dataset); decisions ``id, rule_id, decided_at`` (aware), ``decision, reason``; deaths
       ``participant_id, date`` and optional ``recorded_at``.
-    * ``ae_details`` (optional): ``id, seriousness_criteria, resolution_date``.
+    * ``ae_details`` (optional): ``id, seriousness_criteria, resolution_date`` and optional
+      ``expectedness`` (the sponsor's).
 
     Writes ``<stem>_open.html``, ``<stem>_open.docx``, ``<stem>_open_<table>.csv``,
     ``<stem>_open_tables.csv`` and the same for ``closed``, and ``<stem>_results.json``
