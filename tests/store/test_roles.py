@@ -52,8 +52,8 @@ def test_permission_matrix_is_one_table_over_the_vocabulary_roles() -> None:
     assert not any(perm.allowed(a, "auditor") for a in perm.ACTIONS
                    if a not in ("view", "view_audit"))  # fmt: skip
     # the system account: everything but the personal acts
-    assert {a for a in perm.ACTIONS if not perm.allowed(a, "system")} == {"lock", "unlock",
-                                                                          "sign"}  # fmt: skip
+    assert {a for a in perm.ACTIONS if not perm.allowed(a, "system")} == {
+        "lock", "unlock", "sign", "report_sae", "assess_sae", "dsmb_decide", "review_lab_ae"}
     assert not perm.allowed("sign", None)
     with pytest.raises(KeyError):
         perm.allowed("launch", "admin")

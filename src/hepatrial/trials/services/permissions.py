@@ -42,7 +42,9 @@ __all__ = [
 ROLES: tuple[str, ...] = vocab.codes(vocab.ROLES)
 
 #: roles that act on every site; every other role only on its sites' participants
-ALL_SITES_ROLES: frozenset[str] = frozenset({"admin", "data-manager", "auditor"})
+ALL_SITES_ROLES: frozenset[str] = frozenset(
+    {"admin", "data-manager", "auditor", "sponsor", "dsmb"}
+)
 SITE_ROLES: frozenset[str] = frozenset(ROLES) - ALL_SITES_ROLES
 
 #: action -> (roles allowed, one-line description). The one matrix every service uses.
@@ -83,12 +85,31 @@ PERMISSIONS: dict[str, tuple[frozenset[str], str]] = {
     "manage_accounts": (frozenset({"admin"}), "add accounts, change roles, reactivate"),
     "manage_sites": (frozenset({"admin"}), "add sites"),
     "install_protocol": (frozenset({"admin"}), "install or amend the protocol"),
+    "report_sae": (
+        frozenset({"investigator"}),
+        "sign an SAE report or the investigator's causality assessment (password re-entered)",
+    ),
+    "assess_sae": (
+        frozenset({"sponsor"}),
+        "sign the sponsor's SAE causality, expectedness and SUSAR assessment and the "
+        "expedited SUSAR reports (password re-entered)",
+    ),
+    "dsmb_decide": (
+        frozenset({"dsmb"}),
+        "sign a DSMB decision on a stopping rule, e.g. resume (password re-entered)",
+    ),
+    "review_lab_ae": (
+        frozenset({"investigator"}),
+        "confirm or dismiss (with a reason) an adverse event proposed from a lab grade",
+    ),
 }
 
 ACTIONS: tuple[str, ...] = tuple(PERMISSIONS)
 
 #: actions the system account may not do: they need a named person with a password
-PERSONAL_ACTIONS: frozenset[str] = frozenset({"lock", "unlock", "sign"})
+PERSONAL_ACTIONS: frozenset[str] = frozenset(
+    {"lock", "unlock", "sign", "report_sae", "assess_sae", "dsmb_decide", "review_lab_ae"}
+)
 
 
 def _is_system(user: Any) -> bool:
