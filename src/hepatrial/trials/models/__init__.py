@@ -14,6 +14,7 @@ model to another app.
 from __future__ import annotations
 
 from hepatrial.trials.models.accounts import LoginEvent
+from hepatrial.trials.models.api import ApiToken
 from hepatrial.trials.models.audit import AuditLedger
 from hepatrial.trials.models.choices import (
     AEOutcome,
@@ -51,6 +52,7 @@ __all__ = [
     "AEOutcome",
     "Administration",
     "AdverseEvent",
+    "ApiToken",
     "Arm",
     "Ascites",
     "AuditLedger",
