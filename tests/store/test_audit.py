@@ -278,8 +278,14 @@ def test_user_accounts_are_audited(store: Any) -> None:
 
     u = store.create_user(username="coord", password="A-long-passw0rd", site_codes=["S01"])
     User = get_user_model()
-    assert User.history.filter(username="coord").count() == 1
+    rows = list(User.history.filter(username="coord").order_by("history_id"))
+    # created, then the role's admin-page permissions granted (one m2m change, one row)
+    assert [h.history_type for h in rows] == ["+", "~"]
+    assert rows[0].audit_permissions == "[]" and "trials.view_participant" in \
+        rows[1].audit_permissions
     assert "password" not in {f.name for f in User.history.model._meta.fields}
+    assert rows[1].audit_password == rows[0].audit_password  # a fingerprint, not the hash
+    assert u.password not in {rows[0].audit_password}
     assert audit.verify() == [] and u.site_memberships.count() == 1
 
 

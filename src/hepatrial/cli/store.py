@@ -245,6 +245,64 @@ def user_reactivate(
     typer.echo(f"user {username} reactivated")
 
 
+@user_app.command("password")
+def user_password(
+    username: Annotated[str, typer.Argument(help="Login name of the account.")],
+    reason: Annotated[
+        str, typer.Option("--reason", help="Why the password changes (kept in the audit trail).")
+    ],
+    password_stdin: Annotated[
+        bool,
+        typer.Option(
+            "--password-stdin",
+            help="Read the new password from the first line of standard input (no terminal "
+            "needed): printf '%s\\n' \"$PASSWORD\" | hepatrial user password NAME --reason "
+            "TEXT --password-stdin",
+        ),
+    ] = False,
+    db: DbOpt = None,
+    user: UserOpt = None,
+) -> None:
+    """Set a new password for an account (a reset by an administrator, or the holder's own
+    change with --user NAME), with a reason; audited."""
+    from hepatrial.cli._errors import handled
+
+    _open(db)
+    from hepatrial.trials.services import accounts
+
+    acting = _acting_user(user)
+    with handled():
+        accounts.account(username)  # an unknown name is refused before asking
+    password = read_password(password_stdin, confirm=True,
+                             command=f"hepatrial user password {username} --reason ...")
+    with handled():
+        accounts.change_password(user_account=username, password=password, reason=reason,
+                                 user=acting)
+    typer.echo(f"password of {username} changed")
+
+
+@user_app.command("unlock")
+def user_unlock(
+    username: Annotated[str, typer.Argument(help="Login name of the account.")],
+    reason: Annotated[str, typer.Option("--reason", help="Why (kept in the audit trail).")],
+    db: DbOpt = None,
+    user: UserOpt = None,
+) -> None:
+    """Reset the lockout of an account after repeated failed sign-ins (django-axes); audited."""
+    from hepatrial.cli._errors import handled
+
+    _open(db)
+    from hepatrial.trials.services import accounts
+
+    acting = _acting_user(user)
+    with handled():
+        n = accounts.unlock_account(user_account=username, reason=reason, user=acting)
+    if n:
+        typer.echo(f"user {username} unlocked ({n} failed sign-in record(s) cleared)")
+    else:
+        typer.echo(f"user {username} was not locked out (nothing changed)")
+
+
 @site_app.command("add")
 def site_add(
     code: Annotated[str, typer.Argument(help="Site code, e.g. S02.")],
@@ -372,8 +430,8 @@ def audit_checkpoint(
 
 
 def register(app: typer.Typer) -> None:
-    """Add ``init``, ``serve``, ``user add|reactivate``, ``site add``, ``audit log|verify|
-    checkpoint`` to ``app``."""
+    """Add ``init``, ``serve``, ``user add|reactivate|password|unlock``, ``site add``,
+    ``audit log|verify|checkpoint`` to ``app``."""
     app.command("init")(init)
     app.command("serve")(serve)
     app.add_typer(user_app, name="user")

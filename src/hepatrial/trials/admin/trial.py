@@ -3,6 +3,7 @@
 
 from __future__ import annotations
 
+import contextvars
 from typing import Any
 
 from django import forms
@@ -91,6 +92,7 @@ class AuditLedgerAdmin(admin.ModelAdmin):
 # ------------------------------------------------------------------------ user accounts
 from django.contrib.auth import get_user_model  # noqa: E402
 from django.contrib.auth.admin import UserAdmin as _BaseUserAdmin  # noqa: E402
+from django.contrib.auth.forms import AdminPasswordChangeForm as _PasswordForm  # noqa: E402
 from django.contrib.auth.forms import UserChangeForm as _BaseUserChangeForm  # noqa: E402
 
 
@@ -107,10 +109,58 @@ class AuditedUserChangeForm(_BaseUserChangeForm):
 
 class AuditedUserAdmin(SimpleHistoryAdmin, _BaseUserAdmin):
     """Accounts: a reason for every change, history view, and no deletion (deactivate instead,
-    21 CFR 11.100: identities are never reused)."""
+    21 CFR 11.100: identities are never reused). The password page asks for a reason and
+    writes through :func:`hepatrial.trials.services.accounts.change_password` (audited)."""
 
     form = AuditedUserChangeForm
     fieldsets = (*_BaseUserAdmin.fieldsets, ("Audit", {"fields": ("change_reason",)}))
+
+    #: the account acting on the password page (set per request, read by its form)
+    actor: contextvars.ContextVar[Any] = contextvars.ContextVar("hepatrial_password_actor")
+
+    class PasswordForm(_PasswordForm):
+        """The admin's password page with a required reason; saved by the service."""
+
+        change_reason = forms.CharField(
+            label="Reason for change",
+            required=True,
+            widget=forms.Textarea(attrs={"rows": 2}),
+            help_text="Kept in the audit trail of the account.",
+        )
+
+        def clean(self) -> Any:
+            from hepatrial.errors import PermissionDenied as Refused
+            from hepatrial.trials.services.accounts import require_permission
+
+            data = super().clean()
+            acting = AuditedUserAdmin.actor.get(None)
+            if acting is None or acting.pk != self.user.pk:
+                try:
+                    require_permission(acting, "manage_accounts")
+                except Refused as exc:
+                    raise forms.ValidationError(str(exc)) from None
+            return data
+
+        def save(self, commit: bool = True) -> Any:
+            from hepatrial.trials.services.accounts import change_password
+
+            usable = self.cleaned_data.get("set_usable_password", True)
+            return change_password(
+                user_account=self.user,
+                password=self.cleaned_data["password1"] if usable else None,
+                reason=self.cleaned_data[REASON_FIELD],
+                user=AuditedUserAdmin.actor.get(None),
+            )
+
+    change_password_form = PasswordForm
+
+    def user_change_password(self, request: HttpRequest, id: str, form_url: str = "") -> Any:
+        """Django's password page; the form knows who is acting (for the service)."""
+        token = self.actor.set(request.user)
+        try:
+            return super().user_change_password(request, id, form_url)
+        finally:
+            self.actor.reset(token)
 
     def save_model(self, request: HttpRequest, obj: Any, form: Any, change: bool) -> None:
         obj._history_user = request.user

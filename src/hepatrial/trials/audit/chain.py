@@ -170,7 +170,10 @@ canonical_value = _canon
 
 def _column_encoder(field: models.Field) -> Any:
     """Encoder of a column's Python values (as the ORM gives them) to :func:`json_text`."""
-    internal = field.get_internal_type()
+    target = field
+    while target.is_relation and (target.many_to_one or target.one_to_one):
+        target = target.target_field  # a foreign key holds the key it points to
+    internal = target.get_internal_type()
     enc: Any
     if internal in ("CharField", "TextField", "SlugField", "EmailField", "URLField"):
         enc = _encode_str

@@ -151,6 +151,8 @@ def _parse_json(v: Any) -> Any:
 
 
 def _kind(field: models.Field) -> str:
+    if field.is_relation and (field.many_to_one or field.one_to_one):
+        return _kind(field.target_field)  # a foreign key is stored as the key it points to
     internal = field.get_internal_type()
     if internal in _TEXT:
         return "text"

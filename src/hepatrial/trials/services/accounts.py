@@ -273,9 +273,10 @@ def reactivate_user(*, user_account: Any, reason: str, user: Any = None) -> Any:
 
 
 def change_password(
-    *, user_account: Any, password: str, reason: str, user: Any = None
+    *, user_account: Any, password: str | None, reason: str, user: Any = None
 ) -> Any:
-    """Set a new password for ``user_account``, with a reason (audited).
+    """Set a new password for ``user_account``, with a reason (audited); ``password=None``
+    disables password sign-in for the account (an unusable password).
 
     The account's own holder may change it (``user`` is the account); anyone else needs
     ``manage_accounts`` (a reset by an administrator, or the system account on the command
@@ -299,19 +300,24 @@ def change_password(
         require_permission(acting, "manage_accounts")
     elif not acting.is_active:
         raise PermissionDenied(f"password: account {name!r} is deactivated")
-    if not password:
+    if password is not None and not password:
         raise StoreError(f"user {name!r}: the new password is empty")
     User = get_user_model()
     with transaction.atomic():
         lock_ledger()
         fresh = User._base_manager.select_for_update().get(pk=target.pk)
-        try:
-            validate_password(password, fresh)
-        except ValidationError as exc:
-            raise StoreError(f"user {name!r}: " + " ".join(exc.messages)) from None
-        fresh.set_password(password)
+        if password is None:
+            fresh.set_unusable_password()
+            what = "password sign-in disabled"
+        else:
+            try:
+                validate_password(password, fresh)
+            except ValidationError as exc:
+                raise StoreError(f"user {name!r}: " + " ".join(exc.messages)) from None
+            fresh.set_password(password)
+            what = f"password {'changed' if own else 'reset'}"
         fresh._history_user = acting
-        fresh._change_reason = f"password {'changed' if own else 'reset'}: {why}"
+        fresh._change_reason = f"{what}: {why}"
         fresh.save(update_fields=["password"])
     target.password = fresh.password
     return fresh
