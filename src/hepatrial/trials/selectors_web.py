@@ -1,0 +1,441 @@
+"""Read functions of the eCRF pages (the worklist, the site dashboard, the casebook, the CRF).
+
+Kept apart from :mod:`hepatrial.trials.selectors` (the read path of the exporter, the report and
+the analysis bundle): these return plain Python values for templates, scoped to the sites a
+user may see (``site_ids``: :func:`hepatrial.trials.services.permissions.site_ids_of`), in a
+stable order. They never write.
+
+Definitions used by every page (one place):
+
+* **visit state** (:func:`visit_state`): ``done`` (the visit has a date: in window, early or
+  late), ``missed`` (missed or not done), and for a visit still scheduled ``not_due`` (today is
+  before the window opens), ``due`` (today is inside the window, bounds inclusive) or
+  ``overdue`` (the window has closed). The window is the one stored with the visit (day 0 +
+  target day + lower/upper bound), as :meth:`hepatrial.protocol.models.Visit.contains` defines
+  it.
+* **due soon**: a visit not due yet whose window opens within :data:`DUE_SOON_DAYS` days.
+* **items of a visit** (:func:`visit_items`): the visit's ``measurements`` in the protocol
+  (lab analytes; ``weight`` is the clinical assessment's weight). An item is *present* when
+  its value is stored, *not done* when the visit has a "not done" record for it (a protocol
+  deviation whose description starts with :data:`NOT_DONE_PREFIX`, written by the CRF through
+  ``services.record_deviation``), else *missing*. A done visit's forms are *complete* when no
+  item is missing.
+"""
+
+from __future__ import annotations
+
+import datetime as _dt
+import re
+from collections.abc import Iterable
+from dataclasses import dataclass, field
+from typing import Any
+
+from hepatrial.trials.models import (
+    ClinicalAssessment,
+    Consent,
+    EligibilityAssessment,
+    LabResult,
+    Lock,
+    Participant,
+    ProtocolDeviation,
+    Signature,
+    Site,
+    Visit,
+)
+
+__all__ = [
+    "DONE",
+    "DUE_SOON_DAYS",
+    "HISTORY_MODELS",
+    "NOT_DONE_PREFIX",
+    "VisitItems",
+    "active_locks_by_visit",
+    "deviations",
+    "enrolment_by_month",
+    "field_history",
+    "meld_trajectory",
+    "not_done_description",
+    "not_done_items",
+    "participants",
+    "site_matrix",
+    "valid_signatures",
+    "visit_items",
+    "visit_rows",
+    "visit_state",
+    "visit_window",
+    "worklist_visits",
+]
+
+#: visit statuses of a visit that took place
+DONE = frozenset({"in_window", "early", "late"})
+#: statuses of a visit that did not take place
+NOT_DONE_STATUSES = frozenset({"missed", "not_done"})
+#: a visit whose window opens within this many days is "due soon" on the worklist
+DUE_SOON_DAYS = 14
+#: description prefix of the deviation recording that an item of a visit was not done
+NOT_DONE_PREFIX = "item not done: "
+_NOT_DONE_RE = re.compile(r"^item not done: (?P<item>[a-z0-9_]+) - (?P<reason>.*)$", re.S)
+#: clinical-assessment field a protocol measurement is stored in (others are lab analytes)
+CLINICAL_MEASUREMENTS = {"weight": "weight_kg"}
+
+#: models whose field history the casebook shows: model name -> (model, participant attname)
+HISTORY_MODELS: dict[str, tuple[type, str]] = {
+    "participant": (Participant, "id"),
+    "consent": (Consent, "participant_id"),
+    "eligibilityassessment": (EligibilityAssessment, "participant_id"),
+    "visit": (Visit, "participant_id"),
+    "labresult": (LabResult, "participant_id"),
+    "clinicalassessment": (ClinicalAssessment, "participant_id"),
+    "protocoldeviation": (ProtocolDeviation, "participant_id"),
+}
+
+
+# ---------------------------------------------------------------------- visit states
+def visit_window(day0: _dt.date | None, nominal_day: int, lower: int, upper: int
+                 ) -> tuple[_dt.date, _dt.date, _dt.date] | None:
+    """``(earliest, target, latest)`` calendar dates of a visit window (None without day 0)."""
+    if day0 is None:
+        return None
+    d = _dt.timedelta
+    return (day0 + d(days=nominal_day + lower), day0 + d(days=nominal_day),
+            day0 + d(days=nominal_day + upper))
+
+
+def visit_state(status: str, window: tuple[_dt.date, _dt.date, _dt.date] | None,
+                today: _dt.date) -> str:
+    """``done`` / ``missed`` / ``not_due`` / ``due`` / ``overdue`` (see the module docstring)."""
+    if status in DONE:
+        return "done"
+    if status in NOT_DONE_STATUSES:
+        return "missed"
+    if window is None:
+        return "not_due"
+    earliest, _target, latest = window
+    if today < earliest:
+        return "not_due"
+    if today <= latest:
+        return "due"
+    return "overdue"
+
+
+# ---------------------------------------------------------------------- participants
+def participants(site_ids: Iterable[int], *, q: str = "", site_code: str = "",
+                 status: str = "") -> list[dict[str, Any]]:
+    """Participants of ``site_ids`` (optionally: study id containing ``q``, one site code, one
+    status), by study id: ``{study_id, site, status, status_date, arm, enrolment_date}``."""
+    qs = Participant.objects.filter(site_id__in=list(site_ids))
+    if q.strip():
+        qs = qs.filter(study_id__icontains=q.strip())
+    if site_code.strip():
+        qs = qs.filter(site__code=site_code.strip())
+    if status.strip():
+        qs = qs.filter(status=status.strip())
+    rows = qs.order_by("study_id").values_list(
+        "study_id", "site__code", "status", "status_date", "arm__code", "enrolment_date")
+    keys = ("study_id", "site", "status", "status_date", "arm", "enrolment_date")
+    return [dict(zip(keys, r, strict=True)) for r in rows]
+
+
+# ---------------------------------------------------------------------- locks, signatures
+def active_locks_by_visit(participant_ids: Iterable[int]) -> tuple[bool, set[int], set[int]]:
+    """``(trial locked, locked participant ids, locked visit ids)`` of the active locks."""
+    pids = list(participant_ids)
+    trial = Lock.objects.filter(unlocked_at__isnull=True, level="trial").exists()
+    rows = Lock.objects.filter(unlocked_at__isnull=True, participant_id__in=pids).values_list(
+        "level", "participant_id", "visit_id")
+    parts = {p for lvl, p, _v in rows if lvl == "participant"}
+    visits = {v for lvl, _p, v in rows if lvl == "visit" and v is not None}
+    return trial, parts, visits
+
+
+def valid_signatures(participant_ids: Iterable[int]) -> dict[tuple[int, int | None], list[Any]]:
+    """``{(participant id, visit id or None): [signature, ...]}`` of the signatures that are
+    still valid (nothing they cover changed since; recomputed from the ledger)."""
+    from hepatrial.trials.audit import signatures as _sig
+
+    out: dict[tuple[int, int | None], list[Any]] = {}
+    qs = Signature.objects.filter(participant_id__in=list(participant_ids)).select_related(
+        "signer").order_by("signed_at", "pk")
+    for s in qs:
+        if _sig.status(s).valid:
+            out.setdefault((s.participant_id, s.visit_id), []).append(s)
+    return out
+
+
+# ---------------------------------------------------------------------- items of a visit
+def not_done_description(item: str, reason: str) -> str:
+    """The deviation description recording that ``item`` of a visit was not done."""
+    return f"{NOT_DONE_PREFIX}{item} - {reason.strip()}"
+
+
+def not_done_items(visit_ids: Iterable[int]) -> dict[int, dict[str, dict[str, Any]]]:
+    """``{visit id: {item: {reason, date, by, deviation_pk}}}`` of the items recorded as not
+    done (the latest record of an item wins)."""
+    out: dict[int, dict[str, dict[str, Any]]] = {}
+    qs = ProtocolDeviation.objects.filter(
+        visit_id__in=list(visit_ids), description__startswith=NOT_DONE_PREFIX
+    ).order_by("pk").values_list("pk", "visit_id", "description", "date", "detected_by")
+    for pk, vid, text, d, by in qs:
+        m = _NOT_DONE_RE.match(text)
+        if m:
+            out.setdefault(vid, {})[m["item"]] = {"reason": m["reason"], "date": d, "by": by,
+                                                   "deviation_pk": pk}
+    return out
+
+
+@dataclass
+class VisitItems:
+    """The protocol items of one visit and what is stored for each."""
+
+    due: tuple[str, ...]
+    labs: dict[str, Any] = field(default_factory=dict)
+    clinical: Any = None
+    not_done: dict[str, dict[str, Any]] = field(default_factory=dict)
+
+    def present(self, item: str) -> bool:
+        """True when the item's value is stored."""
+        if item in CLINICAL_MEASUREMENTS:
+            return self.clinical is not None and getattr(
+                self.clinical, CLINICAL_MEASUREMENTS[item]) is not None
+        return item in self.labs
+
+    @property
+    def missing(self) -> list[str]:
+        """Due items neither stored nor recorded as not done, in protocol order."""
+        return [i for i in self.due if not self.present(i) and i not in self.not_done]
+
+    @property
+    def n_present(self) -> int:
+        """How many due items are stored."""
+        return sum(self.present(i) for i in self.due)
+
+
+def _due(proto: Any, code: str) -> tuple[str, ...]:
+    try:
+        return tuple(proto.visit(code).measurements)
+    except KeyError:
+        return ()
+
+
+def visit_items(proto: Any, visits: Iterable[Visit]) -> dict[int, VisitItems]:
+    """:class:`VisitItems` of each visit (one query per table)."""
+    vs = list(visits)
+    ids = [v.pk for v in vs]
+    labs: dict[int, dict[str, Any]] = {}
+    for lab in LabResult.objects.filter(visit_id__in=ids).order_by("analyte", "pk"):
+        labs.setdefault(lab.visit_id, {})[lab.analyte] = lab
+    clin = {c.visit_id: c for c in ClinicalAssessment.objects.filter(visit_id__in=ids)}
+    nd = not_done_items(ids)
+    return {v.pk: VisitItems(_due(proto, v.code), labs.get(v.pk, {}), clin.get(v.pk),
+                             nd.get(v.pk, {})) for v in vs}
+
+
+# ---------------------------------------------------------------------- casebook
+def visit_rows(proto: Any, participant: Participant, today: _dt.date) -> list[dict[str, Any]]:
+    """The participant's visit schedule, in schedule order: each visit with its window dates
+    (earliest/target/latest), actual date, status and state, its items, signatures and lock."""
+    visits = list(participant.visits.order_by("nominal_day", "code"))
+    items = visit_items(proto, visits)
+    trial_locked, locked_p, locked_v = active_locks_by_visit([participant.pk])
+    sigs = valid_signatures([participant.pk])
+    out = []
+    for v in visits:
+        window = visit_window(participant.enrolment_date, v.nominal_day, v.window_lower,
+                              v.window_upper)
+        state = visit_state(v.status, window, today)
+        it = items[v.pk]
+        out.append({
+            "visit": v, "code": v.code, "label": v.label, "window": window,
+            "actual_date": v.actual_date, "status": v.status, "state": state, "items": it,
+            "complete": state == "done" and not it.missing,
+            "signed": sigs.get((participant.pk, v.pk), []),
+            "locked": trial_locked or participant.pk in locked_p or v.pk in locked_v,
+        })
+    return out
+
+
+def meld_trajectory(participant: Participant, variant: str) -> list[dict[str, Any]]:
+    """The participant's MELD (``variant``: ``kamath2001``, ``optn2002``, ...) at each visit
+    with bilirubin, creatinine and INR stored: ``[{visit, day, value}]`` by study day.
+
+    Computed with :func:`hepatrial.scores.score_columns` from the stored canonical values
+    (dialysis from the visit's clinical assessment), as the analysis dataset derives it."""
+    import numpy as np
+
+    from hepatrial.scores import score_columns
+
+    code = f"meld_{variant}"
+    rows: dict[int, dict[str, Any]] = {}
+    for vid, analyte, value in LabResult.objects.filter(
+            participant=participant, analyte__in=("bilirubin", "creatinine", "inr")
+    ).values_list("visit_id", "analyte", "value"):
+        rows.setdefault(vid, {})[analyte] = value
+    visits = {v.pk: v for v in Visit.objects.filter(pk__in=list(rows))}
+    dialysis = dict(ClinicalAssessment.objects.filter(visit_id__in=list(rows)).values_list(
+        "visit_id", "dialysis_last_week"))
+    keep = sorted((vid for vid, r in rows.items() if len(r) == 3),
+                  key=lambda vid: (visits[vid].nominal_day, visits[vid].code))
+    if not keep:
+        return []
+    got = score_columns({
+        "bilirubin_umol_l": np.array([rows[v]["bilirubin"] for v in keep], dtype=float),
+        "creatinine_umol_l": np.array([rows[v]["creatinine"] for v in keep], dtype=float),
+        "inr": np.array([rows[v]["inr"] for v in keep], dtype=float),
+        "dialysis": np.array(["true" if dialysis.get(v) else "false" for v in keep],
+                             dtype=object),
+    }, errors="coerce")
+    values = got.get(code)
+    if values is None:
+        return []
+    out = []
+    for vid, val in zip(keep, np.asarray(values, dtype=float), strict=True):
+        v = visits[vid]
+        if not np.isfinite(val):
+            continue
+        day = (v.actual_date - participant.enrolment_date).days if (
+            v.actual_date and participant.enrolment_date) else v.nominal_day
+        out.append({"visit": v.code, "day": day, "value": float(val)})
+    return out
+
+
+def field_history(model_name: str, pk: int, field_name: str) -> list[dict[str, Any]]:
+    """Every value a field of one record has had, oldest first: ``{when, who, action, old,
+    new, reason}`` for the creation and for each change of that field (from the audit
+    history; a deletion is listed too)."""
+    model, _att = HISTORY_MODELS[model_name]
+    f = model._meta.get_field(field_name)
+    att = f.attname
+    hist = model.history.model  # type: ignore[attr-defined]
+    out: list[dict[str, Any]] = []
+    prev: Any = None
+    first = True
+    for h in hist._base_manager.filter(id=pk).select_related("history_user").order_by(
+            "history_id"):
+        value = getattr(h, att)
+        if h.history_type == "+" or first:
+            action, show = "created", True
+        elif h.history_type == "-":
+            action, show = "deleted", True
+        else:
+            action, show = "changed", value != prev
+        if show:
+            out.append({
+                "when": h.history_date,
+                "who": h.history_user.get_username() if h.history_user_id else "",
+                "action": action, "old": None if action == "created" else prev, "new": value,
+                "reason": h.history_change_reason or "",
+            })
+        prev, first = value, False
+    return out
+
+
+# ---------------------------------------------------------------------- site dashboard
+def enrolment_by_month(site_ids: Iterable[int]) -> list[dict[str, Any]]:
+    """Enrolments per calendar month of day 0 with the running total: ``[{month: 'YYYY-MM',
+    n, cumulative}]``, every month from the first to the last enrolment (months without one
+    have n = 0)."""
+    dates = sorted(Participant.objects.filter(
+        site_id__in=list(site_ids), enrolment_date__isnull=False
+    ).values_list("enrolment_date", flat=True))
+    if not dates:
+        return []
+    counts: dict[tuple[int, int], int] = {}
+    for d in dates:
+        counts[(d.year, d.month)] = counts.get((d.year, d.month), 0) + 1
+    y, m = dates[0].year, dates[0].month
+    end = (dates[-1].year, dates[-1].month)
+    out, total = [], 0
+    while (y, m) <= end:
+        n = counts.get((y, m), 0)
+        total += n
+        out.append({"month": f"{y:04d}-{m:02d}", "n": n, "cumulative": total})
+        y, m = (y + 1, 1) if m == 12 else (y, m + 1)
+    return out
+
+
+def site_matrix(proto: Any, site: Site, today: _dt.date) -> dict[str, Any]:
+    """Participants × protocol visits of one site: ``{visits: [codes], rows: [{participant,
+    cells: {code: {state, status, date, signed, locked, visit}}}]}``; participants by study
+    id, visits in protocol order. A participant without the visit (not enrolled) has no cell."""
+    codes = list(proto.visit_codes)
+    ppl = list(Participant.objects.filter(site=site).order_by("study_id"))
+    pids = [p.pk for p in ppl]
+    visits = list(Visit.objects.filter(participant_id__in=pids).order_by(
+        "participant_id", "nominal_day", "code"))
+    trial_locked, locked_p, locked_v = active_locks_by_visit(pids)
+    sigs = valid_signatures(pids)
+    by_p: dict[int, dict[str, Visit]] = {}
+    for v in visits:
+        by_p.setdefault(v.participant_id, {})[v.code] = v
+        if v.code not in codes:
+            codes.append(v.code)
+    rows = []
+    for p in ppl:
+        cells = {}
+        for code, v in by_p.get(p.pk, {}).items():
+            window = visit_window(p.enrolment_date, v.nominal_day, v.window_lower,
+                                  v.window_upper)
+            cells[code] = {
+                "state": visit_state(v.status, window, today), "status": v.status,
+                "date": v.actual_date or (window[1] if window else None),
+                "signed": bool(sigs.get((p.pk, v.pk))),
+                "locked": trial_locked or p.pk in locked_p or v.pk in locked_v,
+                "visit": v,
+            }
+        rows.append({"participant": p, "cells": cells})
+    return {"visits": codes, "rows": rows}
+
+
+def deviations(site_ids: Iterable[int], participant: Participant | None = None
+               ) -> list[dict[str, Any]]:
+    """Protocol deviations of ``site_ids`` (or of one participant), newest first:
+    ``{pk, participant, visit, category, description, date, major, detected_by}``."""
+    qs = ProtocolDeviation.objects.filter(participant__site_id__in=list(site_ids))
+    if participant is not None:
+        qs = qs.filter(participant=participant)
+    rows = qs.order_by("-date", "-pk").values_list(
+        "pk", "participant__study_id", "visit__code", "category", "description", "date",
+        "major", "detected_by")
+    keys = ("pk", "participant", "visit", "category", "description", "date", "major",
+            "detected_by")
+    return [dict(zip(keys, r, strict=True)) for r in rows]
+
+
+# ---------------------------------------------------------------------- worklist
+def worklist_visits(proto: Any, site_ids: Iterable[int], today: _dt.date
+                    ) -> dict[str, list[dict[str, Any]]]:
+    """Visits needing work at the sites: ``{overdue, due, due_soon, incomplete}``.
+
+    ``overdue``/``due``/``due_soon``: visits still scheduled, by the window's latest /
+    earliest date (participants enrolled, not withdrawn, died or transplanted);
+    ``incomplete``: visits done with items missing (``missing`` lists them). Each row:
+    ``{participant, site, visit, label, window, state, missing}``."""
+    active = ("enrolled", "completed")
+    visits = list(Visit.objects.filter(
+        participant__site_id__in=list(site_ids), participant__status__in=active
+    ).select_related("participant", "participant__site").order_by(
+        "participant__study_id", "nominal_day", "code"))
+    out: dict[str, list[dict[str, Any]]] = {"overdue": [], "due": [], "due_soon": [],
+                                            "incomplete": []}
+    done = [v for v in visits if v.status in DONE]
+    items = visit_items(proto, done)
+    soon = today + _dt.timedelta(days=DUE_SOON_DAYS)
+    for v in visits:
+        p = v.participant
+        window = visit_window(p.enrolment_date, v.nominal_day, v.window_lower, v.window_upper)
+        state = visit_state(v.status, window, today)
+        row = {"participant": p.study_id, "site": p.site.code, "visit": v.code,
+               "label": v.label, "window": window, "state": state, "missing": []}
+        if state == "overdue":
+            out["overdue"].append(row)
+        elif state == "due":
+            out["due"].append(row)
+        elif state == "not_due" and window is not None and window[0] <= soon:
+            out["due_soon"].append(row)
+        elif state == "done" and items[v.pk].missing:
+            row["missing"] = items[v.pk].missing
+            out["incomplete"].append(row)
+    out["overdue"].sort(key=lambda r: (r["window"][2], r["participant"], r["visit"]))
+    out["due"].sort(key=lambda r: (r["window"][2], r["participant"], r["visit"]))
+    out["due_soon"].sort(key=lambda r: (r["window"][0], r["participant"], r["visit"]))
+    return out

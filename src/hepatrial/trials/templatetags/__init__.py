@@ -1,0 +1,1 @@
+"""Template tags of the trials app (``{% load ecrf %}``: the eCRF's)."""
