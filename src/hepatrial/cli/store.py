@@ -303,6 +303,78 @@ def user_unlock(
         typer.echo(f"user {username} was not locked out (nothing changed)")
 
 
+@user_app.command("token")
+def user_token(
+    username: Annotated[str, typer.Argument(help="Login name of the account.")],
+    expires: Annotated[
+        int | None,
+        typer.Option("--expires", metavar="DAYS", min=1, max=3650,
+                     help="Days the new token is valid (default 90, at most 3650)."),
+    ] = None,
+    reason: Annotated[
+        str | None,
+        typer.Option("--reason",
+                     help="Why (kept in the audit trail): optional for a new token, required "
+                     "with --revoke."),
+    ] = None,
+    revoke: Annotated[
+        int | None,
+        typer.Option("--revoke", metavar="ID", help="Revoke the account's token ID (see --list)."),
+    ] = None,
+    list_: Annotated[
+        bool, typer.Option("--list", help="List the account's tokens (id, start, dates, status).")
+    ] = False,
+    db: DbOpt = None,
+    user: UserOpt = None,
+) -> None:
+    """Make a REST API token for an account (its last word printed; shown once, stored only as
+    a hash), --list its tokens, or --revoke ID one with --reason. Audited.
+
+    The token acts as the account (its role and sites) with 'Authorization: Bearer TOKEN' on
+    /api/v1/, e.g. TOKEN=$(hepatrial user token alice | tail -n 1).
+    """
+    from hepatrial.cli._errors import handled
+
+    if list_ and revoke is not None:
+        _err("error: --list and --revoke cannot be combined")
+        raise typer.Exit(2)
+    if expires is not None and (list_ or revoke is not None):
+        _err("error: --expires is for a new token (not with --list or --revoke)")
+        raise typer.Exit(2)
+    _open(db)
+    from hepatrial.trials.services import permissions, tokens
+
+    acting = _acting_user(user)
+    if list_:
+        with handled():
+            rows = tokens.list_tokens(username)
+        if not rows:
+            typer.echo(f"{username} has no API tokens")
+        for t in rows:
+            state = tokens.token_status(t)
+            if state == "revoked":
+                state += f" {t.revoked_at:%Y-%m-%d %H:%M} by {t.revoked_by}: {t.revoke_reason}"
+            typer.echo(f"{t.pk}\t{t.hint}…\tmade {t.created_at:%Y-%m-%d %H:%M} by "
+                       f"{t.created_by}\texpires {t.expires_at:%Y-%m-%d %H:%M} UTC\t{state}")
+        return
+    if revoke is not None:
+        with handled():
+            t = tokens.revoke_token(account=username, token_id=revoke, reason=reason or "",
+                                    user=acting)
+        typer.echo(f"API token {t.pk} of {username} revoked")
+        return
+    with handled():
+        t, text = tokens.create_token(account=username, days=expires or tokens.DEFAULT_DAYS,
+                                      reason=reason or "", user=acting)
+    holder = t.user
+    sites = ", ".join(sorted(holder.site_memberships.values_list("site__code", flat=True)))
+    role = permissions.role_of(holder)
+    typer.echo(f"API token {t.pk} for {username} ({role}{', ' + sites if sites else ''}), valid "
+               f"until {t.expires_at:%Y-%m-%d %H:%M} UTC. It is shown only now (the store "
+               "keeps a hash): copy it. Use it as 'Authorization: Bearer TOKEN'.")
+    typer.echo(text)
+
+
 @site_app.command("add")
 def site_add(
     code: Annotated[str, typer.Argument(help="Site code, e.g. S02.")],

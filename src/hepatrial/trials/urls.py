@@ -10,5 +10,6 @@ admin.site.login_template = None
 
 urlpatterns = [
     path("admin/", admin.site.urls),
+    path("api/v1/", include("hepatrial.trials.api.urls")),
     path("", include("hepatrial.trials.web.urls")),
 ]
