@@ -46,6 +46,9 @@ __all__ = [
     "administrations_frame",
     "adverse_events_frame",
     "age_in_whole_years",
+    "api_participant",
+    "api_participants",
+    "api_visits",
     "clinical_frame",
     "clinical_measurements",
     "deviations_frame",
@@ -458,3 +461,99 @@ def status_history_frame() -> pd.DataFrame:
     return df.sort_values(["participant_id", "recorded_at"], kind="mergesort").reset_index(
         drop=True
     )
+
+
+# ============================================================================ REST API (issue 10)
+# Readers of the REST API (hepatrial.trials.api): plain dicts, stable order, and always scoped
+# to the sites the caller may see (``site_ids``, from services.permissions.site_ids_of): an
+# object of another site is never returned, so the API answers 404 for it as for one that does
+# not exist (issue 10: no leak of existence).
+_API_PARTICIPANT_FIELDS = ("pk", "study_id", "site__code", "arm__code", "sex", "year_of_birth",
+                           "etiology", "status", "status_date", "status_reason",
+                           "screening_date", "enrolment_date")  # fmt: skip
+
+
+def _api_participant_row(row: dict[str, Any], first_consent: _dt.date | None) -> dict[str, Any]:
+    return {
+        "study_id": row["study_id"], "site": row["site__code"], "arm": row["arm__code"],
+        "sex": row["sex"], "year_of_birth": row["year_of_birth"], "etiology": row["etiology"],
+        "age": age_in_whole_years(row["year_of_birth"], first_consent or row["screening_date"]),
+        "status": row["status"], "status_date": row["status_date"],
+        "status_reason": row["status_reason"], "screening_date": row["screening_date"],
+        "enrolment_date": row["enrolment_date"],
+    }  # fmt: skip
+
+
+def api_participants(
+    site_ids: set[int] | frozenset[int], *, site: str | None = None, status: str | None = None,
+    limit: int | None = None, offset: int = 0,
+) -> tuple[int, list[dict[str, Any]]]:
+    """``(total, page)``: the participants of the sites ``site_ids`` (optionally one site code
+    and one status), by study id; each ``{study_id, site, arm, sex, year_of_birth, etiology,
+    age, status, status_date, status_reason, screening_date, enrolment_date}`` (``age`` as in
+    docs/contracts.md §2, ``arm`` None when not enrolled)."""
+    qs = Participant.objects.filter(site_id__in=sorted(site_ids)).order_by("study_id")
+    if site is not None:
+        qs = qs.filter(site__code=site)
+    if status is not None:
+        qs = qs.filter(status=status)
+    total = qs.count()
+    rows = list(qs.values(*_API_PARTICIPANT_FIELDS)[offset:None if limit is None else
+                                                     offset + limit])
+    first: dict[int, _dt.date] = {}
+    for pid, d in Consent.objects.filter(participant_id__in=[r["pk"] for r in rows]).order_by(
+            "participant_id", "date", "pk").values_list("participant_id", "date"):
+        first.setdefault(pid, d)
+    return total, [_api_participant_row(r, first.get(r["pk"])) for r in rows]
+
+
+def api_participant(study_id: str, site_ids: set[int] | frozenset[int]) -> dict[str, Any] | None:
+    """One participant as :func:`api_participants` gives it, or None when there is none with
+    that study id at the sites ``site_ids``."""
+    row = (Participant.objects.filter(study_id=study_id, site_id__in=sorted(site_ids))
+           .values(*_API_PARTICIPANT_FIELDS).first())
+    if row is None:
+        return None
+    first = (Consent.objects.filter(participant_id=row["pk"]).order_by("date", "pk")
+             .values_list("date", flat=True).first())
+    return _api_participant_row(row, first)
+
+
+def api_visits(study_id: str, site_ids: set[int] | frozenset[int]) -> list[dict[str, Any]] | None:
+    """The visits of a participant of the sites ``site_ids`` (None when there is no such
+    participant there), by nominal day and code; each ``{code, label, nominal_day,
+    window_lower, window_upper, earliest_date, target_date, latest_date, actual_date,
+    actual_day, status, labs}`` with the window dates ``target + window_lower`` and ``target +
+    window_upper`` (``window_lower`` ≤ 0; None before enrolment) and the visit's lab results ``{analyte, value_as_entered, unit_as_entered,
+    value, unit, loinc, laboratory, specimen_date}`` by analyte (the value as entered, and in
+    the canonical unit)."""
+    p = (Participant.objects.filter(study_id=study_id, site_id__in=sorted(site_ids))
+         .values("pk", "enrolment_date").first())
+    if p is None:
+        return None
+    labs: dict[int, list[dict[str, Any]]] = {}
+    for lab in LabResult.objects.filter(participant_id=p["pk"]).order_by("analyte", "pk").values(
+            "visit_id", "analyte", "value_as_entered", "unit_as_entered", "value", "unit",
+            "loinc", "laboratory", "specimen_date"):
+        labs.setdefault(lab.pop("visit_id"), []).append(lab)
+    out = []
+    day0 = p["enrolment_date"]
+    for v in Visit.objects.filter(participant_id=p["pk"]).order_by("nominal_day", "code").values(
+            "pk", "code", "label", "nominal_day", "window_lower", "window_upper",
+            "scheduled_date", "actual_date", "status"):
+        target = v["scheduled_date"]
+        out.append({
+            "code": v["code"], "label": v["label"], "nominal_day": v["nominal_day"],
+            "window_lower": v["window_lower"], "window_upper": v["window_upper"],
+            "earliest_date": None if target is None else
+            target + _dt.timedelta(days=v["window_lower"]),
+            "target_date": target,
+            "latest_date": None if target is None else
+            target + _dt.timedelta(days=v["window_upper"]),
+            "actual_date": v["actual_date"],
+            "actual_day": None if v["actual_date"] is None or day0 is None else
+            (v["actual_date"] - day0).days,
+            "status": v["status"], "labs": labs.get(v["pk"], []),
+        })  # fmt: skip
+    return out
+
