@@ -66,8 +66,9 @@ def enrolled(store: Any) -> Any:
 def released_batch(
     services: Any, batch_id: str, participant: str = "K01", release_date: dt.date = DAY0
 ) -> Any:
-    """Register and release a batch for ``participant`` with passing release tests."""
-    services.register_product_batch(batch_id=batch_id, participant=participant)
-    return services.release_product_batch(
-        batch_id=batch_id, release_date=release_date, release_tests=RELEASE_TESTS
-    )
+    """A batch of ``participant`` taken through its lifecycle (harvest, manufacture, QC, QA
+    release with an e-signature, dispatch) to its receipt at the bedside on ``release_date``,
+    ready to be given (``tests.store._product.administer``)."""
+    from tests.store._product import ready_batch
+
+    return ready_batch(services, batch_id, participant, release_date)

@@ -225,27 +225,32 @@ def test_admin_lab_edit_is_reconverted(two_sites: Any, store: Any) -> None:
 
 def test_admin_administration_checks_chain_of_identity(two_sites: Any, store: Any) -> None:
     from hepatrial.trials.models import Administration, Participant
+    from tests.store._product import identifiers_of
 
-    store.register_product_batch(batch_id="B-K02", participant="K02")
+    b2 = released_batch(store, "B-K02", "K02")
     k1 = Participant.objects.get(study_id="K01")
-    c = client_for(two_sites["root"])
+    c = client_for(two_sites["a"])  # a coordinator of K01's site records the infusion
+    ids = identifiers_of("K01")
     data = {"participant": k1.pk, "route": "portal_vein", "cells_total": "4e7",
-            "cells_per_kg": "", "volume_ml": "10", "date": "2008-01-20", "operator": "op",
-            "batch_id": "B-K02"}  # fmt: skip
+            "cells_per_kg": "", "volume_ml": "10", "administered_at_0": "2008-01-20",
+            "administered_at_1": "10:00:00", "operator": "op", "batch_id": "B-K02",
+            "scanned_coi": b2.coi_identifier, "id_study_id": ids["study_id"],
+            "id_year_of_birth": ids["year_of_birth"], "dose_override_reason": ""}  # fmt: skip
     r = c.post("/admin/trials/administration/add/", data)
     assert r.status_code == 200
-    assert "belongs to participant K02 (chain of identity)" in r.content.decode()
+    assert "belongs to participant K02, not to K01 (autologous product)" in r.content.decode()
     assert Administration.objects.count() == 0
-    data["batch_id"] = "B-unregistered"  # the batch is a foreign key: refused, clearly
+    data["batch_id"] = "B-unregistered"
     r = c.post("/admin/trials/administration/add/", data)
     assert r.status_code == 200
     assert "&#x27;B-unregistered&#x27; does not exist" in r.content.decode()
-    released_batch(store, "B-K01", "K01")
+    b1 = released_batch(store, "B-K01", "K01")
     data["batch_id"] = "B-K01"
+    data["scanned_coi"] = b1.coi_identifier
     r = c.post("/admin/trials/administration/add/", data)
     assert r.status_code == 302, r.content.decode()[:2000]
     a = Administration.objects.get()
-    assert a.cells_total == 4e7 and a.history.get().history_user.username == "root"
+    assert a.cells_total == 4e7 and a.history.get().history_user.username == "coord_a"
 
 
 def test_user_account_change_needs_reason_and_cannot_be_deleted(two_sites: Any) -> None:

@@ -26,6 +26,7 @@ from typing import Any
 import pandas as pd
 import pytest
 
+from tests.store._product import administer
 from tests.store.conftest import released_batch
 
 D = dt.date
@@ -52,7 +53,7 @@ EXPECTED = pd.DataFrame(
         "route": ["portal_vein", "peripheral_vein", "NA", "NA"],
         "n_administrations": [2, 1, 0, 0],
         "cells_total": [7e7, 4e7, math.nan, math.nan],
-        "cells_per_kg": [3e7 / 72.5 + 4e7 / 72.5, math.nan, math.nan, math.nan],
+        "cells_per_kg": [3e7 / 72.5 + 4e7 / 72.5, 4e7 / 80, math.nan, math.nan],
         "volume_ml": [20.0, 10.0, math.nan, math.nan],
     }
 )
@@ -62,8 +63,7 @@ AST, ALT, PLATELETS = 80.0, 60.0, 95.0
 def _infuse(s: Any, sid: str, n: int, when: dt.date, cells: float, route: str) -> None:
     batch = f"B-{sid}-{n}"
     released_batch(s, batch, sid, release_date=when)
-    s.record_administration(participant=sid, route=route, cells_total=cells, volume_ml=10,
-                            date=when, operator="op", batch_id=batch)
+    administer(s, sid, batch, when, cells=cells, route=route)
 
 
 @pytest.fixture
@@ -89,7 +89,8 @@ def trial(store: Any) -> Any:
     yob, scr = K04
     s.screen_participant(study_id="K04", site="S01", sex="F", year_of_birth=yob,
                          etiology="HCV", screening_date=scr, screening_data=ELIGIBLE)
-    # K01: weight at day 0, two infusions (day 0 and week 1); K02: one, no weight recorded
+    # K01: weight at day 0, two infusions (day 0 and week 1); K02: one, weight 80 kg (the
+    # lifecycle helper records it: the release judges endotoxin per kg of body weight)
     s.record_clinical(participant="K01", visit_code="D0", ascites="none",
                       encephalopathy="none", weight_kg="72.5")
     _infuse(s, "K01", 1, D(2008, 1, 10), 3e7, "portal_vein")

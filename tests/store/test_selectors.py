@@ -7,7 +7,8 @@ from typing import Any
 import pandas as pd
 import pytest
 
-from tests.store.conftest import RELEASE_TESTS, enrol
+from tests.store._product import administer
+from tests.store.conftest import DAY0, enrol, released_batch
 
 
 @pytest.fixture
@@ -24,12 +25,8 @@ def trial(store: Any) -> Any:
                          unit="g/L")  # fmt: skip
     store.record_clinical(participant="K01", visit_code="D0", ascites="none",
                           encephalopathy="none", weight_kg="72.5")  # fmt: skip
-    store.register_product_batch(batch_id="B1", participant="K01")
-    store.release_product_batch(batch_id="B1", release_date="2008-01-19",
-                                release_tests=RELEASE_TESTS)  # fmt: skip
-    store.record_administration(participant="K01", route="portal_vein", cells_total=5e7,
-                                volume_ml=10, date="2008-01-20", operator="op",
-                                batch_id="B1")  # fmt: skip
+    released_batch(store, "B1", "K01", release_date=DAY0)  # product lifecycle to the bedside
+    administer(store, "K01", "B1", DAY0, cells=5e7, route="portal_vein")
     store.record_adverse_event(participant="K01", term="Fever", grade=1, serious=False,
                                relatedness="possible", onset_date="2008-01-21",
                                resolution_date="2008-01-23", outcome="recovered")  # fmt: skip

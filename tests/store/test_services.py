@@ -7,7 +7,7 @@ from typing import Any
 
 import pytest
 
-from tests.store.conftest import DAY0, ELIGIBLE, RELEASE_TESTS, enrol
+from tests.store.conftest import DAY0, ELIGIBLE, enrol
 
 
 def test_install_protocol_is_idempotent_and_creates_sites_and_arms(store: Any) -> None:
@@ -215,36 +215,30 @@ def test_change_status_transitions(enrolled: Any, store: Any) -> None:
 
 def test_administration_chain_of_identity_and_dose(enrolled: Any, store: Any) -> None:
     from hepatrial.trials.models import ProtocolDeviation
+    from tests.store._product import administer, ready_batch, release, to_bedside, to_qa_review
 
     enrol(store, study_id="K02")
     store.record_visit(participant="K01", visit_code="D0", actual_date=DAY0)
     store.record_clinical(
         participant="K01", visit_code="D0", ascites="none", encephalopathy="none", weight_kg="80"
     )
-    store.register_product_batch(batch_id="B-K02", participant="K02")
+    ready_batch(store, "B-K02", "K02", DAY0)
     with pytest.raises(store.StoreError, match="belongs to participant K02"):
-        store.record_administration(
-            participant="K01", route="portal_vein", cells_total=40e6, volume_ml=10,
-            date=DAY0, operator="op", batch_id="B-K02",
-        )  # fmt: skip
-    store.register_product_batch(batch_id="B-K01", participant="K01")
-    with pytest.raises(store.StoreError, match="not been released"):
-        store.record_administration(
-            participant="K01", route="portal_vein", cells_total=40e6, volume_ml=10,
-            date=DAY0, operator="op", batch_id="B-K01",
-        )  # fmt: skip
-    store.release_product_batch(batch_id="B-K01", release_date=DAY0, release_tests=RELEASE_TESTS)
-    a = store.record_administration(
-        participant="K01", route="portal_vein", cells_total=40e6, volume_ml="10",
-        date=DAY0, operator="op", batch_id="B-K01",
-    )  # fmt: skip
+        administer(store, "K01", "B-K02", DAY0)
+    b = to_qa_review(store, "K01", DAY0, batch_id="B-K01")
+    with pytest.raises(store.StoreError, match="is qa_review, not released"):
+        administer(store, "K01", "B-K01", DAY0)
+    release(store, b, DAY0)
+    to_bedside(store, b, DAY0)
+    a = administer(store, "K01", "B-K01", DAY0, volume_ml="10")
     assert a.cells_per_kg == pytest.approx(500_000.0)  # 40e6 / 80 kg
     assert not ProtocolDeviation.objects.filter(category="dosing").exists()
-    store.record_administration(
-        participant="K01", route="peripheral_vein", cells_total=80e6, volume_ml="10",
-        date=DAY0, operator="op", batch_id="B-K01",
-    )  # fmt: skip
-    assert ProtocolDeviation.objects.filter(category="dosing").count() == 1
+    ready_batch(store, "B-K01-2", "K01", DAY0)
+    with pytest.raises(store.StoreError, match="dose_in_range"):
+        administer(store, "K01", "B-K01-2", DAY0, cells=80e6, route="peripheral_vein")
+    administer(store, "K01", "B-K01-2", DAY0, cells=80e6, route="peripheral_vein",
+               dose_override_reason="whole batch given: investigator's decision")
+    assert ProtocolDeviation.objects.filter(category="dosing", major=True).count() == 1
 
 
 def test_adverse_event_validation(enrolled: Any, store: Any) -> None:

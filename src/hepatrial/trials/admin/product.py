@@ -1,10 +1,14 @@
 # ruff: noqa: RUF012
-"""Admin of cell-product batches and administrations.
+"""Admin of the cell product: administrations and QC results (written through the product
+service), and read-only pages of harvests, batches and the chain of custody.
 
 Thin: each form's :meth:`~hepatrial.trials.admin.base.ReasonForm.check_rules` runs the
-service's ``check_*`` (the record's one validator; the base form shows every problem on its
-field); each ``save_model`` (add and change) calls the service that writes. The first entry
-of a value needs no reason for change; every later change does.
+service's ``check_*`` (the record's one validator — for an administration, the dosing gate:
+every unmet condition is shown); each ``save_model`` (add and change) calls the service that
+writes. The lifecycle steps of a batch (receipt, manufacture, release with an e-signature,
+dispatch, bedside receipt, quarantine, ...) are taken through the product service (the CLI
+``hepatrial product ...`` and the eCRF); the admin shows them and never changes them, and a
+custody event is never changed by anyone.
 """
 
 from __future__ import annotations
@@ -13,15 +17,13 @@ from typing import Any
 
 from django import forms
 from django.contrib import admin
-from django.db import transaction
 from django.http import HttpRequest
 
-from hepatrial.trials import models as m
-from hepatrial.trials.admin.base import (
-    REASON_FIELD,
-    AuditedAdmin,
-    ReasonForm,
-)
+from hepatrial.trials.admin.base import REASON_FIELD, AuditedAdmin, ReasonForm
+from hepatrial.trials.models import product as pm
+
+_ADMIN_VALUES = ("route", "cells_total", "cells_per_kg", "volume_ml", "administered_at",
+                 "operator", "dose_override_reason")
 
 
 def field_value(form: forms.ModelForm, name: str) -> Any:
@@ -32,42 +34,63 @@ def field_value(form: forms.ModelForm, name: str) -> Any:
 
 
 class AdministrationForm(ReasonForm):
-    """Runs the administration rules (route, dose, enrolment, chain of identity) on add and on
-    change. The batch is typed (or scanned) by its id, and checked against the participant."""
+    """The dosing gate on add and on change: the batch and the label's chain-of-identity id
+    as scanned, and the two patient identifiers checked at the bedside."""
 
-    batch_id = forms.CharField(
-        label="Batch id",
-        max_length=60,
-        help_text="The id on the bag (ISBT 128); it must be a released batch of this "
-        "participant.",
-    )
+    batch_id = forms.CharField(label="Batch id", max_length=60,
+                               help_text="The batch received at the bedside for this participant.")
+    scanned_coi = forms.CharField(label="Scanned chain-of-identity id", max_length=40,
+                                  help_text="Scan the label (SITE-YYYYMMDD-NNN-XXXXX-C).")
+    id_study_id = forms.CharField(label="Identifier checked: study id", max_length=40)
+    id_year_of_birth = forms.CharField(label="Identifier checked: year of birth", max_length=4)
 
     first_entry_free = True
+    rule_fields = {"identifiers": "id_study_id", "patient_identifiers": "id_study_id",
+                   "coi_scanned": "scanned_coi", "batch_exists": "batch_id",
+                   "batch_belongs": "batch_id", "batch_released": "batch_id",
+                   "state": "batch_id", "within_shelf_life": "administered_at",
+                   "transport_temperature": "batch_id", "route_allowed": "route",
+                   "dose_in_range": "cells_total", "weight_recorded": "cells_total",
+                   "participant_enrolled": "participant", "participant_eligible": "participant"}
 
     def __init__(self, *args: Any, **kwargs: Any) -> None:
         super().__init__(*args, **kwargs)
-        if self.instance.pk is not None:
-            self.initial["batch_id"] = self.instance.batch_id
+        a = self.instance
+        if a.pk is not None:
+            self.initial["batch_id"] = a.batch_id
+            self.initial["scanned_coi"] = a.scanned_coi or ""
+            ids = a.identifiers_checked or {}
+            self.initial["id_study_id"] = ids.get("study_id", "")
+            self.initial["id_year_of_birth"] = ids.get("year_of_birth", "")
+            self.fields["batch_id"].disabled = True
+
+    def identifiers(self) -> dict[str, str]:
+        """The patient identifiers typed on the form."""
+        d = self.cleaned_data
+        return {"study_id": d.get("id_study_id", ""), "year_of_birth": d.get("id_year_of_birth",
+                                                                              "")}
 
     def check_rules(self, data: dict[str, Any]) -> None:
-        """``services.check_administration`` on the values to be written."""
+        """``services.check_administration`` (the dosing gate) on the values to be written."""
         from hepatrial.trials import services
 
-        names = ("route", "cells_total", "cells_per_kg", "volume_ml", "date", "operator",
-                 "batch_id")  # fmt: skip
-        if field_value(self, "participant") is None:
+        p = field_value(self, "participant")
+        if p is None:
             return
         services.check_administration(
-            participant=field_value(self, "participant"),
-            **{k: field_value(self, k) for k in names},
+            participant=p, batch_id=data.get("batch_id"), scanned_coi=data.get("scanned_coi"),
+            identifiers=self.identifiers(),
+            administration=self.instance if self.instance.pk is not None else None,
+            **{k: field_value(self, k) for k in _ADMIN_VALUES},
         )
 
 
-@admin.register(m.Administration)
+@admin.register(pm.Administration)
 class AdministrationAdmin(AuditedAdmin):
     form = AdministrationForm
-    fields = ["participant", "route", "cells_total", "cells_per_kg", "volume_ml", "date",
-              "operator", "batch_id"]  # fmt: skip
+    fields = ["participant", "batch_id", "scanned_coi", "id_study_id", "id_year_of_birth",
+              "route", "cells_total", "cells_per_kg", "volume_ml", "administered_at",
+              "operator", "dose_override_reason"]  # fmt: skip
     list_display = ["participant", "date", "route", "cells_total", "cells_per_kg", "batch_id"]
 
     def get_readonly_fields(self, request: HttpRequest, obj: Any = None) -> list[str]:
@@ -75,109 +98,130 @@ class AdministrationAdmin(AuditedAdmin):
 
     def save_model(self, request: HttpRequest, obj: Any, form: Any, change: bool) -> None:
         """Add: ``services.record_administration``; change: ``services.update_administration``
-        (both: the same rules, and the dose rule)."""
+        (both: the dosing gate)."""
         from hepatrial.trials import services
 
         data = form.cleaned_data
         if change:
-            fields = {"route", "cells_total", "cells_per_kg", "volume_ml", "date", "operator",
-                      "batch_id"}  # fmt: skip
-            changes = {k: data[k] for k in form.changed_data if k in fields}
+            changes = {k: data[k] for k in form.changed_data if k in _ADMIN_VALUES}
+            if {"scanned_coi"} & set(form.changed_data):
+                changes["scanned_coi"] = data["scanned_coi"]
+            if {"id_study_id", "id_year_of_birth"} & set(form.changed_data):
+                changes["identifiers"] = form.identifiers()
             if changes:
-                stored = m.Administration.objects.get(pk=obj.pk)
+                stored = pm.Administration.objects.get(pk=obj.pk)
                 services.update_administration(
                     stored, reason=data.get(REASON_FIELD) or None, user=request.user, **changes
                 )
         else:
             new = services.record_administration(
-                participant=obj.participant,
-                route=data["route"],
-                cells_total=data["cells_total"],
-                volume_ml=data["volume_ml"],
-                date=data["date"],
-                operator=data["operator"],
-                batch_id=data["batch_id"],
-                cells_per_kg=data.get("cells_per_kg"),
-                user=request.user,
-            )
+                participant=obj.participant, batch_id=data["batch_id"],
+                scanned_coi=data["scanned_coi"], identifiers=form.identifiers(),
+                user=request.user, **{k: data.get(k) for k in _ADMIN_VALUES},
+            )  # fmt: skip
             obj.pk = new.pk
         obj.refresh_from_db()
 
 
-class CellProductBatchForm(ReasonForm):
-    """Runs the batch rules on add and on change; ticking *released* releases the batch through
-    ``services.release_product_batch`` (release date, enrolled participant, and release tests
-    meeting the protocol's release specification)."""
+class QcResultForm(ReasonForm):
+    """A QC result typed as entered (``result``: the text on the lab sheet), judged by the
+    product service's QC rules."""
+
+    batch_ref = forms.CharField(label="Batch id", max_length=60)
+    result = forms.CharField(label="Result", max_length=100,
+                             help_text="As on the lab report: a number in the test's unit, or "
+                             "the qualitative result (e.g. negative, no growth).")
 
     first_entry_free = True
+    rule_fields = {"batch": "batch_ref"}
 
-    def reason_needed(self, data: dict[str, Any]) -> bool:
-        """Releasing is a workflow action: it always carries a reason (e.g. "QA release")."""
-        releasing = "released" in self.changed_data and bool(data.get("released"))
-        return releasing or super().reason_needed(data)
+    class Meta:
+        model = pm.QcResult
+        fields = ["test", "unit", "analyst", "tested_on", "method"]
+
+    def __init__(self, *args: Any, **kwargs: Any) -> None:
+        super().__init__(*args, **kwargs)
+        q = self.instance
+        if q.pk is not None:
+            self.initial["batch_ref"] = q.batch_id and q.batch.batch_id
+            self.initial["result"] = q.value_as_entered
+            self.fields["batch_ref"].disabled = True
+            self.fields["test"].disabled = True
 
     def check_rules(self, data: dict[str, Any]) -> None:
-        """``services.check_product_batch`` on the batch's state after this form."""
+        """``services.check_qc_result`` on the values to be written."""
         from hepatrial.trials import services
 
-        if field_value(self, "participant") is None:
-            return
-        services.check_product_batch(
-            batch_id=field_value(self, "batch_id"),
-            participant=field_value(self, "participant"),
-            coi_identifier=field_value(self, "coi_identifier") or "",
-            release_tests=field_value(self, "release_tests"),
-            released=bool(field_value(self, "released")),
-            release_date=field_value(self, "release_date"),
-            batch=self.instance if self.instance.pk is not None else None,
+        services.check_qc_result(
+            data.get("batch_ref"), test=data.get("test"), result=data.get("result"),
+            unit=data.get("unit") or None, analyst=data.get("analyst"),
+            tested_on=data.get("tested_on"), method=data.get("method") or "",
         )
 
 
-@admin.register(m.CellProductBatch)
-class CellProductBatchAdmin(AuditedAdmin):
-    form = CellProductBatchForm
-    fields = ["batch_id", "participant", "coi_identifier", "release_tests", "released",
-              "release_date"]  # fmt: skip
-    list_display = ["batch_id", "participant", "released", "release_date"]
-
-    def get_readonly_fields(self, request: HttpRequest, obj: Any = None) -> list[str]:
-        if obj is None:
-            return []
-        return ["batch_id", "released"] if obj.released else ["batch_id"]
+@admin.register(pm.QcResult)
+class QcResultAdmin(AuditedAdmin):
+    form = QcResultForm
+    fields = ["batch_ref", "test", "result", "unit", "analyst", "tested_on", "method"]
+    list_display = ["batch", "test", "value_as_entered", "unit", "analyst", "tested_on", "source"]
 
     def save_model(self, request: HttpRequest, obj: Any, form: Any, change: bool) -> None:
-        """Add: ``services.register_product_batch``; change:
-        ``services.update_product_batch``; released ticked: ``services.release_product_batch``
-        (in one transaction)."""
+        """Add and change: ``services.record_qc_result``."""
         from hepatrial.trials import services
 
-        data = form.cleaned_data
-        release = bool(data.get("released")) and (not change or "released" in form.changed_data)
-        reason = (data.get(REASON_FIELD) or None) if change else "released at registration"
-        with transaction.atomic():
-            if change:
-                fields = {"participant", "coi_identifier", "release_tests"}
-                if not release:
-                    fields.add("release_date")
-                changes = {k: data[k] for k in form.changed_data if k in fields}
-                if changes:
-                    services.update_product_batch(
-                        obj.batch_id, reason=reason, user=request.user, **changes
-                    )
-            else:
-                new = services.register_product_batch(
-                    batch_id=data["batch_id"],
-                    participant=data["participant"],
-                    coi_identifier=data.get("coi_identifier") or "",
-                    release_tests=data.get("release_tests") or {},
-                    user=request.user,
-                )
-                obj.pk = new.pk
-            if release:
-                services.release_product_batch(
-                    batch_id=obj.batch_id,
-                    release_date=data.get("release_date"),
-                    reason=reason,
-                    user=request.user,
-                )
+        d = form.cleaned_data
+        q = services.record_qc_result(
+            d["batch_ref"], test=d["test"], result=d["result"], unit=d.get("unit") or None,
+            analyst=d["analyst"], tested_on=d["tested_on"], method=d.get("method") or "",
+            reason=d.get(REASON_FIELD) or None, user=request.user,
+        )  # fmt: skip
+        obj.pk = q.pk
         obj.refresh_from_db()
+
+
+class ReadOnlyAdmin(AuditedAdmin):
+    """Shown, never written here (the lifecycle goes through the product service)."""
+
+    def has_add_permission(self, request: HttpRequest) -> bool:
+        return False
+
+    def has_change_permission(self, request: HttpRequest, obj: Any = None) -> bool:
+        return False
+
+    def has_delete_permission(self, request: HttpRequest, obj: Any = None) -> bool:
+        return False
+
+
+class CustodyInline(admin.TabularInline):
+    model = pm.CustodyEvent
+    fk_name = "batch"
+    extra = 0
+    can_delete = False
+    fields = ["seq", "action", "from_state", "to_state", "at", "actor_name", "location",
+              "temperature_c", "scanned_coi", "reason"]  # fmt: skip
+    readonly_fields = fields
+
+    def has_add_permission(self, request: HttpRequest, obj: Any = None) -> bool:
+        return False
+
+    def has_change_permission(self, request: HttpRequest, obj: Any = None) -> bool:
+        return False
+
+
+@admin.register(pm.CellProductBatch)
+class CellProductBatchAdmin(ReadOnlyAdmin):
+    fields = ["batch_id", "participant", "coi_identifier", "state", "facility", "received_at",
+              "formulated_at", "formulated_volume_ml", "released", "released_at",
+              "release_date", "quarantined_from", "release_tests"]  # fmt: skip
+    list_display = ["batch_id", "participant", "state", "released_at"]
+    inlines = [CustodyInline]
+
+
+@admin.register(pm.Harvest)
+class HarvestAdmin(ReadOnlyAdmin):
+    list_display = ["coi", "participant", "collected_at", "operator", "volume_ml"]
+
+
+@admin.register(pm.CustodyEvent)
+class CustodyEventAdmin(ReadOnlyAdmin):
+    list_display = ["harvest", "seq", "action", "from_state", "to_state", "at", "actor_name"]

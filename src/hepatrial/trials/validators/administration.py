@@ -1,25 +1,30 @@
-"""Rules of an administration (infusion) of the cell product.
+"""Rules of an administration (infusion) of the cell product, and the dosing gate.
 
 :func:`validate_administration` judges the state an administration is about to be written in,
 on creation and on every change, from the values and the facts the service passes in
-(:class:`AdministrationFacts`; nothing here reads the database). :func:`dose_deviation` is the
-protocol's dose rule, run by the service on creation and on every change of the dose.
+(:class:`AdministrationFacts`; nothing here reads the database). It checks the values
+themselves and then runs **the dosing gate**,
+:func:`hepatrial.protocol.dosing.check_administration`, on the batch, the participant and the
+safety pause as the store holds them — one rule, one place, for every path that writes an
+administration (the services, hence the admin, the CLI, the importer, the API and pages).
+A refusal is one :class:`~hepatrial.trials.validators.RuleViolation` naming every problem:
+each field problem under its field, each unmet condition of the gate under the condition's
+name (``batch_released``, ``within_shelf_life``, ``coi_scanned``, ``patient_identifiers``,
+``dose_in_range``, ...; :data:`hepatrial.protocol.dosing.CONDITIONS`).
 
-Rules (field: reason):
+Rules of the values (field: reason):
 
-* ``participant``: enrolled (has an enrolment date, day 0) and the administration is not
-  dated before the enrolment, nor after the participant's withdrawal, death or
-  transplantation.
-* ``route``: a route code the protocol allows (``product.routes``).
-* ``cells_total``: a positive number of cells; ``cells_per_kg``: positive when given (and
-  needed when the protocol doses per kg). A dose outside the protocol's
-  ``cells_min``-``cells_max`` is **not refused**: it is stored and the service records a major
-  ``dosing`` protocol deviation (ICH E3 §10.2: deviations are reported, not hidden).
+* ``route``: a route code (the gate checks the protocol allows it).
+* ``cells_total``: a positive number of cells; ``cells_per_kg``: positive when given.
 * ``volume_ml``: positive, at most 2 decimals and 6 digits before the point (never rounded).
-* ``date``: a date, not in the future, not before the release of its batch.
+* ``administered_at``: the start of the infusion, a date and time with its time zone, not in
+  the future, not before the participant's enrolment day, nor after the participant's
+  withdrawal, death or transplantation (``date`` is its day, UTC).
 * ``operator``: who gave it (non-empty).
-* ``batch_id`` (chain of identity, FACT-JACIE standards / ISBT 128): the batch exists, belongs
-  to this participant (autologous product) and has been released.
+* ``batch_id``, ``scanned_coi``: given; ``identifiers``: an object ``{kind: value}`` of the
+  patient identifiers checked at the bedside.
+* ``dose_override_reason``: text (an out-of-range dose is given only with it; the gate then
+  records a major ``dosing`` deviation, ICH E3 §10.2).
 """
 
 from __future__ import annotations
@@ -29,124 +34,125 @@ from collections.abc import Mapping
 from dataclasses import dataclass
 from typing import Any
 
+from hepatrial.protocol.dosing import (
+    AdministrationRequest,
+    DosingPause,
+    GateBatch,
+    GateParticipant,
+    GateResult,
+    check_administration,
+)
 from hepatrial.protocol.models import Product
 from hepatrial.trials.validators import _values as v
 from hepatrial.trials.validators._common import Checker
-from hepatrial.trials.validators._common import today as _today
+from hepatrial.trials.validators.product import aware_datetime
 from hepatrial.vocab import ROUTE, codes
 
-__all__ = ["AdministrationFacts", "BatchInfo", "dose_deviation", "validate_administration"]
+__all__ = ["ENDED", "AdministrationFacts", "validate_administration"]
 
 #: participant statuses after which nothing more is given (the status date ends treatment)
 ENDED = ("withdrawn", "died", "transplanted", "screen_failed")
 
 
 @dataclass(frozen=True)
-class BatchInfo:
-    """The batch an administration names, as stored."""
-
-    batch_id: str
-    participant: str
-    released: bool
-    release_date: _dt.date | None
-
-
-@dataclass(frozen=True)
 class AdministrationFacts:
-    """What the store knows that an administration's rules need (gathered by the service)."""
+    """What the store knows that an administration's rules need (gathered by the service).
+
+    ``batch``/``person`` are the gate's view of the stored batch and participant *as they
+    were before this administration* (for a correction, the batch's state before it was
+    given and the participant's status then), ``pause`` the stopping rule pausing dosing.
+    """
 
     participant: str
     enrolment_date: _dt.date | None
     status: str
     status_date: _dt.date | None
-    #: the protocol's product (routes, dose range); None when the protocol has none
     product: Product | None
-    #: the batch named by ``batch_id``; None when no batch has that id
-    batch: BatchInfo | None
-
-
-def dose_deviation(
-    cells_total: float, cells_per_kg: float | None, product: Product | None
-) -> str | None:
-    """Description of the dosing deviation when the dose is outside the protocol's range, else
-    None: the protocol's own dose rule (:meth:`hepatrial.protocol.models.Product.dose_problem`;
-    per kg with the weight the administration's ``cells_per_kg`` was computed from)."""
-    if product is None:
-        return None
-    if product.dose_basis == "per_kg":
-        if not cells_per_kg:
-            return None  # validate_administration refuses a per-kg dose without cells_per_kg
-        return product.dose_problem(cells_total, cells_total / cells_per_kg)
-    return product.dose_problem(cells_total)
+    batch: GateBatch | None
+    person: GateParticipant | None
+    pause: DosingPause | None = None
 
 
 def validate_administration(
-    values: Mapping[str, Any], facts: AdministrationFacts, *, today: _dt.date | None = None
-) -> dict[str, Any]:
-    """Check an administration's state; return the typed values or raise ``RuleViolation``
-    with every problem.
+    values: Mapping[str, Any], facts: AdministrationFacts, *, now: _dt.datetime | None = None
+) -> tuple[dict[str, Any], GateResult]:
+    """Check an administration and run the dosing gate; return ``(typed values, gate
+    result)`` (the result's deviations are to be recorded) or raise ``RuleViolation`` with
+    every problem and every unmet condition.
 
-    ``values``: ``route``, ``cells_total``, ``cells_per_kg``, ``volume_ml``, ``date``,
-    ``operator``, ``batch_id`` (the participant is in ``facts``).
+    ``values``: ``route``, ``cells_total``, ``cells_per_kg``, ``volume_ml``,
+    ``administered_at``, ``operator``, ``batch_id``, ``scanned_coi``, ``identifiers``,
+    ``dose_override_reason``.
     """
-    today = today or _today()
+    now = now or _dt.datetime.now(_dt.UTC)
     c = Checker(f"participant {facts.participant} administration")
-    prod = facts.product
     route = v.choice(c, "route", values.get("route"), codes(ROUTE))
-    if route is not None and prod is not None and route not in prod.routes:
-        c.fail("route", f"{route!r} is not allowed by the protocol ({', '.join(prod.routes)})")
     cells = v.number(c, "cells_total", values.get("cells_total"), positive=True)
     per_kg = v.number(c, "cells_per_kg", values.get("cells_per_kg"), required=False,
                       positive=True)
-    if prod is not None and prod.dose_basis == "per_kg" and per_kg is None and (
-        "cells_per_kg" not in {p.field for p in c}
-    ):
-        c.fail("cells_per_kg", "the protocol doses per kg of body weight: give cells_per_kg "
-               "(or record the participant's weight first)")
     volume = v.decimal(c, "volume_ml", values.get("volume_ml"), max_digits=8, places=2,
                        positive=True)
-    d = v.date(c, "date", values.get("date"))
-    v.not_future(c, "date", d, today)
-    operator = v.text(c, "operator", values.get("operator"), max_length=100)
-
-    # the participant receives it while enrolled
-    if facts.enrolment_date is None:
-        c.fail("participant", f"{facts.participant} is not enrolled (status {facts.status}): "
-               "only an enrolled participant receives the product")
-    elif d is not None and d < facts.enrolment_date:
-        c.fail("date", f"{d} is before the participant's enrolment on {facts.enrolment_date}")
-    if (
-        d is not None
-        and facts.status in ENDED
-        and facts.status_date is not None
-        and d > facts.status_date
-    ):
-        c.fail("date", f"{d} is after the participant's status {facts.status!r} on "
+    at = aware_datetime(c, "administered_at", values.get("administered_at"), now=now)
+    d = at.date() if at is not None else None
+    if d is not None and facts.enrolment_date is not None and d < facts.enrolment_date:
+        c.fail("administered_at", f"{d} is before the participant's enrolment on "
+               f"{facts.enrolment_date}")
+    if (d is not None and facts.status in ENDED and facts.status_date is not None
+            and d > facts.status_date):
+        c.fail("administered_at", f"{d} is after the participant's status {facts.status!r} on "
                f"{facts.status_date}")
-
-    # chain of identity: the named batch exists, is this participant's and is released
+    operator = v.text(c, "operator", values.get("operator"), max_length=100)
     batch_id = v.text(c, "batch_id", values.get("batch_id"), max_length=60)
-    if batch_id is not None:
-        b = facts.batch
-        if b is None or b.batch_id != batch_id:
-            c.fail("batch_id", f"batch {batch_id!r} does not exist (register and release the "
-                   "batch first)")
-        else:
-            if b.participant != facts.participant:
-                c.fail("batch_id", f"batch {batch_id!r} belongs to participant {b.participant} "
-                       f"(chain of identity), not to {facts.participant}")
-            if not b.released:
-                c.fail("batch_id", f"batch {batch_id!r} has not been released")
-            elif b.release_date is not None and d is not None and d < b.release_date:
-                c.fail("date", f"{d} is before the release of batch {batch_id!r} on "
-                       f"{b.release_date}")
+    scanned = v.text(c, "scanned_coi", values.get("scanned_coi"), max_length=40)
+    ids = values.get("identifiers")
+    identifiers: dict[str, str] = {}
+    if ids is None:
+        ids = {}
+    if not isinstance(ids, Mapping):
+        c.fail("identifiers", f"{ids!r} is not an object {{kind: value}} of patient identifiers")
+    else:
+        for k, x in ids.items():
+            if not isinstance(x, str | int) or isinstance(x, bool):
+                c.fail(f"identifiers.{k}", f"{x!r} is not text")
+            else:
+                identifiers[str(k).strip()] = str(x).strip()
+    override = v.text(c, "dose_override_reason", values.get("dose_override_reason", ""),
+                      max_length=2000, required=False)
+    # the gate runs whatever the values' problems, so that a refusal names every unmet
+    # condition; a condition that only repeats a bad value's problem is left out
+    placeholder = []
+    if at is None:
+        placeholder.append(("within_shelf_life", "the time of administration None"))
+    if cells is None:
+        placeholder.append(("dose_in_range", "nan is not"))
+    if route is None:
+        placeholder.append(("route_allowed", "'' is not"))
+    request = AdministrationRequest(
+        participant=facts.participant, batch_id=batch_id or "", scanned_coi=scanned or "",
+        identifiers=identifiers, route=route or "",
+        cells_total=cells if cells is not None else float("nan"),
+        at=at,  # type: ignore[arg-type]  # None: the gate names it; left out above
+        operator=operator or "", volume_ml=float(volume) if volume is not None else None,
+        dose_override_reason=override or "",
+    )
+    gate = check_administration(request, facts.batch, facts.person, facts.product,
+                                pause=facts.pause)
+    for u in gate.unmet:
+        if not any(u.condition == k and u.reason.startswith(r) for k, r in placeholder):
+            c.fail(u.condition, u.reason)
     c.done()
+    if per_kg is None and gate.cells_per_kg is not None:
+        per_kg = gate.cells_per_kg
     return {
         "route": route,
         "cells_total": cells,
         "cells_per_kg": per_kg,
         "volume_ml": volume,
+        "administered_at": at,
         "date": d,
         "operator": operator,
         "batch_id": batch_id,
-    }
+        "scanned_coi": scanned,
+        "identifiers_checked": identifiers,
+        "dose_override_reason": override or None,
+    }, gate

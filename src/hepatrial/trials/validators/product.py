@@ -1,188 +1,444 @@
-"""Rules of a cell-product batch: identity, release tests and release.
+"""Rules of the cell-product records: harvest, batch registration, manufacturing steps, QC
+results and post-infusion observations.
 
-One function, :func:`validate_batch`, judges the state a batch is about to be written in — at
-registration (never released), at release and at every later change — from the values and
-the facts the service passes in (:class:`BatchFacts`; nothing here reads the database).
+Each function judges the values about to be written from the facts the service passes in
+(plain dataclasses; nothing here reads the database) and raises one
+:class:`~hepatrial.trials.validators.RuleViolation` naming every problem (record, field,
+reason), or returns the typed values. The lifecycle steps themselves (receipt, release,
+dispatch, ...) are judged by the pure state machine
+(:func:`hepatrial.protocol.product_lifecycle.check_transition`), administrations by
+:mod:`hepatrial.trials.validators.administration` (the dosing gate).
+
+Times are timezone-aware datetimes (or ISO 8601 text with an offset, ``2008-01-06T08:30Z``):
+a time without a zone is refused, never assumed. Nothing entered is converted: a result is
+kept as entered beside its typed value, a unit must be the specification's unit.
 
 Rules (field: reason):
 
-* ``batch_id``: non-empty text of at most 60 characters, unique; it cannot change once given.
-* ``participant``: exists; a batch is registered (or moved) for a participant who is screened
-  or enrolled (not screen-failed, withdrawn, dead or transplanted), and **released only for an
-  enrolled participant** (``enrolled`` is the status in which the product is given; the store
-  has no pre-enrolment release). The participant of a batch already given cannot change
-  (chain of identity).
-* ``coi_identifier``: at most 60 characters (ISBT 128 ST-028 product code).
-* ``release_tests``: an object ``{test name: result}``; every name is a test of the protocol's
-  release specification (``[[product.release_spec]]``) and every result is a valid result of
-  that test (:meth:`hepatrial.protocol.models.ReleaseTest.assess`: a number in the test's unit
-  or the qualitative text; ``{"value", "unit"}`` names the unit, never converted). A failing
-  result may be recorded on an unreleased batch (a batch that fails QC is kept, not released).
-* release (``released`` true): only by the release service, never undone here; needs a
-  ``release_date`` (not in the future, not before the participant's screening, not after the
-  first administration of the batch), a protocol with a release specification, and a result
-  **meeting** every test of it. Per ISCT minimal criteria for MSC (Dominici M, et al.
-  Cytotherapy 2006;8(4):315-317) the kharaziha2009 specification asks CD73/CD90/CD105 >= 95 %,
-  CD45/CD34/CD14 or CD11b/CD79a or CD19/HLA-DR <= 2 %, plus viability, sterility, endotoxin
-  and mycoplasma (see the protocol file for the sources).
+* harvest — ``participant`` screened or enrolled; ``site`` a code usable in a
+  chain-of-identity id (1-8 of A-Z 0-9); ``collected_at`` given, not in the future, not before
+  the participant's screening day; ``operator`` given; ``volume_ml`` a positive number with at
+  most 2 decimals (its acceptance range is checked at receipt, where a volume outside it is
+  refused); ``anticoagulant_lot``, ``container``, ``transport``, ``collection_site`` text.
+* batch — ``batch_id`` 1-60 characters, unique; ``coi`` a harvest of this participant that
+  has no batch yet; ``facility`` text.
+* manufacturing step — ``step`` a step of the protocol's process, not recorded twice for a
+  batch; ``started_at`` <= ``completed_at``, neither in the future nor before the batch's
+  receipt; ``operator`` given; ``reagents`` a list of ``{name, lot}`` (both given); ``controls``
+  only the step's in-process controls, each a valid result (a failing result is kept: the
+  step that completes manufacture refuses it).
+* QC result — ``test`` a test of the protocol's release specification; ``result`` a valid
+  result of it (a number for a quantitative test, a text for a qualitative one); ``unit``
+  the specification's unit (empty: the specification's unit); ``analyst`` given;
+  ``tested_on`` not in the future nor before the harvest; ``method``, ``source`` text.
+* post-infusion observation — ``minute`` one of 0, 15, 30, 60; ``observed_at`` not before the
+  infusion nor in the future; vital signs whole numbers in physiological ranges (temperature
+  30.0-44.0 °C with one decimal); ``observer`` given; a ``reaction`` needs its description,
+  CTCAE term and grade (1-5).
 """
 
 from __future__ import annotations
 
 import datetime as _dt
-from collections.abc import Mapping
-from dataclasses import dataclass
+import re
+from collections.abc import Mapping, Sequence
+from dataclasses import dataclass, field
+from decimal import Decimal
 from typing import Any
 
-from hepatrial.protocol.models import Product
+from hepatrial.protocol.models import AcceptanceTest, Product
 from hepatrial.trials.validators import _values as v
 from hepatrial.trials.validators._common import Checker
-from hepatrial.trials.validators._common import today as _today
 
-__all__ = ["BATCH_STATUSES", "RELEASE_STATUSES", "BatchFacts", "release_problems",
-           "validate_batch"]
+__all__ = [
+    "BATCH_STATUSES",
+    "OBSERVATION_MINUTES",
+    "VITAL_RANGES",
+    "BatchFacts",
+    "HarvestFacts",
+    "ObservationFacts",
+    "QcFacts",
+    "StepFacts",
+    "aware_datetime",
+    "typed_result",
+    "validate_batch",
+    "validate_harvest",
+    "validate_observation",
+    "validate_qc",
+    "validate_step",
+]
 
-#: participant statuses for which a batch may be registered
+#: participant statuses for which a harvest or a batch may be recorded
 BATCH_STATUSES = ("screened", "enrolled")
-#: participant statuses for which a batch may be released
-RELEASE_STATUSES = ("enrolled",)
+#: minutes after the start of an infusion at which vital signs are taken
+OBSERVATION_MINUTES = (0, 15, 30, 60)
+#: physiological ranges of the vital signs (inclusive): beyond them a value is a typing error
+VITAL_RANGES: dict[str, tuple[int, int]] = {
+    "heart_rate": (20, 250),
+    "systolic_bp": (40, 300),
+    "diastolic_bp": (20, 200),
+    "respiratory_rate": (4, 80),
+    "spo2": (50, 100),
+}
+_SITE = re.compile(r"^[A-Z0-9]{1,8}$")
 
 
+def aware_datetime(
+    c: Checker, name: str, value: Any, *, required: bool = True, now: _dt.datetime | None = None
+) -> _dt.datetime | None:
+    """A timezone-aware datetime (or ISO 8601 text with an offset), not after ``now``."""
+    if v.missing(value):
+        if required:
+            c.fail(name, "is required (a date and time with its time zone, e.g. "
+                   "2008-01-06T08:30:00+03:30)")
+        return None
+    t: Any = value
+    if isinstance(value, str):
+        text = value.strip()
+        try:
+            t = _dt.datetime.fromisoformat(text[:-1] + "+00:00" if text.endswith("Z") else text)
+        except ValueError:
+            c.fail(name, f"{value!r} is not a date and time (ISO 8601, e.g. "
+                   "2008-01-06T08:30:00+03:30)")
+            return None
+    if not isinstance(t, _dt.datetime):
+        c.fail(name, f"{value!r} is not a date and time")
+        return None
+    if t.tzinfo is None or t.utcoffset() is None:
+        c.fail(name, f"{value!r} has no time zone (give the offset, e.g. +03:30 or Z)")
+        return None
+    t = t.astimezone(_dt.UTC)
+    if now is not None and t > now:
+        c.fail(name, f"{t.isoformat()} is in the future (now is {now.isoformat()})")
+        return None
+    return t
+
+
+def _now(now: _dt.datetime | None) -> _dt.datetime:
+    return now or _dt.datetime.now(_dt.UTC)
+
+
+# ---------------------------------------------------------------------- harvest
 @dataclass(frozen=True)
-class BatchFacts:
-    """What the store knows that a batch's rules need (gathered by the service)."""
+class HarvestFacts:
+    """What a harvest's rules need: the participant (study id, status, screening date) and
+    the site code the chain-of-identity id will carry."""
 
-    #: study id of the participant named, and its status / screening date (None: no such
-    #: participant)
-    participant: str | None
-    participant_status: str | None
+    participant: str
+    participant_status: str
     screening_date: _dt.date | None
-    #: the protocol's product (its ``release_spec``); None when the protocol has no product
+    site: str
     product: Product | None
-    #: another batch already has this batch id (registration)
-    batch_id_taken: bool = False
-    #: the stored batch before this change (None at registration)
-    stored_batch_id: str | None = None
-    stored_participant: str | None = None
-    stored_released: bool = False
-    #: administrations of this batch: how many, and the first date
-    n_administrations: int = 0
-    first_administration: _dt.date | None = None
 
 
-def release_problems(tests: Mapping[str, Any], product: Product | None) -> list[tuple[str, str]]:
-    """``(field, reason)`` for every way ``tests`` fail to meet the release specification
-    (missing results and results outside a criterion). Invalid results and unknown names are
-    reported by :func:`validate_batch` whether or not the batch is released."""
-    if product is None or not product.release_spec:
-        return [("released", "the protocol has no release specification "
-                 "([[product.release_spec]]): a batch cannot be released")]
-    out: list[tuple[str, str]] = []
-    missing = [t.name for t in product.release_spec if t.name not in tests]
-    if missing:
-        out.append(("release_tests", "no result for " + ", ".join(missing)
-                    + " (every test of the protocol's release specification is needed)"))
-    for t in product.release_spec:
-        if t.name in tests:
-            outcome, reason = t.assess(tests[t.name])
-            if outcome == "fail":
-                out.append((f"release_tests.{t.name}", reason))
+def validate_harvest(
+    values: Mapping[str, Any], facts: HarvestFacts, *, now: _dt.datetime | None = None
+) -> dict[str, Any]:
+    """Check a harvest; return the typed values (``collected_at`` in UTC, ``volume_ml`` a
+    Decimal) or raise ``RuleViolation`` with every problem."""
+    now = _now(now)
+    c = Checker(f"participant {facts.participant} harvest")
+    if facts.product is None:
+        c.fail("product", "the protocol declares no product")
+    if facts.participant_status not in BATCH_STATUSES:
+        c.fail("participant", f"{facts.participant} is {facts.participant_status}: a harvest is "
+               f"recorded only for a participant who is {' or '.join(BATCH_STATUSES)}")
+    if not _SITE.match(facts.site or ""):
+        c.fail("site", f"site code {facts.site!r} cannot be used in a chain-of-identity id (1-8 "
+               "upper-case letters or digits)")
+    at = aware_datetime(c, "collected_at", values.get("collected_at"), now=now)
+    if at is not None and facts.screening_date is not None and at.date() < facts.screening_date:
+        c.fail("collected_at", f"{at.date()} is before the participant's screening on "
+               f"{facts.screening_date}")
+    operator = v.text(c, "operator", values.get("operator"), max_length=100)
+    volume = v.decimal(c, "volume_ml", values.get("volume_ml"), max_digits=7, places=2,
+                       positive=True)
+    out = {"collected_at": at, "operator": operator, "volume_ml": volume}
+    for name, n in (("anticoagulant_lot", 60), ("container", 100), ("transport", 200),
+                    ("collection_site", 100)):
+        out[name] = v.text(c, name, values.get(name, ""), max_length=n, required=False)
+    c.done()
     return out
 
 
-def validate_batch(
-    values: Mapping[str, Any], facts: BatchFacts, *, today: _dt.date | None = None
-) -> dict[str, Any]:
-    """Check a batch's state; return the typed values or raise ``RuleViolation`` with all
-    problems.
+# ---------------------------------------------------------------------- batch
+@dataclass(frozen=True)
+class BatchFacts:
+    """What a new batch's rules need (gathered by the service)."""
 
-    ``values``: ``batch_id``, ``coi_identifier``, ``release_tests``, ``released``,
-    ``release_date`` (the participant is in ``facts``).
-    """
-    today = today or _today()
+    participant: str
+    participant_status: str
+    #: the harvest named by its chain-of-identity id: its participant (None: no such harvest)
+    #: and whether a batch was already made from it
+    harvest_participant: str | None
+    harvest_has_batch: bool = False
+    batch_id_taken: bool = False
+
+
+def validate_batch(values: Mapping[str, Any], facts: BatchFacts) -> dict[str, Any]:
+    """Check a new batch (``batch_id``, ``coi``, ``facility``); typed values or
+    ``RuleViolation``."""
     bid = values.get("batch_id")
-    c = Checker(f"batch {bid}" if not v.missing(bid) else "batch")
+    c = Checker(f"batch {bid}" if not v.missing(bid) else f"participant {facts.participant} batch")
     batch_id = v.text(c, "batch_id", bid, max_length=60)
-    if batch_id is not None:
-        if facts.stored_batch_id is not None and batch_id != facts.stored_batch_id:
-            c.fail("batch_id", f"the batch id cannot change (it is {facts.stored_batch_id!r})")
-        elif facts.stored_batch_id is None and facts.batch_id_taken:
-            c.fail("batch_id", f"batch {batch_id!r} already exists")
-    coi = v.text(c, "coi_identifier", values.get("coi_identifier", ""), max_length=60,
-                 required=False)
-    released = v.boolean(c, "released", values.get("released", False))
-    release_date = v.date(c, "release_date", values.get("release_date"), required=False)
-
-    # participant
-    new_participant = facts.participant != facts.stored_participant
-    if facts.participant is None:
-        c.fail("participant", "no such participant")
-    else:
-        status = facts.participant_status
-        if (
-            facts.stored_participant is not None
-            and facts.participant != facts.stored_participant
-            and facts.n_administrations
-        ):
-            c.fail("participant", f"batch already given to {facts.stored_participant} "
-                   f"({facts.n_administrations} administration(s)): it cannot move to "
-                   f"{facts.participant} (chain of identity)")
-        if new_participant and status not in BATCH_STATUSES:
-            c.fail("participant", f"{facts.participant} is {status}: a batch is registered "
-                   f"only for a participant who is {' or '.join(BATCH_STATUSES)}")
-
-    # release tests: an object of known tests with valid results
-    tests = values.get("release_tests")
-    if tests is None:
-        tests = {}
-    if not isinstance(tests, Mapping):
-        c.fail("release_tests", f"{tests!r} is not an object {{test name: result}}")
-        tests = {}
-    spec = facts.product.release_spec if facts.product is not None else ()
-    known = {t.name: t for t in spec}
-    for name, result in tests.items():
-        t = known.get(str(name))
-        if t is None:
-            c.fail(f"release_tests.{name}", "is not a test of the protocol's release "
-                   f"specification (known: {', '.join(known) or 'none'})")
-            continue
-        outcome, reason = t.assess(result)
-        if outcome == "invalid":
-            c.fail(f"release_tests.{name}", reason)
-
-    # release
-    if facts.stored_released and released is False:
-        c.fail("released", "a released batch cannot be un-released")
-    if released:
-        if release_date is None and "release_date" not in {p.field for p in c}:
-            c.fail("release_date", "a released batch needs its release date")
-        v.not_future(c, "release_date", release_date, today)
-        if release_date is not None:
-            if facts.screening_date is not None and release_date < facts.screening_date:
-                c.fail("release_date", f"{release_date} is before the participant's "
-                       f"screening on {facts.screening_date}")
-            if facts.first_administration is not None and (
-                release_date > facts.first_administration
-            ):
-                c.fail("release_date", f"{release_date} is after the batch's first "
-                       f"administration on {facts.first_administration}")
-        if (
-            facts.participant is not None
-            and (not facts.stored_released or new_participant)
-            and facts.participant_status not in RELEASE_STATUSES
-        ):
-            c.fail("participant", f"{facts.participant} is {facts.participant_status}: a "
-                   "batch is released only for an enrolled participant")
-        for field, reason in release_problems(tests, facts.product):
-            c.fail(field, reason)
-    elif release_date is not None and released is False:
-        c.fail("release_date", "only a released batch has a release date (release it through "
-               "the release service)")
+    if batch_id is not None and facts.batch_id_taken:
+        c.fail("batch_id", f"batch {batch_id!r} already exists")
+    coi = v.text(c, "coi", values.get("coi"), max_length=40)
+    if coi is not None:
+        if facts.harvest_participant is None:
+            c.fail("coi", f"no harvest has the chain-of-identity id {coi!r} (record the harvest "
+                   "first: it makes the id)")
+        elif facts.harvest_participant != facts.participant:
+            c.fail("coi", f"harvest {coi} is participant {facts.harvest_participant}'s, not "
+                   f"{facts.participant}'s (autologous product: chain of identity)")
+        elif facts.harvest_has_batch:
+            c.fail("coi", f"a batch was already made from harvest {coi}")
+    if facts.participant_status not in BATCH_STATUSES:
+        c.fail("participant", f"{facts.participant} is {facts.participant_status}: a batch is "
+               f"registered only for a participant who is {' or '.join(BATCH_STATUSES)}")
+    facility = v.text(c, "facility", values.get("facility", ""), max_length=200, required=False)
     c.done()
-    return {
-        "batch_id": batch_id,
-        "coi_identifier": coi,
-        "release_tests": dict(tests),
-        "released": bool(released),
-        "release_date": release_date,
-    }
+    return {"batch_id": batch_id, "coi": coi, "facility": facility}
+
+
+# ---------------------------------------------------------------------- results
+def typed_result(
+    c: Checker, name: str, test: AcceptanceTest, result: Any, unit: Any
+) -> tuple[Any, str, str] | None:
+    """``(typed value, value as entered, unit)`` of a result of ``test``, or None with the
+    problem recorded. A quantitative result is a number (or its text: kept as entered), in the
+    test's unit; a qualitative one a non-empty text. Never converted."""
+    if v.missing(result):
+        c.fail(name, "no result given")
+        return None
+    entered = result.strip() if isinstance(result, str) else result
+    as_text = entered if isinstance(entered, str) else repr(entered) if isinstance(
+        entered, float) else str(entered)
+    u = "" if v.missing(unit) else str(unit).strip()
+    if u and u != test.unit:
+        c.fail(name, f"unit {u!r} is not the specification's unit {test.unit or '(none)'!r} "
+               "(results are never converted)")
+        return None
+    u = test.unit
+    if test.qualitative:
+        if not isinstance(entered, str):
+            c.fail(name, f"{result!r} is not a qualitative result (expected a text such as "
+                   f"{test.expected!r})")
+            return None
+        value: Any = entered
+    else:
+        if isinstance(entered, bool):
+            c.fail(name, f"{result!r} is not a number in {test.unit or 'the test unit'}")
+            return None
+        try:
+            value = float(entered)
+        except (TypeError, ValueError):
+            c.fail(name, f"{result!r} is not a number in {test.unit or 'the test unit'}")
+            return None
+        if value.is_integer() and isinstance(entered, int):
+            value = int(entered)
+    outcome, reason = test.assess(value)
+    if outcome == "invalid":
+        c.fail(name, reason)
+        return None
+    if len(as_text) > 100:
+        c.fail(name, f"the result is {len(as_text)} characters long (at most 100)")
+        return None
+    return value, as_text, u
+
+
+@dataclass(frozen=True)
+class StepFacts:
+    """What a manufacturing step's rules need."""
+
+    batch_id: str
+    product: Product | None
+    received_at: _dt.datetime | None
+    recorded_steps: frozenset[str] = frozenset()
+
+
+def validate_step(
+    values: Mapping[str, Any], facts: StepFacts, *, now: _dt.datetime | None = None,
+    changing: bool = False,
+) -> dict[str, Any]:
+    """Check a manufacturing step (``step``, ``started_at``, ``completed_at``, ``operator``,
+    ``reagents``, ``controls``, ``notes``); typed values (``controls``: name -> (value, as
+    entered, unit)) or ``RuleViolation``."""
+    now = _now(now)
+    code = values.get("step")
+    c = Checker(f"batch {facts.batch_id} step {code}")
+    step = facts.product.step(str(code)) if facts.product is not None else None
+    if step is None:
+        known = ", ".join(s.code for s in facts.product.manufacturing) if facts.product else ""
+        c.fail("step", f"{code!r} is not a manufacturing step of the protocol (known: "
+               f"{known or 'none'})")
+    elif not changing and step.code in facts.recorded_steps:
+        c.fail("step", f"step {step.code} is already recorded for this batch (correct it with "
+               "a reason instead)")
+    start = aware_datetime(c, "started_at", values.get("started_at"), now=now)
+    end = aware_datetime(c, "completed_at", values.get("completed_at"), now=now)
+    if start is not None and end is not None and end < start:
+        c.fail("completed_at", f"{end.isoformat()} is before the start {start.isoformat()}")
+    if start is not None and facts.received_at is not None and start < facts.received_at:
+        c.fail("started_at", f"{start.isoformat()} is before the receipt of the starting "
+               f"material at {facts.received_at.isoformat()}")
+    operator = v.text(c, "operator", values.get("operator"), max_length=100)
+    reagents = values.get("reagents") or []
+    typed_reagents: list[dict[str, str]] = []
+    if not isinstance(reagents, Sequence) or isinstance(reagents, str):
+        c.fail("reagents", f"{reagents!r} is not a list of {{name, lot}}")
+    else:
+        for i, r in enumerate(reagents, 1):
+            if not isinstance(r, Mapping):
+                c.fail(f"reagents[{i}]", f"{r!r} is not {{name, lot}}")
+                continue
+            extra = sorted(set(r) - {"name", "lot", "expiry"})
+            if extra:
+                c.fail(f"reagents[{i}]", f"unknown key(s) {', '.join(extra)} (name, lot, expiry)")
+            name = v.text(c, f"reagents[{i}].name", r.get("name"), max_length=100)
+            lot = v.text(c, f"reagents[{i}].lot", r.get("lot"), max_length=60)
+            item = {"name": name or "", "lot": lot or ""}
+            if not v.missing(r.get("expiry")):
+                exp = v.date(c, f"reagents[{i}].expiry", r.get("expiry"))
+                if exp is not None:
+                    item["expiry"] = exp.isoformat()
+            typed_reagents.append(item)
+    controls = values.get("controls") or {}
+    typed_controls: dict[str, tuple[Any, str, str]] = {}
+    if not isinstance(controls, Mapping):
+        c.fail("controls", f"{controls!r} is not an object {{control: result}}")
+    elif step is not None:
+        for name, result in controls.items():
+            ctl = step.control(str(name))
+            if ctl is None:
+                c.fail(f"controls.{name}", f"is not an in-process control of step {step.code} "
+                       f"(known: {', '.join(x.name for x in step.controls) or 'none'})")
+                continue
+            value, unit = result, None
+            if isinstance(result, Mapping):
+                value, unit = result.get("value"), result.get("unit")
+            got = typed_result(c, f"controls.{name}", ctl, value, unit)
+            if got is not None:
+                typed_controls[ctl.name] = got
+    notes = v.text(c, "notes", values.get("notes", ""), max_length=2000, required=False)
+    c.done()
+    return {"step": step.code if step else code, "started_at": start, "completed_at": end,
+            "operator": operator, "reagents": typed_reagents, "controls": typed_controls,
+            "notes": notes}
+
+
+@dataclass(frozen=True)
+class QcFacts:
+    """What a QC result's rules need."""
+
+    batch_id: str
+    product: Product | None
+    harvest_date: _dt.date | None = None
+    batch_state: str | None = None
+
+
+#: states in which no QC result is entered (before manufacture starts; destroyed)
+NO_QC_STATES = ("harvested", "received", "destroyed")
+
+
+def validate_qc(
+    values: Mapping[str, Any], facts: QcFacts, *, today: _dt.date | None = None
+) -> dict[str, Any]:
+    """Check a QC result (``test``, ``result``, ``unit``, ``analyst``, ``tested_on``,
+    ``method``, ``source``); typed values (``value``, ``value_as_entered``, ``unit``, ...) or
+    ``RuleViolation``."""
+    today = today or _dt.datetime.now(_dt.UTC).date()
+    name = values.get("test")
+    c = Checker(f"batch {facts.batch_id} QC {name}")
+    t = facts.product.release_test(str(name)) if facts.product is not None else None
+    if t is None:
+        known = ", ".join(x.name for x in facts.product.release_spec) if facts.product else ""
+        c.fail("test", f"{name!r} is not a test of the protocol's release specification "
+               f"(known: {known or 'none'})")
+    if facts.batch_state in NO_QC_STATES:
+        c.fail("batch", f"batch {facts.batch_id} is {facts.batch_state}: QC results are "
+               "recorded from the start of manufacture")
+    got = typed_result(c, "result", t, values.get("result"), values.get("unit")) if t else None
+    analyst = v.text(c, "analyst", values.get("analyst"), max_length=100)
+    tested = v.date(c, "tested_on", values.get("tested_on"))
+    v.not_future(c, "tested_on", tested, today)
+    if tested is not None and facts.harvest_date is not None and tested < facts.harvest_date:
+        c.fail("tested_on", f"{tested} is before the harvest on {facts.harvest_date}")
+    method = v.text(c, "method", values.get("method", ""), max_length=200, required=False)
+    source = v.text(c, "source", values.get("source") or "entry", max_length=200)
+    c.done()
+    assert got is not None and t is not None
+    return {"test": t.name, "value": got[0], "value_as_entered": got[1], "unit": got[2],
+            "analyst": analyst, "tested_on": tested, "method": method, "source": source}
+
+
+# ---------------------------------------------------------------------- observations
+@dataclass(frozen=True)
+class ObservationFacts:
+    """What a post-infusion observation's rules need."""
+
+    participant: str
+    administered_at: _dt.datetime | None
+    minutes_recorded: frozenset[int] = field(default_factory=frozenset)
+
+
+def validate_observation(
+    values: Mapping[str, Any], facts: ObservationFacts, *, now: _dt.datetime | None = None
+) -> dict[str, Any]:
+    """Check a post-infusion observation; typed values or ``RuleViolation``."""
+    now = _now(now)
+    minute = values.get("minute")
+    c = Checker(f"participant {facts.participant} observation +{minute} min")
+    m: int | None = None
+    if isinstance(minute, bool) or not isinstance(minute, int | str) or str(minute).strip() not in {
+        str(x) for x in OBSERVATION_MINUTES
+    }:
+        c.fail("minute", f"{minute!r} is not one of {', '.join(map(str, OBSERVATION_MINUTES))}")
+    else:
+        m = int(str(minute).strip())
+        if m in facts.minutes_recorded:
+            c.fail("minute", f"the observation at {m} min is already recorded")
+    at = aware_datetime(c, "observed_at", values.get("observed_at"), now=now)
+    if at is not None and facts.administered_at is not None and at < facts.administered_at:
+        c.fail("observed_at", f"{at.isoformat()} is before the start of the infusion at "
+               f"{facts.administered_at.isoformat()}")
+    out: dict[str, Any] = {"minute": m, "observed_at": at}
+    for name, (lo, hi) in VITAL_RANGES.items():
+        raw = values.get(name)
+        if v.missing(raw):
+            out[name] = None
+            continue
+        x = v.number(c, name, raw)
+        if x is None:
+            continue
+        if not x.is_integer():
+            c.fail(name, f"{raw!r} is not a whole number")
+        elif not lo <= x <= hi:
+            c.fail(name, f"{raw!r} is outside {lo}-{hi} (a typing error?)")
+        else:
+            out[name] = int(x)
+    temp = values.get("temperature_c")
+    out["temperature_c"] = None
+    if not v.missing(temp):
+        d = v.decimal(c, "temperature_c", temp, max_digits=4, places=1)
+        if d is not None and not Decimal("30.0") <= d <= Decimal("44.0"):
+            c.fail("temperature_c", f"{temp!r} °C is outside 30.0-44.0 (a typing error?)")
+        else:
+            out["temperature_c"] = d
+    reaction = values.get("reaction", False)
+    r = v.boolean(c, "reaction", reaction)
+    out["reaction"] = bool(r)
+    out["reaction_description"] = v.text(c, "reaction_description",
+                                         values.get("reaction_description", ""),
+                                         max_length=2000, required=bool(r))
+    if r:
+        out["reaction_term"] = v.text(c, "reaction_term", values.get("reaction_term"),
+                                      max_length=200)
+        g = values.get("reaction_grade")
+        if isinstance(g, bool) or str(g).strip() not in {"1", "2", "3", "4", "5"}:
+            c.fail("reaction_grade", f"{g!r} is not a CTCAE grade 1-5")
+        else:
+            out["reaction_grade"] = int(str(g).strip())
+    out["observer"] = v.text(c, "observer", values.get("observer"), max_length=100)
+    c.done()
+    return out
