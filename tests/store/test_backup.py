@@ -157,7 +157,7 @@ import sys
 from hepatrial.trials import setup
 setup(sys.argv[1])
 from django.db import connection, transaction
-from hepatrial.trials.audit.chain import chain_hash, row_digest, GENESIS
+from hepatrial.trials.audit.chain import GENESIS, canonical_time, entry_hash, row_digest
 from hepatrial.trials.models import AuditLedger, Site
 H = Site.history.model
 with transaction.atomic():
@@ -170,7 +170,9 @@ with transaction.atomic():
         digest = row.digest
         if row.history_model == "trials.historicalsite":
             digest = row_digest(H.objects.get(history_id=row.history_pk))
-        chain = chain_hash(row.seq, row.history_model, row.history_pk, digest, prev)
+        chain = entry_hash(row.format, row.seq, row.history_model, row.history_pk,
+                           row.object_pk, row.history_type, canonical_time(row.recorded_at),
+                           digest, prev)
         with connection.cursor() as cur:
             cur.execute("UPDATE trials_auditledger SET digest=%s, prev_hash=%s, chain_hash=%s "
                         "WHERE seq=%s", [digest, prev, chain, row.seq])
