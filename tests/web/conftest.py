@@ -50,7 +50,9 @@ def enrol(services: Any, study_id: str, site: str, day0: dt.date) -> Any:
 @dataclass
 class World:
     """The test store: ``users[role]`` (site roles are members of S01), ``other`` (a
-    coordinator of S02), participants ``A1``/``A2`` (S01) and ``B1`` (S02)."""
+    coordinator of S02), participants of S01: ``A1`` (day 0 a week ago, D0 done with
+    bilirubin 2.3 mg/dL, creatinine 1.1 mg/dL, INR 1.5 and no albumin), ``A2`` (screened
+    only), ``A3`` (day 0 40 days ago, D0 missed); of S02: ``B1`` (as A1, D0 without labs)."""
 
     services: Any
     users: dict[str, Any]
@@ -79,12 +81,14 @@ def world(db: Any) -> World:
     enrol(services, "A1", "S01", day0)
     services.record_visit(participant="A1", visit_code="D0", actual_date=day0)
     for analyte, value, unit in (("bilirubin", "2.3", "mg/dL"), ("creatinine", "1.1", "mg/dL"),
-                                 ("inr", "1.5", "1"), ("albumin", "30", "g/L")):
+                                 ("inr", "1.5", "1")):
         services.record_lab(participant="A1", visit_code="D0", analyte=analyte, value=value,
                             unit=unit)
     services.screen_participant(
         study_id="A2", site="S01", sex="F", year_of_birth=1970, etiology="HCV",
         screening_date=today() - dt.timedelta(days=3), screening_data={"cirrhosis": True})
+    enrol(services, "A3", "S01", today() - dt.timedelta(days=40))
+    services.mark_visit_not_done(participant="A3", visit_code="D0", reason="patient unwell")
     enrol(services, "B1", "S02", day0)
     services.record_visit(participant="B1", visit_code="D0", actual_date=day0)
     return World(services, users, other, day0)

@@ -409,6 +409,8 @@ def _open_queries(confirmed: list[Any], user: Any) -> list[str]:
 def visit_crf(request: HttpRequest, study_id: str, code: str) -> HttpResponse:
     """A visit's CRF (GET: show; POST: save as draft or mark complete)."""
     access = request.access  # type: ignore[attr-defined]
+    if request.method == "POST":
+        access.require("enter_data")
     p = access.participant(study_id)
     visit = access.visit(p, code)
     if request.method != "POST":

@@ -311,6 +311,8 @@ def screening(request: HttpRequest, study_id: str) -> HttpResponse:
     """A participant's screening: demographics and screening data (corrections with a
     reason), the criteria judged live, consents, assessments, Enrol."""
     access = request.access  # type: ignore[attr-defined]
+    if request.method == "POST":
+        access.require("enter_data")
     p = access.participant(study_id)
     proto = services.active_protocol()
     if request.method == "POST":
@@ -336,7 +338,7 @@ def screening(request: HttpRequest, study_id: str) -> HttpResponse:
 
 
 @require_POST
-@ecrf_view("view")
+@ecrf_view("enter_data")
 def participant_evaluate(request: HttpRequest, study_id: str) -> HttpResponse:
     """htmx: the criteria judged on a participant's screening form as typed (no write)."""
     access = request.access  # type: ignore[attr-defined]

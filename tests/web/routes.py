@@ -1,0 +1,86 @@
+"""The route table of the eCRF: every URL of the ``web`` namespace, what it needs, and how to
+address an object of the user's own site and of another site.
+
+``tests/web/test_routes.py`` runs every route × every role × own/other site against it, and
+fails for a route of the namespace that is not in :data:`ROUTES` (or :data:`PUBLIC`): a new
+page cannot be added unchecked. **Add your routes here** (the query, SDV and signing pages
+too): name, method, the permission action the view requires (``None``: any signed-in user),
+and ``target`` - how to build the URL's kwargs for participant ``A1`` (site S01, the own site
+of every site-scoped test user) or ``B1`` (site S02, another site).
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+from dataclasses import dataclass
+from typing import Any
+
+#: routes anyone may open (sign-in, sign-out)
+PUBLIC = frozenset({"login", "logout"})
+
+Target = Callable[[Any, str], dict[str, Any]]
+
+
+def none(_world: Any, _site: str) -> dict[str, Any]:
+    """A route that names no object."""
+    return {}
+
+
+def site(_world: Any, which: str) -> dict[str, Any]:
+    """A site: S01 (own) or S02 (other)."""
+    return {"code": "S01" if which == "own" else "S02"}
+
+
+def participant(_world: Any, which: str) -> dict[str, Any]:
+    """A participant: A1 (own site) or B1 (other site)."""
+    return {"study_id": "A1" if which == "own" else "B1"}
+
+
+def visit(_world: Any, which: str) -> dict[str, Any]:
+    """The D0 visit of A1 or B1."""
+    return {**participant(_world, which), "code": "D0"}
+
+
+def history(world: Any, which: str) -> dict[str, Any]:
+    """The history of a participant's status."""
+    p = world.participant("A1" if which == "own" else "B1")
+    return {**participant(world, which), "model": "participant", "pk": p.pk, "field": "status"}
+
+
+@dataclass(frozen=True)
+class Route:
+    """One URL of the ``web`` namespace."""
+
+    name: str
+    method: str = "GET"
+    action: str | None = "view"
+    target: Target = none
+
+    @property
+    def scoped(self) -> bool:
+        """True when the URL names an object of one site (another site's: 404)."""
+        return self.target is not none
+
+
+ROUTES: tuple[Route, ...] = (
+    Route("home", action=None),
+    Route("sites"),
+    Route("site", target=site),
+    Route("participants"),
+    Route("screen_new", action="enter_data"),
+    Route("screen_new", method="POST", action="enter_data"),
+    Route("screen_evaluate", method="POST", action="enter_data"),
+    Route("casebook", target=participant),
+    Route("history", target=history),
+    Route("screening", target=participant),
+    Route("screening", method="POST", action="enter_data", target=participant),
+    Route("evaluate", method="POST", action="enter_data", target=participant),
+    Route("consent", method="POST", action="enter_data", target=participant),
+    Route("assess", method="POST", action="enter_data", target=participant),
+    Route("enrol", method="POST", action="enter_data", target=participant),
+    Route("status", method="POST", action="enter_data", target=participant),
+    Route("visit", target=visit),
+    Route("visit", method="POST", action="enter_data", target=visit),
+    Route("visit_scores", method="POST", target=visit),
+    Route("visit_missed", method="POST", action="enter_data", target=visit),
+)
