@@ -57,8 +57,11 @@ def _analyte_codes() -> list[str]:
 
 def _value_as_text(v: Any) -> Any:
     """A JSON number becomes the text it was written as (``2.30`` stays ``"2.30"``: the body
-    is parsed with ``Decimal`` for numbers); text is kept as it is; anything else is left for
-    the store's value rule to refuse ("is not a number")."""
+    is parsed with ``Decimal`` for numbers); text is kept as it is; ``true``/``false``/``null``
+    are left for the store's value rule to refuse ("is not a number"); an array or an object
+    is refused here (a lab value is one value)."""
+    if isinstance(v, list | dict):
+        raise ValueError("a lab value is a JSON number or text, not an array or an object")
     if isinstance(v, bool):
         return v
     if isinstance(v, Decimal | int):
