@@ -273,3 +273,34 @@ AE_ACTION: Pairs = (
     ("not_applicable", "not applicable (no administration ongoing or planned)"),
     ("unknown", "unknown"),
 )
+
+#: state of a data query (the query workflow of the eCRF; ``answered``: the site replied and
+#: the raiser has to close or re-open it)
+QUERY_STATUS: Pairs = (
+    ("open", "open: waiting for the site's answer"),
+    ("answered", "answered: waiting for the raiser to close or re-open it"),
+    ("closed", "closed"),
+)
+
+#: how a data query came about (raised automatically by the store's checks, or by a person)
+QUERY_ORIGIN: Pairs = (
+    ("manual", "raised by a monitor or data manager"),
+    ("soft_range", "value outside the expected range, confirmed at entry"),
+    ("missing_item", "required item missing when the visit form was marked complete"),
+    ("visit_window", "visit date outside the protocol window"),
+)
+
+#: the steps of a query's thread
+QUERY_STEP: Pairs = (
+    ("raised", "raised"),
+    ("answered", "answered by the site"),
+    ("closed", "closed"),
+    ("reopened", "re-opened"),
+    ("note", "note (e.g. the value changed again)"),
+)
+
+#: the forms of a visit a monitor verifies against source (source-data verification)
+SDV_FORM: Pairs = (
+    ("labs", "laboratory results"),
+    ("clinical", "clinical assessment"),
+)

@@ -39,6 +39,7 @@ from hepatrial.trials.models.participants import (
     RandomisationList,
 )
 from hepatrial.trials.models.product import Administration, CellProductBatch
+from hepatrial.trials.models.queries import Query, QueryMessage, SourceVerification
 from hepatrial.trials.models.safety import AdverseEvent
 from hepatrial.trials.models.trial import Arm, Site, SiteMembership, TrialConfig, UserProfile
 from hepatrial.trials.models.visits import (
@@ -71,6 +72,8 @@ __all__ = [
     "Participant",
     "ParticipantStatus",
     "ProtocolDeviation",
+    "Query",
+    "QueryMessage",
     "RandomisationEntry",
     "RandomisationList",
     "Relatedness",
@@ -80,6 +83,7 @@ __all__ = [
     "Signature",
     "Site",
     "SiteMembership",
+    "SourceVerification",
     "TrialConfig",
     "UserProfile",
     "Visit",
