@@ -345,9 +345,10 @@ def lock_ledger() -> None:
     # SQLite: transactions are BEGIN IMMEDIATE (see conf.py), so writers are serialised.
 
 
-#: history rows re-read per query by :func:`append` (SQLite allows 250,000 bound variables
-#: in this build and 32,766 by default, PostgreSQL 65,535)
-APPEND_CHUNK = 10_000
+#: history rows re-read per query by :func:`append`: below 999, the smallest limit of bound
+#: variables SQLite builds have had (32,766 by default since 3.32, 250,000 in Debian's;
+#: PostgreSQL allows 65,535)
+APPEND_CHUNK = 900
 
 
 def append(history_rows: Iterable[models.Model], *, chunk: int = APPEND_CHUNK) -> list[Any]:

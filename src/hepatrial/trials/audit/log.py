@@ -28,8 +28,10 @@ def history_entries(participant_id: str | None = None) -> list[dict[str, Any]]:
 
     Each entry: ``when`` (aware UTC datetime), ``who`` (username or ""), ``model``,
     ``object`` (str of the row), ``object_pk``, ``action`` (created/changed/deleted),
-    ``changes`` (list of ``(field, old, new)``), ``reason``. With ``participant_id`` only the
-    participant's own row and rows that point to the participant are included.
+    ``changes`` (list of ``(field, old, new)``; for accounts and groups also ``permissions``,
+    ``groups`` and ``password`` — the hash itself is never shown), ``reason``. With
+    ``participant_id`` only the participant's own row and rows that point to the participant
+    are included.
     """
     Participant = apps.get_model("trials", "Participant")
     participant = None
@@ -52,16 +54,26 @@ def history_entries(participant_id: str | None = None) -> list[dict[str, Any]]:
             qs = qs.filter(**flt)
         pk_att = _tracked_pk_attname(hmodel)
         prev_by_obj: dict[Any, Any] = {}
-        tracked = list(hmodel.tracked_fields)
+        tracked = [f.attname for f in hmodel.tracked_fields]
+        snapshot = list(getattr(hmodel, "audit_snapshot_fields", ()))
         for h in qs.order_by("history_id"):
             obj_pk = getattr(h, pk_att)
             prev = prev_by_obj.get(obj_pk)
             changes = []
             if h.history_type == "~" and prev is not None:
-                for f in tracked:
-                    old, new = getattr(prev, f.attname), getattr(h, f.attname)
+                for att in tracked:
+                    old, new = getattr(prev, att), getattr(h, att)
                     if _canon(old) != _canon(new):
-                        changes.append((f.attname, old, new))
+                        changes.append((att, old, new))
+                for att in snapshot:  # accounts: password, permissions, groups (models.audit)
+                    old, new = getattr(prev, att), getattr(h, att)
+                    if old is None or old == new:
+                        continue
+                    name = att.removeprefix("audit_")
+                    if name == "password":
+                        changes.append(("password", "(hash)", "(new hash)"))
+                    else:
+                        changes.append((name, old, new))
             prev_by_obj[obj_pk] = h
             try:
                 label = str(h.instance)

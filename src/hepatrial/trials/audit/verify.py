@@ -46,7 +46,7 @@ from hepatrial.trials.audit.columnar import (
     query,
 )
 
-__all__ = ["Problem", "verify"]
+__all__ = ["Problem", "expected_permissions", "history_digests", "verify"]
 
 
 @dataclass(frozen=True)
@@ -243,36 +243,31 @@ def _ledger_row_problem(row: Sequence[Any]) -> str:
 
 
 # -------------------------------------------------------------------------------- 2. history
-def _check_history(model: type[models.Model], hmodel: type[models.Model],
-                   problems: list[Problem], page: int) -> None:
-    hmeta = hmodel._meta
-    hlabel = hmeta.label_lower
-    table = hmeta.db_table
-    Ledger = _ledger()
-    fields = list(hmeta.concrete_fields)
-    encoders = {f.attname: json_encoder(f) for f in fields}
-    made = digest_template(hmodel, [f.attname for f in fields], {}, encoders)
-    if made is None:  # pragma: no cover - a leading optional column (no model has one)
-        raise RuntimeError(f"{hlabel}: no digest template")
-    template, pairs = made
-    pos = {f.attname: i + 1 for i, f in enumerate(fields)}  # 0 is the page key
-    column = {f.attname: f.column for f in fields}
-    n = len(fields)
-    pk_i = pos[_tracked_pk_attname(hmodel)]
-    type_i = pos["history_type"]
-    hid = _qn(hmeta.pk.column)
-    lmeta = Ledger._meta
-    select = (", ".join(column_sql("h", f.column) for f in fields)
-              + ", l.seq, l.digest, l.object_pk, l.history_type")
-    source = (f"{_qn(table)} h LEFT JOIN {_qn(lmeta.db_table)} l "
-              f"ON l.{_qn(lmeta.get_field('history_model').column)} = %s "
-              f"AND l.{_qn(lmeta.get_field('history_pk').column)} = h.{hid}")
-    for rows in pages(select, source, f"h.{hid}", params=[hlabel], page=page):
+class _Digester:
+    """Digests of a history model's rows read as plain tuples (``column_sql`` of every
+    concrete column, in ``_meta.concrete_fields`` order, after one leading key column)."""
+
+    def __init__(self, hmodel: type[models.Model]) -> None:
+        fields = list(hmodel._meta.concrete_fields)
+        self.fields = fields
+        encoders = {f.attname: json_encoder(f) for f in fields}
+        made = digest_template(hmodel, [f.attname for f in fields], {}, encoders)
+        if made is None:  # pragma: no cover - a leading optional column (no model has one)
+            raise RuntimeError(f"{hmodel._meta.label}: no digest template")
+        self.template, self.pairs = made
+        self.pos = {f.attname: i + 1 for i, f in enumerate(fields)}  # 0 is the page key
+        self.column = {f.attname: f.column for f in fields}
+
+    def select(self, alias: str) -> str:
+        return ", ".join(column_sql(alias, f.column) for f in self.fields)
+
+    def digests(self, rows: Sequence[Sequence[Any]]) -> tuple[list[str], dict[int, str]]:
+        """``(digest per row, {row index: why it cannot be read})``."""
         cols = list(zip(*rows, strict=True))
         bad: dict[int, str] = {}
         encoded = []
-        for key, enc in pairs:
-            col = cols[pos[key]]
+        for key, enc in self.pairs:
+            col = cols[self.pos[key]]
             try:
                 encoded.append(encode_column(enc, col))
             except Unreadable:
@@ -281,10 +276,42 @@ def _check_history(model: type[models.Model], hmodel: type[models.Model],
                     try:
                         out.append(enc(v))
                     except Unreadable as exc:
-                        bad.setdefault(r, f"{column[key]}: {exc}")
+                        bad.setdefault(r, f"{self.column[key]}: {exc}")
                         out.append("null")
                 encoded.append(out)
-        digests = digests_of(template, encoded)
+        return digests_of(self.template, encoded), bad
+
+
+def history_digests(hmodel: type[models.Model], *, page: int = PAGE
+                    ) -> Iterator[tuple[Any, str | None, str]]:
+    """``(history id, digest, "")`` of every history row as ``verify`` computes it (``None``
+    and the reason for a row that cannot be read), in history-id order."""
+    d = _Digester(hmodel)
+    hid = _qn(hmodel._meta.pk.column)
+    for rows in pages(d.select("h"), f"{_qn(hmodel._meta.db_table)} h", f"h.{hid}", page=page):
+        digests, bad = d.digests(rows)
+        for r, row in enumerate(rows):
+            yield (row[0], None, bad[r]) if r in bad else (row[0], digests[r], "")
+
+
+def _check_history(model: type[models.Model], hmodel: type[models.Model],
+                   problems: list[Problem], page: int) -> None:
+    hmeta = hmodel._meta
+    hlabel = hmeta.label_lower
+    table = hmeta.db_table
+    Ledger = _ledger()
+    d = _Digester(hmodel)
+    n = len(d.fields)
+    pk_i = d.pos[_tracked_pk_attname(hmodel)]
+    type_i = d.pos["history_type"]
+    hid = _qn(hmeta.pk.column)
+    lmeta = Ledger._meta
+    select = d.select("h") + ", l.seq, l.digest, l.object_pk, l.history_type"
+    source = (f"{_qn(table)} h LEFT JOIN {_qn(lmeta.db_table)} l "
+              f"ON l.{_qn(lmeta.get_field('history_model').column)} = %s "
+              f"AND l.{_qn(lmeta.get_field('history_pk').column)} = h.{hid}")
+    for rows in pages(select, source, f"h.{hid}", params=[hlabel], page=page):
+        digests, bad = d.digests(rows)
         for r, row in enumerate(rows):
             h_id, obj_pk = row[0], row[pk_i]
             lseq, ldigest, lopk, ltype = row[n + 1:n + 5]
@@ -375,9 +402,11 @@ def _check_live(model: type[models.Model], hmodel: type[models.Model],
             problems.append(Problem("live_resurrected", label, str(pk),
                                     "row exists although its history says deleted"))
         else:
+            detail, unreadable = _differences(model, hmodel, tracked, pk, h_id)
             problems.append(Problem("live_edited", label, str(pk),
-                                    "differs from its history: "
-                                    + _differences(model, hmodel, tracked, pk, h_id)))
+                                    "differs from its history: " + detail))
+            problems.extend(Problem("unreadable", label, str(pk),
+                                    f"{meta.db_table} row {pk}: {why}") for why in unreadable)
     gone = query(
         f"SELECT m.oid FROM {latest} m JOIN {_qn(hmeta.db_table)} h ON h.{hid} = m.hid "
         f"WHERE h.{htype} <> '-' AND NOT EXISTS (SELECT 1 FROM {_qn(meta.db_table)} l "
@@ -387,16 +416,17 @@ def _check_live(model: type[models.Model], hmodel: type[models.Model],
                                 "row was deleted without a history record"))
 
 
-def _shown(read: Callable[[Any], Any], raw: Any) -> Any:
+def _shown(read: Callable[[Any], Any], raw: Any) -> tuple[Any, str]:
     try:
-        return _canon(read(raw))
+        return _canon(read(raw)), ""
     except Unreadable as exc:
-        return f"<unreadable: {exc}>"
+        return f"<unreadable: {exc}>", str(exc)
 
 
 def _differences(model: type[models.Model], hmodel: type[models.Model],
-                 tracked: list[models.Field], pk: Any, h_id: Any) -> str:
-    """``field: history → live; ...`` of one row (values as the ORM reads them)."""
+                 tracked: list[models.Field], pk: Any, h_id: Any) -> tuple[str, list[str]]:
+    """``field: history → live; ...`` of one row (values as the ORM reads them), and why each
+    live value that cannot be read cannot be."""
     meta, hmeta = model._meta, hmodel._meta
     hfields = {f.attname: f for f in hmeta.concrete_fields}
     live_sel = ", ".join(column_sql("", f.column) for f in tracked)
@@ -406,19 +436,22 @@ def _differences(model: type[models.Model], hmodel: type[models.Model],
     hist = query(f"SELECT {hist_sel} FROM {_qn(hmeta.db_table)} WHERE {_qn(hmeta.pk.column)} "
                  f"= %s", [h_id])
     if not live or not hist:  # pragma: no cover - changed while verifying
-        return "row changed while it was verified"
+        return "row changed while it was verified", []
     out = []
     raw_only = []
+    unreadable = []
     for f, lv, hv in zip(tracked, live[0], hist[0], strict=True):
         if lv == hv and type(lv) is type(hv):
             continue
         read = python_value(f)
-        old, new = _shown(read, hv), _shown(read, lv)
+        (old, _), (new, why) = _shown(read, hv), _shown(read, lv)
+        if why:
+            unreadable.append(f"{f.column}: {why}")
         if old != new:
             out.append(f"{f.attname}: {old!r} → {new!r}")
         else:
             raw_only.append(f"{f.attname}: stored {hv!r} → {lv!r}")
-    return "; ".join(out + raw_only) or "stored values differ"
+    return "; ".join(out + raw_only) or "stored values differ", unreadable
 
 
 def _names(text: Any) -> set[str] | None:
