@@ -214,7 +214,19 @@ def crf_context(request: HttpRequest, p: Any, visit: Any, *,
         procedures = list(pv.procedures)
     except KeyError:
         procedures = []
+    queries = optional_module("queries")
+    open_queries = []
+    if queries is not None:
+        for q in queries.queries(visit=visit, status=queries.OPEN_STATUSES):
+            open_queries.append({"item": q.item or q.field_name, "text": q.text,
+                                 "status": q.status, "origin": q.origin,
+                                 "waiting_for": queries.waiting_for(q), "pk": q.pk,
+                                 "lab": q.model_label == "trials.labresult" and (
+                                     q.item or next((a for a, lab in items.labs.items()
+                                                     if str(lab.pk) == q.object_pk), ""))})
     return {
+        "open_queries": open_queries,
+        "queried_labs": {q["lab"] for q in open_queries if q["lab"]},
         "p": p, "v": visit, "window": window, "state": selectors_web.visit_state(
             visit.status, window, today()),
         "items": items, "procedures": procedures,
@@ -242,7 +254,6 @@ def _save(request: HttpRequest, p: Any, visit: Any, post: Mapping[str, Any]
           ) -> tuple[FieldErrors, set[str], list[Any]]:
     """Every write of a posted CRF, in one transaction that is rolled back when any part is
     refused. Returns ``(errors, analytes needing confirmation, confirmed soft-range labs)``."""
-    from hepatrial.protocol import analytes
 
     user = request.user
     proto = services.active_protocol()
@@ -301,25 +312,25 @@ def _save(request: HttpRequest, p: Any, visit: Any, post: Mapping[str, Any]
                 changed = lab is None or (value, unit) != (lab.value_as_entered,
                                                            lab.unit_as_entered)
                 c = canonical(code, value, unit)
-                flag = analytes.range_flag(code, c) if c is not None else "ok"
-                if changed and flag in ("low", "high"):
-                    if not post.get(f"lab-{code}-confirm"):
-                        confirm.add(code)
-                        lo, hi = analytes.analyte(code).expected
-                        errs.add(f"lab-{code}", (
-                            f"{value} {unit} = {c:g} {analytes.analyte(code).unit} is {flag}er "
-                            f"than expected ({lo:g}-{hi:g} {analytes.analyte(code).unit}); "
-                            "check it against the source and confirm to save"))
-                        continue
+                soft = _soft_range(code, value, unit, c) if changed and c is not None else None
+                ok = bool(post.get(f"lab-{code}-confirm"))
+                if soft is not None and not ok:
+                    confirm.add(code)
+                    errs.add(f"lab-{code}", soft)
+                    continue
+                kw = _confirmed_kw(soft is not None and ok)
                 if lab is None:
-                    saved = attempt(lambda code=code, value=value, unit=unit: services.record_lab(
-                        participant=p, visit_code=visit.code, analyte=code, value=value,
-                        unit=unit, user=user), fields=f)
+                    saved = attempt(lambda code=code, value=value, unit=unit, kw=kw:
+                                    services.record_lab(participant=p, visit_code=visit.code,
+                                                        analyte=code, value=value, unit=unit,
+                                                        user=user, **kw), fields=f)
                 else:
-                    saved = attempt(lambda lab=lab, value=value, unit=unit: services.update_lab(
-                        lab, value=value, unit=unit, reason=reason, user=user), fields=f)
-                if saved is not None and changed and flag in ("low", "high"):
-                    confirmed.append((saved, flag))
+                    saved = attempt(lambda lab=lab, value=value, unit=unit, kw=kw:
+                                    services.update_lab(lab, value=value, unit=unit,
+                                                        reason=reason, user=user, **kw),
+                                    fields=f)
+                if saved is not None and soft is not None:
+                    confirmed.append(saved)
             _save_clinical(attempt, errs, p, visit, items, post, reason, user)
             if errs or confirm:
                 raise _Refused
@@ -327,16 +338,21 @@ def _save(request: HttpRequest, p: Any, visit: Any, post: Mapping[str, Any]
                 visit.refresh_from_db()
                 now = selectors_web.visit_items(proto, [visit])[visit.pk]
                 if visit.status not in selectors_web.DONE:
-                    errs.add("actual_date", "a visit is complete once it has a date")
-                for item in now.missing:
-                    key = f"lab-{item}" if item not in _CLINICAL_ITEM else \
-                        f"cl-{_CLINICAL_ITEM[item]}"
-                    errs.add(key, "missing: enter the value or record it as not done with a "
-                                  "reason")
-                if errs:
-                    errs.general.append("Not marked complete: " + ", ".join(
-                        now.missing or ["visit date"]) + " missing; nothing was saved.")
+                    errs.add("actual_date", "a visit is marked complete once it has a date")
                     raise _Refused
+                queries = optional_module("queries")
+                if now.missing and queries is None:
+                    for item in now.missing:
+                        key = f"lab-{item}" if item not in _CLINICAL_ITEM else \
+                            f"cl-{_CLINICAL_ITEM[item]}"
+                        errs.add(key, "missing: enter the value or record it as not done "
+                                      "with a reason")
+                    errs.general.append("Not marked complete: " + ", ".join(now.missing)
+                                        + " missing; nothing was saved.")
+                    raise _Refused
+                if queries is not None:
+                    queries.raise_auto_queries(participant=p, visit_code=visit.code,
+                                               completing=True, user=user)
     except _Refused:
         pass
     return errs, confirm, confirmed
@@ -392,17 +408,40 @@ def _save_clinical(attempt: Any, errs: FieldErrors, p: Any, visit: Any, items: A
                 fields=f)
 
 
-def _open_queries(confirmed: list[Any], user: Any) -> list[str]:
-    """A confirmed value outside the expected range opens a query when the query workflow
-    (``services.queries``) is installed; returns what was opened."""
-    queries = optional_module("queries")
-    opener = getattr(queries, "raise_soft_range_query", None) if queries else None
-    out = []
-    for lab, flag in confirmed:
-        if opener is not None:
-            opener(lab=lab, flag=flag, user=user)
-            out.append(f"query opened on {lab.analyte}")
-    return out
+def _soft_range(code: str, value: str, unit: str, c: float) -> str | None:
+    """Why a new value outside the analyte's expected (soft) range needs confirming (None
+    inside the range): the store's rule (:func:`hepatrial.trials.validators.query.
+    soft_range_problem`) decides, in the words of this page."""
+    from hepatrial.protocol import analytes
+
+    a = analytes.analyte(code)
+    try:
+        from hepatrial.trials.validators.query import soft_range_problem
+    except ImportError:  # the query workflow not installed: the registry's expected range
+        lo, hi = a.expected
+        outside = not lo <= c <= hi
+    else:
+        outside = soft_range_problem(
+            record="", analyte=code, value_text=value, unit=unit, canonical=c,
+            canonical_unit=a.unit, expected=a.expected, confirmed=False) is not None
+    if not outside:
+        return None
+    lo, hi = a.expected
+    side = "lower" if c < lo else "higher"
+    shown = f"{value} {unit}" + ("" if unit == a.unit else f" = {c:g} {a.unit}")
+    query = "; a confirmed value opens a query" if optional_module("queries") else ""
+    return (f"{shown} is {side} than expected ({lo:g}-{hi:g} {a.unit}): check it against the "
+            f"source and confirm to save{query}")
+
+
+def _confirmed_kw(confirmed: bool) -> dict[str, Any]:
+    """``confirmed_out_of_range=True`` for a confirmed value, when the lab services take it."""
+    import inspect
+
+    if confirmed and "confirmed_out_of_range" in inspect.signature(
+            services.record_lab).parameters:
+        return {"confirmed_out_of_range": True}
+    return {}
 
 
 @ecrf_view("view")
@@ -430,8 +469,15 @@ def visit_crf(request: HttpRequest, study_id: str, code: str) -> HttpResponse:
         return render(request, "hepatrial/web/crf.html", crf_context(
             request, p, visit, post=request.POST, errs=errs, confirm_needed=confirm),
             status=409 if locked else 400)
-    notes = _open_queries(confirmed, request.user)
-    what = "marked complete" if request.POST.get("action") == "complete" else "saved"
+    notes = [f"{lab.analyte} confirmed outside the expected range" + (
+        " (a query is opened)" if optional_module("queries") else "") for lab in confirmed]
+    what = "saved"
+    if request.POST.get("action") == "complete":
+        what = "marked complete"
+        proto = services.active_protocol()
+        missing = selectors_web.visit_items(proto, [visit])[visit.pk].missing
+        if missing:
+            notes.append(f"{', '.join(missing)} missing: a query is opened on each")
     messages.success(request, f"{p.study_id} {visit.code} {what}."
                      + (" " + "; ".join(notes) + "." if notes else ""))
     return redirect("web:visit", study_id=p.study_id, code=visit.code)

@@ -43,19 +43,26 @@ def site_list(request: HttpRequest) -> HttpResponse:
 
 
 def _overlay(matrix: dict[str, Any]) -> None:
-    """Mark cells queried / verified when the query and SDV modules provide per-visit
-    states (``open_query_visit_ids``, ``verified_visit_ids``)."""
+    """Mark cells ``queried`` (a query not closed on the visit) and ``verified`` (every entered
+    item verified against source) when the query and SDV services are installed."""
     from hepatrial.trials.web.common import optional_module
 
-    ids = [c["visit"].pk for r in matrix["rows"] for c in r["cells"].values()]
-    for mod, fn, key in (("queries", "open_query_visit_ids", "queried"),
-                         ("sdv", "verified_visit_ids", "verified")):
-        m = optional_module(mod)
-        getter = getattr(m, fn, None) if m else None
-        marked = set(getter(ids)) if getter else set()
-        for r in matrix["rows"]:
-            for c in r["cells"].values():
-                c[key] = c["visit"].pk in marked
+    cells = [c for r in matrix["rows"] for c in r["cells"].values()]
+    queries, sdv = optional_module("queries"), optional_module("sdv")
+    counts = queries.open_counts([r["participant"].pk for r in matrix["rows"]]) if queries \
+        else {}
+    marked: set[int] = set()
+    if sdv is not None:
+        from hepatrial.trials.models import SourceVerification
+
+        with_marks = set(SourceVerification.objects.filter(
+            visit_id__in=[c["visit"].pk for c in cells]).values_list("visit_id", flat=True))
+        marked = {c["visit"].pk for c in cells
+                  if c["visit"].pk in with_marks and sdv.visit_sdv(c["visit"]).verified}
+    for c in cells:
+        v = c["visit"]
+        c["queried"] = counts.get((v.participant_id, v.pk), 0) > 0
+        c["verified"] = v.pk in marked
 
 
 @ecrf_view("view")
@@ -66,6 +73,10 @@ def site_dashboard(request: HttpRequest, code: str) -> HttpResponse:
     proto = services.active_protocol()
     matrix = selectors_web.site_matrix(proto, site, today())
     _overlay(matrix)
+    from hepatrial.trials.web.common import optional_module
+
+    queries = optional_module("queries")
+    by_age = queries.open_counts_by_age([site.pk], today()) if queries else None
     enrolment = selectors_web.enrolment_by_month([site.pk])
     counts: dict[str, int] = {}
     for r in matrix["rows"]:
@@ -75,5 +86,5 @@ def site_dashboard(request: HttpRequest, code: str) -> HttpResponse:
         "enrolment": enrolment, "chart": step_chart(enrolment),
         "deviations": selectors_web.deviations([site.pk]),
         "status_counts": sorted(counts.items()), "today": today(),
-        "sites": access.sites(),
+        "sites": access.sites(), "queries_by_age": by_age,
     })
