@@ -19,7 +19,8 @@ DATASET_COLUMNS: tuple[str, ...] = (
 
 @dataclass
 class TrialData:
-    """Analysis dataset, participants table, adverse events and a protocol summary dict.
+    """Analysis dataset, participants table, adverse events and a protocol summary dict
+    (and, optionally, the cell-product batches).
 
     Built by the CLI from the store; the analysis never touches the ORM.  ``validate()``
     checks the analysis-dataset columns of contracts.md §1.
@@ -29,6 +30,10 @@ class TrialData:
     participants: pd.DataFrame
     adverse_events: pd.DataFrame
     protocol_summary: dict[str, Any] = field(default_factory=dict)
+    #: the cell-product batches (``hepatrial.trials.selectors.products_frame``: one row per
+    #: batch, with the cells given, per kg, viability at release and vein-to-vein days);
+    #: None when the bundle was built without them
+    products: pd.DataFrame | None = None
 
     def validate(self) -> TrialData:
         """Raise :class:`AnalysisInputError` if a contract column is missing; return self."""
@@ -90,7 +95,23 @@ class TrialData:
                 ae.loc[open_, "resolved_day"] = pd.NA
                 if "outcome" in ae.columns:
                     ae.loc[open_, "outcome"] = pd.NA
-        return TrialData(ds, ppl, ae.reset_index(drop=True), self.protocol_summary)
+        prod = self.products
+        if prod is not None:  # batches of kept participants, as far as they had gone by then
+            prod = prod[prod["participant_id"].isin(day0)].copy()
+            if "collected_at" in prod.columns and len(prod):
+                cut_utc = (cut.tz_localize("UTC") if cut.tzinfo is None
+                           else cut.tz_convert("UTC")) + pd.Timedelta(days=1)
+                prod = prod[(pd.to_datetime(prod["collected_at"], utc=True) < cut_utc)
+                            .to_numpy()].copy()
+                later = (~(pd.to_datetime(prod["administered_at"], utc=True) < cut_utc)
+                         ).to_numpy()
+                blank = {"route": "", "administered_at": pd.NaT}
+                for c in ("route", "administered_at", "cells_total", "cells_per_kg",
+                          "volume_ml", "vein_to_vein_days"):
+                    if c in prod.columns:
+                        prod.loc[later, c] = blank.get(c, float("nan"))
+            prod = prod.reset_index(drop=True)
+        return TrialData(ds, ppl, ae.reset_index(drop=True), self.protocol_summary, prod)
 
     @property
     def baseline_visit(self) -> str:

@@ -57,6 +57,8 @@ COMMANDS: dict[str, tuple[str, str]] = {
     "export": ("ingest", "Export data from the trial store."),
     "backup": ("backup", "Back up the store while it runs (with its ledger checkpoint)."),
     "restore": ("backup", "Restore a backup into a new store and verify it."),
+    "product": ("product", "The cell product vein to vein: harvest, QC, release, custody, "
+                "infusion."),
 }
 
 

@@ -153,6 +153,49 @@ def import_visits_cmd(
     _run_import("visits", file, db, dry_run, reason, rejects, user, map_name=map_, day0=day0)
 
 
+@import_app.command("qc")
+def import_qc_cmd(
+    file: Annotated[Path, typer.Argument(help="CSV: batch, test, result, analyst, date "
+                                         "[, unit, method].")],
+    db: DbOpt = None,
+    dry_run: DryRunOpt = False,
+    reason: ReasonOpt = None,
+    rejects: RejectsOpt = None,
+    user: UserOpt = None,
+) -> None:
+    """Import QC (release-test) results of cell-product batches from a laboratory file.
+
+    One row per batch and test, kept as entered (the unit must be the specification's). Every
+    row goes through the store's QC rule; if any row is refused nothing is written and every
+    problem is listed (row, column, reason) on screen and in the rejects CSV. A value that
+    differs from the stored one is a change and needs --reason.
+    """
+    from hepatrial.cli._errors import exit_code
+    from hepatrial.errors import HepatrialError
+    from hepatrial.ingest.qc import import_qc
+    from hepatrial.ingest.report import ImportRefused, render_rejects
+    from hepatrial.ingest.validate import ImportFileError
+
+    console = _console()
+    try:
+        result = import_qc(file, db=db, dry_run=dry_run, reason=reason, user=user,
+                           rejects_path=rejects)
+    except ImportFileError as exc:
+        console.print(f"[red]error:[/red] {exc}")
+        raise typer.Exit(2) from None
+    except ImportRefused as exc:
+        render_rejects(exc.rejects, console, title=f"{file.name}: import refused")
+        console.print(f"[red]{exc}[/red]")
+        if getattr(exc, "rejects_path", None):
+            console.print(f"rejects written to {exc.rejects_path}")
+        raise typer.Exit(1) from None
+    except HepatrialError as exc:
+        console.print(f"[red]error:[/red] {exc}")
+        raise typer.Exit(exit_code(exc)) from None
+    console.print(f"{file.name}: {result.rows} rows: {result.summary()} "
+                  f"in {result.seconds:.2f} s")
+
+
 @export_app.command("dataset")
 def export_dataset_cmd(
     output: Annotated[Path, typer.Option("-o", "--output", help="FILE.csv or FILE.parquet")],

@@ -39,13 +39,22 @@ RESULTS_JSON = "kharaziha2009_synthetic_results.json"
 #: Visits whose values were not published (interpolated + noise in the reconstruction).
 NOT_PUBLISHED = ("W1", "W2", "W4", "W8")
 #: synthetic release-test results of every demo batch, meeting the protocol's release
-#: specification ([[product.release_spec]]: ISCT 2006 markers, viability, sterility, ...)
+#: specification ([[product.release_spec]]: ISCT 2006 markers, viability, sterility, ...);
+#: the viability and the cell count of each batch are :data:`VIABILITY` and the cells given
 RELEASE_TESTS = {
     "cd73": 98.5, "cd90": 99.1, "cd105": 97.0, "cd45": 0.4, "cd34": 0.6, "cd14_or_cd11b": 0.8,
     "cd79a_or_cd19": 0.3, "hla_dr": 1.2, "viability": 92.0, "sterility": "no growth",
     "endotoxin": 0.1, "mycoplasma": "negative", "gram_stain": "no organisms seen",
     "cell_count": 40e6,
 }  # fmt: skip
+#: synthetic body weight (kg) at day 0 and release viability (%) of each demo participant, in
+#: the cohort's order (the paper reports neither): weights give the dose per kg, and the
+#: endotoxin limit per kg the release judges
+WEIGHT_KG = ("68.5", "74.0", "61.2", "80.3", "77.8", "59.6", "83.1", "70.4")
+VIABILITY = (92.0, 88.5, 95.1, 90.2, 86.7, 93.8, 89.4, 91.6)
+#: the demo's QA and DSMB accounts (synthetic; their passwords are e-signature inputs)
+QA_USER, QA_PASSWORD = "qa", "synthetic QA release"
+DSMB_USER, DSMB_PASSWORD = "dsmb", "synthetic DSMB review"
 
 
 @dataclass
@@ -132,12 +141,12 @@ def load_into_store(c: _cohort.Cohort, labs_csv: Path, db: Path) -> Any:
     services.install_protocol(PROTOCOL)
 
     user = services.system_user()
-    for r in c.participants.itertuples(index=False):
+    for i, r in enumerate(c.participants.itertuples(index=False)):
         d0 = _dt.date.fromisoformat(r.enrolment_date)
         scr = d0 - _dt.timedelta(days=14)
         services.screen_participant(
             study_id=r.participant_id, site=r.site, sex=r.sex,
-            year_of_birth=scr.year - int(r.age), etiology=r.etiology, screening_date=scr,
+            year_of_birth=_year_of_birth(r), etiology=r.etiology, screening_date=scr,
             screening_data=_screening_data(r, c.labs), user=user)
         services.record_consent(participant=r.participant_id, version="1.0", date=scr,
                                 user=user)
@@ -149,14 +158,8 @@ def load_into_store(c: _cohort.Cohort, labs_csv: Path, db: Path) -> Any:
                 f"{r.participant_id} (age {r.age:g}) is not eligible under the installed "
                 f"protocol: failed {', '.join(failed) or 'undecided'}")
         services.enrol_participant(participant=r.participant_id, enrolment_date=d0, user=user)
-        batch = f"B-{r.participant_id}"
-        services.register_product_batch(batch_id=batch, participant=r.participant_id, user=user)
-        services.release_product_batch(batch_id=batch, release_date=d0,
-                                       release_tests=RELEASE_TESTS, user=user)
-        services.record_administration(
-            participant=r.participant_id, route=r.route, cells_total=float(r.cells_total),
-            volume_ml=r.volume_ml, date=d0, operator="synthetic", batch_id=f"B-{r.participant_id}",
-            user=user)
+        _manufacture(services, r, i, user)
+    _release_and_infuse(services, c, user)
     from hepatrial.ingest.importer import import_labs
 
     result = import_labs(labs_csv, db=db)  # what `hepatrial import labs FILE --db DB` does
@@ -168,6 +171,103 @@ def load_into_store(c: _cohort.Cohort, labs_csv: Path, db: Path) -> Any:
     from hepatrial.ingest.export import trial_data
 
     return trial_data(db)
+
+
+def _year_of_birth(r: Any) -> int:
+    """The year of birth stored for a synthetic participant: screening year minus age."""
+    scr = _dt.date.fromisoformat(r.enrolment_date) - _dt.timedelta(days=14)
+    return scr.year - int(r.age)
+
+
+def _utc(day: _dt.date, hour: int, minute: int = 0) -> _dt.datetime:
+    return _dt.datetime(day.year, day.month, day.day, hour, minute, tzinfo=_dt.UTC)
+
+
+def _manufacture(services: Any, r: Any, i: int, user: Any) -> None:
+    """One participant's product up to QA review, through the product service: the weight at
+    day 0, the marrow harvest 12-14 days before (its chain-of-identity id), receipt at the
+    laboratory, the four manufacturing steps with their in-process controls, formulation at
+    06:30 on day 0 and QC within the specification (synthetic values)."""
+    p = r.participant_id
+    d0 = _dt.date.fromisoformat(r.enrolment_date)
+    scr = d0 - _dt.timedelta(days=14 - i % 3)  # the harvest: 0-2 days after screening
+    services.record_visit(participant=p, visit_code="D0", actual_date=d0, user=user)
+    services.record_clinical(participant=p, visit_code="D0", weight_kg=WEIGHT_KG[i], user=user)
+    h = services.record_harvest(
+        participant=p, collected_at=_utc(scr, 9), operator="synthetic haematologist",
+        volume_ml=str(50 + 5 * i), anticoagulant_lot="HEP-SYN-1", container="heparinised "
+        "syringes", transport="insulated box, room temperature", collection_site="iliac crest",
+        user=user)  # fmt: skip
+    b = services.register_batch(participant=p, coi=h.coi, facility="synthetic GMP laboratory",
+                                received_at=_utc(scr, 13), receipt_temperature_c=21.0,
+                                user=user)
+    services.start_manufacture(b, at=_utc(scr, 14), user=user)
+    cells = float(r.cells_total)
+    steps = (
+        ("isolation", _utc(scr, 14), _utc(scr, 18), {"viability": 85.0}),
+        ("expansion", _utc(scr + _dt.timedelta(days=1), 9), _utc(d0 - _dt.timedelta(days=2), 9),
+         {"passage": 2, "population_doublings": 10.5, "confluence": 80.0}),
+        ("harvest", _utc(d0 - _dt.timedelta(days=1), 9), _utc(d0, 6),
+         {"cell_count": round(cells * 1.15), "viability": VIABILITY[i]}),
+        ("formulation", _utc(d0, 6), _utc(d0, 6, 30), {}),
+    )  # fmt: skip
+    for code, start, end, controls in steps:
+        services.record_manufacturing_step(
+            b, step=code, started_at=start, completed_at=end, operator="synthetic technician",
+            reagents=[{"name": "alpha-MEM", "lot": "MEM-SYN-1"}, {"name": "foetal bovine serum",
+                                                                  "lot": "FBS-SYN-1"}],
+            controls=controls, user=user)  # fmt: skip
+    services.complete_manufacture(b, formulated_at=_utc(d0, 6, 30), user=user)
+    results = {**RELEASE_TESTS, "viability": VIABILITY[i], "cell_count": cells}
+    services.record_qc_results(b, [{"test": t, "result": v, "analyst": "synthetic analyst",
+                                    "tested_on": d0} for t, v in results.items()], user=user)
+    services.submit_for_review(b, at=_utc(d0, 7, 30), user=user)
+
+
+def _release_and_infuse(services: Any, c: _cohort.Cohort, user: Any) -> None:
+    """QA releases the 8 batches in one signing session (e-signature, password re-entered
+    once: 21 CFR 11.200(a)(1)(i)); each batch is dispatched at 08:30, received at the bedside
+    at 09:00 with its transport log and given at 10:00 through the dosing gate — within the
+    6 h shelf life — in the order of enrolment, the DSMB recording the sentinel review of the
+    previous participant's safety data before the next is dosed."""
+    from hepatrial.trials.models.product import CellProductBatch
+    from hepatrial.trials.services import safety
+
+    services.create_user(username=QA_USER, password=QA_PASSWORD, site_codes=["S01"],
+                         role="qa", printed_name="Synthetic QA officer", user=user)
+    ppl = list(c.participants.itertuples(index=False))
+    batches = {b.participant.study_id: b for b in CellProductBatch.objects.select_related(
+        "participant").filter(participant__study_id__in=[r.participant_id for r in ppl])}
+    services.release_batches(
+        [batches[r.participant_id] for r in ppl], user=QA_USER, password=QA_PASSWORD,
+        released_at={batches[r.participant_id].batch_id: _utc(_dt.date.fromisoformat(
+            r.enrolment_date), 8) for r in ppl})  # fmt: skip
+    dsmb = False
+    for r in ppl:
+        d0 = _dt.date.fromisoformat(r.enrolment_date)
+        b = batches[r.participant_id]
+        services.dispatch_batch(b, scanned_coi=b.coi_identifier, at=_utc(d0, 8, 30),
+                                location="synthetic GMP laboratory", temperature_c=5.0,
+                                user=user)
+        services.receive_at_bedside(b, scanned_coi=b.coi_identifier, at=_utc(d0, 9),
+                                    location="synthetic ward",
+                                    readings=[(_utc(d0, 8, 35), 4.8), (_utc(d0, 8, 55), 5.1)],
+                                    user=user)
+        pause = getattr(safety, "dosing_pause", lambda _p: None)(r.participant_id)
+        if pause is not None and pause.rule == "SR-SENTINEL":
+            if not dsmb:
+                services.create_user(username=DSMB_USER, password=DSMB_PASSWORD, role="dsmb",
+                                     printed_name="Synthetic DSMB chair", user=user)
+                dsmb = True
+            safety.resume_stopping_rule(
+                "SR-SENTINEL", decision="the previous participant's safety data were "
+                "reviewed: the next participant may be dosed", user=DSMB_USER,
+                password=DSMB_PASSWORD)  # fmt: skip
+        services.record_administration(
+            participant=r.participant_id, batch_id=b.batch_id, scanned_coi=b.coi_identifier,
+            identifiers={"study_id": r.participant_id, "year_of_birth": str(_year_of_birth(r))},
+            route=r.route, cells_total=float(r.cells_total), volume_ml=r.volume_ml,
+            administered_at=_utc(d0, 10), operator="synthetic nurse", user=user)
 
 
 def bundle_without_store(c: _cohort.Cohort) -> Any:

@@ -119,7 +119,7 @@ def trial_data(db: str | Path | None = None, *, derived: bool = True) -> Any:
 
     ppl = selectors.participants_frame()
     return TrialData(_dataset(ppl, derived=derived), ppl, selectors.adverse_events_frame(),
-                     active_protocol().summary_dict())
+                     active_protocol().summary_dict(), selectors.products_frame())
 
 
 def _atomic_write(path: Path, write: Any) -> None:

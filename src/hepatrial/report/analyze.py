@@ -419,7 +419,45 @@ def analyze(td: Any, *, meld_variant: str | None = None,
                    "baseline_grading": _baseline_grading(td, baseline),
                    "reference_ranges": REFERENCE_RANGES},
         "dataset_sha256": dataset_hash(td.dataset),
+        "product": product_summary(td),
     })
+
+
+def product_summary(td: Any) -> dict[str, Any] | None:
+    """The cell product as given, from the bundle's product frame (``td.products``: one row
+    per batch, ``hepatrial.trials.selectors.products_frame``): the batches given and their
+    cells (total and per kg of the latest weight), viability at release, vein-to-vein days
+    (harvest to the start of infusion), releases within specification and exceptional ones,
+    and the protocol's release specification (number of tests, dose range, shelf life). None
+    when the bundle has no product frame or no batch was given."""
+    prod = getattr(td, "products", None)
+    if prod is None or not len(prod):
+        return None
+    given = prod[prod["administered_at"].notna()]
+    if not len(given):
+        return None
+
+    def stats(x: pd.Series) -> dict[str, Any]:
+        v = pd.to_numeric(x, errors="coerce").dropna().to_numpy(dtype=float)
+        return {"n": int(v.size), "mean": float(v.mean()) if v.size else None,
+                "sd": float(v.std(ddof=1)) if v.size > 1 else None,
+                "median": float(np.median(v)) if v.size else None,
+                "min": float(v.min()) if v.size else None,
+                "max": float(v.max()) if v.size else None}
+
+    spec = ((td.protocol_summary or {}).get("product") or {})
+    return {
+        "n_batches": len(prod), "n_given": len(given),
+        "n_participants": int(given["participant_id"].nunique()),
+        "cells_total": stats(given["cells_total"]), "cells_per_kg": stats(given["cells_per_kg"]),
+        "viability_pct": stats(given["viability_pct"]),
+        "vein_to_vein_days": stats(given["vein_to_vein_days"]),
+        "n_exceptional": int(given["exceptional_release"].astype(bool).sum()),
+        "n_release_tests": len(spec.get("release_spec") or []),
+        "dose": {k: spec.get(k) for k in ("cells_min", "cells_max", "dose_basis", "volume_ml")},
+        "shelf_life_hours": spec.get("shelf_life_hours"),
+        "name": spec.get("name"),
+    }
 
 
 def _baseline_grading(td: Any, baseline: str) -> dict[str, Any]:

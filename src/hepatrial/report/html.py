@@ -49,8 +49,8 @@ MELD_VARIANT_TEXT = {
                 "to an integer, bounded 6–40)",
 }
 TEST_NAME = {"t": "paired t test", "wilcoxon": "exact Wilcoxon signed-rank test"}
-TABLE_IDS = ("table1", "outcomes", "multiplicity", "ancova", "lmm", "ae_overview", "ae_by_soc",
-             "lab_shifts", "reconstruction", "meld_variants", "meld_supportive")
+TABLE_IDS = ("table1", "product", "outcomes", "multiplicity", "ancova", "lmm", "ae_overview",
+             "ae_by_soc", "lab_shifts", "reconstruction", "meld_variants", "meld_supportive")
 TEST_TEXT = {"t": "the paired t test", "wilcoxon": "the exact Wilcoxon signed-rank test",
              "ancova": "ANCOVA of the change from baseline adjusted for baseline"}
 
@@ -170,6 +170,9 @@ def methods_text(results: dict[str, Any]) -> str:
                  + (", arm and arm × visit" if per_arm else "")
                  + ", random intercept per participant, REML) is a supportive analysis"
                  + (f"; {ddf}" if ddf else "") + ".")
+    prod = product_sentence(results)
+    if prod:
+        s.append(prod)
     s.append("Means are given ± SD (n − 1). p-values are printed with two significant digits "
              "(<0.001 below 0.001), with more digits when rounding would put a value on or "
              f"across α = {alpha}.")
@@ -177,6 +180,35 @@ def methods_text(results: dict[str, Any]) -> str:
         s.append("Interim analysis: visits that participants still in follow-up have not "
                  "reached yet are counted as not yet due, not as missing.")
     return " ".join(s)
+
+
+def product_sentence(results: dict[str, Any]) -> str:
+    """What the methods say about the cell product, from the store's product records
+    (:func:`hepatrial.report.analyze.product_summary`); empty without them."""
+    ps = results.get("product")
+    if not ps:
+        return ""
+    n = int(ps["n_given"])
+    dose = ps.get("dose") or {}
+    per = " per kg" if dose.get("dose_basis") == "per_kg" else ""
+    rng = ""
+    if dose.get("cells_min") and dose.get("cells_max"):
+        rng = (f" (protocol dose {fmt_num(dose['cells_min'] / 1e6, 0)}–"
+               f"{fmt_num(dose['cells_max'] / 1e6, 0)} ×10⁶ cells{per}")
+        rng += f" in {fmt_num(dose['volume_ml'], 0)} mL)" if dose.get("volume_ml") else ")"
+    shelf = ps.get("shelf_life_hours")
+    exc = int(ps.get("n_exceptional") or 0)
+    txt = (f"Each infused batch{rng} was made from the participant's own marrow harvest, "
+           "traced by its chain-of-identity identifier, tested against the protocol's "
+           f"{ps.get('n_release_tests') or 'release'} release tests and released by a "
+           "quality-assurance officer who did not manufacture it, with an electronic "
+           "signature; the infusion was recorded only after the dosing gate checked the "
+           "identity, the release" + (f", the {fmt_num(shelf, 0)} h shelf life" if shelf else "")
+           + " and the transport temperature. "
+           f"{n} {'batch was' if n == 1 else 'batches were'} given"
+           + (f", {exc} released exceptionally" if exc else ", all within specification")
+           + "; the cell-product table is built from these records.")
+    return txt
 
 
 def _latest_visit(results: dict[str, Any]) -> str | None:

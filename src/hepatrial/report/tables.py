@@ -51,6 +51,7 @@ __all__ = [
     "decimals",
     "lmm_table",
     "outcomes_table",
+    "product_table",
     "report_tables",
     "shift_table",
     "table1",
@@ -186,6 +187,52 @@ def table1(td: Any, results: dict[str, Any]) -> Table:
     t.notes = [*notes.lines(),
                "Enrolled participants; laboratory values and scores at the baseline visit. "
                "Percentages of the participants with a known value."]
+    return t
+
+
+# ----------------------------------------------------------------------------- cell product
+
+
+def product_table(results: dict[str, Any]) -> Table | None:
+    """The cell product as given (:func:`hepatrial.report.analyze.product_summary`, from the
+    store's product records): cells given (×10⁶) and per kg of the latest weight (×10⁶/kg),
+    viability at release (%), mean ± SD; vein-to-vein time from harvest to the start of
+    infusion (days), median (range); releases within specification and exceptional releases,
+    n (%). None when no batch was given."""
+    ps = results.get("product")
+    if not ps:
+        return None
+    n = int(ps["n_given"])
+    notes = Notes()
+    mark = notes.mark("Mean ± SD; median (minimum–maximum); n (%)")
+    t = Table("product", "Cell product as given", "Characteristic",
+              [f"Infusions, N = {n}{mark}"])
+
+    def mean_sd(label: str, st: dict[str, Any], scale: float, d: int) -> None:
+        k = int(st.get("n") or 0)
+        mean = None if st.get("mean") is None else st["mean"] / scale
+        sd = None if st.get("sd") is None else st["sd"] / scale
+        t.add(label, [fmt_mean_sd(mean, sd, d) if k else DASH])
+        if k < n:
+            t.add("Unknown", [str(n - k)], indent=1)
+
+    mean_sd("Cells given, ×10⁶", ps["cells_total"], 1e6, 1)
+    mean_sd("Cells per kg body weight, ×10⁶/kg", ps["cells_per_kg"], 1e6, 2)
+    mean_sd("Viability at release, %", ps["viability_pct"], 1.0, 1)
+    v2v = ps["vein_to_vein_days"]
+    t.add("Vein-to-vein time, days", [DASH if not v2v.get("n") else
+                                      f"{fmt_num(v2v['median'], 1)} ({fmt_num(v2v['min'], 1)}"
+                                      f"–{fmt_num(v2v['max'], 1)})"])
+    t.add("Release", heading=True)
+    exc = int(ps["n_exceptional"])
+    t.add("Within specification", [fmt_n_pct(n - exc, n)], indent=1)
+    t.add("Exceptional (out of specification)", [fmt_n_pct(exc, n)], indent=1)
+    t.notes = [*notes.lines(),
+               "Batches given, from the store's product records. Cells per kg: cells given "
+               "divided by the latest weight recorded on or before the infusion. Vein-to-vein "
+               "time: from the collection of the marrow to the start of the infusion. "
+               "Exceptional release: an out-of-specification batch released on a medical "
+               "justification signed by QA and the investigator (a major deviation)."]
     return t
 
 
@@ -768,7 +815,8 @@ def meld_supportive_table(results: dict[str, Any]) -> Table | None:
 
 def report_tables(td: Any, results: dict[str, Any]) -> list[Table]:
     """Every table of the report, in report order, numbered (supplementary demo tables S1…)."""
-    main = [table1(td, results), outcomes_table(results), confirmatory_table(results),
+    main = [table1(td, results), product_table(results), outcomes_table(results),
+            confirmatory_table(results),
             ancova_table(results), lmm_table(results), ae_overview_table(results),
             ae_table(results), shift_table(results)]
     supp = [reconstruction_table(results), meld_variant_table(results),

@@ -21,6 +21,7 @@ __all__ = ["build_word", "write_report"]
 
 SECTIONS = {
     "Baseline characteristics": ["table1"],
+    "Cell product": ["product"],
     "Outcomes": ["outcomes", "multiplicity", "ancova", "lmm", "figure:trajectories",
                  "figure:waterfall"],
     "Safety": ["text:no_events", "ae_overview", "ae_by_soc", "lab_shifts"],

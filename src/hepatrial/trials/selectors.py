@@ -43,6 +43,7 @@ __all__ = [
     "MEASUREMENT_COLUMNS",
     "NO_ROUTE",
     "PARTICIPANT_COLUMNS",
+    "PRODUCT_COLUMNS",
     "administrations_frame",
     "adverse_events_frame",
     "age_in_whole_years",
@@ -55,6 +56,9 @@ __all__ = [
     "labs_frame",
     "measurements_frame",
     "participants_frame",
+    "product_batch_ids",
+    "product_record",
+    "products_frame",
     "protocol_record",
     "sites",
     "status_history_frame",
@@ -557,3 +561,175 @@ def api_visits(study_id: str, site_ids: set[int] | frozenset[int]) -> list[dict[
         })  # fmt: skip
     return out
 
+
+# ---------------------------------------------------------------------- the cell product
+#: columns of :func:`products_frame`
+PRODUCT_COLUMNS: tuple[str, ...] = (
+    "participant_id", "batch_id", "coi", "state", "route", "collected_at", "released_at",
+    "exceptional_release", "administered_at", "cells_total", "cells_per_kg", "volume_ml",
+    "viability_pct", "vein_to_vein_days",
+)  # fmt: skip
+
+
+def products_frame() -> pd.DataFrame:
+    """One row per cell-product batch made from a harvest (the product lifecycle), sorted by
+    participant, collection time and batch id: :data:`PRODUCT_COLUMNS`.
+
+    * ``collected_at``, ``released_at``, ``administered_at``: UTC timestamps (NaT when not
+      reached); ``exceptional_release``: the batch's last release was exceptional;
+    * ``route``, ``cells_total``, ``cells_per_kg``, ``volume_ml``: of the batch's
+      administration (NaN/empty when not given);
+    * ``viability_pct``: the batch's release-test result ``viability`` (NaN when none);
+    * ``vein_to_vein_days``: days from the collection of the starting material to the start
+      of the infusion (``(administered_at - collected_at)`` in days, unrounded; NaN when not
+      given) — the vein-to-vein time.
+    """
+    from hepatrial.trials.models.product import (
+        BatchRelease,
+        CellProductBatch,
+        QcResult,
+    )
+
+    batches = list(
+        CellProductBatch.objects.filter(harvest__isnull=False).order_by("pk").values_list(
+            "pk", "participant__study_id", "batch_id", "harvest__coi", "state",
+            "harvest__collected_at", "released_at",
+        )
+    )
+    adm = {
+        b: row
+        for b, *row in Administration.objects.order_by("pk").values_list(
+            "batch_id", "route", "administered_at", "cells_total", "cells_per_kg", "volume_ml"
+        )
+    }
+    viab = dict(QcResult.objects.filter(test="viability").values_list("batch_id", "value"))
+    exc: dict[int, bool] = {}
+    for bpk, e in BatchRelease.objects.order_by("released_at", "pk").values_list(
+        "batch_id", "exceptional"
+    ):
+        exc[bpk] = bool(e)
+    rows = []
+    for pk, pid, bid, coi, state, collected, released in batches:
+        route, given, cells, per_kg, vol = adm.get(bid, (None, None, None, None, None))
+        v = viab.get(pk)
+        rows.append((pid, bid, coi, state or "", route or "", collected, released,
+                     exc.get(pk, False), given, cells, per_kg, vol,
+                     float(v) if isinstance(v, int | float) else None))
+    df = _frame(rows, list(PRODUCT_COLUMNS[:-1]))
+    for c in ("collected_at", "released_at", "administered_at"):
+        df[c] = pd.to_datetime(df[c], utc=True)
+    for c in ("cells_total", "cells_per_kg", "volume_ml", "viability_pct"):
+        df[c] = pd.to_numeric(df[c].astype(object)).astype(float)
+    df["exceptional_release"] = df["exceptional_release"].astype(bool)
+    df["vein_to_vein_days"] = (
+        (df["administered_at"] - df["collected_at"]).dt.total_seconds() / 86400.0
+    ).astype(float)
+    df = _sorted(df, ["participant_id", "collected_at", "batch_id"])
+    return df[list(PRODUCT_COLUMNS)]
+
+
+def _iso(t: Any) -> str | None:
+    return None if t is None else t.astimezone(_dt.UTC).isoformat()
+
+
+def product_record(batch_id: str) -> dict[str, Any] | None:
+    """Everything stored about one batch, as plain values (times ISO 8601 UTC): its harvest,
+    participant (study id, year of birth, site), the manufacturing steps with their reagents
+    and in-process controls, the QC results as entered, the releases with their signatures,
+    the chain of custody (every event in order) and the administration with its
+    observations. None when no batch has this id."""
+    from hepatrial.trials.models.product import (
+        BatchRelease,
+        CellProductBatch,
+        CustodyEvent,
+        InProcessControlResult,
+        ManufacturingStep,
+        PostInfusionObservation,
+        QcResult,
+    )
+
+    b = (CellProductBatch.objects.select_related("participant", "participant__site", "harvest",
+                                                 "harvest__site")
+         .filter(batch_id=batch_id).first())
+    if b is None:
+        return None
+    p, h = b.participant, b.harvest
+    controls: dict[int, dict[str, Any]] = {}
+    for r in InProcessControlResult.objects.filter(batch=b).order_by("control"):
+        controls.setdefault(r.step_id, {})[r.control] = {
+            "value": r.value, "as_entered": r.value_as_entered, "unit": r.unit}
+    steps = [{"step": s.step, "started_at": _iso(s.started_at),
+              "completed_at": _iso(s.completed_at), "operator": s.operator,
+              "reagents": s.reagents, "controls": controls.get(s.pk, {}), "notes": s.notes}
+             for s in ManufacturingStep.objects.filter(batch=b).order_by("started_at", "pk")]
+    qc = [{"test": q.test, "value": q.value, "as_entered": q.value_as_entered, "unit": q.unit,
+           "analyst": q.analyst, "tested_on": q.tested_on.isoformat(), "method": q.method,
+           "source": q.source}
+          for q in QcResult.objects.filter(batch=b).order_by("test")]
+    releases = []
+    for r in BatchRelease.objects.filter(batch=b).select_related(
+            "qa_signature", "investigator_signature", "deviation").order_by("released_at", "pk"):
+        inv = r.investigator_signature
+        releases.append({
+            "released_at": _iso(r.released_at), "exceptional": r.exceptional,
+            "conclusion": r.conclusion, "assessment": r.assessment,
+            "weight_kg": None if r.weight_kg is None else float(r.weight_kg),
+            "released_by": r.qa_signature.printed_name, "meaning": r.qa_signature.meaning,
+            "signature_pk": r.qa_signature.pk, "signed_at": _iso(r.qa_signature.signed_at),
+            "justification": r.justification,
+            "investigator": inv.printed_name if inv is not None else "",
+            "deviation": r.deviation.description if r.deviation is not None else "",
+        })  # fmt: skip
+    events = [{"seq": e.seq, "action": e.action, "from_state": e.from_state,
+               "to_state": e.to_state, "at": _iso(e.at), "actor": e.actor_name,
+               "location": e.location, "temperature_c": e.temperature_c,
+               "scanned_coi": e.scanned_coi, "reason": e.reason, "details": e.details}
+              for e in (CustodyEvent.objects.filter(harvest=h).order_by("seq")
+                        if h is not None else CustodyEvent.objects.none())]
+    a = Administration.objects.filter(batch=b).order_by("pk").first()
+    administration = None
+    if a is not None:
+        obs = [{"minute": o.minute, "observed_at": _iso(o.observed_at),
+                "heart_rate": o.heart_rate, "systolic_bp": o.systolic_bp,
+                "diastolic_bp": o.diastolic_bp, "respiratory_rate": o.respiratory_rate,
+                "temperature_c": None if o.temperature_c is None else float(o.temperature_c),
+                "spo2": o.spo2, "reaction": o.reaction,
+                "reaction_description": o.reaction_description,
+                "adverse_event": o.adverse_event_id}
+               for o in PostInfusionObservation.objects.filter(administration=a)
+               .order_by("minute")]  # fmt: skip
+        administration = {
+            "administered_at": _iso(a.administered_at), "date": a.date.isoformat(),
+            "route": a.route, "cells_total": a.cells_total, "cells_per_kg": a.cells_per_kg,
+            "volume_ml": float(a.volume_ml), "operator": a.operator,
+            "scanned_coi": a.scanned_coi, "identifiers_checked": a.identifiers_checked,
+            "observations": obs,
+        }  # fmt: skip
+    return {
+        "batch_id": b.batch_id, "state": b.state, "coi": h.coi if h else b.coi_identifier,
+        "participant": p.study_id, "year_of_birth": p.year_of_birth, "site": p.site.code,
+        "facility": b.facility or "", "received_at": _iso(b.received_at),
+        "formulated_at": _iso(b.formulated_at),
+        "formulated_volume_ml": (None if b.formulated_volume_ml is None
+                                 else float(b.formulated_volume_ml)),
+        "released_at": _iso(b.released_at),
+        "harvest": None if h is None else {
+            "coi": h.coi, "site": h.site.code, "collected_at": _iso(h.collected_at),
+            "operator": h.operator, "volume_ml": float(h.volume_ml),
+            "anticoagulant_lot": h.anticoagulant_lot, "container": h.container,
+            "transport": h.transport, "collection_site": h.collection_site,
+        },
+        "steps": steps, "qc": qc, "releases": releases, "custody": events,
+        "administration": administration,
+    }  # fmt: skip
+
+
+def product_batch_ids(key: str) -> list[str]:
+    """The batch ids a trace of ``key`` covers: the batch itself when ``key`` is a batch id,
+    else every batch of the participant ``key`` (by collection time); empty when neither."""
+    from hepatrial.trials.models.product import CellProductBatch
+
+    if CellProductBatch.objects.filter(batch_id=key).exists():
+        return [key]
+    return list(CellProductBatch.objects.filter(participant__study_id=key)
+                .order_by("harvest__collected_at", "batch_id").values_list("batch_id", flat=True))

@@ -62,6 +62,7 @@ from hepatrial.protocol.product_lifecycle import (
     Unmet,
     check_transition,
 )
+from hepatrial.trials.audit.bulk import bulk_create as audit_bulk_create
 from hepatrial.trials.audit.chain import _canon, _dumps, head, lock_ledger
 from hepatrial.trials.models import (
     AuditLedger,
@@ -129,6 +130,7 @@ __all__ = [
     "record_manufacturing_step",
     "record_observation",
     "record_qc_result",
+    "record_qc_results",
     "register_batch",
     "release_batch",
     "release_batch_exceptionally",
@@ -337,13 +339,11 @@ def _operators(b: CellProductBatch, user: Any) -> frozenset[str]:
     """Everyone who manufactured the batch: each step's operator and whoever recorded a step
     (as user names; an operator written as the releasing user's printed or full name counts
     as that user)."""
-    names: set[str] = set()
-    steps = list(ManufacturingStep.objects.filter(batch=b))
-    for s in steps:
-        names.add(s.operator.strip())
-        for h in s.history.all():
-            if h.history_user_id is not None:
-                names.add(h.history_user.get_username())
+    names = {str(o).strip() for o in ManufacturingStep.objects.filter(batch=b)
+             .values_list("operator", flat=True)}
+    hist = ManufacturingStep.history.model.objects.filter(  # type: ignore[attr-defined]
+        batch_id=b.pk, history_user__isnull=False)
+    names |= set(hist.values_list("history_user__username", flat=True))
     own = {printed_name_of(user).strip().casefold(), (user.get_full_name() or "").strip()
            .casefold(), _username(user).casefold()} - {""}
     if any(n.casefold() in own for n in names):
@@ -551,10 +551,10 @@ def record_manufacturing_step(
         ctl = ok.pop("controls")
         s = ManufacturingStep(participant=b.participant, batch=b, **ok)
         s.save(user=acting)
-        for name, (value, entered, unit) in ctl.items():
+        audit_bulk_create(InProcessControlResult, [
             InProcessControlResult(participant=b.participant, batch=b, step=s, control=name,
-                                   value=value, value_as_entered=entered,
-                                   unit=unit).save(user=acting)
+                                   value=value, value_as_entered=entered, unit=unit)
+            for name, (value, entered, unit) in ctl.items()], user=acting)
     return s
 
 
@@ -642,6 +642,61 @@ def record_qc_result(
                 setattr(q, k, val)
             q.save(user=acting, reason=why)
     return q
+
+
+def record_qc_results(
+    batch: CellProductBatch | str, results: Sequence[Mapping[str, Any]], *,
+    reason: str | None = None, user: Any = None,
+) -> list[QcResult]:
+    """Record several QC results of one batch at once (a lab sheet, an imported file): each
+    a mapping of :func:`record_qc_result`'s arguments (``test``, ``result``, ``unit``,
+    ``analyst``, ``tested_on``, ``method``, ``source``). All or nothing: every problem of every
+    result is raised together (``RuleViolation``); a test given twice is refused. New results
+    are written in one bulk insert (history and ledger); a changed one needs ``reason``."""
+    acting = acting_user(user)
+    keys = ("test", "result", "unit", "analyst", "tested_on", "method", "source")
+    with transaction.atomic():
+        b = _lock_batch(batch)
+        require_permission(acting, "manage_product", participant=b.participant)
+        facts = _qc_facts(b)
+        problems: list[Problem] = []
+        typed: list[dict[str, Any]] = []
+        seen: dict[str, int] = {}
+        for i, r in enumerate(results, 1):
+            bad = sorted(set(r) - set(keys))
+            if bad:
+                problems.append(Problem(f"batch {b.batch_id} QC result {i}", "",
+                                        f"unknown field(s) {', '.join(bad)}"))
+                continue
+            try:
+                ok = validate_qc({"unit": None, "method": "", "source": "entry", **r}, facts)
+            except RuleViolation as exc:
+                problems.extend(exc.problems)
+                continue
+            if ok["test"] in seen:
+                problems.append(Problem(f"batch {b.batch_id} QC {ok['test']}", "test",
+                                        f"given twice (results {seen[ok['test']]} and {i})"))
+                continue
+            seen[ok["test"]] = i
+            typed.append(ok)
+        if problems:
+            raise RuleViolation(problems)
+        stored = {q.test: q for q in QcResult.objects.filter(batch=b)}
+        new = [QcResult(participant=b.participant, batch=b, **ok) for ok in typed
+               if ok["test"] not in stored]
+        out = audit_bulk_create(QcResult, new, user=acting)
+        for ok in typed:
+            q = stored.get(ok["test"])
+            if q is None:
+                continue
+            why = _reason_for({k: getattr(q, k) for k in ok}, ok, reason,
+                              f"batch {b.batch_id} QC {q.test}")
+            if why is not None:
+                for k, val in ok.items():
+                    setattr(q, k, val)
+                q.save(user=acting, reason=why)
+            out.append(q)
+    return out  # type: ignore[return-value]
 
 
 def update_qc_result(qc: QcResult, *, reason: str | None = None, user: Any = None,
