@@ -35,6 +35,25 @@ def hist(participant: Any, model: str, pk: Any, field: str) -> str:
 
 
 @register.filter
+def val(value: Any) -> str:
+    """A stored or evaluated value as the pages show it: dates ISO, booleans yes/no, floats
+    without a trailing ``.0``, None as "(empty)"."""
+    import datetime as dt
+
+    if value is None or value == "":
+        return "(empty)"
+    if isinstance(value, bool):
+        return "yes" if value else "no"
+    if isinstance(value, dt.datetime):
+        return value.strftime("%Y-%m-%d %H:%M:%S")
+    if isinstance(value, dt.date):
+        return value.isoformat()
+    if isinstance(value, float) and value.is_integer():
+        return str(int(value))
+    return str(value)
+
+
+@register.filter
 def yesno_blank(value: Any) -> str:
     """True → yes, False → no, None → "" (not assessed)."""
     if value is None or value == "":
