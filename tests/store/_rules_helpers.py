@@ -17,8 +17,8 @@ FUTURE = dt.date.today() + dt.timedelta(days=40)
 
 
 def root_client(services: Any) -> Client:
-    """A logged-in superuser (sees every site and page)."""
-    user = services.create_user(username="root", password=None, superuser=True)
+    """A logged-in data manager (sees every site; enters and corrects data on every page)."""
+    user = services.create_user(username="root", password=None, role="data-manager")
     c = Client()
     c.force_login(user)
     return c

@@ -20,7 +20,8 @@ def two_sites(store: Any) -> dict[str, Any]:
     a = store.create_user(username="coord_a", password=None, site_codes=["S01"])
     b = store.create_user(username="coord_b", password=None, site_codes=["S02"])
     root = store.create_user(username="root", password=None, superuser=True)
-    return {"a": a, "b": b, "root": root}
+    dm = store.create_user(username="dm", password=None, role="data-manager")
+    return {"a": a, "b": b, "root": root, "dm": dm}
 
 
 def client_for(user: Any) -> Client:
@@ -163,7 +164,7 @@ def test_delete_requires_reason(two_sites: Any) -> None:
     from hepatrial.trials.models import Consent
 
     consent = Consent.objects.get(participant__study_id="K01")
-    c = client_for(two_sites["root"])
+    c = client_for(two_sites["dm"])  # the admin role may not delete trial data
     url = f"/admin/trials/consent/{consent.pk}/delete/"
     page = c.get(url).content.decode()
     assert 'name="change_reason"' in page
@@ -175,7 +176,7 @@ def test_delete_requires_reason(two_sites: Any) -> None:
     h = Consent.history.filter(id=consent.pk).order_by("-history_id").first()
     assert h.history_type == "-"
     assert h.history_change_reason == "entered for the wrong participant"
-    assert h.history_user.username == "root"
+    assert h.history_user.username == "dm"
 
 
 def test_no_bulk_delete_action(two_sites: Any) -> None:

@@ -24,10 +24,13 @@ REASON_FIELD = "change_reason"
 
 
 def user_site_ids(user: Any) -> list[int]:
-    """Ids of the sites a user may see (all for superusers)."""
+    """Ids of the sites a user may see: every site for superusers and the all-sites roles
+    (data manager, auditor, admin), else their memberships (services.permissions)."""
+    from hepatrial.trials.services.permissions import site_ids_of
+
     if user.is_superuser:
         return list(m.Site.objects.values_list("pk", flat=True))
-    return list(m.SiteMembership.objects.filter(user=user).values_list("site_id", flat=True))
+    return sorted(site_ids_of(user))
 
 
 class ReasonForm(forms.ModelForm):
@@ -112,6 +115,39 @@ class AuditedAdmin(SimpleHistoryAdmin):
         if obj is not None:
             fields.append(REASON_FIELD)
         return fields
+
+    #: the action of the role matrix (services.permissions) that adding or changing a record
+    #: on this page needs; None: Django's model permissions only. A role that may not do it
+    #: gets the page read-only (superusers included: the admin role enters no trial data).
+    write_action: str | None = None
+
+    def _may_write(self, request: HttpRequest) -> bool:
+        if self.write_action is None:
+            return True
+        from hepatrial.trials.services.permissions import allowed, role_of
+
+        return allowed(self.write_action, role_of(request.user))
+
+    def has_add_permission(self, request: HttpRequest, *args: Any) -> bool:
+        return bool(super().has_add_permission(request, *args)) and self._may_write(request)
+
+    def has_change_permission(self, request: HttpRequest, obj: Any = None) -> bool:
+        return bool(super().has_change_permission(request, obj)) and self._may_write(request)
+
+    def has_delete_permission(self, request: HttpRequest, obj: Any = None) -> bool:
+        return bool(super().has_delete_permission(request, obj)) and self._may_write(request)
+
+    def changeform_view(self, request: HttpRequest, *args: Any, **kwargs: Any) -> Any:
+        """A write the role matrix refuses (e.g. another site's participant) is a 403, not
+        a server error."""
+        from django.core.exceptions import PermissionDenied as DjangoPermissionDenied
+
+        from hepatrial.errors import PermissionDenied
+
+        try:
+            return super().changeform_view(request, *args, **kwargs)
+        except PermissionDenied as exc:
+            raise DjangoPermissionDenied(str(exc)) from None
 
     def get_actions(self, request: HttpRequest) -> dict[str, Any]:
         actions = super().get_actions(request)

@@ -84,6 +84,7 @@ class ParticipantForm(ReasonForm):
 
 @admin.register(m.Participant)
 class ParticipantAdmin(AuditedAdmin):
+    write_action = "enter_data"
     form = ParticipantForm
     site_path = "site"
     list_display = ["study_id", "site", "arm", "sex", "etiology", "status", "enrolment_date"]
@@ -133,6 +134,7 @@ class ConsentForm(ReasonForm):
 
 @admin.register(m.Consent)
 class ConsentAdmin(AuditedAdmin):
+    write_action = "enter_data"
     form = ConsentForm
     list_display = ["participant", "version", "date"]
 
@@ -180,6 +182,7 @@ class EligibilityAssessmentForm(ReasonForm):
 
 @admin.register(m.EligibilityAssessment)
 class EligibilityAssessmentAdmin(AuditedAdmin):
+    write_action = "enter_data"
     form = EligibilityAssessmentForm
     list_display = ["participant", "assessed_on", "eligible", "protocol_version"]
     readonly_fields = ["eligible", "criteria", "screening_data", "protocol_version"]

@@ -65,6 +65,7 @@ class VisitForm(ReasonForm):
 
 @admin.register(m.Visit)
 class VisitAdmin(AuditedAdmin):
+    write_action = "enter_data"
     form = VisitForm
     list_display = ["participant", "code", "nominal_day", "scheduled_date", "actual_date", "status"]
     list_filter = ["code", "status"]
@@ -123,6 +124,7 @@ class LabResultForm(ReasonForm):
 
 @admin.register(m.LabResult)
 class LabResultAdmin(AuditedAdmin):
+    write_action = "enter_data"
     form = LabResultForm
     list_display = ["participant", "visit", "analyte", "value_as_entered", "unit_as_entered",
                     "value", "unit"]  # fmt: skip
@@ -183,6 +185,7 @@ class ClinicalAssessmentForm(ReasonForm):
 
 @admin.register(m.ClinicalAssessment)
 class ClinicalAssessmentAdmin(AuditedAdmin):
+    write_action = "enter_data"
     form = ClinicalAssessmentForm
     list_display = [
         "participant",
@@ -230,6 +233,7 @@ class ProtocolDeviationForm(ReasonForm):
 
 @admin.register(m.ProtocolDeviation)
 class ProtocolDeviationAdmin(AuditedAdmin):
+    write_action = "enter_data"
     form = ProtocolDeviationForm
     list_display = ["participant", "visit", "category", "date", "major", "detected_by"]
     list_filter = ["category", "major"]

@@ -93,7 +93,8 @@ _RECORD_MODELS = (
 _ROLE_PAGES: dict[str, tuple[str, tuple[str, ...]]] = {
     "coordinator": (r"^(view|add|change)_", _RECORD_MODELS),
     "investigator": (r"^(view|add|change)_", _RECORD_MODELS),
-    "data-manager": (r"^(view|add|change)_", _RECORD_MODELS),
+    # data managers clean data: they may also delete a record entered in error (with a reason)
+    "data-manager": (r"^(view|add|change|delete)_", _RECORD_MODELS),
     "monitor": (r"^view_", _RECORD_MODELS),
     "auditor": (r"^view_", _RECORD_MODELS),
     "qa": (r"^view_", _RECORD_MODELS),
@@ -146,7 +147,7 @@ def create_user(
     ``role`` defaults to ``admin`` for ``superuser=True``, else ``coordinator``; ``admin`` is a
     Django superuser (every admin page). Site-scoped roles (:data:`SITE_ROLES`) need at least
     one site; all-sites roles may be given sites too. Every account is staff (admin pages, as
-    its role's Django permissions allow) and never gets a delete permission. The password is
+    its role's Django permissions allow); only a data manager may delete a record (with a reason). The password is
     validated by Django's password validators (``None``: unusable password, no sign-in).
     Needs ``manage_accounts`` (admin; the system account). Audited: the account, its profile
     (role) and each membership get a history row.

@@ -21,13 +21,14 @@ from hepatrial.trials.models import (
 from hepatrial.trials.services._common import (
     StoreError,
     _participant,
-    _user,
     _visit,
 )
+from hepatrial.trials.services._guard import _acting
 from hepatrial.trials.validators import RuleViolation
 from hepatrial.trials.validators._common import Problem, changes_needing_reason
 from hepatrial.trials.validators.clinical import CLINICAL_ITEMS, validate_clinical
 from hepatrial.trials.validators.lab import LabValue, lab_value_columns, validate_lab
+from hepatrial.trials.validators.query import soft_range_problem
 
 
 def canonical_lab(
@@ -133,17 +134,30 @@ def record_lab(
         laboratory=str(laboratory or ""),
         specimen_date=c.specimen_date,
     )
-    lab.save(user=_user(user))
+    with transaction.atomic():
+        acting = _acting(user, lab.participant)
+        lab.save(user=acting)
+        _soft_range_query(lab, acting)
     return lab
 
 
+def _soft_range_query(lab: LabResult, user: Any) -> None:
+    """Open the automatic query of a saved value outside the expected range."""
+    from hepatrial.trials.services.queries import raise_soft_range_query
+
+    raise_soft_range_query(lab=lab, user=user)
+
+
 def update_lab(
-    lab: LabResult, *, reason: str | None = None, user: Any = None, **changes: Any
+    lab: LabResult, *, reason: str | None = None, user: Any = None,
+    confirmed_out_of_range: bool = False, **changes: Any
 ) -> LabResult:
     """Correct a lab result (``value``, ``unit``, ``laboratory``, ``specimen_date``).
 
     The whole result is validated again and a new value or unit is re-converted to the
-    canonical unit. A reason is needed unless only empty fields are filled (data entry)."""
+    canonical unit. A reason is needed unless only empty fields are filled (data entry). A new
+    value outside the expected range needs ``confirmed_out_of_range`` and opens a query (or
+    adds a note to the open one)."""
     what = _lab_record(lab.participant, lab.visit, lab.analyte)
     allowed = {"value", "unit", "laboratory", "specimen_date"}
     bad = sorted(set(changes) - allowed)
@@ -167,7 +181,12 @@ def update_lab(
     lab.value_as_entered, lab.unit_as_entered = c.value_as_entered, c.unit_as_entered
     lab.value, lab.unit = c.value, c.unit
     lab.laboratory, lab.specimen_date = new["laboratory"], new["specimen_date"]
-    lab.save(user=_user(user), reason=why)
+    with transaction.atomic():
+        acting = _acting(user, lab.participant)
+        lab.save(user=acting, reason=why)
+        if (old["value_as_entered"], old["unit_as_entered"]) != (c.value_as_entered,
+                                                                 c.unit_as_entered):
+            _soft_range_query(lab, acting)
     return lab
 
 
@@ -236,7 +255,7 @@ def record_clinical(
               "dialysis_last_week": dialysis_last_week, "weight_kg": weight_kg, **signs}
     typed = check_clinical(participant=p, visit_code=v, values=values)
     c = ClinicalAssessment(participant=p, visit=v, **typed)
-    c.save(user=_user(user))
+    c.save(user=_acting(user, c.participant))
     return c
 
 
@@ -259,7 +278,7 @@ def update_clinical(
     why = _reason_for(old, changed, reason, str(assessment))
     for k, val in typed.items():
         setattr(assessment, k, val)
-    assessment.save(user=_user(user), reason=why)
+    assessment.save(user=_acting(user, assessment.participant), reason=why)
     return assessment
 
 

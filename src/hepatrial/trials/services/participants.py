@@ -31,8 +31,8 @@ from hepatrial.trials.services._common import (
     _jsonable,
     _participant,
     _site,
-    _user,
 )
+from hepatrial.trials.services._guard import _acting
 from hepatrial.trials.services.protocol import active_protocol
 from hepatrial.trials.services.visits import schedule_visits
 from hepatrial.trials.validators import RuleViolation
@@ -135,7 +135,7 @@ def screen_participant(
         status_date=v["screening_date"],
         status_reason="screened",
     )
-    p.save(user=_user(user))
+    p.save(user=_acting(user, p))
     return p
 
 
@@ -184,7 +184,7 @@ def update_participant(
     p.site = _site(new.pop("site"))
     for k, v in new.items():
         setattr(p, k, v)
-    p.save(user=_user(user), reason=why)
+    p.save(user=_acting(user, p), reason=why)
     return p
 
 
@@ -206,7 +206,7 @@ def record_consent(
     p = _participant(participant)
     version, d = check_consent(participant=p, version=version, date=date)
     c = Consent(participant=p, version=version, date=d)
-    c.save(user=_user(user))
+    c.save(user=_acting(user, p))
     return c
 
 
@@ -229,7 +229,7 @@ def update_consent(
     if why is None:
         return consent
     consent.version, consent.date = version, d
-    consent.save(user=_user(user), reason=why)
+    consent.save(user=_acting(user, consent.participant), reason=why)
     return consent
 
 
@@ -297,7 +297,7 @@ def assess_eligibility(
     """
     p = _participant(participant)
     proto = active_protocol()
-    user = _user(user)
+    user = _acting(user, p)
     d = check_eligibility(participant=p, screening_data=screening_data, assessed_on=assessed_on)
     with transaction.atomic():
         if screening_data:
@@ -404,7 +404,7 @@ def enrol_participant(
     used (once); otherwise the single arm is assigned.
     """
     p = _participant(participant)
-    user = _user(user)
+    user = _acting(user, p)
     what = f"participant {p}"
     d0 = check_enrolment(participant=p, enrolment_date=enrolment_date)
     proto = active_protocol()
@@ -471,5 +471,5 @@ def change_status(
     p.status = status
     p.status_date = d
     p.status_reason = reason
-    p.save(user=_user(user), reason=reason)
+    p.save(user=_acting(user, p), reason=reason)
     return p
