@@ -98,7 +98,8 @@ def trial(store: Any) -> Any:
     _infuse(s, "K01", 2, D(2008, 1, 17), 4e7, "peripheral_vein")
     _infuse(s, "K02", 1, D(2008, 2, 15), 4e7, "peripheral_vein")
     s.record_adverse_event(participant="K01", term="Fever", grade=1, serious=False,
-                           relatedness="possible", onset_date="2008-01-11",
+                           relatedness_product="possible", relatedness_procedure="not_related",
+                           action_taken="none", onset_date="2008-01-11",
                            resolution_date="2008-01-13", outcome="recovered")
     return s
 

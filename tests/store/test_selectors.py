@@ -28,7 +28,8 @@ def trial(store: Any) -> Any:
     released_batch(store, "B1", "K01", release_date=DAY0)  # product lifecycle to the bedside
     administer(store, "K01", "B1", DAY0, cells=5e7, route="portal_vein")
     store.record_adverse_event(participant="K01", term="Fever", grade=1, serious=False,
-                               relatedness="possible", onset_date="2008-01-21",
+                               relatedness_product="possible", relatedness_procedure="not_related",
+                               action_taken="none", onset_date="2008-01-21",
                                resolution_date="2008-01-23", outcome="recovered")  # fmt: skip
     store.change_status(participant="K02", status="withdrawn", date="2008-02-10",
                         reason="moved away")  # fmt: skip

@@ -245,16 +245,19 @@ def test_adverse_event_validation(enrolled: Any, store: Any) -> None:
     with pytest.raises(store.StoreError, match="grade: 6 is not 1-5"):
         store.record_adverse_event(
             participant="K01", term="Fever", grade=6, serious=False,
-            relatedness="possible", onset_date=DAY0,
+            relatedness_product="unlikely", relatedness_procedure="not_related",
+            action_taken="none", onset_date=DAY0,
         )  # fmt: skip
-    with pytest.raises(store.StoreError, match="relatedness: 'maybe'"):
+    with pytest.raises(store.StoreError, match="relatedness_product: 'maybe'"):
         store.record_adverse_event(
             participant="K01", term="Fever", grade=1, serious=False,
-            relatedness="maybe", onset_date=DAY0,
+            relatedness_product="maybe", relatedness_procedure="not_related",
+            action_taken="none", onset_date=DAY0,
         )  # fmt: skip
     ae = store.record_adverse_event(
         participant="K01", term="Fever", grade=2, serious=False,
-        relatedness="possible", onset_date="2008-01-21",
+        relatedness_product="unlikely", relatedness_procedure="not_related",
+        action_taken="none", onset_date="2008-01-21",
     )  # fmt: skip
     ae = store.update_adverse_event(
         ae, resolution_date="2008-01-23", outcome="recovered", reason="follow-up"

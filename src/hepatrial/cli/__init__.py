@@ -59,6 +59,10 @@ COMMANDS: dict[str, tuple[str, str]] = {
     "restore": ("backup", "Restore a backup into a new store and verify it."),
     "product": ("product", "The cell product vein to vein: harvest, QC, release, custody, "
                 "infusion."),
+    "ae": ("safety", "Record and follow up adverse events (CTCAE v5.0)."),
+    "sae": ("safety", "The SAE chain: signed reports, causality, worklist, CIOMS form."),
+    "safety": ("safety", "Stopping rules: status, signed DSMB resume, lab-derived AE scan."),
+    "dsmb": ("safety", "Write the DSMB's open and closed reports."),
 }
 
 

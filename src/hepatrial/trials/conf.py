@@ -33,6 +33,16 @@ ENV_ORIGINS = "HEPATRIAL_CSRF_TRUSTED_ORIGINS"
 ENV_HTTPS = "HEPATRIAL_HTTPS"
 ENV_IDLE = "HEPATRIAL_SESSION_IDLE_MINUTES"
 ENV_DEBUG = "HEPATRIAL_DEBUG"
+ENV_EMAIL_BACKEND = "HEPATRIAL_EMAIL_BACKEND"
+ENV_EMAIL_HOST = "HEPATRIAL_EMAIL_HOST"
+ENV_EMAIL_PORT = "HEPATRIAL_EMAIL_PORT"
+ENV_EMAIL_USER = "HEPATRIAL_EMAIL_HOST_USER"
+ENV_EMAIL_PASSWORD = "HEPATRIAL_EMAIL_HOST_PASSWORD"
+ENV_EMAIL_TLS = "HEPATRIAL_EMAIL_USE_TLS"
+ENV_EMAIL_SSL = "HEPATRIAL_EMAIL_USE_SSL"
+ENV_EMAIL_FROM = "HEPATRIAL_EMAIL_FROM"
+ENV_EMAIL_FILE_PATH = "HEPATRIAL_EMAIL_FILE_PATH"
+ENV_EMAIL_RECIPIENTS = "HEPATRIAL_EMAIL_RECIPIENTS"
 
 #: every environment variable the store reads, with what it sets (``hepatrial serve --help``
 #: and the README list them from here)
@@ -46,6 +56,28 @@ ENVIRONMENT: dict[str, str] = {
     ENV_HTTPS: "1: served over HTTPS (secure cookies, HSTS, the proxy's X-Forwarded-Proto)",
     ENV_IDLE: "minutes of inactivity before a session ends (default 30)",
     ENV_DEBUG: "1: Django debug pages (never in production)",
+    ENV_EMAIL_BACKEND: "safety notifications: smtp, console, file, locmem or dummy (default "
+    "dummy: nothing is sent, each notification is logged as not sent), or a dotted backend path",
+    ENV_EMAIL_HOST: "SMTP server (default localhost)",
+    ENV_EMAIL_PORT: "SMTP port (default 25)",
+    ENV_EMAIL_USER: "SMTP user name",
+    ENV_EMAIL_PASSWORD: "SMTP password",
+    ENV_EMAIL_TLS: "1: STARTTLS to the SMTP server",
+    ENV_EMAIL_SSL: "1: implicit TLS to the SMTP server",
+    ENV_EMAIL_FROM: "sender address of the notifications (default hepatrial@localhost)",
+    ENV_EMAIL_FILE_PATH: "folder the 'file' backend writes the messages to",
+    ENV_EMAIL_RECIPIENTS: "addresses of the recipients the protocol names, e.g. "
+    "'sponsor=pv@example.org,qppv@example.org;dsmb=chair@example.org' (users with a role and "
+    "an e-mail address are added)",
+}
+
+#: short names of HEPATRIAL_EMAIL_BACKEND -> Django e-mail backends
+EMAIL_BACKENDS: dict[str, str] = {
+    "smtp": "django.core.mail.backends.smtp.EmailBackend",
+    "console": "django.core.mail.backends.console.EmailBackend",
+    "file": "django.core.mail.backends.filebased.EmailBackend",
+    "locmem": "django.core.mail.backends.locmem.EmailBackend",
+    "dummy": "django.core.mail.backends.dummy.EmailBackend",
 }
 
 _LOCAL_HOSTS = ["127.0.0.1", "localhost", "[::1]", "testserver"]
@@ -71,6 +103,59 @@ def _env_minutes(name: str, default: int) -> int:
     if not value.isascii() or not value.isdigit() or not 1 <= int(value) <= 24 * 60:
         raise ValueError(f"{name}: {value!r} is not a whole number of minutes from 1 to 1440")
     return int(value)
+
+
+def parse_recipients(text: str) -> dict[str, list[str]]:
+    """``"sponsor=a@x,b@x;dsmb=c@x"`` -> ``{"sponsor": ["a@x", "b@x"], "dsmb": ["c@x"]}``.
+
+    Raises ``ValueError`` naming the variable for a part without ``=`` or an address
+    without ``@``."""
+    out: dict[str, list[str]] = {}
+    for part in (p.strip() for p in text.split(";")):
+        if not part:
+            continue
+        name, sep, addresses = part.partition("=")
+        if not sep or not name.strip():
+            raise ValueError(f"{ENV_EMAIL_RECIPIENTS}: {part!r} is not RECIPIENT=ADDRESS[,ADDRESS]")
+        values = [a.strip() for a in addresses.split(",") if a.strip()]
+        bad = [a for a in values if "@" not in a]
+        if bad or not values:
+            raise ValueError(f"{ENV_EMAIL_RECIPIENTS}: {part!r}: "
+                             f"{bad[0] if bad else 'no address'!r} is not an e-mail address")
+        out.setdefault(name.strip(), []).extend(values)
+    return out
+
+
+def email_settings() -> dict[str, Any]:
+    """The e-mail settings of the safety notifications from ``HEPATRIAL_EMAIL_*``
+    (:data:`ENVIRONMENT`); ``ValueError`` names a variable whose value cannot be used."""
+    name = os.environ.get(ENV_EMAIL_BACKEND, "").strip() or "dummy"
+    backend = EMAIL_BACKENDS.get(name, name)
+    if "." not in backend:
+        raise ValueError(f"{ENV_EMAIL_BACKEND}: {name!r} is not one of "
+                         f"{', '.join(EMAIL_BACKENDS)} or a dotted backend path")
+    port = os.environ.get(ENV_EMAIL_PORT, "").strip() or "25"
+    if not port.isascii() or not port.isdigit() or not 0 < int(port) < 65536:
+        raise ValueError(f"{ENV_EMAIL_PORT}: {port!r} is not a port number")
+    out: dict[str, Any] = {
+        "EMAIL_BACKEND": backend,
+        "EMAIL_HOST": os.environ.get(ENV_EMAIL_HOST, "").strip() or "localhost",
+        "EMAIL_PORT": int(port),
+        "EMAIL_HOST_USER": os.environ.get(ENV_EMAIL_USER, ""),
+        "EMAIL_HOST_PASSWORD": os.environ.get(ENV_EMAIL_PASSWORD, ""),
+        "EMAIL_USE_TLS": _env_flag(ENV_EMAIL_TLS),
+        "EMAIL_USE_SSL": _env_flag(ENV_EMAIL_SSL),
+        "DEFAULT_FROM_EMAIL": os.environ.get(ENV_EMAIL_FROM, "").strip() or "hepatrial@localhost",
+        "HEPATRIAL_SAFETY_RECIPIENTS": parse_recipients(os.environ.get(ENV_EMAIL_RECIPIENTS, "")),
+    }
+    if out["EMAIL_USE_TLS"] and out["EMAIL_USE_SSL"]:
+        raise ValueError(f"{ENV_EMAIL_TLS} and {ENV_EMAIL_SSL} cannot both be on")
+    path = os.environ.get(ENV_EMAIL_FILE_PATH, "").strip()
+    if path:
+        out["EMAIL_FILE_PATH"] = path
+    elif backend == EMAIL_BACKENDS["file"]:
+        raise ValueError(f"{ENV_EMAIL_BACKEND}=file needs {ENV_EMAIL_FILE_PATH} (a folder)")
+    return out
 
 
 def parse_database_url(url: str) -> dict[str, Any]:
@@ -260,4 +345,6 @@ def build_settings(db: str | Path | None = None) -> dict[str, Any]:
         # axes.W006 asks for the IP address among the lockout parameters: hepatrial locks the
         # account (user name) whatever the address, which rotating addresses cannot bypass
         "SILENCED_SYSTEM_CHECKS": ["axes.W006"],
+        # safety notifications (hepatrial.trials.services.safety): HEPATRIAL_EMAIL_*
+        **email_settings(),
     }

@@ -46,6 +46,8 @@ __all__ = [
     "PRODUCT_COLUMNS",
     "administrations_frame",
     "adverse_events_frame",
+    "ae_details_frame",
+    "ae_record_id",
     "age_in_whole_years",
     "api_participant",
     "api_participants",
@@ -60,6 +62,10 @@ __all__ = [
     "product_record",
     "products_frame",
     "protocol_record",
+    "sae_cases",
+    "sae_form_record",
+    "safety_data",
+    "safety_labs_frame",
     "sites",
     "status_history_frame",
     "visits_frame",
@@ -414,6 +420,8 @@ def adverse_events_frame() -> pd.DataFrame:
         ),
         cols,
     )  # fmt: skip
+    # ``related`` is the stored ``relatedness``: the higher of the relatedness to the cell
+    # product and to a trial procedure (hepatrial.trials.validators.adverse_event)
     ae["onset_day"] = _days(ae["onset_date"], ae["day0"])
     ae["resolved_day"] = _days(ae["resolution_date"], ae["day0"])
     ae["grade"] = ae["grade"].astype("int64")
@@ -465,6 +473,338 @@ def status_history_frame() -> pd.DataFrame:
     return df.sort_values(["participant_id", "recorded_at"], kind="mergesort").reset_index(
         drop=True
     )
+
+
+# ============================================================================ safety (issue 12)
+#: analyte -> input column of :func:`hepatrial.scores.score_columns` (canonical units), the
+#: same inputs the exporter derives the dataset's scores from (hepatrial.ingest.dataset)
+_SCORE_INPUTS: dict[str, str] = {
+    "bilirubin": "bilirubin_umol_l", "creatinine": "creatinine_umol_l", "albumin": "albumin_g_l",
+    "inr": "inr", "sodium": "sodium_mmol_l", "ast": "ast_u_l", "alt": "alt_u_l",
+    "platelets": "platelets_10e9_l",
+}  # fmt: skip
+_SAFETY_LAB_COLUMNS = ["participant_id", "visit", "nominal_day", "analyte", "value", "date"]
+#: the adverse-event columns the stopping rules read: a change of one of them re-dates the
+#: event's evidence (``recorded_at``), a change of any other (e.g. a resolution date) does not
+_RULE_FIELDS = ("term", "grade", "serious", "relatedness", "relatedness_product",
+                "relatedness_procedure", "procedure", "onset_date", "outcome", "meddra_code")
+
+
+def ae_record_id(pk: int) -> str:
+    """The id of an adverse event in the safety records and reports (``AE-<pk>``)."""
+    return f"AE-{pk}"
+
+
+def safety_labs_frame(analytes: list[str] | tuple[str, ...]) -> pd.DataFrame:
+    """The values of ``analytes`` at every visit, as the stopping-rule evaluator reads them:
+    ``participant_id, visit, nominal_day, analyte, value, date`` (date = the visit's actual
+    date), sorted by participant, day, visit, analyte.
+
+    An analyte that is a lab is the stored value (canonical unit); any other is a score
+    computed per visit by :func:`hepatrial.scores.score_columns` from that visit's labs, the
+    participant's sex, age (at consent + actual day / 365.25) and dialysis, exactly as the
+    analysis dataset derives it (``tests/store/test_safety_status.py`` compares them)."""
+    wanted = list(dict.fromkeys(analytes))
+    keys = _visits(with_details=False)
+    labs = _labs(keys, details=False)
+    dates = dict(zip(keys["participant_id"] + "\x00" + keys["visit"], keys["actual_date"],
+                     strict=True))
+    parts = [labs[labs["analyte"].isin(wanted)][["participant_id", "visit", "nominal_day",
+                                                 "analyte", "value"]]]
+    scores = [a for a in wanted if a not in set(labs["analyte"]) and a not in _SCORE_INPUTS]
+    if scores and len(labs):
+        parts.append(_visit_scores(labs, keys, scores))
+    out = pd.concat([p for p in parts if len(p)], ignore_index=True) if any(
+        len(p) for p in parts) else pd.DataFrame(columns=_SAFETY_LAB_COLUMNS[:-1])
+    out["date"] = [dates.get(f"{p}\x00{v}") for p, v in zip(out["participant_id"], out["visit"],
+                                                             strict=True)]
+    out = out[_SAFETY_LAB_COLUMNS]
+    out["nominal_day"] = out["nominal_day"].astype("int64")
+    out["value"] = out["value"].astype(float)
+    return _sorted(out, ["participant_id", "nominal_day", "visit", "analyte"])
+
+
+def _visit_scores(labs: pd.DataFrame, keys: pd.DataFrame, scores: list[str]) -> pd.DataFrame:
+    import numpy as np
+
+    from hepatrial.scores import score_columns
+
+    k = ["participant_id", "visit"]
+    inputs = labs[labs["analyte"].isin(_SCORE_INPUTS)]
+    wide = inputs.pivot(index=k, columns="analyte", values="value").reset_index()
+    wide = wide.merge(keys[[*k, "nominal_day", "actual_day"]].drop_duplicates(k), on=k)
+    clin = _clinical(keys)[[*k, "dialysis_last_week"]].drop_duplicates(k)
+    wide = wide.merge(clin, on=k, how="left")
+    ppl = participants_frame()[["participant_id", "sex", "age"]]
+    wide = wide.merge(ppl, on="participant_id", how="left")
+    mapping: dict[str, Any] = {name: wide[code].to_numpy(dtype=float)
+                               for code, name in _SCORE_INPUTS.items() if code in wide.columns}
+    mapping["dialysis"] = wide["dialysis_last_week"].map(
+        {True: "true", False: "false"}).fillna("false").to_numpy(dtype=object)
+    days = pd.to_numeric(wide["actual_day"], errors="coerce").to_numpy(dtype=float)
+    age = pd.to_numeric(wide["age"], errors="coerce").astype("Float64").to_numpy(
+        dtype=float, na_value=np.nan)
+    mapping["age"] = np.where(np.isfinite(days), age + days / 365.25, age)
+    mapping["sex"] = wide["sex"].to_numpy(dtype=object)
+    got = score_columns(mapping, errors="coerce")
+    parts = []
+    for name in scores:
+        if name not in got:
+            continue
+        vals = np.asarray(got[name], dtype=float)
+        ok = np.isfinite(vals)
+        parts.append(pd.DataFrame({"participant_id": wide["participant_id"].to_numpy()[ok],
+                                   "visit": wide["visit"].to_numpy()[ok],
+                                   "nominal_day": wide["nominal_day"].to_numpy()[ok],
+                                   "analyte": name, "value": vals[ok]}))
+    if not parts:
+        return pd.DataFrame(columns=["participant_id", "visit", "nominal_day", "analyte",
+                                     "value"])
+    return pd.concat(parts, ignore_index=True)
+
+
+def _evidence_times() -> dict[int, _dt.datetime]:
+    """Per adverse event: when the store learnt of its current state as the rules read it
+    (the first history row of the latest run of rows equal on :data:`_RULE_FIELDS`)."""
+    out: dict[int, _dt.datetime] = {}
+    last: dict[int, tuple[Any, ...]] = {}
+    for row in AdverseEvent.history.order_by("history_id").values(
+            "id", "history_date", "history_type", *_RULE_FIELDS):
+        key = tuple(row[f] for f in _RULE_FIELDS)
+        if row["history_type"] == "-":
+            out.pop(row["id"], None)
+            last.pop(row["id"], None)
+            continue
+        if last.get(row["id"]) != key:
+            out[row["id"]] = row["history_date"]
+            last[row["id"]] = key
+    return out
+
+
+def safety_data(protocol: Any) -> Any:
+    """Everything the stopping rules read, from the store, as
+    :class:`hepatrial.protocol.safety.SafetyData` (the one source of ``hepatrial safety
+    status``, the dosing gate and the DSMB report):
+
+    * adverse events (id ``AE-<pk>``): CTCAE term, grade, serious, relatedness to the product
+      and to a procedure, onset, outcome, procedure, ``recorded_at`` = when the store learnt of
+      the state the rules read (:func:`_evidence_times`). An event stored before migration
+      0005 has no separate relatedness to a procedure: its single relatedness is used for
+      both (the conservative reading: the old judgement was about the treatment as a whole);
+    * administrations (id ``ADM-<pk>``): date and route;
+    * the lab values of the protocol's lab-rise rules (:func:`safety_labs_frame`);
+    * DSMB decisions (id ``DSMB-<pk>``): rule, decision, reason, signed at;
+    * deaths: participants whose status is died, on their status date, recorded when the
+      status became died (audit history).
+    """
+    from hepatrial.protocol import safety as ps
+    from hepatrial.trials.models.safety import DSMBDecision
+
+    plan = getattr(protocol, "safety", None)
+    analytes = [r.analyte for r in (plan.stopping_rules if plan is not None else ())
+                if isinstance(r, ps.LabRiseRule)]
+    seen = _evidence_times()
+    aes = []
+    for a in AdverseEvent.objects.order_by("pk").values(
+            "pk", "participant__study_id", "term", "grade", "serious", "relatedness",
+            "relatedness_product", "relatedness_procedure", "onset_date", "outcome",
+            "meddra_code", "procedure"):
+        coded = a["meddra_code"] is not None
+        aes.append(ps.AdverseEventRecord(
+            id=ae_record_id(a["pk"]), participant_id=a["participant__study_id"],
+            term=a["term"], grade=int(a["grade"]), serious=bool(a["serious"]),
+            related_product=a["relatedness_product"] or a["relatedness"],
+            related_procedure=a["relatedness_procedure"] or a["relatedness"],
+            onset=a["onset_date"], outcome=a["outcome"],
+            meddra_code=a["meddra_code"] if coded else None, procedure=a["procedure"],
+            recorded_at=seen.get(a["pk"])))
+    admins = [ps.Administration(f"ADM-{pk}", pid, d, r) for pk, pid, d, r in
+              Administration.objects.order_by("pk").values_list(
+                  "pk", "participant__study_id", "date", "route")]
+    decisions = [ps.DsmbDecision(f"DSMB-{pk}", rule, at, dec, why) for pk, rule, at, dec, why in
+                 DSMBDecision.objects.order_by("pk").values_list(
+                     "pk", "rule_id", "signed_at", "decision", "reason")]
+    died = {pid: (sid, d) for pid, sid, d in Participant.objects.filter(
+        status="died").values_list("pk", "study_id", "status_date")}
+    became: dict[int, _dt.datetime] = {}
+    if died:
+        prev: dict[int, str] = {}
+        for hid, st, when in Participant.history.filter(id__in=list(died)).order_by(
+                "history_id").values_list("id", "status", "history_date"):
+            if st == "died" and prev.get(hid) != "died":
+                became[hid] = when
+            prev[hid] = st
+    deaths = [ps.Death(sid, d, became.get(pid)) for pid, (sid, d) in sorted(
+        died.items(), key=lambda kv: kv[1][0])]
+    labs = ps.SafetyData.from_frames(labs=safety_labs_frame(analytes)).labs if analytes else ()
+    return ps.SafetyData(adverse_events=tuple(aes), administrations=tuple(admins), labs=labs,
+                         decisions=tuple(decisions), deaths=tuple(deaths))
+
+
+def ae_details_frame() -> pd.DataFrame:
+    """Per adverse event: ``id`` (``AE-<pk>``), ``seriousness_criteria`` (list of ICH E2A
+    codes, empty when none recorded) and ``resolution_date`` — the SAE listing's details
+    (:func:`hepatrial.report.dsmb.build_dsmb`); sorted by id's pk."""
+    rows = [(ae_record_id(pk), list(c or []), r) for pk, c, r in AdverseEvent.objects.order_by(
+        "pk").values_list("pk", "seriousness_criteria", "resolution_date")]
+    return _frame(rows, ["id", "seriousness_criteria", "resolution_date"])
+
+
+def sae_cases(plan: Any, now: _dt.datetime, *, pks: list[int] | None = None
+              ) -> list[dict[str, Any]]:  # fmt: skip
+    """The SAE worklist: one entry per serious adverse event with every report it owes now
+    (:func:`hepatrial.protocol.safety.sae_due_dates` on the store's records) and its status
+    (``submitted``, ``late``, ``pending``, ``overdue``), oldest awareness first.
+
+    SUSAR (ICH E2A III.A): serious, at least possibly related to the product in the
+    investigator's or the sponsor's opinion (the higher counts: the sponsor cannot downgrade
+    the investigator's causality), and unexpected — the sponsor's expectedness when assessed,
+    else the reference safety information's. Fatal or life-threatening: grade 5, outcome
+    fatal, or the criterion death or life-threatening. The sponsor became aware when the
+    initial report was submitted (else with the site). The follow-ups stop after a final one.
+    A serious event without an awareness time (stored before migration 0005) has no clock:
+    ``reports`` is empty and ``problem`` says why. ``pks``: only these adverse events."""
+    from hepatrial import vocab
+    from hepatrial.protocol import safety as ps
+    from hepatrial.trials.models.safety import SAEAssessment, SAEReport
+
+    reps = SAEReport.objects.order_by("submitted_at", "pk")
+    spons = SAEAssessment.objects.filter(assessor="sponsor").order_by("signed_at", "pk")
+    qs = AdverseEvent.objects.filter(serious=True).select_related("participant").order_by("pk")
+    if pks is not None:
+        reps, spons = reps.filter(adverse_event_id__in=pks), spons.filter(
+            adverse_event_id__in=pks)
+        qs = qs.filter(pk__in=pks)
+    reports: dict[int, list[Any]] = {}
+    for r in reps:
+        reports.setdefault(r.adverse_event_id, []).append(r)
+    sponsor: dict[int, Any] = {}
+    for a in spons:
+        sponsor[a.adverse_event_id] = a
+    out = []
+    for ae in qs:
+        mine = reports.get(ae.pk, [])
+        sp = sponsor.get(ae.pk)
+        rel = max((x for x in (ae.relatedness_product or ae.relatedness,
+                               sp.relatedness_product if sp else None) if x),
+                  key=vocab.codes(vocab.RELATEDNESS).index)
+        expected = sp.expectedness if sp is not None and sp.expectedness else \
+            ae.expectedness_product
+        if expected is None and rel in vocab.RELATED_CODES and ae.ctcae_version and plan:
+            expected = ps.expectedness(plan, ae.term, ae.grade, "product")
+        susar = bool(expected) and ps.is_susar(True, rel, expected)
+        crit = set(ae.seriousness_criteria or [])
+        fatal_lt = ae.grade == 5 or ae.outcome == "fatal" or bool(
+            crit & {"death", "life_threatening"})
+        made: dict[str, _dt.datetime] = {}
+        for r in mine:
+            if r.kind == "follow_up":
+                made["follow_up"] = r.submitted_at
+            else:
+                made.setdefault(r.kind, r.submitted_at)
+        final = any(r.final for r in mine)
+        case: dict[str, Any] = {
+            "adverse_event": ae, "id": ae_record_id(ae.pk), "participant_id":
+            ae.participant.study_id, "term": ae.label, "grade": ae.grade, "susar": susar,
+            "fatal_or_life_threatening": fatal_lt, "expectedness": expected,
+            "relatedness_product": rel, "final_follow_up": final, "submitted": mine,
+            "reports": [], "problem": None}  # fmt: skip
+        if ae.aware_at is None or plan is None:
+            case["problem"] = ("no time of awareness recorded (stored before the SAE clocks): "
+                               "enter it with hepatrial ae update") if plan is not None else \
+                "the protocol has no [safety] section"
+            out.append(case)
+            continue
+        first_initial = made.get("initial")
+        dues = ps.sae_due_dates(plan.reporting, site_aware_at=ae.aware_at,
+                                sponsor_aware_at=first_initial, susar=susar,
+                                fatal_or_life_threatening=fatal_lt, reports=made,
+                                resolved=final)
+        for d in dues:
+            sub = None if d.kind == "follow_up" else made.get(d.kind)
+            case["reports"].append({"kind": d.kind, "deadline": d.deadline,
+                                    "due_date": d.due_date, "basis": d.basis,
+                                    "source": d.source, "submitted_at": sub,
+                                    "status": d.status(sub, now), "due": d})
+        out.append(case)
+    out.sort(key=lambda c: (c["adverse_event"].aware_at or _dt.datetime.max.replace(
+        tzinfo=_dt.UTC), c["adverse_event"].pk))
+    return out
+
+
+def sae_form_record(pk: int, protocol: Any, now: _dt.datetime | None = None) -> dict[str, Any]:
+    """Everything the CIOMS-I-style form of adverse event ``pk`` shows, as plain values
+    (:func:`hepatrial.report.sae_form.SaeForm.from_dict`): protocol, patient (study id, site,
+    sex, year of birth, age at onset in whole years), the event (CTCAE coding, grade and its
+    definition, dates, outcome, action, seriousness criteria, awareness), the suspect product
+    (administrations), causality (investigator, sponsor), expectedness, SUSAR, the signed
+    reports and the reports due now, and the ledger entry of the event as shown."""
+    from hepatrial.trials.models import AuditLedger
+    from hepatrial.trials.models.safety import SAEAssessment, SAEReport
+
+    ae = AdverseEvent.objects.select_related("participant__site").get(pk=pk)
+    p = ae.participant
+    plan = getattr(protocol, "safety", None)
+    now = now or _dt.datetime.now(_dt.UTC)
+    case = next(iter(sae_cases(plan, now, pks=[pk])), None) if ae.serious else None
+    adm = [{"date": d, "route": r, "cells_total": float(c), "cells_per_kg": None if k is None
+            else float(k), "batch_id": b} for d, r, c, k, b in Administration.objects.filter(
+        participant=p).order_by("date", "pk").values_list("date", "route", "cells_total",
+                                                        "cells_per_kg", "batch_id")]
+    sponsor = SAEAssessment.objects.filter(adverse_event=ae, assessor="sponsor").order_by(
+        "signed_at", "pk").last()
+    inv = SAEAssessment.objects.filter(adverse_event=ae, assessor="investigator").order_by(
+        "signed_at", "pk").last()
+    hl = AdverseEvent.history.model._meta.label_lower
+    entry = AuditLedger.objects.filter(history_model=hl, object_pk=str(pk)).order_by(
+        "-seq").values_list("seq", "chain_hash").first()
+
+    def signed(x: Any) -> dict[str, Any]:
+        return {"printed_name": x.printed_name, "role": x.signer_role, "meaning": x.meaning,
+                "signed_at": x.signed_at}
+
+    product = getattr(protocol, "product", None)
+    return {
+        "report_id": ae_record_id(pk),
+        "protocol": {"name": protocol.name, "title": protocol.title,
+                     "version": protocol.version, "registration": protocol.registration},
+        "product": {"name": product.name if product is not None else "investigational product",
+                    "administrations": adm},
+        "patient": {"study_id": p.study_id, "site": p.site.code, "sex": p.sex,
+                    "year_of_birth": p.year_of_birth, "age": age_in_whole_years(
+                        p.year_of_birth, ae.onset_date), "etiology": p.etiology,
+                    "status": p.status, "status_date": p.status_date},
+        "event": {"term": ae.term, "specify": ae.specify, "label": ae.label,
+                  "meddra_code": ae.meddra_code, "soc": ae.soc, "ctcae_version":
+                  ae.ctcae_version, "grade": ae.grade, "grade_definition": ae.grade_definition,
+                  "onset_date": ae.onset_date, "resolution_date": ae.resolution_date,
+                  "outcome": ae.outcome, "action_taken": ae.action_taken,
+                  "serious": ae.serious, "seriousness_criteria": list(
+                      ae.seriousness_criteria or []), "aware_at": ae.aware_at,
+                  "aware_local": ae.aware_local, "aware_time_zone": ae.aware_time_zone},
+        "causality": {
+            "investigator": {"relatedness_product": ae.relatedness_product or ae.relatedness,
+                             "relatedness_procedure": ae.relatedness_procedure,
+                             "procedure": ae.procedure,
+                             "signed": signed(inv) if inv is not None else None},
+            "sponsor": None if sponsor is None else {
+                "relatedness_product": sponsor.relatedness_product,
+                "relatedness_procedure": sponsor.relatedness_procedure,
+                "procedure": sponsor.procedure, "expectedness": sponsor.expectedness,
+                "comment": sponsor.comment, "signed": signed(sponsor)}},
+        "expectedness": {"product": ae.expectedness_product,
+                         "procedure": ae.expectedness_procedure, "rsi": ae.rsi_version},
+        "susar": bool(case and case["susar"]),
+        "reports": [{"kind": r.kind, "submitted_at": r.submitted_at, "deadline": r.deadline,
+                     "on_time": r.on_time, "final": r.final, "narrative": r.narrative,
+                     **signed(r)} for r in SAEReport.objects.filter(adverse_event=ae).order_by(
+                         "submitted_at", "pk")],
+        "due": [] if case is None else [
+            {"kind": r["kind"], "due_date": r["due_date"], "deadline": r["deadline"],
+             "status": r["status"], "basis": r["basis"]} for r in case["reports"]],
+        "time_zone": plan.reporting.time_zone if plan is not None else "UTC",
+        "ledger": {"seq": entry[0], "chain_hash": entry[1]} if entry else None,
+    }
 
 
 # ============================================================================ REST API (issue 10)
