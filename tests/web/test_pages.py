@@ -136,7 +136,7 @@ def test_casebook(world: Any, login: Any) -> None:
     assert got["W24"] == ("not_due", _d(-7 + 168 - 14), _d(-7 + 168), _d(-7 + 168 + 14))
     assert got["D0"][0] == "done"
     d0 = re.search(r'data-visit="D0">.*?</tr>', page, re.S).group(0)
-    assert "labs 3/4" in d0 and "incomplete: albumin" in d0
+    assert "items 3/4" in d0 and "incomplete: albumin" in d0
 
 
 def test_field_history_one_click_away(world: Any, login: Any) -> None:

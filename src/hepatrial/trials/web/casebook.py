@@ -13,7 +13,7 @@ from hepatrial import vocab
 from hepatrial.trials import selectors_web, services
 from hepatrial.trials.web.access import ecrf_view
 from hepatrial.trials.web.charts import sparkline
-from hepatrial.trials.web.common import FieldErrors, hx, today
+from hepatrial.trials.web.common import FieldErrors, hx, optional_module, today
 from hepatrial.trials.web.screening import STATUS_ACTIONS
 
 
@@ -41,6 +41,10 @@ def casebook_context(request: HttpRequest, p: Any) -> dict[str, Any]:
     spark = sparkline([(r["day"], r["value"], r["visit"]) for r in trajectory],
                       label=f"MELD ({variant}) by study day")
     rows = selectors_web.visit_rows(proto, p, today())
+    queries = optional_module("queries")
+    counts = queries.open_counts([p.pk]) if queries is not None else {}
+    for r in rows:
+        r["open_queries"] = counts.get((p.pk, r["visit"].pk), 0)
     sigs = selectors_web.valid_signatures([p.pk]).get((p.pk, None), [])
     trial_locked, locked_p, _v = selectors_web.active_locks_by_visit([p.pk])
     return {
