@@ -46,8 +46,12 @@ def _field_errors(html: str, name: str) -> list[str]:
 
 def test_lab_panel_lists_every_analyte_due_with_registry_units(world: Any, login: Any) -> None:
     page = login("coordinator").get(W1).content.decode()
-    assert re.findall(r'data-analyte="([a-z_]+)"', page) == ["bilirubin", "creatinine", "inr",
-                                                             "albumin"]
+    panel = re.search(r'id="lab-panel".*?</table>', page, re.S).group(0)
+    assert re.findall(r'data-analyte="([a-z_]+)"', panel) == ["bilirubin", "creatinine", "inr",
+                                                              "albumin"]
+    more = re.search(r'id="more-tests".*?</details>', page, re.S).group(0)
+    assert "sodium" in re.findall(r'data-analyte="([a-z_]+)"', more)
+    assert "weight" not in re.findall(r'data-analyte="([a-z_]+)"', more)
     units = re.search(r'<select name="lab-creatinine-unit".*?</select>', page, re.S).group(0)
     assert re.findall(r'<option value="([^"]+)"', units) == ["umol/L", "mg/dL"]
     w = [world.day0.toordinal() + d for d in (5, 7, 9)]
@@ -210,6 +214,19 @@ def test_live_scores(world: Any, login: Any) -> None:
                   ).content.decode()
     assert "Not used" in html and "bilirubin" in html.split("Not used")[1]
     assert _labs("A1", "W1") == {}
+
+
+def test_a_test_not_due_is_entered_too(world: Any, login: Any) -> None:
+    """Sodium is not due at W1 in this protocol; entered, it is stored and MELD-Na shows."""
+    c = login("coordinator")
+    form = _w1(**{"lab-sodium": "131", "lab-sodium-unit": "mmol/L"})
+    html = c.post(W1 + "scores/", form).content.decode()
+    na = float(scores.meld_na(2.0, 1.0, 1.4, 131, units="conventional", variant="kim2008"))
+    assert re.search(rf'data-score="meld_na_kim2008">.*?<strong>{na:.1f}</strong>', html, re.S)
+    assert c.post(W1, form).status_code == 302
+    assert _labs("A1", "W1")["sodium"] == ("131", "mmol/L", 131.0, "mmol/L")
+    panel = re.search(r'id="lab-panel".*?</table>', c.get(W1).content.decode(), re.S).group(0)
+    assert 'data-analyte="sodium"' in panel and "(not due)" in panel
 
 
 def test_casebook_meld_trajectory(world: Any, login: Any) -> None:

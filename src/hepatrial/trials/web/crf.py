@@ -81,14 +81,33 @@ class LabRow:
     needs_confirm: bool = False
 
 
+def _panel(items: Any, post: Mapping[str, Any] | None) -> list[str]:
+    """The analytes of the lab panel: those due at the visit (protocol order), then those
+    stored, then those entered in the form among the optional ones (:func:`optional_analytes`),
+    alphabetically."""
+    due = [a for a in items.due if a not in _CLINICAL_ITEM]
+    more = set(items.labs)
+    if post is not None:
+        more |= {a for a in optional_analytes(items) if str(post.get(f"lab-{a}", "")).strip()}
+    return [*due, *sorted(more - set(due))]
+
+
+def optional_analytes(items: Any) -> list[str]:
+    """Registry analytes the protocol does not ask for at this visit and not stored (the form
+    offers them, e.g. sodium for MELD-Na and MELD 3.0); weight is the clinical assessment's."""
+    from hepatrial.protocol import analytes
+
+    return [a for a in sorted(analytes.ANALYTES)
+            if a not in items.due and a not in items.labs and a not in _CLINICAL_ITEM]
+
+
 def _lab_rows(proto: Any, visit: Any, items: Any, post: Mapping[str, Any] | None,
               errs: FieldErrors, confirm_needed: set[str]) -> list[LabRow]:
     from hepatrial.protocol import analytes
 
     due = [a for a in items.due if a not in _CLINICAL_ITEM]
-    extra = sorted(a for a in items.labs if a not in due)
     rows = []
-    for code in [*due, *extra]:
+    for code in _panel(items, post):
         a = analytes.analyte(code)
         lab = items.labs.get(code)
         r = LabRow(code, a.label, tuple(a.units), a.unit, a.expected, a.limits, code in due,
@@ -112,6 +131,20 @@ def _lab_rows(proto: Any, visit: Any, items: Any, post: Mapping[str, Any] | None
         r.needs_confirm = code in confirm_needed
         rows.append(r)
     return rows
+
+
+def _lab_rows_for(codes: list[str], items: Any, post: Mapping[str, Any] | None,
+                  errs: FieldErrors) -> list[LabRow]:
+    """Empty rows of optional analytes (collapsed under "another test")."""
+    from hepatrial.protocol import analytes
+
+    out = []
+    for code in codes:
+        a = analytes.analyte(code)
+        r = LabRow(code, a.label, tuple(a.units), a.unit, a.expected, a.limits, False,
+                   unit_value=a.unit)
+        out.append(r)
+    return out
 
 
 def _clinical_rows(assessment: Any, post: Mapping[str, Any] | None, errs: FieldErrors,
@@ -231,6 +264,9 @@ def crf_context(request: HttpRequest, p: Any, visit: Any, *,
             visit.status, window, today()),
         "items": items, "procedures": procedures,
         "labs": _lab_rows(proto, visit, items, post, errs, confirm_needed or set()),
+        "optional_labs": _lab_rows_for(
+            [a for a in optional_analytes(items) if not str((post or {}).get(
+                f"lab-{a}", "")).strip()], items, post, errs),
         "clinical": _clinical_rows(items.clinical, post, errs, items),
         "errors": errs, "post": post or {},
         "actual_date": (post or {}).get("actual_date", visit.actual_date.isoformat()
@@ -289,9 +325,7 @@ def _save(request: HttpRequest, p: Any, visit: Any, post: Mapping[str, Any]
                 errs.add("actual_date", "the visit date cannot be removed here (a visit that "
                                         "did not take place is marked missed)")
             items = selectors_web.visit_items(proto, [visit])[visit.pk]
-            lab_codes = [a for a in items.due if a not in _CLINICAL_ITEM]
-            lab_codes += sorted(a for a in items.labs if a not in lab_codes)
-            for code in lab_codes:
+            for code in _panel(items, post):
                 value = str(post.get(f"lab-{code}", "")).strip()
                 unit = str(post.get(f"lab-{code}-unit", "")).strip()
                 nd = bool(post.get(f"lab-{code}-nd"))
