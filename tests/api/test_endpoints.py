@@ -101,6 +101,15 @@ def test_bad_query_parameters_are_422_naming_the_parameter(api: Any) -> None:
     problem(get(api, "/api/v1/participants?limit=abc"), 422, "validation")
 
 
+def test_unknown_query_parameters_are_refused_not_ignored(api: Any) -> None:
+    p = problem(get(api, "/api/v1/participants?sites=S01&stauts=withdrawn"), 422, "validation")
+    assert [(e["location"], e["field"]) for e in p["errors"]] == [("query", "sites"),
+                                                                   ("query", "stauts")]
+    assert "this operation has: limit, offset, site, status" in p["detail"]
+    p = problem(get(api, f"/api/v1/participants/{OWN}?verbose=1"), 422, "validation")
+    assert "this operation has: none" in p["detail"]
+
+
 def test_participant(api: Any) -> None:
     r = get(api, f"/api/v1/participants/{OWN}")
     assert r.status_code == 200

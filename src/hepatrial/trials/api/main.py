@@ -158,10 +158,20 @@ class Caller:
     site_ids: frozenset[int]
 
 
-def _caller(request: HttpRequest) -> Caller:
+def _caller(request: HttpRequest, query: frozenset[str] = frozenset()) -> Caller:
+    """The caller; a query parameter the operation does not have (``query``) is refused
+    (422), never ignored: a mistyped filter must not silently return everything."""
     from hepatrial.errors import PermissionDenied
     from hepatrial.trials.services.permissions import allowed, role_of, site_ids_of
 
+    unknown = sorted(set(request.GET) - query)
+    if unknown:
+        known = ", ".join(sorted(query)) or "none"
+        names = ", ".join(map(repr, unknown))
+        raise P.ApiProblem("validation", f"unknown query parameter(s) {names} (this "
+                           f"operation has: {known})",
+                           [P.item("query", k, f"not a parameter of this operation (it has: "
+                                   f"{known})") for k in unknown])
     user = request.auth  # type: ignore[attr-defined]
     role = role_of(user)
     if role is None or not allowed("view", role):
@@ -227,7 +237,7 @@ def list_participants(
     from hepatrial.trials import selectors
     from hepatrial.trials.models import Site
 
-    caller = _caller(request)
+    caller = _caller(request, frozenset({"site", "status", "limit", "offset"}))
     if site is not None:
         _key(site, "site", 30)
         if not Site.objects.filter(code=site, pk__in=caller.site_ids).exists():
