@@ -13,8 +13,13 @@ from hepatrial import vocab
 from hepatrial.trials import selectors_web, services
 from hepatrial.trials.web.access import ecrf_view
 from hepatrial.trials.web.charts import sparkline
-from hepatrial.trials.web.common import FieldErrors, hx, optional_module, today
-from hepatrial.trials.web.screening import STATUS_ACTIONS
+from hepatrial.trials.web.common import (
+    STATUS_ACTIONS,
+    FieldErrors,
+    hx,
+    optional_module,
+    today,
+)
 
 
 @ecrf_view("view")

@@ -11,6 +11,14 @@ from hepatrial import errors
 from hepatrial.trials.validators import RuleViolation
 from hepatrial.trials.validators._common import today as _today
 
+#: the participant statuses a user may set from the casebook (with a date and a reason)
+STATUS_ACTIONS: tuple[tuple[str, str], ...] = (
+    ("withdrawn", "Withdraw"),
+    ("died", "Death"),
+    ("transplanted", "Liver transplant"),
+    ("completed", "Completed follow-up"),
+)
+
 
 def today() -> _dt.date:
     """Today's date (UTC): the date every "not in the future" rule of the store uses."""

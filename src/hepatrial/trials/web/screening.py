@@ -27,15 +27,14 @@ from hepatrial.trials.validators import RuleViolation
 from hepatrial.trials.validators import eligibility as elig
 from hepatrial.trials.validators._common import Problem
 from hepatrial.trials.web.access import ecrf_view
-from hepatrial.trials.web.common import FieldErrors, parse_date, store_errors, today
-
-#: the participant statuses a user may set from the casebook (with a date and a reason)
-STATUS_ACTIONS: tuple[tuple[str, str], ...] = (
-    ("withdrawn", "Withdraw"),
-    ("died", "Death"),
-    ("transplanted", "Liver transplant"),
-    ("completed", "Completed follow-up"),
+from hepatrial.trials.web.common import (
+    STATUS_ACTIONS,
+    FieldErrors,
+    parse_date,
+    store_errors,
+    today,
 )
+
 DEMOGRAPHICS = ("study_id", "site", "sex", "year_of_birth", "etiology", "screening_date")
 
 
