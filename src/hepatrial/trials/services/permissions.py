@@ -69,6 +69,15 @@ PERMISSIONS: dict[str, tuple[frozenset[str], str]] = {
         frozenset({"monitor", "data-manager"}),
         "verify source data and raise queries",
     ),
+    "raise_query": (
+        frozenset({"monitor", "data-manager"}),
+        "raise a data query on any field, and close or re-open the queries they raised (and "
+        "the automatic ones)",
+    ),
+    "answer_query": (
+        frozenset({"coordinator", "investigator"}),
+        "answer the data queries of their sites' participants",
+    ),
     "lock": (frozenset({"data-manager", "admin"}), "lock a visit, a casebook or the trial"),
     "unlock": (
         frozenset({"data-manager", "admin"}),
