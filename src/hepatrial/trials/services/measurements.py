@@ -4,12 +4,20 @@ Every write is judged by :mod:`hepatrial.trials.validators.lab` /
 :mod:`~hepatrial.trials.validators.clinical` on create and on change (the whole record after the
 change); the ``check_*`` functions run the same validation without writing (the admin forms use
 them). A result needs a visit that has been done.
+
+A lab value outside the analyte's expected (soft) range is saved only when the caller confirms
+it was checked against the source (``confirmed_out_of_range=True``; the rule is
+:func:`hepatrial.trials.validators.query.soft_range_problem`); the confirmed value opens an
+automatic query (:func:`hepatrial.trials.services.queries.raise_soft_range_query`) in the same
+transaction.
 """
 
 from __future__ import annotations
 
 from collections.abc import Mapping
 from typing import Any
+
+from django.db import transaction
 
 from hepatrial.trials.base import require_reason
 from hepatrial.trials.models import (
@@ -21,9 +29,9 @@ from hepatrial.trials.models import (
 from hepatrial.trials.services._common import (
     StoreError,
     _participant,
+    _user,
     _visit,
 )
-from hepatrial.trials.services._guard import _acting
 from hepatrial.trials.validators import RuleViolation
 from hepatrial.trials.validators._common import Problem, changes_needing_reason
 from hepatrial.trials.validators.clinical import CLINICAL_ITEMS, validate_clinical
@@ -78,10 +86,13 @@ def check_lab(
     unit: str,
     specimen_date: Any = None,
     lab: LabResult | None = None,
+    confirmed_out_of_range: bool = False,
 ) -> LabValue:
     """Validate a lab result (new, or with ``lab`` the record after a change) without writing.
 
-    An empty ``specimen_date`` is the visit's date. Returns the checked value."""
+    An empty ``specimen_date`` is the visit's date. A new value (or a changed value or unit)
+    outside the analyte's expected range needs ``confirmed_out_of_range``. Returns the checked
+    value."""
     p = _participant(participant)
     v = Visit.objects.get(pk=_visit(p, visit_code).pk)  # the visit's facts as stored now
     record = _lab_record(p, v, analyte)
@@ -97,9 +108,32 @@ def check_lab(
         )
     except RuleViolation as exc:
         problems.extend(exc.problems)
+    soft = _soft_range(record, analyte, value, unit, lab, confirmed_out_of_range)
+    if soft is not None:
+        problems.append(soft)
     if problems:
         raise RuleViolation(problems)
     return checked
+
+
+def _soft_range(record: str, analyte: str, value: Any, unit: str, lab: LabResult | None,
+                confirmed: bool) -> Problem | None:
+    """The soft-range problem of a new or changed value (None for an unchanged value, or one
+    that breaks a lab rule: those problems are reported instead)."""
+    from hepatrial.protocol import analytes
+    from hepatrial.trials.validators.lab import value_text
+
+    canonical, _units, bad = lab_value_columns([analyte], [value], [unit])
+    text = value_text(value)
+    if bad or text is None:
+        return None
+    u = str(unit).strip()
+    if lab is not None and (lab.value_as_entered, lab.unit_as_entered) == (text, u):
+        return None
+    a = analytes.analyte(analyte)
+    return soft_range_problem(
+        record=record, analyte=analyte, value_text=text, unit=u, canonical=float(canonical[0]),
+        canonical_unit=a.unit, expected=a.expected, confirmed=confirmed)
 
 
 def record_lab(
@@ -112,16 +146,19 @@ def record_lab(
     laboratory: str = "",
     specimen_date: Any = None,
     user: Any = None,
+    confirmed_out_of_range: bool = False,
 ) -> LabResult:
     """Record a lab value: kept as entered (text) and converted to the analyte's canonical unit.
 
     One value per (visit, analyte); a second one is refused (use :func:`update_lab`). The visit
-    must have been done; the specimen date defaults to the visit's date.
+    must have been done; the specimen date defaults to the visit's date. A value outside the
+    expected range is refused unless ``confirmed_out_of_range`` (checked against the source);
+    a confirmed one is stored and opens a query.
     """
     p = _participant(participant)
     v = _visit(p, visit_code)
     c = check_lab(participant=p, visit_code=v, analyte=analyte, value=value, unit=unit,
-                  specimen_date=specimen_date)
+                  specimen_date=specimen_date, confirmed_out_of_range=confirmed_out_of_range)
     lab = LabResult(
         participant=p,
         visit=v,
@@ -135,7 +172,7 @@ def record_lab(
         specimen_date=c.specimen_date,
     )
     with transaction.atomic():
-        acting = _acting(user, lab.participant)
+        acting = _user(user)
         lab.save(user=acting)
         _soft_range_query(lab, acting)
     return lab
@@ -169,6 +206,7 @@ def update_lab(
         value=changes.get("value", lab.value_as_entered),
         unit=changes.get("unit", lab.unit_as_entered),
         specimen_date=changes.get("specimen_date", lab.specimen_date), lab=lab,
+        confirmed_out_of_range=confirmed_out_of_range,
     )
     old = {"value_as_entered": lab.value_as_entered, "unit_as_entered": lab.unit_as_entered,
            "laboratory": lab.laboratory, "specimen_date": lab.specimen_date}
@@ -182,7 +220,7 @@ def update_lab(
     lab.value, lab.unit = c.value, c.unit
     lab.laboratory, lab.specimen_date = new["laboratory"], new["specimen_date"]
     with transaction.atomic():
-        acting = _acting(user, lab.participant)
+        acting = _user(user)
         lab.save(user=acting, reason=why)
         if (old["value_as_entered"], old["unit_as_entered"]) != (c.value_as_entered,
                                                                  c.unit_as_entered):
@@ -255,7 +293,7 @@ def record_clinical(
               "dialysis_last_week": dialysis_last_week, "weight_kg": weight_kg, **signs}
     typed = check_clinical(participant=p, visit_code=v, values=values)
     c = ClinicalAssessment(participant=p, visit=v, **typed)
-    c.save(user=_acting(user, c.participant))
+    c.save(user=_user(user))
     return c
 
 
@@ -278,7 +316,7 @@ def update_clinical(
     why = _reason_for(old, changed, reason, str(assessment))
     for k, val in typed.items():
         setattr(assessment, k, val)
-    assessment.save(user=_acting(user, assessment.participant), reason=why)
+    assessment.save(user=_user(user), reason=why)
     return assessment
 
 
