@@ -1,5 +1,6 @@
-"""Fixtures of the REST API tests: a trial with two sites, one participant at each, and an
-account with a token for every role at site S01 (real SQLite via pytest-django; no mocks).
+"""Fixtures of the REST API tests: a trial with two sites, one participant at each (visits D0
+and W1 done, a D0 bilirubin with an open data query), and an account with a token for every
+role at site S01 (real SQLite via pytest-django; no mocks).
 
 The world is built once per test module inside a transaction that is rolled back at the end
 of the module (each test runs in a savepoint of it, as Django's ``TestCase`` does), so the
@@ -69,7 +70,20 @@ def build_world() -> World:
                                     site_codes=sites)
         w.users[role] = user
         w.tokens[role] = tokens.create_token(account=user, reason="tests")[1]
+    raise_world_queries(services, w.users["data-manager"])
     return w
+
+
+def raise_world_queries(services: Any, user: Any) -> None:
+    """One open query on the D0 bilirubin of each participant, raised by ``user``."""
+    from hepatrial.trials.models import LabResult
+    from hepatrial.trials.services.queries import raise_query
+
+    for study_id in (OWN, OTHER):
+        lab = LabResult.objects.get(participant__study_id=study_id, visit__code="D0",
+                                    analyte="bilirubin")
+        raise_query(participant=study_id, model="labresult", object_pk=lab.pk, field="value",
+                    text="please confirm against the lab report", user=user)
 
 
 @pytest.fixture(scope="module")

@@ -144,6 +144,47 @@ def test_visits_with_window_dates_and_labs_as_entered(api: Any) -> None:
     assert visits[3]["status"] == "scheduled" and visits[3]["actual_date"] is None
 
 
+def test_queries_open_by_default_scoped_with_their_thread(api: Any) -> None:
+    r = get(api, "/api/v1/queries")
+    assert r.status_code == 200
+    page = json.loads(r.content)
+    assert page["count"] == 1 and page["limit"] == 100 and page["offset"] == 0
+    (q,) = page["items"]
+    assert {k: q[k] for k in ("participant", "site", "visit", "record", "field", "item",
+                              "origin", "status", "text", "value_at_raise", "raised_by",
+                              "closed_by", "closed_at")} == {
+        "participant": OWN, "site": "S01", "visit": "D0", "record": "trials.labresult",
+        "field": "value", "item": "bilirubin", "origin": "manual", "status": "open",
+        "text": "please confirm against the lab report", "value_at_raise": "2.30 mg/dL",
+        "raised_by": "data-manager_a", "closed_by": None, "closed_at": None}
+    assert [(m["step"], m["author"]) for m in q["messages"]] == [("raised", "data-manager_a")]
+    every = json.loads(get(api, "/api/v1/queries", "data-manager").content)
+    assert [x["participant"] for x in every["items"]] == [OWN, OTHER]
+    assert json.loads(get(api, "/api/v1/queries?status=closed").content)["count"] == 0
+    mine = json.loads(get(api, f"/api/v1/queries?participant={OWN}&limit=1").content)
+    assert mine["count"] == 1 and mine["limit"] == 1
+
+
+def test_queries_follow_the_workflow(api: Any) -> None:
+    from hepatrial.trials.models.queries import Query
+    from hepatrial.trials.services.queries import answer_query
+
+    _c, w = api
+    q = Query.objects.get(participant__study_id=OWN)
+    answer_query(q, text="checked: the report says 2.30 mg/dL", user=w.users["coordinator"])
+    assert json.loads(get(api, "/api/v1/queries").content)["count"] == 0
+    (got,) = json.loads(get(api, "/api/v1/queries?status=answered").content)["items"]
+    assert [m["step"] for m in got["messages"]] == ["raised", "answered"]
+    assert got["messages"][1]["text"] == "checked: the report says 2.30 mg/dL"
+
+
+def test_queries_of_another_sites_participant_are_404(api: Any) -> None:
+    a = problem(get(api, f"/api/v1/queries?participant={OTHER}"), 404, "not-found")
+    b = problem(get(api, "/api/v1/queries?participant=K99"), 404, "not-found")
+    assert a["detail"].replace(OTHER, "?") == b["detail"].replace("K99", "?")
+    problem(get(api, "/api/v1/queries?status=all"), 422, "validation")
+
+
 # ---------------------------------------------------------------------------- lab POST
 def test_one_lab_kept_as_entered(api: Any) -> None:
     r = post(api, '{"analyte": "bilirubin", "value": 2.30, "unit": "mg/dL", '
@@ -213,6 +254,23 @@ def test_a_single_object_has_pointers_without_an_index(api: Any) -> None:
     assert e["index"] is None and e["pointer"] == "/value" and e["field"] == "value"
     assert "limits" in e["reason"] or "outside" in e["reason"], e["reason"]
     assert p["detail"].startswith("nothing recorded: the lab result was refused")
+
+
+def test_a_value_outside_the_expected_range_needs_confirmation_and_opens_a_query(
+        api: Any) -> None:
+    high = {"analyte": "sodium", "value": "170", "unit": "mmol/L"}
+    p = problem(post(api, high), 422, "validation")
+    (e,) = p["errors"]
+    assert e["field"] == "value" and "higher than expected" in e["reason"]
+    assert "confirmed_out_of_range" in e["reason"]
+    p = problem(post(api, {**high, "confirmed_out_of_range": "yes"}), 422, "validation")
+    assert p["errors"][0]["field"] == "confirmed_out_of_range"
+    r = post(api, {**high, "confirmed_out_of_range": True})
+    assert r.status_code == 201, r.content
+    assert json.loads(r.content)["items"][0]["range_flag"] == "high"
+    got = json.loads(get(api, f"/api/v1/queries?participant={OWN}").content)["items"]
+    assert [(q["origin"], q["item"], q["visit"]) for q in got] == [
+        ("manual", "bilirubin", "D0"), ("soft_range", "sodium", "W1")]
 
 
 def test_an_analyte_already_recorded_is_refused(api: Any) -> None:
@@ -422,7 +480,7 @@ def test_openapi_document(api: Any) -> None:
     doc = json.loads(r.content)
     assert doc["openapi"].startswith("3.")
     assert set(doc["paths"]) == {
-        "/api/v1/me", "/api/v1/participants", "/api/v1/participants/{study_id}",
+        "/api/v1/me", "/api/v1/participants", "/api/v1/queries", "/api/v1/participants/{study_id}",
         "/api/v1/participants/{study_id}/visits",
         "/api/v1/participants/{study_id}/visits/{visit_code}/labs"}
     post_op = doc["paths"]["/api/v1/participants/{study_id}/visits/{visit_code}/labs"]["post"]

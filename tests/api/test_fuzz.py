@@ -70,6 +70,7 @@ def test_schemathesis_no_5xx_and_every_response_as_documented(served: Served) ->
     ops = [r.ok() for r in schema.get_all_operations()]
     assert {f"{op.method.upper()} {op.path}" for op in ops} == {
         "GET /api/v1/me", "GET /api/v1/participants", "GET /api/v1/participants/{study_id}",
+        "GET /api/v1/queries",
         "GET /api/v1/participants/{study_id}/visits",
         "POST /api/v1/participants/{study_id}/visits/{visit_code}/labs"}
     for op in ops:

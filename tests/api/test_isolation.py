@@ -30,8 +30,9 @@ LAB = {"analyte": "sodium", "value": "138", "unit": "mmol/L"}
 @dataclass(frozen=True)
 class Route:
     """What a route is: ``action`` (the permission it needs; None: none), ``scope``
-    (``participant``: one participant's object; ``list``: the participant list, tampered with
-    through ``?site=``; ``account``: the caller's own account; ``public``: no token needed;
+    (``participant``: one participant's object; ``list``: a list of the participants' records,
+    tampered with through a filter (:data:`FILTERS`); ``account``: the caller's own account;
+    ``public``: no token needed;
     ``absent``: no operation, always 404) and the status of a success."""
 
     action: str | None
@@ -47,10 +48,15 @@ TABLE: dict[str, dict[str, Route]] = {
     "get_participant": {"GET": Route("view", "participant")},
     "list_visits": {"GET": Route("view", "participant")},
     "record_labs": {"POST": Route("enter_data", "participant", 201, LAB)},
+    "list_queries": {"GET": Route("view", "list")},
     "openapi-json": {"GET": Route(None, "public")},
     "api-root": {"GET": Route(None, "absent")},
     "not-found": {"GET": Route(None, "absent")},
 }
+#: the filter of a list route, tampered with to name the other site's participant or site
+FILTERS = {"list_participants": "?site=S02", "list_queries": f"?participant={OTHER}"}
+#: the key naming a list item's participant
+LIST_KEY = {"list_participants": "study_id", "list_queries": "participant"}
 #: routes that are not django-ninja operations (their methods cannot be probed)
 NOT_OPERATIONS = {"openapi-json", "api-root", "not-found"}
 
@@ -140,7 +146,7 @@ def test_route_role_site(api: Any, name: str, method: str, role: str, side: str)
     route = TABLE[name][method]
     url = url_of(name, api_patterns()[name], 0 if side == "own" else 1)
     if route.scope == "list" and side == "other":
-        url += "?site=S02"  # the filter tampered with
+        url += FILTERS[name]  # the filter tampered with
     headers = {} if role == "anonymous" else w.auth(role)
     kwargs: dict[str, Any] = {"headers": headers}
     if route.body is not None:
@@ -162,7 +168,7 @@ def test_route_role_site(api: Any, name: str, method: str, role: str, side: str)
     if role != "anonymous" and role not in ALL_SITES_ROLES and want < 400:
         assert OTHER not in body and "S02" not in body, "another site's data leaked"
     if route.scope == "list" and want == 200:
-        ids = [x["study_id"] for x in json.loads(body)["items"]]
+        ids = [x[LIST_KEY[name]] for x in json.loads(body)["items"]]
         if side == "other":
             assert ids == [OTHER]
         else:

@@ -51,6 +51,7 @@ __all__ = [
     "age_in_whole_years",
     "api_participant",
     "api_participants",
+    "api_queries",
     "api_visits",
     "clinical_frame",
     "clinical_measurements",
@@ -868,9 +869,9 @@ def api_visits(study_id: str, site_ids: set[int] | frozenset[int]) -> list[dict[
     participant there), by nominal day and code; each ``{code, label, nominal_day,
     window_lower, window_upper, earliest_date, target_date, latest_date, actual_date,
     actual_day, status, labs}`` with the window dates ``target + window_lower`` and ``target +
-    window_upper`` (``window_lower`` ≤ 0; None before enrolment) and the visit's lab results ``{analyte, value_as_entered, unit_as_entered,
-    value, unit, loinc, laboratory, specimen_date}`` by analyte (the value as entered, and in
-    the canonical unit)."""
+    window_upper`` (``window_lower`` ≤ 0; None before enrolment) and the visit's lab results
+    ``{analyte, value_as_entered, unit_as_entered, value, unit, loinc, laboratory,
+    specimen_date}`` by analyte (the value as entered, and in the canonical unit)."""
     p = (Participant.objects.filter(study_id=study_id, site_id__in=sorted(site_ids))
          .values("pk", "enrolment_date").first())
     if p is None:
@@ -1073,3 +1074,43 @@ def product_batch_ids(key: str) -> list[str]:
         return [key]
     return list(CellProductBatch.objects.filter(participant__study_id=key)
                 .order_by("harvest__collected_at", "batch_id").values_list("batch_id", flat=True))
+
+
+def api_queries(
+    site_ids: set[int] | frozenset[int], *, status: str | None = "open",
+    participant: str | None = None, limit: int | None = None, offset: int = 0,
+) -> tuple[int, list[dict[str, Any]]]:
+    """``(total, page)``: the data queries of participants of the sites ``site_ids`` (one
+    ``status``, default ``open``; None: every status), optionally of one participant, oldest
+    first; each ``{id, participant, site, visit, record, object_id, field, item, origin,
+    status, text, value_at_raise, raised_by, raised_at, closed_by, closed_at, messages}`` with
+    the thread ``messages`` ``[{step, author, at, text}]`` in order."""
+    from hepatrial.trials.models.queries import Query, QueryMessage
+
+    qs = Query.objects.filter(participant__site_id__in=sorted(site_ids))
+    if status is not None:
+        qs = qs.filter(status=status)
+    if participant is not None:
+        qs = qs.filter(participant__study_id=participant)
+    qs = qs.order_by("raised_at", "pk")
+    total = qs.count()
+    rows = list(qs.values(
+        "pk", "participant__study_id", "participant__site__code", "visit__code", "model_label",
+        "object_pk", "field_name", "item", "origin", "status", "text", "value_at_raise",
+        "raised_by__username", "raised_at", "closed_by__username", "closed_at",
+    )[offset:None if limit is None else offset + limit])
+    thread: dict[int, list[dict[str, Any]]] = {}
+    for m in QueryMessage.objects.filter(query_id__in=[r["pk"] for r in rows]).order_by(
+            "at", "pk").values("query_id", "step", "author__username", "at", "text"):
+        thread.setdefault(m["query_id"], []).append(
+            {"step": m["step"], "author": m["author__username"], "at": m["at"],
+             "text": m["text"]})
+    return total, [{
+        "id": r["pk"], "participant": r["participant__study_id"],
+        "site": r["participant__site__code"], "visit": r["visit__code"],
+        "record": r["model_label"], "object_id": r["object_pk"], "field": r["field_name"],
+        "item": r["item"], "origin": r["origin"], "status": r["status"], "text": r["text"],
+        "value_at_raise": r["value_at_raise"], "raised_by": r["raised_by__username"],
+        "raised_at": r["raised_at"], "closed_by": r["closed_by__username"],
+        "closed_at": r["closed_at"], "messages": thread.get(r["pk"], []),
+    } for r in rows]  # fmt: skip

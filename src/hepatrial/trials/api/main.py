@@ -36,6 +36,7 @@ from hepatrial.trials.api.schemas import (
     Me,
     ParticipantOut,
     ParticipantPage,
+    QueryPage,
     VisitOut,
 )
 
@@ -73,6 +74,7 @@ _DESCRIPTIONS = {
 }
 
 ParticipantStatus = Literal[tuple(vocab.codes(vocab.PARTICIPANT_STATUS))]  # type: ignore[valid-type]
+QueryStatus = Literal[tuple(vocab.codes(vocab.QUERY_STATUS))]  # type: ignore[valid-type]
 
 
 def _problem_405(view: Any) -> Any:
@@ -273,6 +275,31 @@ def list_visits(
     return visits
 
 
+@api.get("/queries", response={200: QueryPage, **_READ}, operation_id="list_queries",
+         tags=["queries"])
+def list_queries(
+    request: HttpRequest,
+    status: Annotated[QueryStatus, Query(description="open (waiting for the site; the "
+                                          "default), answered (waiting for the raiser) or "
+                                          "closed")] = "open",
+    participant: Annotated[str | None, Query(description="only this participant (study id)",
+                                             examples=["K01"])] = None,
+    limit: Annotated[int, Query(ge=1, le=1000, description="at most this many")] = 100,
+    offset: Annotated[int, Query(ge=0, le=1_000_000_000, description="skip this many")] = 0,
+) -> dict[str, Any]:
+    """The data queries of the participants of the sites the account acts on (the open ones
+    unless ``status`` says otherwise), oldest first, each with its thread. A participant of a
+    site the account does not act on answers 404."""
+    from hepatrial.trials import selectors
+
+    caller = _caller(request, frozenset({"status", "participant", "limit", "offset"}))
+    if participant is not None:
+        _participant(caller, participant)
+    total, rows = selectors.api_queries(caller.site_ids, status=status,
+                                        participant=participant, limit=limit, offset=offset)
+    return {"count": total, "limit": limit, "offset": offset, "items": rows}
+
+
 _LAB_BODY = {
     "required": True,
     "content": {"application/json": {"schema": {
@@ -393,12 +420,13 @@ def record_labs(
         with transaction.atomic():
             for i, lab in labs:
                 idx = None if single else i
+                extra = {"confirmed_out_of_range": True} if lab.confirmed_out_of_range else {}
                 try:
                     with transaction.atomic():
                         created.append(services.record_lab(
                             participant=study_id, visit_code=visit_code, analyte=lab.analyte,
                             value=lab.value, unit=lab.unit, laboratory=lab.laboratory,
-                            specimen_date=lab.date, user=caller.user))
+                            specimen_date=lab.date, user=caller.user, **extra))
                 except RuleViolation as exc:
                     for p in exc.problems:
                         field = _BODY_FIELD.get(p.field, p.field)

@@ -30,6 +30,9 @@ __all__ = [
     "Me",
     "ParticipantOut",
     "ParticipantPage",
+    "QueryMessageOut",
+    "QueryOut",
+    "QueryPage",
     "VisitOut",
 ]
 
@@ -105,6 +108,10 @@ class LabIn(Schema):
     )
     laboratory: str = Field(default="", max_length=LAB_FIELD_LENGTHS["laboratory"],
                             description="the laboratory that measured it")
+    confirmed_out_of_range: bool = Field(
+        default=False, strict=True,
+        description="a value outside the analyte's expected range was checked against the "
+        "source: it is saved and opens a data query (without it such a value is refused)")
 
     @field_validator("analyte", "unit", "date", "laboratory")
     @classmethod
@@ -192,3 +199,43 @@ class Me(Schema):
     username: str
     role: str
     sites: list[str] = Field(description="codes of the sites the account acts on")
+
+
+class QueryMessageOut(Schema):
+    """One step of a query's thread."""
+
+    step: str = Field(json_schema_extra={"enum": list(vocab.codes(vocab.QUERY_STEP))})
+    author: str
+    at: _dt.datetime
+    text: str
+
+
+class QueryOut(Schema):
+    """A data query on one field of one record of a participant, with its thread."""
+
+    id: int
+    participant: str
+    site: str
+    visit: str | None = Field(description="visit code; null for a record outside visits")
+    record: str = Field(description="the record's model, e.g. trials.labresult")
+    object_id: str = Field(description="the record's id; empty for an item never entered")
+    field: str
+    item: str = Field(description="the item for people, e.g. the analyte")
+    origin: str = Field(json_schema_extra={"enum": list(vocab.codes(vocab.QUERY_ORIGIN))})
+    status: str = Field(json_schema_extra={"enum": list(vocab.codes(vocab.QUERY_STATUS))})
+    text: str
+    value_at_raise: str
+    raised_by: str
+    raised_at: _dt.datetime
+    closed_by: str | None
+    closed_at: _dt.datetime | None
+    messages: list[QueryMessageOut]
+
+
+class QueryPage(Schema):
+    """A page of data queries, oldest first."""
+
+    count: int = Field(description="queries matching, on every page")
+    limit: int
+    offset: int
+    items: list[QueryOut]
