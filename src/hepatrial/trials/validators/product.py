@@ -203,7 +203,8 @@ def validate_batch(values: Mapping[str, Any], facts: BatchFacts) -> dict[str, An
 
 # ---------------------------------------------------------------------- results
 def typed_result(
-    c: Checker, name: str, test: AcceptanceTest, result: Any, unit: Any
+    c: Checker, name: str, test: AcceptanceTest, result: Any, unit: Any,
+    unit_field: str | None = None,
 ) -> tuple[Any, str, str] | None:
     """``(typed value, value as entered, unit)`` of a result of ``test``, or None with the
     problem recorded. A quantitative result is a number (or its text: kept as entered), in the
@@ -216,8 +217,8 @@ def typed_result(
         entered, float) else str(entered)
     u = "" if v.missing(unit) else str(unit).strip()
     if u and u != test.unit:
-        c.fail(name, f"unit {u!r} is not the specification's unit {test.unit or '(none)'!r} "
-               "(results are never converted)")
+        c.fail(unit_field or name, f"unit {u!r} is not the specification's unit "
+               f"{test.unit or '(none)'!r} (results are never converted)")
         return None
     u = test.unit
     if test.qualitative:
@@ -358,7 +359,8 @@ def validate_qc(
     if facts.batch_state in NO_QC_STATES:
         c.fail("batch", f"batch {facts.batch_id} is {facts.batch_state}: QC results are "
                "recorded from the start of manufacture")
-    got = typed_result(c, "result", t, values.get("result"), values.get("unit")) if t else None
+    got = typed_result(c, "result", t, values.get("result"), values.get("unit"),
+                       unit_field="unit") if t else None
     analyst = v.text(c, "analyst", values.get("analyst"), max_length=100)
     tested = v.date(c, "tested_on", values.get("tested_on"))
     v.not_future(c, "tested_on", tested, today)
