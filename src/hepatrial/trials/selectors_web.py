@@ -439,3 +439,93 @@ def worklist_visits(proto: Any, site_ids: Iterable[int], today: _dt.date
     out["due"].sort(key=lambda r: (r["window"][2], r["participant"], r["visit"]))
     out["due_soon"].sort(key=lambda r: (r["window"][0], r["participant"], r["visit"]))
     return out
+
+
+# ---------------------------------------------------------------------- scoped lookups
+def sites_in(site_ids: Iterable[int]) -> list[Site]:
+    """The sites among ``site_ids``, by code."""
+    return list(Site.objects.filter(pk__in=list(site_ids)).order_by("code"))
+
+
+def site_in(code: str, site_ids: Iterable[int]) -> Site | None:
+    """The site ``code`` if it is among ``site_ids`` (None otherwise: it does not exist for
+    the user)."""
+    return Site.objects.filter(code=code, pk__in=list(site_ids)).first()
+
+
+def participant_in(study_id: str, site_ids: Iterable[int]) -> Participant | None:
+    """Participant ``study_id`` if its site is among ``site_ids`` (else None)."""
+    return Participant.objects.select_related("site", "arm").filter(
+        study_id=study_id, site_id__in=list(site_ids)).first()
+
+
+def visit_of(participant: Participant, code: str) -> Visit | None:
+    """The participant's visit ``code`` (None when it has none)."""
+    return Visit.objects.filter(participant=participant, code=code).first()
+
+
+def site_counts(sites: Iterable[Site]) -> list[dict[str, Any]]:
+    """``[{site, n, enrolled}]``: participants and enrolled participants per site."""
+    return [{"site": s, "n": Participant.objects.filter(site=s).count(),
+             "enrolled": Participant.objects.filter(site=s, enrolment_date__isnull=False).count()}
+            for s in sites]
+
+
+# ---------------------------------------------------------------------- a participant
+def consents(participant: Participant) -> list[Consent]:
+    """The participant's consents, oldest first."""
+    return list(Consent.objects.filter(participant=participant).order_by("date", "pk"))
+
+
+def has_consent(participant: Participant) -> bool:
+    """True when a consent is recorded (the protocol's derived ``informed_consent``)."""
+    return Consent.objects.filter(participant=participant).exists()
+
+
+def assessments(participant: Participant) -> list[EligibilityAssessment]:
+    """The participant's eligibility assessments, latest first."""
+    return list(EligibilityAssessment.objects.filter(participant=participant).order_by(
+        "-assessed_on", "-pk"))
+
+
+def latest_assessment(participant: Participant) -> EligibilityAssessment | None:
+    """The latest eligibility assessment (the one enrolment uses)."""
+    return EligibilityAssessment.objects.filter(participant=participant).order_by(
+        "-assessed_on", "-pk").first()
+
+
+def history_owner(model_name: str, pk: int) -> int | None:
+    """The participant id a record of :data:`HISTORY_MODELS` belongs (or belonged) to, from
+    its audit history (None when there is no such record)."""
+    model, att = HISTORY_MODELS[model_name]
+    hist = model.history.model  # type: ignore[attr-defined]
+    owner = hist._base_manager.filter(id=pk).values_list(att, flat=True).first()
+    return None if owner is None else int(owner)
+
+
+# ---------------------------------------------------------------------- a visit
+def visit_values(visit: Visit) -> tuple[dict[str, float], ClinicalAssessment | None]:
+    """The visit's lab values in the canonical unit (``{analyte: value}``) and its clinical
+    assessment."""
+    labs = dict(LabResult.objects.filter(visit=visit).values_list("analyte", "value"))
+    return labs, ClinicalAssessment.objects.filter(visit=visit).first()
+
+
+def visits_done(site_ids: Iterable[int]) -> list[Visit]:
+    """Visits that took place at the sites, by participant and schedule."""
+    return list(Visit.objects.filter(
+        participant__site_id__in=list(site_ids), status__in=DONE
+    ).select_related("participant").order_by("participant__study_id", "nominal_day", "code"))
+
+
+def visits_with_sdv_marks(visit_ids: Iterable[int]) -> set[int]:
+    """Ids of the visits with at least one source-verification mark (when the store has
+    the SDV model)."""
+    from django.apps import apps
+
+    try:
+        mark = apps.get_model("trials", "SourceVerification")
+    except LookupError:
+        return set()
+    return set(mark.objects.filter(visit_id__in=list(visit_ids)).values_list("visit_id",
+                                                                          flat=True))

@@ -27,6 +27,7 @@ from django.core.exceptions import PermissionDenied
 from django.http import Http404, HttpRequest, HttpResponse
 
 from hepatrial import errors
+from hepatrial.trials import selectors_web
 from hepatrial.trials.models import Participant, Site, Visit
 from hepatrial.trials.services import permissions
 
@@ -66,29 +67,25 @@ class Access:
     # ------------------------------------------------------------------ scoped lookups
     def sites(self) -> list[Site]:
         """The sites the user acts on, by code."""
-        return list(Site.objects.filter(pk__in=self.site_ids).order_by("code"))
+        return selectors_web.sites_in(self.site_ids)
 
     def site(self, code: str) -> Site:
         """A site the user acts on, else 404."""
-        s = Site.objects.filter(code=code, pk__in=self.site_ids).first()
+        s = selectors_web.site_in(code, self.site_ids)
         if s is None:
             raise Http404("no such site")
         return s
 
-    def participants(self) -> Any:
-        """Queryset of the participants the user can see."""
-        return Participant.objects.filter(site_id__in=self.site_ids)
-
     def participant(self, study_id: str) -> Participant:
         """A participant the user can see, else 404."""
-        p = self.participants().select_related("site", "arm").filter(study_id=study_id).first()
+        p = selectors_web.participant_in(study_id, self.site_ids)
         if p is None:
             raise Http404("no such participant")
         return p
 
     def visit(self, participant: Participant, code: str) -> Visit:
         """A visit of a participant the user can see, else 404."""
-        v = Visit.objects.filter(participant=participant, code=code).first()
+        v = selectors_web.visit_of(participant, code)
         if v is None:
             raise Http404("no such visit")
         return v

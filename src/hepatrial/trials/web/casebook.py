@@ -55,8 +55,8 @@ def casebook_context(request: HttpRequest, p: Any) -> dict[str, Any]:
     return {
         "p": p, "proto": proto, "meld_variant": variant, "trajectory": trajectory,
         "sparkline": spark, "visits": rows,
-        "consents": list(p.consents.order_by("date", "pk")),
-        "assessment": p.eligibility_assessments.order_by("-assessed_on", "-pk").first(),
+        "consents": selectors_web.consents(p),
+        "assessment": selectors_web.latest_assessment(p),
         "deviations": selectors_web.deviations(access.site_ids, participant=p),
         "casebook_signatures": sigs,
         "casebook_locked": trial_locked or p.pk in locked_p,
@@ -89,10 +89,8 @@ def field_history(request: HttpRequest, study_id: str, model: str, pk: int, fiel
     p = request.access.participant(study_id)  # type: ignore[attr-defined]
     if model not in selectors_web.HISTORY_MODELS:
         raise Http404("no such record")
-    cls, att = selectors_web.HISTORY_MODELS[model]
-    owner = (cls.history.model._base_manager  # type: ignore[attr-defined]
-             .filter(id=pk).values_list(att, flat=True).first())
-    if owner != p.pk:
+    cls, _att = selectors_web.HISTORY_MODELS[model]
+    if selectors_web.history_owner(model, pk) != p.pk:
         raise Http404("no such record")
     try:
         f = cls._meta.get_field(field)

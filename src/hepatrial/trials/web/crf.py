@@ -24,7 +24,6 @@ from django.views.decorators.http import require_POST
 
 from hepatrial import errors, vocab
 from hepatrial.trials import selectors_web, services
-from hepatrial.trials.models import ClinicalAssessment, LabResult
 from hepatrial.trials.web.access import ecrf_view
 from hepatrial.trials.web.common import (
     FieldErrors,
@@ -179,8 +178,8 @@ def _clinical_rows(assessment: Any, post: Mapping[str, Any] | None, errs: FieldE
 def _age_at_visit(p: Any, actual: _dt.date | None) -> float | None:
     from hepatrial.trials.selectors import age_in_whole_years
 
-    first = p.consents.order_by("date", "pk").values_list("date", flat=True).first()
-    age = age_in_whole_years(p.year_of_birth, first or p.screening_date)
+    given = selectors_web.consents(p)
+    age = age_in_whole_years(p.year_of_birth, given[0].date if given else p.screening_date)
     if age is None:
         return None
     if actual is not None and p.enrolment_date is not None:
@@ -200,9 +199,8 @@ def _scores_context(p: Any, visit: Any, post: Mapping[str, Any] | None) -> dict[
                 ("ascites", "encephalopathy", "dialysis_last_week")}
         actual = parse_date(post.get("actual_date")) or visit.actual_date
     else:
-        for lab in LabResult.objects.filter(visit=visit):
-            labs[lab.analyte] = lab.value
-        c = ClinicalAssessment.objects.filter(visit=visit).first()
+        stored, c = selectors_web.visit_values(visit)
+        labs.update(stored)
         clin = {"ascites": (c.ascites or "") if c else "",
                 "encephalopathy": (c.encephalopathy or "") if c else "",
                 "dialysis_last_week": "true" if c and c.dialysis_last_week else ""}

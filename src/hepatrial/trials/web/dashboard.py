@@ -36,9 +36,7 @@ def site_list(request: HttpRequest) -> HttpResponse:
     sites = request.access.sites()  # type: ignore[attr-defined]
     if len(sites) == 1:
         return redirect("web:site", code=sites[0].code)
-    rows = [{"site": s, "n": s.participants.count(),
-             "enrolled": s.participants.filter(enrolment_date__isnull=False).count()}
-            for s in sites]
+    rows = selectors_web.site_counts(sites)
     return render(request, "hepatrial/web/sites.html", {"rows": rows})
 
 
@@ -53,10 +51,7 @@ def _overlay(matrix: dict[str, Any]) -> None:
         else {}
     marked: set[int] = set()
     if sdv is not None:
-        from hepatrial.trials.models import SourceVerification
-
-        with_marks = set(SourceVerification.objects.filter(
-            visit_id__in=[c["visit"].pk for c in cells]).values_list("visit_id", flat=True))
+        with_marks = selectors_web.visits_with_sdv_marks([c["visit"].pk for c in cells])
         marked = {c["visit"].pk for c in cells
                   if c["visit"].pk in with_marks and sdv.visit_sdv(c["visit"]).verified}
     for c in cells:

@@ -22,7 +22,7 @@ from django.shortcuts import redirect, render
 from django.views.decorators.http import require_POST
 
 from hepatrial import errors, vocab
-from hepatrial.trials import services
+from hepatrial.trials import selectors_web, services
 from hepatrial.trials.validators import RuleViolation
 from hepatrial.trials.validators import eligibility as elig
 from hepatrial.trials.validators._common import Problem
@@ -165,7 +165,7 @@ def _criteria_context(proto: Any, post: Mapping[str, Any], participant: Any = No
         etiology = post.get("etiology", participant.etiology)
         yob = post.get("year_of_birth", participant.year_of_birth)
         sd = post.get("screening_date", participant.screening_date.isoformat())
-        consented = participant.consents.exists()
+        consented = selectors_web.has_consent(participant)
     else:
         sex, etiology = post.get("sex", ""), post.get("etiology", "")
         yob, sd = post.get("year_of_birth", ""), post.get("screening_date", "")
@@ -266,7 +266,7 @@ def _participant_context(request: HttpRequest, p: Any, proto: Any, *,
     values = posted_screening(proto, post) if post is not None else dict(p.screening_data or {})
     crit_post = post if post is not None else _stored_post(proto, p)
     ctx = _criteria_context(proto, crit_post, p)
-    latest = p.eligibility_assessments.order_by("-assessed_on", "-pk").first()
+    latest = selectors_web.latest_assessment(p)
     current = None
     if latest is not None:
         try:
@@ -277,8 +277,8 @@ def _participant_context(request: HttpRequest, p: Any, proto: Any, *,
         "p": p, "proto": proto, "errors": errs, "post": post or {},
         "fields": input_fields(proto, values, errs),
         "sexes": vocab.SEX, "etiologies": [(e, e) for e in proto.etiologies],
-        "consents": list(p.consents.order_by("date", "pk")),
-        "assessments": list(p.eligibility_assessments.order_by("-assessed_on", "-pk")),
+        "consents": selectors_web.consents(p),
+        "assessments": selectors_web.assessments(p),
         "latest": latest, "latest_current": current,
         "can_enter": access.may("enter_data", p), "readonly": not access.may("enter_data", p),
         "status_actions": STATUS_ACTIONS, "today": today(),
@@ -302,7 +302,7 @@ def _evaluation_now(p: Any, proto: Any) -> dict[str, Any]:
                              year_of_birth=p.year_of_birth, screening_date=p.screening_date)
     return elig.evaluation_data(proto, s.typed, sex=p.sex, etiology=p.etiology,
                                 year_of_birth=p.year_of_birth, screening_date=p.screening_date,
-                                consented=p.consents.exists())
+                                consented=selectors_web.has_consent(p))
 
 
 @ecrf_view("view")
@@ -396,7 +396,7 @@ def enrolment_refusals(p: Any, proto: Any, enrolment_date: str) -> list[str]:
     _eligible, rows, errs = evaluate(
         proto, p.screening_data or {}, sex=p.sex, etiology=p.etiology,
         year_of_birth=p.year_of_birth, screening_date=p.screening_date.isoformat(),
-        consented=p.consents.exists())
+        consented=selectors_web.has_consent(p))
     out.extend(errs.all_messages())
     for r in rows:
         if r["passes"] is False:
@@ -429,7 +429,7 @@ def enrol(request: HttpRequest, study_id: str) -> HttpResponse:
         d0 = parse_date(d0_text)
         try:
             with transaction.atomic():
-                latest = p.eligibility_assessments.order_by("-assessed_on", "-pk").first()
+                latest = selectors_web.latest_assessment(p)
                 fresh = latest is not None and latest.eligible is True and \
                     elig.assessment_is_current(latest.screening_data, _evaluation_now(p, proto))
                 if not fresh:

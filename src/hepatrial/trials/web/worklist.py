@@ -139,11 +139,7 @@ def signatures_section(access: Access, on: _dt.date) -> Section | None:
     """For a user who signs: visits that took place and have no valid signature."""
     if not access.may("sign"):
         return None
-    from hepatrial.trials.models import Visit
-
-    visits = list(Visit.objects.filter(
-        participant__site_id__in=access.site_ids, status__in=selectors_web.DONE
-    ).select_related("participant").order_by("participant__study_id", "nominal_day", "code"))
+    visits = selectors_web.visits_done(access.site_ids)
     signed = selectors_web.valid_signatures({v.participant_id for v in visits})
     items = []
     for v in visits:
