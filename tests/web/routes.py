@@ -47,6 +47,20 @@ def history(world: Any, which: str) -> dict[str, Any]:
     return {**participant(world, which), "model": "participant", "pk": p.pk, "field": "status"}
 
 
+def query(world: Any, which: str) -> dict[str, Any]:
+    """A query on the D0 date of A1 or B1 (raised once per test by the data manager)."""
+    cache = world.__dict__.setdefault("_route_queries", {})
+    if which not in cache:
+        from hepatrial.trials.services import queries
+
+        p = world.participant("A1" if which == "own" else "B1")
+        cache[which] = queries.raise_query(
+            participant=p, model="visit", object_pk=p.visits.get(code="D0").pk,
+            field="actual_date", text="Visit date per the source?",
+            user=world.users["data-manager"]).pk
+    return {"pk": cache[which]}
+
+
 @dataclass(frozen=True)
 class Route:
     """One URL of the ``web`` namespace."""
@@ -83,4 +97,24 @@ ROUTES: tuple[Route, ...] = (
     Route("visit", method="POST", action="enter_data", target=visit),
     Route("visit_scores", method="POST", target=visit),
     Route("visit_missed", method="POST", action="enter_data", target=visit),
+    # queries, SDV, signing and locking (web/queries.py, web/sdv.py, web/signing.py)
+    Route("queries"),
+    Route("query", target=query),
+    Route("query_answer", method="POST", action="answer_query", target=query),
+    Route("query_close", method="POST", action="raise_query", target=query),
+    Route("query_reopen", method="POST", action="raise_query", target=query),
+    Route("query_new", action="raise_query", target=visit),
+    Route("query_new", method="POST", action="raise_query", target=visit),
+    Route("sdv", target=visit),
+    Route("sdv", method="POST", action="verify_source", target=visit),
+    Route("sign_visit", target=visit),
+    Route("sign_visit", method="POST", action="sign", target=visit),
+    Route("sign_casebook", target=participant),
+    Route("sign_casebook", method="POST", action="sign", target=participant),
+    Route("lock_visit", target=visit),
+    Route("lock_visit", method="POST", action="lock", target=visit),
+    Route("unlock_visit", method="POST", action="unlock", target=visit),
+    Route("lock_casebook", target=participant),
+    Route("lock_casebook", method="POST", action="lock", target=participant),
+    Route("unlock_casebook", method="POST", action="unlock", target=participant),
 )
