@@ -311,6 +311,15 @@ def test_malformed_bodies_are_400(api: Any, raw: Any, why: str) -> None:
     assert why in p["detail"]
 
 
+def test_a_body_larger_than_the_server_accepts_is_413(api: Any) -> None:
+    from django.conf import settings
+
+    big = json.dumps([{"analyte": "inr", "value": 1, "unit": "1", "laboratory": "x" * 150}]
+                     * (settings.DATA_UPLOAD_MAX_MEMORY_SIZE // 150))
+    p = problem(post(api, big, raw=True), 413, "too-large")
+    assert "larger than the server accepts" in p["detail"]
+
+
 @pytest.mark.parametrize(("body", "why"), [
     ('"bilirubin"', "a lab result (a JSON object) or a list"),
     ("[]", "empty"),

@@ -123,3 +123,22 @@ def test_the_served_api_scopes_and_writes(served: Served) -> None:  # noqa: F811
     assert status == 401 and headers["WWW-Authenticate"].startswith("Bearer")
     status, _h, _b = served.request("GET", "/api/v1/participants/K%0001", coord)
     assert status == 404
+
+
+def test_concurrent_posts_of_one_value_record_it_once(served: Served) -> None:  # noqa: F811
+    """Eight requests recording the same analyte at the same visit at the same time: exactly
+    one is recorded (201); every other is refused as already recorded (422) or as a concurrent
+    edit (409) — never a 5xx, never two rows."""
+    from concurrent.futures import ThreadPoolExecutor
+
+    dm = served.tokens["dm"]
+    body = b'{"analyte": "creatinine", "value": "1.10", "unit": "mg/dL"}'
+    url = "/api/v1/participants/K02/visits/W1/labs"
+    with ThreadPoolExecutor(max_workers=8) as pool:
+        got = list(pool.map(lambda _i: served.request("POST", url, dm, body), range(8)))
+    codes = sorted(status for status, _h, _b in got)
+    assert codes.count(201) == 1 and set(codes) <= {201, 409, 422}, codes
+    status, _h, raw = served.request("GET", "/api/v1/participants/K02/visits", dm)
+    assert status == 200
+    w1 = next(v for v in json.loads(raw) if v["code"] == "W1")
+    assert [lab["analyte"] for lab in w1["labs"]].count("creatinine") == 1

@@ -209,7 +209,8 @@ def _lab_out(row: Any) -> dict[str, Any]:
         "unit_as_entered": get("unit_as_entered"), "value": get("value"), "unit": get("unit"),
         "loinc": get("loinc"), "laboratory": get("laboratory"),
         "specimen_date": get("specimen_date"),
-        "range_flag": analytes.range_flag(get("analyte"), get("value")),
+        "range_flag": analytes.range_flag(get("analyte"), get("value"))
+        if analytes.is_known(get("analyte")) else "unknown",
     }  # fmt: skip
 
 

@@ -135,8 +135,8 @@ class LabOut(Schema):
     laboratory: str
     specimen_date: _dt.date | None
     range_flag: str = Field(description="ok, low or high against the analyte's expected range "
-                            "(soft limits: a value outside deserves a check, nothing is "
-                            "refused)")
+                            "(soft limits: a value outside was confirmed and has a query); "
+                            "unknown for an analyte the registry does not know")
 
 
 class LabsCreated(Schema):
