@@ -119,7 +119,7 @@ class HepatrialAPI(NinjaAPI):
 
     def get_openapi_schema(self, *args: Any, **kwargs: Any) -> Any:
         """The OpenAPI document, with the problem responses as ``application/problem+json``
-        and their ``WWW-Authenticate``/``Retry-After``/``Allow`` headers."""
+        and their ``WWW-Authenticate`` (401) and ``Retry-After`` (503) headers."""
         schema = super().get_openapi_schema(*args, **kwargs)
         schema["components"].setdefault("schemas", {})["LabIn"] = LabIn.model_json_schema(
             ref_template="#/components/schemas/{model}")
