@@ -103,13 +103,13 @@ class TrialData:
                            else cut.tz_convert("UTC")) + pd.Timedelta(days=1)
                 prod = prod[(pd.to_datetime(prod["collected_at"], utc=True) < cut_utc)
                             .to_numpy()].copy()
-                later = (~(pd.to_datetime(prod["administered_at"], utc=True) < cut_utc)
-                         ).to_numpy()
-                blank = {"route": "", "administered_at": pd.NaT}
+                given = pd.to_datetime(prod["administered_at"], utc=True) < cut_utc
+                not_yet = list(~given.to_numpy())
+                blank: dict[str, Any] = {"route": "", "administered_at": pd.NaT}
                 for c in ("route", "administered_at", "cells_total", "cells_per_kg",
                           "volume_ml", "vein_to_vein_days"):
                     if c in prod.columns:
-                        prod.loc[later, c] = blank.get(c, float("nan"))
+                        prod.loc[not_yet, c] = blank.get(c, float("nan"))
             prod = prod.reset_index(drop=True)
         return TrialData(ds, ppl, ae.reset_index(drop=True), self.protocol_summary, prod)
 
