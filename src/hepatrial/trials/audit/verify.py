@@ -13,6 +13,8 @@ as a whole (e.g. a table dropped) is one ``unreadable`` problem naming the check
 
 from __future__ import annotations
 
+import gc
+import hashlib
 import json
 from collections.abc import Callable, Iterator, Sequence
 from contextlib import contextmanager
@@ -25,6 +27,7 @@ from django.db import connection, models, transaction
 
 from hepatrial.trials.audit.base import audited_models
 from hepatrial.trials.audit.chain import (
+    _HEX,
     GENESIS,
     _canon,
     _encode_str,
@@ -35,10 +38,12 @@ from hepatrial.trials.audit.chain import (
     digest_template,
     digests_of,
     encode_column,
+    entry_hash,
 )
 from hepatrial.trials.audit.columnar import (
     PAGE,
     Unreadable,
+    column_encoder,
     column_sql,
     json_encoder,
     pages,
@@ -109,10 +114,11 @@ def verify(expected_head: str | None = None, *, page: int = PAGE) -> list[Proble
     Checks, in order:
 
     1. ledger: ``seq`` runs 1..n without gaps, each ``prev_hash`` is the previous
-       ``chain_hash``, and each ``chain_hash`` recomputes in its format (format 2 covers every
-       column, including ``history_type`` and ``recorded_at``; a format-1 entry after a
-       format-2 one is a downgrade) (``ledger_gap``, ``chain_broken``, ``ledger_edited``);
-       optionally the last hash equals ``expected_head`` (``head_mismatch``);
+       ``chain_hash`` (both in SQL), and each ``chain_hash`` recomputes in its format (format 2
+       covers every column, including ``history_type`` and ``recorded_at``; a format-1 entry
+       after a format-2 one is a downgrade) (``ledger_gap``, ``chain_broken``,
+       ``ledger_edited``); optionally the last hash equals ``expected_head``
+       (``head_mismatch``). Each entry is read once, with its history row (step 2);
     2. every ledgered history row exists and its digest recomputes (``history_missing``,
        ``history_edited``), names the entry's object and history type (``ledger_edited``);
        every history row is in the ledger (``history_unledgered``);
@@ -128,9 +134,20 @@ def verify(expected_head: str | None = None, *, page: int = PAGE) -> list[Proble
     Rows that cannot be read are ``unreadable`` problems naming the table, row and reason.
     """
     problems: list[Problem] = []
+    collecting = gc.isenabled()
+    gc.disable()  # millions of short-lived tuples: the cyclic collector would cost a quarter
+    try:
+        _verify(problems, expected_head, page)
+    finally:
+        if collecting:
+            gc.enable()
+    return problems
+
+
+def _verify(problems: list[Problem], expected_head: str | None, page: int) -> None:
     with _consistent_read():
         _stage(problems, "ledger", "the ledger chain",
-               lambda: _check_ledger(problems, expected_head, page))
+               lambda: _check_links(problems, expected_head))
         labels: list[str] = []
         for model in audited_models():
             hmodel = _history_model(model)
@@ -150,83 +167,164 @@ def verify(expected_head: str | None = None, *, page: int = PAGE) -> list[Proble
                lambda: _check_unknown_models(labels, problems))
         _stage(problems, "auth.permission", "auth_permission",
                lambda: _check_permissions(problems))
-    return problems
 
 
 # --------------------------------------------------------------------------------- 1. ledger
+#: the ledger columns read with each entry (after ``seq``), in this order
 _LEDGER_COLUMNS = ("history_model", "history_pk", "object_pk", "history_type", "digest",
                    "prev_hash", "chain_hash", "recorded_at", "format")
 _LEDGER_TYPES = (str, int, str, str, str, str, str, None, (int, type(None)))
 
 
-def _check_ledger(problems: list[Problem], expected_head: str | None, page: int) -> None:
-    import hashlib
+class _Slow(Exception):
+    """Control flow: these entries need the entry-by-entry check."""
 
-    Ledger = _ledger()
-    meta = Ledger._meta
-    table = meta.db_table
-    select = ", ".join(column_sql("", meta.get_field(c).column) for c in _LEDGER_COLUMNS)
-    when = json_encoder(meta.get_field("recorded_at"))
-    times: dict[Any, str] = {}
-    quoted: dict[str, str] = {}
-    sha = hashlib.sha256
-    enc = _encode_str
-    prev = GENESIS
-    expected_seq = 1
-    last_seq: Any = 0
-    seen_v2 = False
-    for rows in pages(select, _qn(table), _qn(meta.get_field("seq").column), page=page):
-        for row in rows:
-            seq, model, hpk, opk, htype, digest, prev_hash, chain, rec, fmt = row
-            bad = _ledger_row_problem(row)
-            if bad:
+
+class _EntryCheck:
+    """Recompute each ledger entry's chain hash in its format (every entry on its own: the
+    links between consecutive entries are checked in SQL by :func:`_check_links`). Entries
+    come column-wise, a page at a time; well-formed pages of one format are checked with
+    comprehensions and C-level ``map``, any other entry by entry."""
+
+    def __init__(self, problems: list[Problem]) -> None:
+        meta = _ledger()._meta
+        self.table = meta.db_table
+        self.when = json_encoder(meta.get_field("recorded_at"))
+        self.problems = problems
+        self.times: dict[Any, str] = {}
+        self.quoted: dict[Any, str] = {}
+
+    def rows(self, entries: Sequence[Sequence[Any]]) -> None:
+        """Entries as tuples ``(seq, *_LEDGER_COLUMNS)``."""
+        if entries:
+            self.columns(*zip(*entries, strict=True))
+
+    def columns(self, seqs: Sequence[Any], models_: Sequence[Any], hpks: Sequence[Any],
+                *rest: Sequence[Any]) -> None:
+        try:
+            self._fast(seqs, models_, hpks, *rest)
+        except _Slow:
+            for row in zip(seqs, models_, hpks, *rest, strict=True):
+                self._row(row)
+
+    def _time(self, rec: Any) -> str:
+        rc = self.times.get(rec)
+        if rc is None:
+            rc = self.times[rec] = self.when(rec)[1:-1]  # Unreadable: the caller decides
+        return rc
+
+    def _fast(self, seqs: Sequence[Any], models_: Sequence[Any], hpks: Sequence[Any],
+              opks: Sequence[Any], htypes: Sequence[Any], digests: Sequence[Any],
+              prevs: Sequence[Any], chains: Sequence[Any], recs: Sequence[Any],
+              fmts: Sequence[Any]) -> None:
+        if set(map(type, seqs)) != {int} or set(map(type, hpks)) != {int}:
+            raise _Slow
+        for col in (models_, opks, htypes, digests, prevs, chains):
+            if set(map(type, col)) != {str}:
+                raise _Slow
+        formats = set(fmts)
+        if formats == {2}:
+            try:
+                for r in set(recs):
+                    self._time(r)
+            except Unreadable:
+                raise _Slow from None
+            q = self.quoted
+            for v in set(models_) | set(htypes):
+                if v not in q:
+                    q[v] = _encode_str(v)
+            # the text of audit.chain.entry_hash (format 2), built column-wise
+            texts = map("2|%d|%s|%d|%s|%s|%s|%s|%s".__mod__, zip(
+                seqs, map(q.__getitem__, models_), hpks, map(_encode_str, opks),
+                map(q.__getitem__, htypes), map(self.times.__getitem__, recs), digests, prevs,
+                strict=True))
+            got = list(map(_HEX, map(hashlib.sha256, map(str.encode, texts))))
+        elif formats == {None}:
+            got = [chain_hash(*t) for t in zip(seqs, models_, hpks, digests, prevs,
+                                                 strict=True)]
+        else:
+            raise _Slow
+        for i, (a, b) in enumerate(zip(got, chains, strict=True)):
+            if a != b:
+                self.problems.append(Problem(
+                    "ledger_edited", "ledger", str(seqs[i]),
+                    f"chain hash does not recompute ({models_[i]}:{hpks[i]})"))
+
+    def _row(self, row: tuple[Any, ...]) -> None:
+        seq, model, hpk, opk, htype, digest, prev_hash, chain, rec, fmt = row
+        problems = self.problems
+        bad = _ledger_row_problem(row)
+        if bad:
+            problems.append(Problem("unreadable", "ledger", str(seq),
+                                    f"{self.table} row seq {seq!r}: {bad}"))
+            return
+        if fmt is None:
+            ok = chain_hash(seq, model, hpk, digest, prev_hash) == chain
+        elif fmt == 2:
+            try:
+                rc = self._time(rec)
+            except Unreadable as exc:
                 problems.append(Problem("unreadable", "ledger", str(seq),
-                                        f"{table} row seq {seq!r}: {bad}"))
-                if isinstance(chain, str):
-                    prev = chain
-                if type(seq) is int:
-                    expected_seq, last_seq = seq + 1, seq
-                continue
-            if seq != expected_seq:
-                problems.append(Problem("ledger_gap", "ledger", str(seq),
-                                        f"ledger rows {expected_seq}..{seq - 1} are missing"))
-            if prev_hash != prev:
-                problems.append(Problem("chain_broken", "ledger", str(seq),
-                                        "prev_hash is not the previous chain hash"))
-            if fmt is None:
-                if seen_v2:
-                    problems.append(Problem(
-                        "ledger_edited", "ledger", str(seq),
-                        "a format-1 entry after format-2 entries (format downgraded)"))
-                ok = chain_hash(seq, model, hpk, digest, prev_hash) == chain
-            elif fmt == 2:
-                seen_v2 = True
-                rc = times.get(rec)
-                if rc is None:
-                    try:
-                        rc = when(rec)[1:-1]
-                    except Unreadable as exc:
-                        problems.append(Problem("unreadable", "ledger", str(seq),
-                                                f"{table} row seq {seq}: recorded_at: {exc}"))
-                        prev, expected_seq, last_seq = chain, seq + 1, seq
-                        continue
-                    times[rec] = rc
-                qm = quoted.get(model) or quoted.setdefault(model, enc(model))
-                qt = quoted.get(htype) or quoted.setdefault(htype, enc(htype))
-                text = f"2|{seq}|{qm}|{hpk}|{enc(opk)}|{qt}|{rc}|{digest}|{prev_hash}"
-                ok = sha(text.encode("utf-8")).hexdigest() == chain
-            else:
-                problems.append(Problem("ledger_edited", "ledger", str(seq),
-                                        f"unknown ledger format {fmt!r}"))
-                ok = True
-            if not ok:
-                problems.append(Problem("ledger_edited", "ledger", str(seq),
-                                        f"chain hash does not recompute ({model}:{hpk})"))
-            prev = chain
-            expected_seq, last_seq = seq + 1, seq
-    if expected_head is not None and prev != expected_head:
-        problems.append(Problem("head_mismatch", "ledger", str(last_seq),
-                                "last chain hash differs from the expected head"))
+                                        f"{self.table} row seq {seq}: recorded_at: {exc}"))
+                return
+            ok = entry_hash(2, seq, model, hpk, opk, htype, rc, digest, prev_hash) == chain
+        else:
+            problems.append(Problem("ledger_edited", "ledger", str(seq),
+                                    f"unknown ledger format {fmt!r}"))
+            return
+        if not ok:
+            problems.append(Problem("ledger_edited", "ledger", str(seq),
+                                    f"chain hash does not recompute ({model}:{hpk})"))
+
+
+def _ledger_select(alias: str) -> str:
+    """Select list of a ledger entry: ``seq`` and :data:`_LEDGER_COLUMNS`."""
+    meta = _ledger()._meta
+    return ", ".join(column_sql(alias, meta.get_field(c).column)
+                     for c in ("seq", *_LEDGER_COLUMNS))
+
+
+def _check_links(problems: list[Problem], expected_head: str | None) -> None:
+    """The chain's links, in SQL: ``seq`` runs 1..n (``ledger_gap``), each ``prev_hash`` is
+    the chain hash of the entry before it (``chain_broken``), no format-1 entry follows a
+    format-2 one (``ledger_edited``), and the head is ``expected_head``."""
+    meta = _ledger()._meta
+    t = _qn(meta.db_table)
+
+    def c(name: str) -> str:
+        return _qn(meta.get_field(name).column)
+
+    seq, prev, chain, fmt = c("seq"), c("prev_hash"), c("chain_hash"), c("format")
+    for (s,) in query(f"SELECT a.{seq} FROM {t} a JOIN {t} b ON b.{seq} = a.{seq} - 1 "
+                      f"WHERE a.{prev} <> b.{chain} ORDER BY a.{seq}"):
+        problems.append(Problem("chain_broken", "ledger", str(s),
+                                "prev_hash is not the previous chain hash"))
+    # the first entry of each run of consecutive entries: a gap before it, and its link to
+    # the entry before the gap
+    runs = query(
+        f"SELECT a.{seq}, a.{prev}, p.{seq}, p.{chain} FROM {t} a LEFT JOIN {t} p "
+        f"ON p.{seq} = (SELECT MAX(b.{seq}) FROM {t} b WHERE b.{seq} < a.{seq}) "
+        f"WHERE NOT EXISTS (SELECT 1 FROM {t} b WHERE b.{seq} = a.{seq} - 1) ORDER BY a.{seq}")
+    for s, prev_hash, before, before_chain in runs:
+        if type(s) is not int or (before is not None and type(before) is not int):
+            continue  # reported as unreadable by the entry check
+        expected = before + 1 if before is not None else 1
+        if s != expected:
+            problems.append(Problem("ledger_gap", "ledger", str(s),
+                                    f"ledger rows {expected}..{s - 1} are missing"))
+        if prev_hash != (before_chain if before is not None else GENESIS):
+            problems.append(Problem("chain_broken", "ledger", str(s),
+                                    "prev_hash is not the previous chain hash"))
+    for (s,) in query(f"SELECT {seq} FROM {t} WHERE {fmt} IS NULL AND {seq} > "
+                      f"(SELECT MIN({seq}) FROM {t} WHERE {fmt} = 2) ORDER BY {seq}"):
+        problems.append(Problem("ledger_edited", "ledger", str(s),
+                                "a format-1 entry after format-2 entries (format downgraded)"))
+    if expected_head is not None:
+        last = query(f"SELECT {seq}, {chain} FROM {t} ORDER BY {seq} DESC LIMIT 1")
+        s, head = last[0] if last else (0, GENESIS)
+        if head != expected_head:
+            problems.append(Problem("head_mismatch", "ledger", str(s),
+                                    "last chain hash differs from the expected head"))
 
 
 def _ledger_row_problem(row: Sequence[Any]) -> str:
@@ -257,19 +355,29 @@ class _Digester:
         self.template, self.pairs = made
         self.pos = {f.attname: i + 1 for i, f in enumerate(fields)}  # 0 is the page key
         self.column = {f.attname: f.column for f in fields}
+        # whole-column encoders (C-level map) for the columns digested as they are; the
+        # optional ones (``audit_added_fields``) go value by value through their pair encoder
+        byname = {f.attname: f for f in fields}
+        self.bulk = {key: column_encoder(byname[key]) for key, enc in self.pairs
+                     if enc is encoders[key]}
 
     def select(self, alias: str) -> str:
         return ", ".join(column_sql(alias, f.column) for f in self.fields)
 
     def digests(self, rows: Sequence[Sequence[Any]]) -> tuple[list[str], dict[int, str]]:
         """``(digest per row, {row index: why it cannot be read})``."""
-        cols = list(zip(*rows, strict=True))
+        return self.digests_of_columns(list(zip(*rows, strict=True)))
+
+    def digests_of_columns(self, cols: Sequence[Sequence[Any]]
+                           ) -> tuple[list[str], dict[int, str]]:
+        """:meth:`digests` of a page given column-wise."""
         bad: dict[int, str] = {}
         encoded = []
         for key, enc in self.pairs:
             col = cols[self.pos[key]]
+            bulk = self.bulk.get(key)
             try:
-                encoded.append(encode_column(enc, col))
+                encoded.append(bulk(col) if bulk is not None else encode_column(enc, col))
             except Unreadable:
                 out = []
                 for r, v in enumerate(col):
@@ -306,15 +414,41 @@ def _check_history(model: type[models.Model], hmodel: type[models.Model],
     type_i = d.pos["history_type"]
     hid = _qn(hmeta.pk.column)
     lmeta = Ledger._meta
-    select = d.select("h") + ", l.seq, l.digest, l.object_pk, l.history_type"
+
+    def lc(name: str) -> str:
+        return column_sql("l", lmeta.get_field(name).column)
+
+    # the history row, and its whole ledger entry (each entry's hash is checked here, once)
+    select = d.select("h") + ", " + ", ".join(lc(c) for c in (
+        "seq", "object_pk", "history_type", "digest", "prev_hash", "chain_hash", "recorded_at",
+        "format"))
     source = (f"{_qn(table)} h LEFT JOIN {_qn(lmeta.db_table)} l "
               f"ON l.{_qn(lmeta.get_field('history_model').column)} = %s "
               f"AND l.{_qn(lmeta.get_field('history_pk').column)} = h.{hid}")
+    entries = _EntryCheck(problems)
     for rows in pages(select, source, f"h.{hid}", params=[hlabel], page=page):
-        digests, bad = d.digests(rows)
-        for r, row in enumerate(rows):
+        cols = list(zip(*rows, strict=True))
+        digests, bad = d.digests_of_columns(cols)
+        ledger_cols = cols[n + 1:n + 9]
+        if None in ledger_cols[0]:  # unledgered rows: check the entries of the others
+            keep = [i for i, v in enumerate(ledger_cols[0]) if v is not None]
+            hids = [cols[0][i] for i in keep]
+            ledger_cols = [[c[i] for i in keep] for c in ledger_cols]
+        else:
+            hids = cols[0]
+        if hids:
+            seqs, opks, types_, ldigests, prevs, chains, recs, fmts = ledger_cols
+            entries.columns(seqs, [hlabel] * len(hids), hids, opks, types_, ldigests, prevs,
+                            chains, recs, fmts)
+        # rows whose digest, object or type differs from their entry, or have none
+        lopks, ltypes, lds = cols[n + 2], cols[n + 3], cols[n + 4]
+        odd = [i for i, t in enumerate(zip(digests, lds, lopks, map(str, cols[pk_i]), ltypes,
+                                           cols[type_i], strict=True))
+               if t[0] != t[1] or t[2] != t[3] or t[4] != t[5]]
+        for r in sorted(set(odd) | set(bad)):
+            row = rows[r]
             h_id, obj_pk = row[0], row[pk_i]
-            lseq, ldigest, lopk, ltype = row[n + 1:n + 5]
+            lseq, lopk, ltype, ldigest = row[n + 1:n + 5]
             if r in bad:
                 problems.append(Problem("unreadable", hlabel, str(obj_pk),
                                         f"{table} row {h_id}: {bad[r]}"))
@@ -346,11 +480,12 @@ def _check_missing_history(hmodel: type[models.Model], problems: list[Problem]) 
     hid = _qn(hmeta.pk.column)
     lcol = {f.attname: _qn(f.column) for f in lmeta.concrete_fields}
     rows = query(
-        f"SELECT l.{lcol['history_pk']}, l.{lcol['seq']}, l.{lcol['object_pk']} "
+        f"SELECT {_ledger_select('l')} "
         f"FROM {_qn(lmeta.db_table)} l WHERE l.{lcol['history_model']} = %s AND NOT EXISTS "
         f"(SELECT 1 FROM {_qn(hmeta.db_table)} h WHERE h.{hid} = l.{lcol['history_pk']}) "
         f"ORDER BY l.{lcol['history_pk']}", [hmeta.label_lower])
-    for hpk, seq, opk in rows:
+    _EntryCheck(problems).rows(rows)
+    for seq, _model, hpk, opk, *_ in rows:
         problems.append(Problem("history_missing", hmeta.label_lower, str(opk),
                                 f"history row {hpk} (ledger #{seq}) was deleted"))
 
@@ -360,10 +495,11 @@ def _check_unknown_models(labels: list[str], problems: list[Problem]) -> None:
     lcol = {f.attname: _qn(f.column) for f in lmeta.concrete_fields}
     marks = ", ".join(["%s"] * len(labels)) or "''"
     rows = query(
-        f"SELECT {lcol['history_model']}, {lcol['history_pk']}, {lcol['seq']}, "
-        f"{lcol['object_pk']} FROM {_qn(lmeta.db_table)} WHERE {lcol['history_model']} "
-        f"NOT IN ({marks}) ORDER BY {lcol['history_model']}, {lcol['history_pk']}", labels)
-    for hlabel, hpk, seq, opk in rows:
+        f"SELECT {_ledger_select('')} FROM {_qn(lmeta.db_table)} WHERE "
+        f"{lcol['history_model']} NOT IN ({marks}) OR {lcol['history_model']} IS NULL "
+        f"ORDER BY {lcol['history_model']}, {lcol['history_pk']}", labels)
+    _EntryCheck(problems).rows(rows)
+    for seq, hlabel, hpk, opk, *_ in rows:
         problems.append(Problem("history_missing", str(hlabel), str(opk),
                                 f"history row {hpk} (ledger #{seq}) has no table/model"))
 
@@ -389,12 +525,14 @@ def _check_live(model: type[models.Model], hmodel: type[models.Model],
     same = _same()
     cmp = " AND ".join(f"l.{_qn(f.column)} {same} h.{_qn(hcol[f.attname])}" for f in tracked)
     htype = _qn(hcol["history_type"])
-    latest = _latest(hmodel)
+    opk = _qn(hcol[_tracked_pk_attname(hmodel)])
+    htable, ltable = _qn(hmeta.db_table), _qn(meta.db_table)
+    # each live row against its latest history row (an index seek per row), only the rows
+    # that differ come back
     rows = query(
-        f"SELECT l.{lpk}, h.{hid}, h.{htype} FROM {_qn(meta.db_table)} l "
-        f"LEFT JOIN {latest} m ON m.oid = l.{lpk} LEFT JOIN {_qn(hmeta.db_table)} h "
-        f"ON h.{hid} = m.hid WHERE h.{hid} IS NULL OR h.{htype} = '-' OR NOT ({cmp}) "
-        f"ORDER BY l.{lpk}")
+        f"SELECT l.{lpk}, h.{hid}, h.{htype} FROM {ltable} l LEFT JOIN {htable} h "
+        f"ON h.{hid} = (SELECT MAX(h2.{hid}) FROM {htable} h2 WHERE h2.{opk} = l.{lpk}) "
+        f"WHERE h.{hid} IS NULL OR h.{htype} = '-' OR NOT ({cmp}) ORDER BY l.{lpk}")
     for pk, h_id, kind in rows:
         if h_id is None:
             problems.append(Problem("live_unaudited", label, str(pk), "row has no history"))
@@ -407,10 +545,12 @@ def _check_live(model: type[models.Model], hmodel: type[models.Model],
                                     "differs from its history: " + detail))
             problems.extend(Problem("unreadable", label, str(pk),
                                     f"{meta.db_table} row {pk}: {why}") for why in unreadable)
+    # objects with no live row whose latest history row is not a deletion
     gone = query(
-        f"SELECT m.oid FROM {latest} m JOIN {_qn(hmeta.db_table)} h ON h.{hid} = m.hid "
-        f"WHERE h.{htype} <> '-' AND NOT EXISTS (SELECT 1 FROM {_qn(meta.db_table)} l "
-        f"WHERE l.{lpk} = m.oid) ORDER BY m.oid")
+        f"SELECT m.oid FROM (SELECT h2.{opk} AS oid, MAX(h2.{hid}) AS hid FROM {htable} h2 "
+        f"WHERE NOT EXISTS (SELECT 1 FROM {ltable} l WHERE l.{lpk} = h2.{opk}) "
+        f"GROUP BY h2.{opk}) m JOIN {htable} h ON h.{hid} = m.hid WHERE h.{htype} <> '-' "
+        f"ORDER BY m.oid")
     for (pk,) in gone:
         problems.append(Problem("live_deleted", label, str(pk),
                                 "row was deleted without a history record"))
