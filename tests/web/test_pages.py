@@ -153,3 +153,34 @@ def test_field_history_one_click_away(world: Any, login: Any) -> None:
     assert rows == [("system", "created", "", "1960", ""),
                     ("u_coordinator", "changed", "1960", "1961", "birth year per ID card")]
     assert "<html" in html  # without htmx: a page
+
+
+def test_dashboard_pages_the_matrix(world: Any, login: Any, monkeypatch: Any) -> None:
+    from hepatrial.trials.web import dashboard
+
+    monkeypatch.setattr(dashboard, "ROWS_PER_PAGE", 2)
+    c = login("coordinator")
+    rows = re.findall(r'<tr><th><a href="/participants/([A-Z0-9]+)/">',
+                      c.get("/sites/S01/").content.decode())
+    assert rows == ["A1", "A2"]
+    page = c.get("/sites/S01/", {"page": "2"}).content.decode()
+    assert re.findall(r'<tr><th><a href="/participants/([A-Z0-9]+)/">', page) == ["A3"]
+    assert "Participants 3 · page" in page
+    # the status counts are the site's, not the page's
+    assert re.findall(r"<tr><td>(enrolled|screened)</td><td class=\"num\">(\d+)</td>", page) == [
+        ("enrolled", "2"), ("screened", "1")]
+    assert c.get("/sites/S01/", {"page": "x"}).status_code == 200
+
+
+def test_worklist_lists_the_first_of_each_kind_and_counts_the_rest(world: Any, login: Any,
+                                                                   monkeypatch: Any) -> None:
+    from hepatrial.trials.web import worklist
+
+    monkeypatch.setattr(worklist, "SHOWN", 1)
+    page = login("coordinator").get("/").content.decode()
+    section = _section(page, "visits")
+    items = _items(section)
+    assert items[0].startswith("overdue A3 SCR")
+    assert items[1] == "more 4 more overdue visit(s) — listed on the site dashboards"
+    assert re.search(r'<span class="count">(\d+)</span>', section).group(1) == str(
+        5 + 1 + 3)  # 5 overdue, 1 due now (A1 W1), 3 due soon (A1 W2, A1 W4, A3 W8)

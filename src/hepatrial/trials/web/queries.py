@@ -30,7 +30,10 @@ from hepatrial.trials.web.worklist import Item, Section, register
 
 __all__ = ["open_queries_section", "query_list", "query_new", "query_thread", "urlpatterns"]
 
-_STATUS_FILTERS = ("open", "answered", "closed", "not_closed", "all")
+_STATUS_FILTERS = ("not_closed", "open", "answered", "closed", "all")
+_FILTER_LABELS = (("not_closed", "not closed"), ("open", "open (waiting for the site)"),
+                  ("answered", "answered (waiting for the raiser)"), ("closed", "closed"),
+                  ("all", "all"))
 
 
 def _lookup(access: Access, pk: int) -> Query:
@@ -100,7 +103,7 @@ def query_list(request: HttpRequest) -> HttpResponse:
     mine = [_row(q, on) for q in svc.addressed_to(access.user, site_ids=access.site_ids)]
     return render(request, "hepatrial/web/queries_list.html", {
         "mine": mine, "rows": [_row(q, on) for q in qs[:500]], "n_rows": qs.count(),
-        "status": status, "statuses": _STATUS_FILTERS, "q": q_text, "site": site,
+        "status": status, "statuses": _FILTER_LABELS, "q": q_text, "site": site,
         "visit": visit, "sites": access.sites(),
         "by_age": svc.open_counts_by_age(access.site_ids, on),
     })

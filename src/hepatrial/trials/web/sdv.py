@@ -25,6 +25,8 @@ from hepatrial.trials.web.common import FieldErrors, store_errors
 __all__ = ["sdv_visit", "urlpatterns"]
 
 _FORM_LABELS = dict(vocab.SDV_FORM)
+_STATE_LABELS = {"verified": "verified", "partly": "partly verified",
+                 "not_verified": "not verified", "empty": "nothing entered"}
 
 
 def _context(request: HttpRequest, p: Any, visit: Any, errs: FieldErrors | None = None
@@ -40,6 +42,7 @@ def _context(request: HttpRequest, p: Any, visit: Any, errs: FieldErrors | None 
             rows.append({"item": i, "value": (f"{row.value_as_entered} {row.unit_as_entered}"
                                               if code == "labs" else getattr(row, i.item))})
         forms.append({"code": code, "label": _FORM_LABELS[code], "state": fs.state,
+                      "state_label": _STATE_LABELS[fs.state],
                       "n_verified": fs.n_verified, "n_items": len(fs.items), "rows": rows,
                       "marks": fs.marks})
     return {"p": p, "v": visit, "forms": forms, "verified": state.verified,

@@ -55,6 +55,12 @@ class Section:
     title: str
     items: list[Item] = field(default_factory=list)
     empty: str = "Nothing to do."
+    total: int | None = None
+
+    @property
+    def count(self) -> int:
+        """How many things are waiting (``total`` when the list is cut short)."""
+        return len(self.items) if self.total is None else self.total
 
 
 SectionFunction = Callable[[Access, _dt.date], Section | None]
@@ -94,6 +100,15 @@ def _work(access: Access, on: _dt.date) -> dict[str, list[dict[str, Any]]]:
     return cache[on]
 
 
+#: items of one kind listed in a section (the rest is counted, with a link to the dashboards)
+SHOWN = 50
+
+
+def _more(n: int, what: str) -> Item:
+    return Item(f"{n} more {what}", reverse("web:sites"),
+                "listed on the site dashboards", "more", "info")
+
+
 def _visit_url(row: dict[str, Any]) -> str:
     return reverse("web:visit", kwargs={"study_id": row["participant"], "code": row["visit"]})
 
@@ -112,13 +127,16 @@ def visits_section(access: Access, on: _dt.date) -> Section | None:
     items = []
     for state, badge, cls in (("overdue", "overdue", "bad"), ("due", "due now", "warn"),
                               ("due_soon", "due soon", "info")):
-        for r in w[state]:
+        for r in w[state][:SHOWN]:
             days = (on - r["window"][2]).days if state == "overdue" else None
             detail = _window(r) + (f"; closed {days} day(s) ago" if days else "")
             items.append(Item(f"{r['participant']} {r['visit']} · {r['label']}",
                               _visit_url(r), detail, badge, cls))
+        if len(w[state]) > SHOWN:
+            items.append(_more(len(w[state]) - SHOWN, f"{badge} visit(s)"))
     return Section("visits", "Visits overdue, due and due soon", items,
-                   f"No visit is overdue or due in the next {selectors_web.DUE_SOON_DAYS} days.")
+                   f"No visit is overdue or due in the next {selectors_web.DUE_SOON_DAYS} days.",
+                   total=sum(len(w[k]) for k in ("overdue", "due", "due_soon")))
 
 
 @register(order=20)
@@ -129,9 +147,11 @@ def forms_section(access: Access, on: _dt.date) -> Section | None:
     w = _work(access, on)
     items = [Item(f"{r['participant']} {r['visit']} · {r['label']}", _visit_url(r),
                   "missing: " + ", ".join(r["missing"]), f"{len(r['missing'])} missing", "warn")
-             for r in w["incomplete"]]
+             for r in w["incomplete"][:SHOWN]]
+    if len(w["incomplete"]) > SHOWN:
+        items.append(_more(len(w["incomplete"]) - SHOWN, "incomplete visit(s)"))
     return Section("forms", "Forms missing or incomplete", items,
-                   "Every visit that took place has all its items.")
+                   "Every visit that took place has all its items.", total=len(w["incomplete"]))
 
 
 @register(order=30)
@@ -141,15 +161,16 @@ def signatures_section(access: Access, on: _dt.date) -> Section | None:
         return None
     visits = selectors_web.visits_done(access.site_ids)
     signed = selectors_web.valid_signatures({v.participant_id for v in visits})
-    items = []
-    for v in visits:
-        if signed.get((v.participant_id, v.pk)):
-            continue
+    items: list[Item] = []
+    waiting = [v for v in visits if not signed.get((v.participant_id, v.pk))]
+    for v in waiting[:SHOWN]:
         url = reverse("web:visit", kwargs={"study_id": v.participant.study_id, "code": v.code})
         items.append(Item(f"{v.participant.study_id} {v.code} · {v.label}", url,
                           f"visit on {v.actual_date}", "to sign", "info"))
+    if len(waiting) > SHOWN:
+        items.append(_more(len(waiting) - SHOWN, "visit(s) to sign"))
     return Section("signatures", "Waiting for your signature", items,
-                   "Nothing is waiting for your signature.")
+                   "Nothing is waiting for your signature.", total=len(waiting))
 
 
 @ecrf_view(None)
