@@ -2,7 +2,10 @@
 """Admin of the cell product: administrations and QC results (written through the product
 service), and read-only pages of harvests, batches and the chain of custody.
 
-Thin: each form's :meth:`~hepatrial.trials.admin.base.ReasonForm.check_rules` runs the
+Who may see and write a page is the store's role matrix (as in the services): every role
+sees them for its sites, administrations are written by coordinators and investigators
+(``administer_product``), QC results by QA and data managers (``manage_product``). Thin: each
+form's :meth:`~hepatrial.trials.admin.base.ReasonForm.check_rules` runs the
 service's ``check_*`` (the record's one validator — for an administration, the dosing gate:
 every unmet condition is shown); each ``save_model`` (add and change) calls the service that
 writes. The lifecycle steps of a batch (receipt, manufacture, release with an e-signature,
@@ -21,6 +24,37 @@ from django.http import HttpRequest
 
 from hepatrial.trials.admin.base import REASON_FIELD, AuditedAdmin, ReasonForm
 from hepatrial.trials.models import product as pm
+
+
+class RoleAdmin(AuditedAdmin):
+    """Who may see and write these pages follows the store's role matrix
+    (:mod:`hepatrial.trials.services.permissions`), as the service it calls does: every role
+    sees them (its sites' participants only), :attr:`write_action` writes them."""
+
+    write_action: str | None = None
+
+    def _role_may(self, request: HttpRequest, action: str | None) -> bool:
+        from hepatrial.trials.services.permissions import allowed, role_of
+
+        if action is None or not request.user.is_active:
+            return False
+        return allowed(action, role_of(request.user))
+
+    def has_module_permission(self, request: HttpRequest) -> bool:
+        return self._role_may(request, "view")
+
+    def has_view_permission(self, request: HttpRequest, obj: Any = None) -> bool:
+        return self._role_may(request, "view")
+
+    def has_add_permission(self, request: HttpRequest) -> bool:
+        return self._role_may(request, self.write_action)
+
+    def has_change_permission(self, request: HttpRequest, obj: Any = None) -> bool:
+        return self._role_may(request, self.write_action)
+
+    def has_delete_permission(self, request: HttpRequest, obj: Any = None) -> bool:
+        return False
+
 
 _ADMIN_VALUES = ("route", "cells_total", "cells_per_kg", "volume_ml", "administered_at",
                  "operator", "dose_override_reason")
@@ -86,8 +120,9 @@ class AdministrationForm(ReasonForm):
 
 
 @admin.register(pm.Administration)
-class AdministrationAdmin(AuditedAdmin):
+class AdministrationAdmin(RoleAdmin):
     form = AdministrationForm
+    write_action = "administer_product"
     fields = ["participant", "batch_id", "scanned_coi", "id_study_id", "id_year_of_birth",
               "route", "cells_total", "cells_per_kg", "volume_ml", "administered_at",
               "operator", "dose_override_reason"]  # fmt: skip
@@ -160,8 +195,9 @@ class QcResultForm(ReasonForm):
 
 
 @admin.register(pm.QcResult)
-class QcResultAdmin(AuditedAdmin):
+class QcResultAdmin(RoleAdmin):
     form = QcResultForm
+    write_action = "manage_product"
     fields = ["batch_ref", "test", "result", "unit", "analyst", "tested_on", "method"]
     list_display = ["batch", "test", "value_as_entered", "unit", "analyst", "tested_on", "source"]
 
@@ -179,17 +215,8 @@ class QcResultAdmin(AuditedAdmin):
         obj.refresh_from_db()
 
 
-class ReadOnlyAdmin(AuditedAdmin):
+class ReadOnlyAdmin(RoleAdmin):
     """Shown, never written here (the lifecycle goes through the product service)."""
-
-    def has_add_permission(self, request: HttpRequest) -> bool:
-        return False
-
-    def has_change_permission(self, request: HttpRequest, obj: Any = None) -> bool:
-        return False
-
-    def has_delete_permission(self, request: HttpRequest, obj: Any = None) -> bool:
-        return False
 
 
 class CustodyInline(admin.TabularInline):
@@ -201,10 +228,18 @@ class CustodyInline(admin.TabularInline):
               "temperature_c", "scanned_coi", "reason"]  # fmt: skip
     readonly_fields = fields
 
+    def has_view_permission(self, request: HttpRequest, obj: Any = None) -> bool:
+        from hepatrial.trials.services.permissions import allowed, role_of
+
+        return bool(request.user.is_active) and allowed("view", role_of(request.user))
+
     def has_add_permission(self, request: HttpRequest, obj: Any = None) -> bool:
         return False
 
     def has_change_permission(self, request: HttpRequest, obj: Any = None) -> bool:
+        return False
+
+    def has_delete_permission(self, request: HttpRequest, obj: Any = None) -> bool:
         return False
 
 
