@@ -19,13 +19,18 @@ Public API
     ``create_user``, ``add_site_membership``, ``screen_participant``, ``record_consent``,
     ``assess_eligibility``, ``enrol_participant``, ``schedule_visits``, ``record_visit``,
     ``mark_visit_not_done``, ``record_deviation``, ``record_lab`` (``canonical_lab``),
-    ``record_clinical``, ``register_product_batch``, ``release_product_batch``,
-    ``check_administration``, ``record_administration``, ``record_adverse_event``,
+    ``record_clinical``, the cell product vein to vein (``record_harvest``,
+    ``register_batch``, ``start_manufacture``, ``record_manufacturing_step``,
+    ``complete_manufacture``, ``record_qc_result(s)``, ``submit_for_review``,
+    ``release_batch`` (e-signed), ``dispatch_batch``, ``receive_at_bedside``, quarantine ...),
+    ``check_administration``, ``record_administration`` (the dosing gate),
+    ``record_adverse_event``,
     ``change_status``, ``update_participant|visit|lab|clinical|administration|adverse_event``
     (all need ``reason=``). Errors: ``StoreError`` and ``ChangeReasonRequired`` (ValueErrors).
 :mod:`~hepatrial.trials.selectors` (reads → pandas / dicts)
     ``participants_frame``, ``visits_frame``, ``labs_frame``, ``clinical_frame``,
-    ``measurements_frame``, ``administrations_frame``, ``adverse_events_frame``,
+    ``measurements_frame``, ``administrations_frame``, ``products_frame``, ``product_record``,
+    ``adverse_events_frame``,
     ``deviations_frame``, ``status_history_frame``, ``protocol_record``, ``sites``.
 :mod:`~hepatrial.trials.audit`
     ``append(history_rows)``, ``bulk_create(model, objs, user=, reason=)``,
