@@ -224,7 +224,7 @@ def test_sdv_page_marks_items_and_forms(world: Any, login: Any) -> None:
     rows = _sdv_rows(page, "labs")
     assert rows["bilirubin"].startswith("bilirubin 2.3 mg/dL verified by u_monitor ")
     assert rows["inr"] == "inr 1.5 1 not verified Verify"
-    assert 'id="sdv-labs-state">partly 1/3<' in page
+    assert 'id="sdv-labs-state">partly verified 1/3<' in page
     r = m.post(url, {"target": "labs:"})
     assert r.status_code == 302
     page = m.get(url).content.decode()
@@ -243,7 +243,7 @@ def test_sdv_page_marks_items_and_forms(world: Any, login: Any) -> None:
     rows = _sdv_rows(page, "labs")
     assert rows["bilirubin"] == f"bilirubin 2.4 mg/dL cleared by change seq {seq} Verify"
     assert rows["inr"].startswith("inr 1.5 1 verified by u_monitor")
-    assert 'id="sdv-labs-state">partly 2/3<' in page
+    assert 'id="sdv-labs-state">partly verified 2/3<' in page
     assert SourceVerification.objects.count() == 2
 
 
