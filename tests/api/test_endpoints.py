@@ -273,6 +273,12 @@ def test_a_value_outside_the_expected_range_needs_confirmation_and_opens_a_query
         ("manual", "bilirubin", "D0"), ("soft_range", "sodium", "W1")]
 
 
+def test_pointers_escape_keys_as_rfc_6901_says(api: Any) -> None:
+    p = problem(post(api, [{"analyte": "inr", "value": 1, "unit": "1", "a/b~c": 1}]), 422,
+                "validation")
+    assert [e["pointer"] for e in p["errors"]] == ["/0/a~1b~0c"]
+
+
 def test_an_analyte_already_recorded_is_refused(api: Any) -> None:
     url = f"/api/v1/participants/{OWN}/visits/D0/labs"
     p = problem(post(api, {"analyte": "bilirubin", "value": "2.4", "unit": "mg/dL"}, url=url),

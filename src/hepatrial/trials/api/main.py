@@ -317,8 +317,10 @@ _BODY_FIELD = {"specimen_date": "date", "visit": "visit_code"}
 
 
 def _pointer(single: bool, index: int, *rest: Any) -> str:
+    """RFC 6901 JSON Pointer to item ``index`` of the body (or the body itself when it is one
+    object), then ``rest``; ``""`` is the whole body."""
     parts = ([] if single else [str(index)]) + [str(x) for x in rest]
-    return "/" + "/".join(p.replace("~", "~0").replace("/", "~1") for p in parts)
+    return "".join("/" + p.replace("~", "~0").replace("/", "~1") for p in parts)
 
 
 def _decimal(text: str) -> Decimal:
@@ -441,7 +443,8 @@ def record_labs(
                         where = "path" if field == "visit_code" else "body"
                         problems.append(P.item(
                             where, field, p.reason, index=idx, record=p.record,
-                            pointer=_pointer(single, i, field) if where == "body" else None))
+                            pointer=None if where != "body" else
+                            _pointer(single, i, *([field] if field else []))))
                 except (RecordLocked, ChangeReasonRequired):
                     raise
                 except StoreError as exc:
