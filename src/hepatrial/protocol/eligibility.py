@@ -263,7 +263,7 @@ class Check(BaseModel):
             return None, f"{code} could not be computed: {exc}"
         if math.isnan(val):
             return None, f"{code} could not be computed from the screening data (NaN)"
-        shown = ", ".join(f"{k}={screening[k]!r}" for k in sf.inputs)
+        shown = ", ".join(f"{k}={show_value(screening[k])}" for k in sf.inputs)
         return val, (
             f"{code} computed by hepatrial.scores.{sf.function}(variant={self.variant!r}, "
             f"units='si') from {shown}, dialysis={dialysis}"
@@ -295,9 +295,29 @@ class Check(BaseModel):
     def describe(self) -> str:
         """Short text form, e.g. ``meld[optn2002] >= 10``."""
         f = self.field + (f"[{self.variant}]" if self.variant else "")
-        val = list(self.value) if isinstance(self.value, tuple) else self.value
+        if self.op == "between" and isinstance(self.value, tuple | list):
+            val = f"{show_value(self.value[0])} and {show_value(self.value[1])}"
+        elif isinstance(self.value, tuple | list):
+            val = f"[{show_value(self.value)}]"
+        else:
+            val = show_value(self.value)
         unit = f" {self.unit}" if self.unit else ""
-        return f"{f} {self.op} {val!r}{unit}"
+        return f"{f} {self.op} {val}{unit}"
+
+
+def show_value(v: Any) -> str:
+    """A value as a coordinator reads it in a criterion's explanation: yes/no for booleans,
+    numbers without binary noise (``97.24000000000001`` → ``97.24``; 10 significant digits,
+    which no clinical measurement exceeds), ISO dates, lists comma-separated."""
+    if isinstance(v, bool):
+        return "yes" if v else "no"
+    if isinstance(v, float):
+        return f"{v:.10g}"
+    if isinstance(v, _dt.date):
+        return v.isoformat()
+    if isinstance(v, list | tuple):
+        return ", ".join(show_value(x) for x in v)
+    return str(v)
 
 
 def _is_number(x: Any) -> bool:
@@ -342,7 +362,8 @@ def evaluate_check(
         )
     verdict = "holds" if met else "does not hold"
     return CriterionResult(
-        criterion_id, kind, met, value, f"{check.describe()} {verdict}: value {value!r} ({where})"
+        criterion_id, kind, met, value,
+        f"{check.describe()} {verdict}: value {show_value(value)} ({where})",
     )
 
 
