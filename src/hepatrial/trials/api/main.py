@@ -13,7 +13,6 @@ signatures' invalidation apply as on every other path. Errors are RFC 9457 probl
 from __future__ import annotations
 
 import functools
-import inspect
 import json
 from dataclasses import dataclass
 from decimal import Decimal
@@ -389,10 +388,6 @@ class _Refused(Exception):
     pass
 
 
-#: the service's confirmation of a value outside the expected range (passed when it has it)
-_CONFIRMS = "confirmed_out_of_range"
-
-
 @api.post("/participants/{study_id}/visits/{visit_code}/labs",
           response={201: LabsCreated, **_WRITE}, operation_id="record_labs", tags=["visits"],
           openapi_extra={"requestBody": _LAB_BODY})
@@ -428,15 +423,13 @@ def record_labs(
         with transaction.atomic():
             for i, lab in labs:
                 idx = None if single else i
-                extra = {"confirmed_out_of_range": True} if (
-                    lab.confirmed_out_of_range and _CONFIRMS in inspect.signature(
-                        services.record_lab).parameters) else {}
                 try:
                     with transaction.atomic():
                         created.append(services.record_lab(
                             participant=study_id, visit_code=visit_code, analyte=lab.analyte,
                             value=lab.value, unit=lab.unit, laboratory=lab.laboratory,
-                            specimen_date=lab.date, user=caller.user, **extra))
+                            specimen_date=lab.date, user=caller.user,
+                            confirmed_out_of_range=lab.confirmed_out_of_range))
                 except RuleViolation as exc:
                     for p in exc.problems:
                         field = _BODY_FIELD.get(p.field, p.field)
