@@ -569,3 +569,64 @@ def test_open_counts_by_age_and_per_visit(trial: dict[str, Any], store: Any) -> 
     k01 = Participant.objects.get(study_id="K01")
     w1 = Visit.objects.get(participant=k01, code="W1")
     assert queries.open_counts([k01.pk]) == {(k01.pk, w1.pk): 7}
+
+
+# ---------------------------------------------------------------------- the pure rules
+@pytest.mark.parametrize(("step", "status", "ok"), [
+    ("answer", "open", "answered"), ("answer", "answered", "answered"), ("answer", "closed", None),
+    ("close", "open", "closed"), ("close", "answered", "closed"), ("close", "closed", None),
+    ("reopen", "open", None), ("reopen", "answered", "open"), ("reopen", "closed", "open"),
+])
+def test_check_query_step_transitions(step: str, status: str, ok: str | None) -> None:
+    from hepatrial.trials.validators import RuleViolation
+    from hepatrial.trials.validators.query import check_query_step
+
+    facts = {"record": "q", "step": step, "status": status, "origin": "manual",
+             "is_raiser": True, "may_raise": True, "may_answer": True, "named_person": True,
+             "lock": None}
+    if ok is None:
+        with pytest.raises(RuleViolation) as e:
+            check_query_step(**facts)
+        assert list(e.value.by_field()) == ["status"]
+    else:
+        assert check_query_step(**facts) == ok
+
+
+def test_check_query_step_collects_every_reason() -> None:
+    from hepatrial.trials.validators import RuleViolation
+    from hepatrial.trials.validators.query import check_query_step
+
+    with pytest.raises(RuleViolation) as e:
+        check_query_step(record="q 1", step="reopen", status="open", origin="manual",
+                         is_raiser=False, may_raise=True, may_answer=False,
+                         named_person=False, lock="trial")
+    assert [str(p) for p in e.value.problems] == [
+        "q 1: the trial is locked (database lock): no query step can be taken",
+        "q 1: reopen: a named person must reopen a query (not the system account)",
+        "q 1 status: the query is open: cannot reopen it (it is still open (waiting for the "
+        "site))",
+        "q 1: only the person who raised the query may reopen it",
+    ]
+    assert check_query_step(record="q", step="raise", status="", origin="manual",
+                            is_raiser=True, may_raise=True, may_answer=False,
+                            named_person=True, lock=None) == "open"
+    with pytest.raises(KeyError):
+        check_query_step(record="q", step="delete", status="open", origin="manual",
+                         is_raiser=True, may_raise=True, may_answer=True, named_person=True,
+                         lock=None)
+
+
+def test_soft_range_problem_is_pure_and_inclusive() -> None:
+    from hepatrial.trials.validators.query import soft_range_problem
+
+    def p(value: float, confirmed: bool = False) -> str | None:
+        got = soft_range_problem(record="r", analyte="inr", value_text=str(value), unit="1",
+                                 canonical=value, canonical_unit="1", expected=(0.8, 8.0),
+                                 confirmed=confirmed)
+        return None if got is None else got.reason
+
+    assert p(0.8) is None and p(8.0) is None and p(8.01, confirmed=True) is None
+    assert p(0.79) == ("0.79 1 is lower than expected for inr (0.8-8 1): check it against "
+                       "the source and confirm it (confirmed_out_of_range) to save it; a "
+                       "confirmed value opens a query")
+    assert p(8.01).startswith("8.01 1 is higher than expected for inr (0.8-8 1)")
