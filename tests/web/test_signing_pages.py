@@ -211,3 +211,22 @@ def test_casebook_sign_and_lock(world: Any, login: Any, inv: Any) -> None:
     assert "This visit is locked" in page  # the casebook lock covers every visit
     page = dm.get("/participants/A1/lock/").content.decode()
     assert "The casebook of participant A1 is locked (lock " in page
+
+
+def test_ended_casebooks_wait_for_the_investigators_signature(world: Any, login: Any,
+                                                              inv: Any) -> None:
+    from tests.web.conftest import today
+
+    world.services.change_status(participant="A3", status="withdrawn", date=today(),
+                                 reason="consent withdrawn")
+    c = login(inv)
+    sec = _text(re.search(r'id="wl-casebooks">(.*?)</section>', c.get("/").content.decode(),
+                          re.S).group(1))
+    assert sec == (f"Casebooks waiting for your signature 1 to sign A3 casebook — withdrawn on "
+                   f"{today().isoformat()}")
+    assert c.post("/participants/A3/sign/", {"meaning": MEANING, "password": PASSWORD}
+                  ).status_code == 302
+    sec = _text(re.search(r'id="wl-casebooks">(.*?)</section>', c.get("/").content.decode(),
+                          re.S).group(1))
+    assert sec.endswith("No ended participation is waiting for your casebook signature.")
+    assert 'id="wl-casebooks"' not in login("coordinator").get("/").content.decode()

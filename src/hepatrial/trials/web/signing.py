@@ -31,11 +31,14 @@ from hepatrial import errors
 from hepatrial.trials.audit import locks as _locks
 from hepatrial.trials.models import ClinicalAssessment, LabResult, Lock
 from hepatrial.trials.services import signing as svc
-from hepatrial.trials.web.access import ecrf_view
+from hepatrial.trials.web.access import Access, ecrf_view
 from hepatrial.trials.web.common import FieldErrors, store_errors
+from hepatrial.trials.web.worklist import Item, Section, register
 
 __all__ = [
+    "ENDED",
     "MEANINGS",
+    "casebooks_to_sign",
     "lock_casebook",
     "lock_visit",
     "sign_casebook",
@@ -50,7 +53,8 @@ MEANINGS: tuple[str, ...] = (
     "I reviewed and approve these data",
     "I confirm these data are accurate and complete as recorded in the source documents",
 )
-_DONE = ("in_window", "early", "late")
+#: participant statuses that end the participation: the casebook is ready for signing
+ENDED = ("completed", "withdrawn", "died", "transplanted")
 
 
 def _signatures(p: Any, visit: Any) -> list[dict[str, Any]]:
@@ -137,6 +141,27 @@ def _redirect(name: str, p: Any, visit: Any) -> HttpResponse:
     if visit is not None:
         return redirect(f"web:{name}_visit", study_id=p.study_id, code=visit.code)
     return redirect(f"web:{name}_casebook", study_id=p.study_id)
+
+
+# ---------------------------------------------------------------------- worklist
+@register(order=35)
+def casebooks_to_sign(access: Access, on: Any) -> Section | None:
+    """For an investigator: the casebooks of participants whose participation ended
+    (completed, withdrawn, died, transplanted) without a valid casebook signature."""
+    if not access.may("sign"):
+        return None
+    from hepatrial.trials import selectors_web
+    from hepatrial.trials.models import Participant
+
+    ended = list(Participant.objects.filter(site_id__in=access.site_ids, status__in=ENDED)
+                 .order_by("study_id"))
+    signed = selectors_web.valid_signatures([p.pk for p in ended])
+    items = [Item(f"{p.study_id} casebook", reverse("web:sign_casebook",
+                                                    kwargs={"study_id": p.study_id}),
+                  f"{p.status} on {p.status_date}", "to sign", "info")
+             for p in ended if not signed.get((p.pk, None))]
+    return Section("casebooks", "Casebooks waiting for your signature", items,
+                   "No ended participation is waiting for your casebook signature.")
 
 
 # ---------------------------------------------------------------------- signing
