@@ -47,7 +47,8 @@ LAB_CASES = [
      "bilirubin: 2300.0 mg/dL = 39330 umol/L is outside the plausible range 0-1500 umol/L"),
     ("unit not accepted", {"unit": "mg/L"}, "unit",
      "bilirubin: unit 'mg/L' is not accepted (accepted units: umol/L, mg/dL)"),
-    ("not a number", {"value": "2,3"}, "value", "'2,3' is not a number"),
+    ("not a number", {"value": "2,3"}, "value",
+     "'2,3' contains ','; use a point as the decimal mark"),
 ]
 IDS = [c[0] for c in LAB_CASES]
 _FORM = {"value": "value_as_entered", "unit": "unit_as_entered", "specimen_date": "specimen_date"}
@@ -303,3 +304,24 @@ def test_clinical_rules_column_wise() -> None:
     assert [str(x) for x in typed["weight_kg"]] == ["80.00", "None", "None"]
     assert [(i, f) for i, f, _r in problems.items()] == [
         (1, "weight_kg"), (1, "edema"), (1, "histologic_stage"), (2, "visit")]
+
+
+@pytest.mark.parametrize(("value", "reason"), [
+    ("4_6", "contains '_'"),
+    ("١٢", "non-ASCII digit"),
+    ("1e999", "too large"),
+    ([1], "is not a number"),
+    ("1" * 51, "51 characters long; at most 50"),
+    ("2\x003", "control character NUL"),
+])
+def test_lab_value_text_rules(value: Any, reason: str) -> None:
+    """One number parser (hepatrial.scores.numbers) and the stored text's limits, before the
+    database sees the value (identical on SQLite and PostgreSQL)."""
+    from hepatrial.trials.validators import RuleViolation
+    from hepatrial.trials.validators.lab import validate_lab
+
+    with pytest.raises(RuleViolation) as exc:
+        validate_lab(record="participant K01 visit D0 lab bilirubin", analyte="bilirubin",
+                     value=value, unit="umol/L")
+    assert any(p.field == "value" and reason in p.reason for p in exc.value.problems), \
+        exc.value.problems

@@ -28,12 +28,17 @@ from __future__ import annotations
 import datetime as _dt
 from collections.abc import Sequence
 from dataclasses import dataclass
-from decimal import Decimal, InvalidOperation
+from decimal import Decimal
 from typing import Any
 
 import numpy as np
 
-from hepatrial.trials.validators._common import ColumnProblems, RuleViolation, date_problems
+from hepatrial.trials.validators._common import (
+    Checker,
+    ColumnProblems,
+    RuleViolation,
+    date_problems,
+)
 from hepatrial.trials.validators.visit import visit_done_columns
 
 __all__ = ["LabValue", "lab_columns", "lab_value_columns", "validate_lab", "value_text"]
@@ -54,36 +59,57 @@ class LabValue:
 
 def value_text(value: Any) -> str | None:
     """The value as entered, as text (``2.30`` stays ``"2.30"``; a float keeps its repr), or
-    None when it is not a number (None, a boolean, ``"abc"``, ``"1,5"``, NaN, infinity)."""
-    if value is None or isinstance(value, bool | np.bool_):
+    None when it is not a plain number by :mod:`hepatrial.scores.numbers` (None, a boolean,
+    ``"abc"``, ``"1,5"``, ``"4_6"``, non-ASCII digits, NaN, infinity, a list)."""
+    from hepatrial.scores.numbers import number_problem
+
+    if isinstance(value, Decimal):
+        value = str(value)
+    elif isinstance(value, np.floating):
+        value = float(value)
+    elif isinstance(value, np.integer):
+        value = int(value)
+    if number_problem(value) is not None:
         return None
-    if isinstance(value, float | np.floating):
-        text = repr(float(value))
-    else:
-        text = str(value).strip()
-    try:
-        d = Decimal(text)
-    except InvalidOperation:
-        return None
-    return text if d.is_finite() else None
+    return repr(value) if isinstance(value, float) else str(value).strip()
 
 
 def _numbers(values: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
-    """Floats of a column and the mask of values that are not numbers."""
+    """Floats of a column and the mask of values that are not plain numbers (one rule:
+    :data:`hepatrial.scores.numbers.NUMBER_PATTERN`, checked column-wise with pyarrow)."""
+    import pyarrow as pa
+    import pyarrow.compute as pc
+
+    from hepatrial.scores.numbers import NUMBER_PATTERN
+
     if values.dtype.kind in "iuf":
         nums = values.astype(float)
         return nums, ~np.isfinite(nums)
-    if values.dtype.kind == "b":
-        return np.full(values.shape, np.nan), np.ones(values.shape, dtype=bool)
-    nums = np.full(values.shape, np.nan)
-    try:  # fast path: every cell is numeric text or a number (True, None fail to parse)
-        nums = np.char.strip(values.astype(str)).astype(float)
-    except (ValueError, TypeError):
-        for i, v in enumerate(values):
-            text = value_text(v)
-            if text is not None:
-                nums[i] = float(text)
+    n = len(values)
+    nums = np.full(n, np.nan)
+    if values.dtype.kind == "b" or n == 0:
+        return nums, np.ones(n, dtype=bool)
+    is_str = np.fromiter((type(v) is str or isinstance(v, np.str_) for v in values), bool, n)
+    is_num = np.fromiter(
+        (isinstance(v, int | float | np.integer | np.floating)
+         and not isinstance(v, bool | np.bool_) for v in values), bool, n)
+    if is_num.any():
+        nums[is_num] = values[is_num].astype(float)
+    if is_str.any():
+        text = pc.utf8_trim_whitespace(pa.array(values[is_str].tolist(), type=pa.string()))
+        ok = pc.match_substring_regex(text, NUMBER_PATTERN)
+        idx = np.flatnonzero(is_str)[ok.to_numpy(zero_copy_only=False)]
+        nums[idx] = pc.cast(pc.filter(text, ok), pa.float64()).to_numpy(zero_copy_only=False)
     return nums, ~np.isfinite(nums)
+
+
+def _not_a_number(vals: np.ndarray) -> Any:
+    from hepatrial.scores.numbers import number_problem
+
+    def why(i: int) -> str:
+        return number_problem(vals[i]) or f"{vals[i]!r} is not a number"
+
+    return why
 
 
 def lab_value_columns(
@@ -108,7 +134,7 @@ def lab_value_columns(
     units = np.broadcast_to(np.asarray(unit, dtype=object), (n,))
     problems = ColumnProblems(n)
     nums, not_number = _numbers(vals)
-    problems.add_each("value", not_number, lambda i: f"{vals[i]!r} is not a number")
+    problems.add_each("value", not_number, _not_a_number(vals))
     canonical = np.full(n, np.nan)
     canon_unit = np.full(n, "", dtype=object)
     keys = np.array([f"{c}\x00{u}" for c, u in zip(codes, units, strict=True)], dtype=object)
@@ -192,7 +218,21 @@ def validate_lab(
     :class:`RuleViolation` naming ``record`` (e.g. ``participant K01 visit W1 lab bilirubin``).
     """
     from hepatrial.protocol import analytes
+    from hepatrial.textrules import text_problem
 
+    pre = Checker(record)
+    if not isinstance(value, str | int | float | Decimal | np.number) or isinstance(
+        value, bool | np.bool_
+    ):
+        pre.fail("value", f"{value!r} is not a number")
+    for field_name, text, limit in (("analyte", analyte, 40), ("unit", unit, 30)):
+        if not isinstance(text, str):
+            pre.fail(field_name, f"{text!r} is not text")
+        elif (why := text_problem(text, limit)) is not None:
+            pre.fail(field_name, why)
+    if isinstance(value, str) and (why := text_problem(value.strip(), 50)) is not None:
+        pre.fail("value", why)
+    pre.done()
     canonical, problems = lab_columns(
         analyte=[analyte], value=[value], unit=[unit], specimen_date=[specimen_date],
         visit_date=[visit_date], visit_status=[visit_status], today=today,
