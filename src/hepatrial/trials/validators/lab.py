@@ -89,17 +89,15 @@ def _numbers(values: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
     nums = np.full(n, np.nan)
     if values.dtype.kind == "b" or n == 0:
         return nums, np.ones(n, dtype=bool)
-    is_str = np.fromiter((type(v) is str or isinstance(v, np.str_) for v in values), bool, n)
-    is_num = np.fromiter(
-        (isinstance(v, int | float | np.integer | np.floating)
-         and not isinstance(v, bool | np.bool_) for v in values), bool, n)
-    if is_num.any():
-        nums[is_num] = values[is_num].astype(float)
-    if is_str.any():
-        text = pc.utf8_trim_whitespace(pa.array(values[is_str].tolist(), type=pa.string()))
-        ok = pc.match_substring_regex(text, NUMBER_PATTERN)
-        idx = np.flatnonzero(is_str)[ok.to_numpy(zero_copy_only=False)]
-        nums[idx] = pc.cast(pc.filter(text, ok), pa.float64()).to_numpy(zero_copy_only=False)
+    # every cell as text (numbers by str(), so 2.3 -> "2.3"; None/True/[1] never match)
+    try:
+        as_text = values.astype(str)
+    except ValueError:  # a cell holding a sequence
+        as_text = np.array([str(v) for v in values])
+    text = pc.utf8_trim_whitespace(pa.array(as_text, type=pa.string()))
+    ok = pc.match_substring_regex(text, NUMBER_PATTERN)
+    idx = np.flatnonzero(ok.to_numpy(zero_copy_only=False))
+    nums[idx] = pc.cast(pc.filter(text, ok), pa.float64()).to_numpy(zero_copy_only=False)
     return nums, ~np.isfinite(nums)
 
 
