@@ -153,6 +153,7 @@ class AuditedUserAdmin(SimpleHistoryAdmin, _BaseUserAdmin):
             )
 
     change_password_form = PasswordForm
+    change_user_password_template = "admin/auth/user/change_password_with_reason.html"
 
     def user_change_password(self, request: HttpRequest, id: str, form_url: str = "") -> Any:
         """Django's password page; the form knows who is acting (for the service)."""

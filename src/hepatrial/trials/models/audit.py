@@ -361,8 +361,7 @@ def _on_login_failed(sender: Any, credentials: dict[str, Any] | None = None, req
     name = (credentials or {}).get(User.USERNAME_FIELD, (credentials or {}).get("username"))
     locked = bool(getattr(request, "axes_locked_out", False))
     record_login_event("failure", name, request=request,
-                       detail="refused: the account is locked out" if locked else
-                       "wrong user name or password")
+                       detail="refused: the account is locked out" if locked else "")
 
 
 def _on_locked_out(sender: Any, request: Any = None, username: Any = None,

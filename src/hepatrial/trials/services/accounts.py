@@ -208,6 +208,7 @@ def create_user(
             # one grant: one history row of the account (the m2m signal, models.audit)
             new._change_reason = f"account created ({role}): admin pages of the role"
             new.user_permissions.add(*perms)
+        new._change_reason = None  # later changes of this object need their own reason
         for s in sites:
             add_site_membership(user_account=new, site=s, user=acting)
     return new
@@ -250,6 +251,7 @@ def change_role(*, user_account: Any, role: str, reason: str, user: Any = None) 
             target._history_user = acting
             target._change_reason = reason
             target.save()
+            target._change_reason = None
     return profile
 
 
@@ -266,6 +268,7 @@ def reactivate_user(*, user_account: Any, reason: str, user: Any = None) -> Any:
             target._history_user = acting
             target._change_reason = why
             target.save()
+            target._change_reason = None
         profile = UserProfile.objects.filter(user=target).first()
         if profile is not None and profile.failed_signatures:
             profile.failed_signatures = 0
@@ -371,11 +374,13 @@ def record_login_event(
     source = _printable(source or "")[:100]
     with transaction.atomic():
         lock_ledger()
-        if kind == "lockout":
-            last = (LoginEvent.objects.filter(username=name, kind__in=("lockout", "unlock"))
-                    .order_by("-at", "-pk").values_list("kind", flat=True).first())
-            if last == "lockout":
-                return None
+        last = (LoginEvent.objects.filter(username=name, kind__in=("lockout", "unlock"))
+                .order_by("-at", "-pk").values_list("kind", flat=True).first())
+        if kind == "lockout" and last == "lockout":
+            return None
+        if kind == "failure" and not detail:
+            detail = ("refused: the account is locked out" if last == "lockout" else
+                      "wrong user name or password")
         event = LoginEvent(kind=kind, username=name, account=account, at=timezone.now(),
                            source=source, detail=str(detail or ""))
         who = account if kind == "success" else None
