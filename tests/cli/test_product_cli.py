@@ -114,10 +114,24 @@ def test_vein_to_vein_through_the_cli(enrolled: Any, store: Any, tmp_path: Path)
     assert f"batch {bid}  participant K01  chain of identity {coi}  state administered" in text
     assert "#9 2008-01-20T10:00:00+00:00 administer: received_at_bedside -> administered" in text
     assert "vein to vein: 14 d 2 h 00 min" in text
+    assert ("release at 2008-01-20T08:30:00+00:00: e-signed by QA qa1 (release), signature "
+            "valid; meets the specification") in text
     recs = json.loads(run("product", "trace", bid, "--json"))
     assert [e["action"] for e in recs[0]["custody"]][-1] == "administer"
     assert recs[0]["timeline"]["vein_to_vein_hours"] == 338.0
     assert len(recs[0]["qc"]) == 14 and recs[0]["releases"][0]["released_by"] == "QA qa1"
+    assert list(recs[0]["signature_status"].values()) == ["valid"]
+    out = run("product", "observe", "K01", "--batch", bid, "--minute", "15", "--at",
+              _iso(DAY0, 10, 15), "--observer", "nurse1", "--heart-rate", "118",
+              "--temperature", "38.9", "--reaction", "--description", "rigors", "--term",
+              "Infusion related reaction", "--grade", "2")
+    assert "observation at +15 min recorded; adverse event" in out
+    out = run("product", "observe", "K01", "--batch", bid, "--minute", "15", "--at",
+              _iso(DAY0, 10, 16), "--observer", "nurse1", "--heart-rate", "400", code=1)
+    assert "the observation at 15 min is already recorded" in out
+    assert "heart_rate: '400' is outside 20-250" in out
+    run("product", "observe", "K01", "--batch", "B-none", "--minute", "0", "--at",
+        _iso(DAY0, 10), "--observer", "n", code=2)
     run("product", "coa", bid, "-o", str(tmp_path / "coa.html"))
     page = (tmp_path / "coa.html").read_text(encoding="utf-8")
     assert "The batch meets its release specification." in page and "QA qa1" in page

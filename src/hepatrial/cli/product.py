@@ -21,6 +21,7 @@ The lifecycle, in order::
     product release BATCH --user QA --password-stdin [--exception ...]
     product ship BATCH --scan ID; product receive BATCH --scan ID --reading TIME=°C ...
     product administer PARTICIPANT --batch ID --scan ID --identifiers ...
+    product observe PARTICIPANT --batch ID --minute 0|15|30|60 ...
     product quarantine | investigate | resume | return | destroy BATCH --reason TEXT
     product trace | coa | label | fhir ...
 """
@@ -405,6 +406,52 @@ def administer(
                f"{a.batch_id} by {a.route} at {a.administered_at.isoformat()}")
 
 
+@product_app.command("observe")
+def observe(
+    participant: ParticipantArg,
+    batch_id: Annotated[str, typer.Option("--batch", help="The batch given.")],
+    minute: Annotated[int, typer.Option("--minute", help="0, 15, 30 or 60 after the start.")],
+    at: Annotated[str, typer.Option("--at", help="When observed (ISO 8601 with zone).")],
+    observer: Annotated[str, typer.Option("--observer")],
+    heart_rate: Annotated[str | None, typer.Option("--heart-rate", help="/min")] = None,
+    systolic_bp: Annotated[str | None, typer.Option("--systolic", help="mmHg")] = None,
+    diastolic_bp: Annotated[str | None, typer.Option("--diastolic", help="mmHg")] = None,
+    respiratory_rate: Annotated[str | None, typer.Option("--respiratory-rate",
+                                                         help="/min")] = None,
+    temperature: Annotated[str | None, typer.Option("--temperature", help="°C")] = None,
+    spo2: Annotated[str | None, typer.Option("--spo2", help="%")] = None,
+    reaction: Annotated[bool, typer.Option("--reaction", help="An infusion reaction: opens an "
+                                           "adverse event.")] = False,
+    description: Annotated[str, typer.Option("--description")] = "",
+    term: Annotated[str | None, typer.Option("--term", help="CTCAE term of the reaction.")
+                    ] = None,
+    grade: Annotated[int | None, typer.Option("--grade", help="CTCAE grade 1-5.")] = None,
+    user: UserOpt = None,
+    db: DbOpt = None,
+) -> None:
+    """Record the vital signs after an infusion (at 0, 15, 30 and 60 min); an infusion
+    reaction opens its adverse event."""
+    _open(db)
+    from hepatrial.errors import NotFoundError
+    from hepatrial.trials import services
+    from hepatrial.trials.models.product import Administration
+
+    a = Administration.objects.filter(participant__study_id=participant,
+                                      batch_id=batch_id).first()
+    if a is None:
+        fail(NotFoundError(f"participant {participant} has no administration of batch "
+                           f"{batch_id!r}"))
+    with handled():
+        o = services.record_observation(
+            a, minute=minute, observed_at=at, observer=observer, heart_rate=heart_rate,
+            systolic_bp=systolic_bp, diastolic_bp=diastolic_bp,
+            respiratory_rate=respiratory_rate, temperature_c=temperature, spo2=spo2,
+            reaction=reaction, reaction_description=description, reaction_term=term,
+            reaction_grade=grade, user=user)
+    ae = f"; adverse event {o.adverse_event_id} opened" if o.adverse_event_id else ""
+    typer.echo(f"participant {participant}: observation at +{o.minute} min recorded{ae}")
+
+
 def _exception_step(name: str, fn_name: str, doc: str) -> None:
     def cmd(batch_id: BatchArg, reason: ReasonReq, at: AtOpt = None, user: UserOpt = None,
             db: DbOpt = None) -> None:
@@ -489,7 +536,9 @@ def trace(
         out = []
         for rec in recs:
             tl = _timeline(rec)
-            out.append({**rec, "timeline": {
+            out.append({**rec, "signature_status": {
+                str(r["signature_pk"]): _signature_status(r["signature_pk"])
+                for r in rec["releases"]}, "timeline": {
                 "legs": [{"from": g.start, "to": g.end, "hours": round(g.hours, 4)}
                          for g in tl.legs],
                 "vein_to_vein_hours": None if tl.total_hours is None
@@ -507,11 +556,24 @@ def trace(
             typer.echo(f"  #{e['seq']} {e['at']} {e['action']}: {e['from_state'] or '-'} -> "
                        f"{e['to_state']} by {e['actor']}" + (f" ({'; '.join(extra)})"
                                                              if extra else ""))
+        for r in rec["releases"]:
+            typer.echo(f"  {'exceptional release' if r['exceptional'] else 'release'} at "
+                       f"{r['released_at']}: e-signed by {r['released_by']} "
+                       f"({r['meaning']}), signature {_signature_status(r['signature_pk'])}; "
+                       f"{r['conclusion']}")
         tl = _timeline(rec)
         for g in tl.legs:
             typer.echo(f"  {g.start} -> {g.end}: {g.text}")
         if tl.total_hours is not None:
             typer.echo(f"  vein to vein: {tl.total_text}")
+
+
+def _signature_status(pk: int) -> str:
+    """``valid`` / ``invalidated by change seq N`` / ``altered: ...`` (recomputed)."""
+    from hepatrial.trials.models.product import ProductSignature
+    from hepatrial.trials.services.product import product_signature_status
+
+    return product_signature_status(ProductSignature.objects.get(pk=pk))
 
 
 def _certificate(rec: dict[str, Any], proto: Any) -> Any:
