@@ -340,3 +340,32 @@ def test_the_dosing_gate_refuses_during_a_pause_and_allows_after_the_signed_resu
     a = administer(store, "K02", "B-K02", DAY0 + 20 * ONE, route="peripheral_vein",
                    review=False)  # no review recorded by the helper: the one above counts
     assert (a.participant.study_id, a.route) == ("K02", "peripheral_vein")
+
+
+def test_a_death_pauses_by_itself_and_enrolment_is_refused_during_the_pause(
+        trial: Any, store: Any) -> None:  # fmt: skip
+    """``change_status(died)`` evaluates the rules; ``enrol_participant`` asks
+    ``enrolment_pause`` (services/participants.py)."""
+    from hepatrial.trials.models.safety import StoppingRuleState
+    from hepatrial.trials.services import safety
+    from hepatrial.trials.validators import RuleViolation
+    from tests.store.conftest import ELIGIBLE
+
+    store.change_status(participant="K02", status="died", date=DAY0 + 40 * ONE,
+                        reason="variceal bleeding")  # fmt: skip
+    assert StoppingRuleState.objects.get(rule_id="SR-DEATH-SAE").paused
+    d0 = DAY0 + 60 * ONE
+    store.screen_participant(study_id="K03", site="S01", sex="F", year_of_birth=1970,
+                             etiology="HCV", screening_date=d0 - 14 * ONE,
+                             screening_data=ELIGIBLE)  # fmt: skip
+    store.record_consent(participant="K03", version="1.0", date=d0 - 14 * ONE)
+    store.assess_eligibility(participant="K03")
+    with pytest.raises(RuleViolation) as e:
+        store.enrol_participant(participant="K03", enrolment_date=d0)
+    assert e.value.by_field() == {"enrolment": [
+        "enrolment is paused by stopping rule SR-DEATH-SAE: Any death, or any serious adverse "
+        "event at least possibly related to the cell product or to a trial procedure (death "
+        "of K02 on 2008-02-29)"]}
+    safety.resume_stopping_rule("SR-DEATH-SAE", decision="death from variceal bleeding, "
+                                "unrelated", user="dsmb", password=PASSWORD)  # fmt: skip
+    assert store.enrol_participant(participant="K03", enrolment_date=d0).status == "enrolled"

@@ -388,6 +388,12 @@ def check_enrolment(*, participant: Participant | str, enrolment_date: Any) -> A
                 problems.append(Problem(what, "eligibility", (
                     f"the latest eligibility assessment ({elig.assessed_on}) was made on other "
                     "screening data than the participant has now: assess again")))
+    from hepatrial.trials.services.safety import enrolment_pause
+
+    pause = enrolment_pause()  # a triggered stopping rule pauses enrolment (issue 12)
+    if pause is not None:
+        problems.append(Problem(what, "enrolment", f"enrolment is paused by stopping rule "
+                                f"{pause.rule}: {pause.reason}"))
     if problems:
         raise RuleViolation(problems)
     return d0
@@ -472,4 +478,8 @@ def change_status(
     p.status_date = d
     p.status_reason = reason
     p.save(user=_acting(user, p), reason=reason)
+    if status == ParticipantStatus.DIED:  # a death can trigger a stopping rule (issue 12)
+        from hepatrial.trials.services.safety import refresh_safety_status
+
+        refresh_safety_status(user=_acting(user, p))
     return p

@@ -683,7 +683,8 @@ def _pause(st: StoreSafetyStatus, rules: list[str]) -> DosingPause | None:
         r = st.rule(rid)
         why = r.reasons[0] if r.reasons and r.paused else (
             "paused until a signed DSMB decision resumes it" if rid in st.latched else "")
-        parts.append(f"{rid}: {r.text}" + (f" ({why})" if why else ""))
+        text = r.text + (f" ({why})" if why else "")
+        parts.append(text if len(rules) == 1 else f"{rid}: {text}")
     return DosingPause(rule=", ".join(rules), reason="; ".join(parts))
 
 
