@@ -65,6 +65,11 @@ def test_demo_no_stopping_rule_triggered_and_a_dsmb_report(demo_db: Path, tmp_pa
     assert "all 8 staggered participants are dosed" in r.stdout
     assert "0 of the first 4 treated with a rise >= 5 by W4, 2 needed" in r.stdout
     assert "0 of 8 treated with a counted event: P(rate > 0.2) = 0.0114 <= 0.8" in r.stdout
+    r = run("safety", "status", "--oc", "--db", str(db))
+    assert ("SR-BAYES pauses after n treated (n = 1..8) at x participants with the event >= "
+            "-, 2, 2, 3, 3, 3, 3, 4") in r.stdout
+    assert ("  SR-BAYES alone: 0.05 -> 0.010, 7.96; 0.10 -> 0.043, 7.82; 0.20 -> 0.187, 7.30; "
+            "0.30 -> 0.398, 6.50; 0.40 -> 0.617, 5.58; 0.50 -> 0.797, 4.66") in r.stdout
     j = json.loads(run("safety", "status", "--json", "--db", str(db)).stdout)
     assert (j["pausing_rules"], j["dosing_allowed"], j["enrolment_allowed"], j["latched"]) == (
         [], True, True, [])

@@ -540,8 +540,32 @@ def _status_text(st: Any, protocol: Any) -> list[str]:
     return lines
 
 
+#: true rates of participants with a related SAE for ``safety status --oc`` (as the DSMB
+#: report: hepatrial.report.dsmb.DEFAULT_OC_RATES)
+OC_RATES = (0.05, 0.10, 0.20, 0.30, 0.40, 0.50)
+
+
+def _oc(protocol: Any) -> dict[str, Any]:
+    """The operating characteristics of the plan's stopping rules (exact; Thall & Simon 1994)
+    for ``planned_treated`` participants, and each Bayesian rule's boundary."""
+    from hepatrial.protocol import safety as ps
+
+    plan = protocol.safety
+    sets = ps.plan_operating_characteristics(plan, OC_RATES)
+    return {
+        "planned_treated": plan.planned_treated,
+        "boundaries": {r.id: list(r.boundary(plan.planned_treated)) for r in
+                       plan.stopping_rules if isinstance(r, ps.BayesianRule)},
+        "sets": {k: [{"rate": rate, "prob_stop": round(o.prob_stop, 6),
+                      "expected_treated": round(o.expected_treated, 4)}
+                     for rate, o in zip(OC_RATES, v, strict=True)] for k, v in sets.items()},
+    }
+
+
 @safety_app.command("status")
-def safety_status(as_json: JsonOpt = False, db: DbOpt = None) -> None:
+def safety_status(as_json: JsonOpt = False, oc: Annotated[bool, typer.Option(
+        "--oc", help="Also the rules' operating characteristics and Bayesian boundaries.")]
+        = False, db: DbOpt = None) -> None:  # fmt: skip
     """Evaluate the protocol's stopping rules now (and latch and notify a new pause, as every
     write does): each rule's state with its reasons; whether enrolment and dosing are
     allowed. Exit 0 either way (a pause is a state, not an error)."""
@@ -549,11 +573,29 @@ def safety_status(as_json: JsonOpt = False, db: DbOpt = None) -> None:
     from hepatrial.trials.services import active_protocol, safety
 
     st = _run(safety.refresh_safety_status)
+    protocol = active_protocol()
+    chars = _oc(protocol) if oc and protocol.safety is not None else None
     if as_json:
-        typer.echo(json.dumps(st.as_dict(), indent=2, ensure_ascii=False, sort_keys=True))
+        out = st.as_dict()
+        if chars is not None:
+            out["operating_characteristics"] = chars
+        typer.echo(json.dumps(out, indent=2, ensure_ascii=False, sort_keys=True))
         return
-    for line in _status_text(st, active_protocol()):
+    for line in _status_text(st, protocol):
         typer.echo(line)
+    if chars is not None:
+        n = chars["planned_treated"]
+        for rid, b in chars["boundaries"].items():
+            least = ", ".join("-" if x > i + 1 else str(x) for i, x in enumerate(b))
+            typer.echo(f"{rid} pauses after n treated (n = 1..{n}) at x participants with the "
+                       f"event >= {least}")
+        typer.echo(f"operating characteristics ({n} planned), true rate of participants with "
+                   "a related SAE -> P(stop), expected treated:")
+        for name, rows in chars["sets"].items():
+            label = "all rules" if name == "all" else name.removeprefix("bayesian:") + " alone"
+            typer.echo(f"  {label}: " + "; ".join(
+                f"{r['rate']:.2f} -> {r['prob_stop']:.3f}, {r['expected_treated']:.2f}"
+                for r in rows))
 
 
 @safety_app.command("resume")
