@@ -16,6 +16,8 @@ The rules live in :mod:`hepatrial.trials.validators.query` (pure) and the workfl
 
 from __future__ import annotations
 
+from typing import Any
+
 from django.conf import settings
 from django.db import models
 
@@ -25,10 +27,10 @@ from hepatrial.trials.models.choices import _choices
 from hepatrial.trials.models.participants import Participant
 from hepatrial.trials.models.visits import Visit
 
-QueryStatus = _choices("QueryStatus", vocab.QUERY_STATUS)
-QueryOrigin = _choices("QueryOrigin", vocab.QUERY_ORIGIN)
-QueryStep = _choices("QueryStep", vocab.QUERY_STEP)
-SdvForm = _choices("SdvForm", vocab.SDV_FORM)
+QueryStatus: Any = _choices("QueryStatus", vocab.QUERY_STATUS)
+QueryOrigin: Any = _choices("QueryOrigin", vocab.QUERY_ORIGIN)
+QueryStep: Any = _choices("QueryStep", vocab.QUERY_STEP)
+SdvForm: Any = _choices("SdvForm", vocab.SDV_FORM)
 
 
 class Query(AuditedModel):

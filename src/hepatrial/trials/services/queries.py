@@ -546,8 +546,9 @@ def age_days(q: Query, on: _dt.date) -> int:
 def open_counts_by_age(site_ids: Iterable[int], on: _dt.date) -> list[dict[str, Any]]:
     """Queries not closed at these sites by age on ``on``: ``[{bucket, lowest, highest, n,
     open, answered}]`` in :data:`AGE_BUCKETS` order (every bucket, zeros included)."""
-    rows = [{"bucket": b, "lowest": lo, "highest": hi, "n": 0, "open": 0, "answered": 0}
-            for b, lo, hi in AGE_BUCKETS]
+    rows: list[dict[str, Any]] = [
+        {"bucket": b, "lowest": lo, "highest": hi, "n": 0, "open": 0, "answered": 0}
+        for b, lo, hi in AGE_BUCKETS]
     for status, raised in Query.objects.filter(
             participant__site_id__in=list(site_ids), status__in=OPEN_STATUSES
     ).values_list("status", "raised_at"):

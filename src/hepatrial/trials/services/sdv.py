@@ -68,7 +68,7 @@ _MODELS: dict[str, type[models.Model]] = {_LAB: LabResult, _CLINICAL: ClinicalAs
 
 
 def _hlabel(label: str) -> str:
-    return _MODELS[label].history.model._meta.label_lower  # type: ignore[attr-defined]
+    return _MODELS[label].history.model._meta.label_lower
 
 
 def _canon_text(value: Any) -> str:
@@ -185,7 +185,7 @@ class _Changes:
             return None
         if not fld:
             return entries[0][0]
-        hist = _MODELS[label].history.model  # type: ignore[attr-defined]
+        hist = _MODELS[label].history.model
         rows = {h.pk: h for h in hist.objects.filter(pk__in=[e[1] for e in entries])}
         for seq, hpk, htype in entries:
             h = rows.get(hpk)
