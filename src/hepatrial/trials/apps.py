@@ -18,3 +18,7 @@ class TrialsConfig(AppConfig):
 
         checks.register(trial_checks.check_models_have_history, checks.Tags.models)
         checks.register(trial_checks.check_use_tz, checks.Tags.compatibility)
+
+        from hepatrial.trials.services import login_events
+
+        login_events.connect()

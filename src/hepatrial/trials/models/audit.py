@@ -35,7 +35,6 @@ from typing import Any
 
 from django.contrib.auth import get_user_model
 from django.contrib.auth.models import Group, Permission
-from django.contrib.auth.signals import user_logged_in, user_login_failed
 from django.db import models
 from django.db.models.signals import m2m_changed, post_delete, pre_delete
 from django.utils import timezone
@@ -345,41 +344,5 @@ for _grantor in (Group, Permission):
                         dispatch_uid=f"hepatrial-audit-post-delete-{_grantor._meta.label_lower}")
 
 
-# ------------------------------------------------------------------ sign-in attempts, lockouts
-def _on_logged_in(sender: Any, request: Any = None, user: Any = None, **kwargs: Any) -> None:
-    from hepatrial.trials.services.accounts import record_login_event
-
-    record_login_event("success", user.get_username() if user is not None else "",
-                       request=request, account=user)
-
-
-def _on_login_failed(sender: Any, credentials: dict[str, Any] | None = None, request: Any = None,
-                     **kwargs: Any) -> None:
-    from hepatrial.trials.services.accounts import record_login_event
-
-    User = get_user_model()
-    name = (credentials or {}).get(User.USERNAME_FIELD, (credentials or {}).get("username"))
-    locked = bool(getattr(request, "axes_locked_out", False))
-    record_login_event("failure", name, request=request,
-                       detail="refused: the account is locked out" if locked else "")
-
-
-def _on_locked_out(sender: Any, request: Any = None, username: Any = None,
-                   ip_address: Any = None, **kwargs: Any) -> None:
-    from hepatrial.trials.services.accounts import record_login_event
-
-    record_login_event("lockout", username, request=request, source=ip_address,
-                       detail="locked out after repeated failed sign-ins")
-
-
-user_logged_in.connect(_on_logged_in, dispatch_uid="hepatrial-audit-login")
-user_login_failed.connect(_on_login_failed, dispatch_uid="hepatrial-audit-login-failed")
-
-
-def _connect_axes() -> None:
-    from axes.signals import user_locked_out
-
-    user_locked_out.connect(_on_locked_out, dispatch_uid="hepatrial-audit-lockout")
-
-
-_connect_axes()
+# Sign-in attempts and lockouts are recorded by hepatrial.trials.services.login_events,
+# connected in TrialsConfig.ready() (a model module does not import the services).

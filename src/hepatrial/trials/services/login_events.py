@@ -1,0 +1,56 @@
+"""Sign-in attempts and lockouts in the account audit trail (LoginEvent rows, ledgered).
+
+Django's ``user_logged_in`` / ``user_login_failed`` and django-axes' ``user_locked_out`` are the
+only signals hepatrial listens to: they are where Django and axes report these events.
+:func:`connect` is called once from ``TrialsConfig.ready()``.
+"""
+
+from __future__ import annotations
+
+from typing import Any
+
+from django.contrib.auth import get_user_model
+from django.contrib.auth.signals import user_logged_in, user_login_failed
+
+from hepatrial.trials.services.accounts import record_login_event
+
+
+def _on_logged_in(sender: Any, request: Any = None, user: Any = None, **kwargs: Any) -> None:
+    record_login_event(
+        "success", user.get_username() if user is not None else "", request=request, account=user
+    )
+
+
+def _on_login_failed(
+    sender: Any, credentials: dict[str, Any] | None = None, request: Any = None, **kwargs: Any
+) -> None:
+    User = get_user_model()
+    name = (credentials or {}).get(User.USERNAME_FIELD, (credentials or {}).get("username"))
+    locked = bool(getattr(request, "axes_locked_out", False))
+    record_login_event(
+        "failure",
+        name,
+        request=request,
+        detail="refused: the account is locked out" if locked else "",
+    )
+
+
+def _on_locked_out(
+    sender: Any, request: Any = None, username: Any = None, ip_address: Any = None, **kwargs: Any
+) -> None:
+    record_login_event(
+        "lockout",
+        username,
+        request=request,
+        source=ip_address,
+        detail="locked out after repeated failed sign-ins",
+    )
+
+
+def connect() -> None:
+    """Connect the handlers (idempotent: dispatch_uid)."""
+    from axes.signals import user_locked_out
+
+    user_logged_in.connect(_on_logged_in, dispatch_uid="hepatrial-audit-login")
+    user_login_failed.connect(_on_login_failed, dispatch_uid="hepatrial-audit-login-failed")
+    user_locked_out.connect(_on_locked_out, dispatch_uid="hepatrial-audit-lockout")
