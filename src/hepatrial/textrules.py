@@ -8,25 +8,45 @@
   "CSV Injection"), nor contain blanks at either end or control characters.
 * :func:`csv_cell` — what every CSV writer of hepatrial does to a text cell: a text that a
   spreadsheet would run as a formula gets a leading apostrophe (numbers are left alone).
+* :func:`utf8_problem` — where a file stops being UTF-8 (line and byte), for the message of
+  every command that reads a text file.
 
 Imports nothing of hepatrial but the number pattern.
 """
 
 from __future__ import annotations
 
+import os
 import re
 import unicodedata
 
 from hepatrial.scores.numbers import is_number_text
 
-__all__ = ["FORMULA_START", "csv_cell", "identifier_problem", "text_problem"]
+__all__ = [
+    "CONTROL_PATTERN",
+    "CONTROL_PATTERN_MULTILINE",
+    "FORMULA_PATTERN",
+    "FORMULA_START",
+    "csv_cell",
+    "identifier_problem",
+    "text_problem",
+    "utf8_problem",
+]
 
 #: first characters that make a spreadsheet treat a cell as a formula
 FORMULA_START = ("=", "+", "-", "@", "\t", "\r")
+#: the same as a regular expression for vectorised readers (``Series.str.match``)
+FORMULA_PATTERN = r"^[=+\-@\t\r]"
+#: a control character (C0, DEL, C1): refused in single-line fields (``Series.str.contains``
+#: with this pattern finds the rows :func:`text_problem` refuses for the character rule; a
+#: lone surrogate, which :func:`text_problem` also refuses, cannot come from a UTF-8 file)
+CONTROL_PATTERN = "[\x00-\x1f\x7f-\x9f]"
+#: the same for multi-line fields (tab, line feed and carriage return allowed)
+CONTROL_PATTERN_MULTILINE = "[\x00-\x08\x0b\x0c\x0e-\x1f\x7f-\x9f]"
 
 _CTRL_NAMES = {0: "NUL", 9: "TAB", 10: "LINE FEED", 13: "CARRIAGE RETURN", 27: "ESCAPE"}
-_CTRL_SINGLE = re.compile(r"[\x00-\x1f\x7f-\x9f]")
-_CTRL_MULTI = re.compile(r"[\x00-\x08\x0b\x0c\x0e-\x1f\x7f-\x9f]")
+_CTRL_SINGLE = re.compile(CONTROL_PATTERN)
+_CTRL_MULTI = re.compile(CONTROL_PATTERN_MULTILINE)
 
 
 def text_problem(
@@ -65,3 +85,29 @@ def csv_cell(value: object) -> object:
     if isinstance(value, str) and value.startswith(FORMULA_START) and not is_number_text(value):
         return "'" + value
     return value
+
+
+def utf8_problem(path: str | os.PathLike[str]) -> str | None:
+    """Where the file at ``path`` stops being UTF-8 - ``"line 3 (byte 41) is not UTF-8 (byte
+    0xe9); save the file as UTF-8"`` - or ``None`` when it is UTF-8 throughout (read in blocks:
+    memory stays bounded)."""
+    import codecs
+
+    decoder = codecs.getincrementaldecoder("utf-8")()
+    offset, line = 0, 1
+    with open(path, "rb") as fh:
+        while True:
+            block = fh.read(1 << 20)
+            try:
+                decoder.decode(block, final=not block)
+            except UnicodeDecodeError as exc:
+                pos = max(exc.start, 0)
+                line += block.count(b"\n", 0, pos)
+                byte = block[pos:pos + 1].hex()
+                what = f"byte 0x{byte}" if byte else "a character cut off at the end"
+                return (f"line {line} (byte {offset + pos + 1}) is not UTF-8 ({what}); save the "
+                        "file as UTF-8")
+            if not block:
+                return None
+            line += block.count(b"\n")
+            offset += len(block)

@@ -210,7 +210,8 @@ def test_ragged_or_undecodable_file_is_refused_with_its_row(tmp_path: Path) -> N
     assert list(tmp_path.iterdir()) == [src]
     src.write_bytes(b"inr,bilirubin_mg_dl,creatinine_mg_dl\n1,\xff,1\n")
     res = runner.invoke(app, ["score", str(src), "-o", str(out)])
-    assert res.exit_code == 2 and "not a readable UTF-8 CSV file" in res.output
+    assert res.exit_code == 2
+    assert "line 2 (byte 40) is not UTF-8 (byte 0xff); save the file as UTF-8" in res.output
     assert list(tmp_path.iterdir()) == [src]
 
 

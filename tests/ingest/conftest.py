@@ -11,13 +11,16 @@ import pytest
 
 @pytest.fixture()
 def kharaziha_store(db):
-    """Store on kharaziha2009 with two screened participants P01, P02 (site S01)."""
+    """Store on kharaziha2009 with two enrolled participants P01 (day 0 2024-01-15) and P02
+    (day 0 2024-01-16) at site S01 (their visits scheduled), and the data manager
+    ``importer`` (an account that may import)."""
     from hepatrial.trials import services
+    from tests.store.conftest import enrol
 
     services.install_protocol("kharaziha2009")
-    for sid, yob in (("P01", 1960), ("P02", 1971)):
-        services.screen_participant(study_id=sid, site="S01", sex="M", year_of_birth=yob,
-                                    etiology="HBV", screening_date=dt.date(2024, 1, 1))
+    enrol(services, "P01", day0=dt.date(2024, 1, 15))
+    enrol(services, "P02", day0=dt.date(2024, 1, 16))
+    services.create_user(username="importer", password=None, role="data-manager")
     return services.active_protocol()
 
 

@@ -20,15 +20,24 @@ import pandas as pd
 import pytest
 
 from tests.store.test_e2e_cli import backend  # noqa: F401  (fixture reused, not duplicated)
-from tests.store.test_e2e_cli import cli as _store_cli
 
 from .test_pbcseq_roundtrip import CLINICAL, MAPPED
 
+#: the console entry point (with its last-resort handler), as the installed command runs
+MAIN = "from hepatrial.cli import main; main()"
+_DB_COMMANDS = ("import", "export", "init", "user", "audit", "site", "lock", "unlock", "sign",
+                "backup", "report", "analyze")
 
-def run(backend: dict[str, Any], *args: str) -> Any:  # noqa: F811
-    """``hepatrial ARGS``; on SQLite the store file is passed with ``--db``."""
-    extra = backend["db_args"] if args[:1] in (("import",), ("export",)) else []
-    return _store_cli(backend, *args, *extra)
+
+def run(backend: dict[str, Any], *args: str, stdin: str | None = None) -> Any:  # noqa: F811
+    """``hepatrial ARGS`` through the console entry point; on SQLite the store file is passed
+    with ``--db``. No command may print a traceback."""
+    extra = backend["db_args"] if args[:1] and args[0] in _DB_COMMANDS else []
+    r = subprocess.run([sys.executable, "-c", MAIN, *args, *extra], env=backend["env"],
+                       capture_output=True, text=True, input=stdin, timeout=300)
+    assert "Traceback" not in r.stdout + r.stderr, r.stdout + r.stderr
+    assert "internal error" not in r.stdout + r.stderr, r.stdout + r.stderr
+    return r
 
 
 def _count(backend: dict[str, Any], table: str) -> int:  # noqa: F811
@@ -130,6 +139,11 @@ def test_import_export_cli(backend: dict[str, Any], tmp_path: Path,  # noqa: F81
     assert r.returncode == 0 and "dry run" in r.stdout and "1 created" in r.stdout, r.stdout
     assert _count(backend, "trials_labresult") == labs_before
     r = run(backend, "import", "labs", str(good), "--user", "dm1")
+    assert r.returncode == 2 and "--user 'dm1': no such account" in r.stdout, r.stdout
+    r = run(backend, "user", "add", "dm1", "--role", "data-manager", "--password-stdin",
+            stdin="correct horse battery staple\n")
+    assert r.returncode == 0, r.stdout + r.stderr
+    r = run(backend, "import", "labs", str(good), "--user", "dm1")
     assert r.returncode == 0 and "1 created, 0 changed, 1 unchanged" in r.stdout, r.stdout
     changed = tmp_path / "changed.csv"
     changed.write_text(good.read_text().replace("14.5", "14.6"))
@@ -192,7 +206,8 @@ TABLES = ("trials_participant", "trials_consent", "trials_eligibilityassessment"
 def test_import_participants_cli_dry_run_writes_nothing(backend: dict[str, Any],  # noqa: F811
                                                         tmp_path: Path) -> None:
     """The README's order: init, import participants (dry run first), import labs. A dry run
-    (even with a new --user name) leaves the database as it was: on SQLite byte for byte."""
+    leaves the database as it was: on SQLite byte for byte; an unknown --user is refused
+    (no account is made for it)."""
     import shutil
 
     example = tmp_path / "examples"  # a copy: a refused import writes FILE.rejects.csv beside it
@@ -203,6 +218,8 @@ def test_import_participants_cli_dry_run_writes_nothing(backend: dict[str, Any],
     digest = hashlib.sha256(sqlite_file.read_bytes()).hexdigest() if sqlite_file else None
     for kind, name in (("participants", "participants.csv"), ("labs", "labs_long.csv")):
         r = run(backend, "import", kind, str(example / name), "--dry-run", "--user", "new-dm")
+        assert r.returncode == 2 and "--user 'new-dm': no such account" in r.stdout, r.stdout
+        r = run(backend, "import", kind, str(example / name), "--dry-run")
         if kind == "participants":
             assert r.returncode == 0, r.stdout + r.stderr
             assert "dry run, nothing written: would be 8 participants created (8 enrolled" \
@@ -235,7 +252,7 @@ def test_missing_sqlite_store_is_not_created(tmp_path: Path) -> None:
                  ["import", "labs", str(example / "labs_long.csv"), "--dry-run"],
                  ["export", "dataset", "-o", str(tmp_path / "d.csv")],
                  ["export", "participants", "-o", str(tmp_path / "p.csv")]):
-        r = subprocess.run([sys.executable, "-c", "from hepatrial.cli import app; app()", *args,
+        r = subprocess.run([sys.executable, "-c", MAIN, *args,
                             "--db", str(db)], env=env, capture_output=True, text=True,
                            timeout=300)
         assert r.returncode == 2, r.stdout + r.stderr

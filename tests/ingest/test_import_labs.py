@@ -50,7 +50,9 @@ def test_good_file_is_imported_with_text_and_canonical_values(kharaziha_store, t
     from hepatrial.trials.models import LabResult, Visit
 
     r = import_labs(_write(tmp_path, GOOD), today=TODAY, user="importer")
-    assert (r.created, r.changed, r.unchanged, r.visits_created) == (7, 0, 0, 3)
+    # enrolment scheduled the visits: the import records their dates (earliest specimen date)
+    assert (r.created, r.changed, r.unchanged, r.visits_created, r.visits_dated) == (
+        7, 0, 0, 0, 3)
     bili = LabResult.objects.get(participant__study_id="P01", visit__code="D0",
                                  analyte="bilirubin")
     assert bili.value_as_entered == "1.20"  # as entered, trailing zero kept
@@ -83,7 +85,7 @@ def test_bad_file_refused_whole_with_every_reason(kharaziha_store, tmp_path):
     assert got[(3, "visit")].startswith("unknown visit code")
     assert got[(4, "analyte")] == "unknown analyte"
     assert got[(5, "unit")].startswith("unit not accepted for creatinine")
-    assert got[(6, "value")] == "not a number"
+    assert got[(6, "value")] == "'3;1' is not a number"
     assert got[(7, "value")].startswith("out of range")
     assert got[(8, "date")].startswith("not a valid date")
     assert got[(9, "analyte")].startswith("duplicate of row 1")
@@ -97,7 +99,7 @@ def test_bad_file_refused_whole_with_every_reason(kharaziha_store, tmp_path):
 def test_dry_run_writes_nothing(kharaziha_store, tmp_path):
     before = store_counts()
     r = import_labs(_write(tmp_path, GOOD), today=TODAY, dry_run=True)
-    assert (r.created, r.changed, r.unchanged, r.visits_created) == (7, 0, 0, 3)
+    assert (r.created, r.changed, r.unchanged, r.visits_dated) == (7, 0, 0, 3)
     assert r.summary().startswith("dry run, nothing written")
     assert store_counts() == before
 

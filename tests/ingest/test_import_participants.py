@@ -99,8 +99,9 @@ def test_example_file_enrols_the_eight_patients(store: Any, example: Path) -> No
 
 
 def test_dry_run_writes_nothing(store: Any, example: Path) -> None:
+    store.create_user(username="dm", password=None, role="data-manager")
     before = counts()
-    r = import_participants(example, dry_run=True, user="somebody-new")
+    r = import_participants(example, dry_run=True, user="dm")
     assert r.dry_run and (r.created, r.enrolled) == (8, 8)
     assert r.summary().startswith("dry run, nothing written: would be 8 participants created")
     assert counts() == before  # no participant, consent, visit, history, ledger, account

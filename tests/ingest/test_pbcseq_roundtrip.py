@@ -194,7 +194,7 @@ def test_reimport_changes_nothing(loaded, pbcseq_path):
     assert (again.clinical_created, again.clinical_changed, again.clinical_unchanged) == (
         0, 0, loaded.clinical_created)
     assert again.summary() == f"0 created, 0 changed, {loaded.created} unchanged"
-    assert again.notes == []
+    assert again.notes == ["every row is already stored unchanged: nothing to import"]
     assert store_counts() == before
 
 
@@ -252,7 +252,7 @@ def test_bad_visits_file_refused(mayo_store, pbcseq_path, tmp_path):
     got: dict[tuple[int, str], list[str]] = {}
     for r in exc.value.rejects.itertuples():
         got.setdefault((int(r.row), r.column), []).append(r.reason)
-    assert got[(2, "bili")] == ["not a number"]
+    assert got[(2, "bili")] == ["'high' is not a number"]
     assert got[(3, "albumin")][0].startswith("out of range")
     assert any("no code" in x for x in got[(4, "trt")])
     assert any(x.startswith("participant-level value differs from row") for x in got[(4, "trt")])

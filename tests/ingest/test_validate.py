@@ -75,13 +75,14 @@ def test_every_bad_row_is_listed_with_reason(tmp_path, catalog):
     assert "X9" in set(v.rejects["value"])
     assert got[(4, "analyte")] == "unknown analyte"
     assert got[(5, "unit")].startswith("unit not accepted for creatinine")
-    assert got[(6, "value")] == "not a number"
+    assert got[(6, "value")] == "'abc' is not a number"
     assert got[(7, "value")].startswith("out of range")
     assert got[(8, "date")].startswith("not a valid date")
     assert got[(9, "analyte")].startswith("duplicate of row 1")
     assert got[(10, "value")] == "missing value"
     assert got[(11, "date")] == "date is in the future"
-    assert got[(12, "value")] == "not a number"
+    assert got[(12, "value")] == ("'1,5' contains ','; use a point as the decimal mark and no "
+                                  "thousands separator")
     assert 1 not in set(v.rejects["row"])
     assert v.n_rejected_rows == 11
     assert list(v.rejects["row"]) == sorted(v.rejects["row"])

@@ -77,7 +77,7 @@ def test_criteria_judged_as_typed_nothing_stored(world: Any, login: Any) -> None
     # a bad value: its field error, its criteria undecided
     html = c.post("/screening/evaluate/", _new(**{"sd-bilirubin": "2,3"})).content.decode()
     assert _criteria(html)["INC-MELD"] == "undecided"
-    assert "&#x27;2,3&#x27; is not a number" in html
+    assert "&#x27;2,3&#x27; contains &#x27;,&#x27;; use a point as the decimal mark" in html
     # a unit mistake (bilirubin 2.3 labelled µmol/L is fine; 2300 mg/dL is over the limit)
     html = c.post("/screening/evaluate/", _new(**{"sd-bilirubin": "2300"})).content.decode()
     assert "outside the plausible range" in html

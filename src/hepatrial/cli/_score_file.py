@@ -32,9 +32,11 @@ import pyarrow as pa
 import pyarrow.compute as pc
 import pyarrow.csv as pacsv
 
+from hepatrial.cli._plausible import SCORE_INPUT_ANALYTES, limit_reasons
 from hepatrial.scores import ScoreInputError, score_columns
 from hepatrial.scores._core import MISSING_TEXT, Codes, category
 from hepatrial.scores.child_pugh import CLASS_LABELS
+from hepatrial.scores.numbers import number_problem
 from hepatrial.scores.table import (
     CATEGORIES,
     INPUT_COLUMNS,
@@ -82,11 +84,15 @@ def _header(path: Path) -> list[str]:
         except StopIteration:
             raise ScoreFileError(None, "<header>", "", "the file is empty") from None
         except (csv.Error, UnicodeDecodeError) as exc:
-            raise _not_utf8(exc) from None
+            raise _not_utf8(exc, path) from None
 
 
-def _not_utf8(exc: Exception) -> ScoreFileError:
-    return ScoreFileError(None, None, "", f"not a readable UTF-8 CSV file ({exc})")
+def _not_utf8(exc: Exception, path: Path | None = None) -> ScoreFileError:
+    from hepatrial.textrules import utf8_problem
+
+    where = utf8_problem(path) if path is not None and isinstance(exc, UnicodeDecodeError) \
+        else None
+    return ScoreFileError(None, None, "", where or f"not a readable UTF-8 CSV file ({exc})")
 
 
 # --- numpy <-> Arrow through buffers (no pandas) ---------------------------------------------
@@ -147,31 +153,52 @@ def _numeric(
 ) -> np.ndarray:
     """Text column -> float64 numpy array (NaN for missing).
 
-    Text that is not a number gives NaN; under ``errors="raise"`` its first occurrence is
-    appended to ``problems`` so that the caller can report the earliest bad row of the batch.
+    Every number is read by the one number rule (:mod:`hepatrial.scores.numbers`: ASCII
+    digits, one point, an optional exponent; no ``4_6``, no ``1,5``, no ``inf``, nothing that
+    overflows a double). Text that is not a number gives NaN; under ``errors="raise"`` its first
+    occurrence is appended to ``problems`` so that the caller can report the earliest bad row
+    of the batch.
     """
     try:  # fast path: every cell a plain number (Arrow's parser takes no blanks or NA text)
-        return _to_numpy(pc.cast(col, pa.float64()), np.float64)
+        out = _to_numpy(pc.cast(col, pa.float64()), np.float64)
+        if not np.isinf(out).any():  # "inf", "1e999": the careful path names them
+            return out
     except (pa.ArrowInvalid, pa.ArrowNotImplementedError):
         pass
     trimmed = pc.utf8_trim_whitespace(col)
     missing = pc.is_in(pc.utf8_lower(trimmed), value_set=_MISSING)
     cleaned = pc.if_else(missing, _NULL_TEXT, trimmed)
-    try:
-        return _to_numpy(pc.cast(cleaned, pa.float64()), np.float64)
-    except (pa.ArrowInvalid, pa.ArrowNotImplementedError):
-        pass
-    # some text is not a number for Arrow: Python's float() decides, and names the bad row
     texts = cleaned.to_pylist()
     out = np.full(len(texts), np.nan)
     for i, t in enumerate(texts):
         if t is None:
             continue
-        try:
+        problem = number_problem(t)
+        if problem is None:
             out[i] = float(t)
-        except ValueError:
-            if errors == "raise" and not any(p.column == name for p in problems):
-                problems.append(ScoreFileError(offset + i + 1, name, t, "is not a number"))
+        elif errors == "raise" and not any(p.column == name for p in problems):
+            problems.append(ScoreFileError(offset + i + 1, name, t,
+                                           f"is not a number: {problem}"))
+    return out
+
+
+def _plausible(values: np.ndarray, col: pa.Array, name: str, offset: int, errors: str,
+               problems: list[ScoreFileError]) -> np.ndarray:
+    """``values`` of a lab column with those outside the analyte's hard limits (the analyte
+    registry, :mod:`hepatrial.cli._plausible`) reported (``raise``) or emptied (``coerce``)."""
+    target = SCORE_INPUT_ANALYTES.get(name)
+    if target is None:
+        return values
+    bad, reason = limit_reasons(target[0], target[1], values)
+    bad &= values > 0  # zero and below: the score functions' own rule says why
+    if not bad.any():
+        return values
+    if errors == "raise":
+        i = int(np.flatnonzero(bad)[0])
+        problems.append(ScoreFileError(offset + i + 1, name, col[i].as_py(), reason(i)))
+        return values
+    out = values.copy()
+    out[bad] = np.nan
     return out
 
 
@@ -262,7 +289,7 @@ def _unreadable(path: Path, n_fields: int, exc: Exception) -> ScoreFileError:
                         line=start)
                 start = reader.line_num + 1
     except (csv.Error, UnicodeDecodeError) as err:
-        return _not_utf8(err)
+        return _not_utf8(err, path)
     return ScoreFileError(None, None, "", f"not a readable CSV file ({exc})")
 
 
@@ -282,7 +309,8 @@ def _score_batch(batch: pa.RecordBatch, names: list[str], rows: int,
             if name in TEXT_COLUMNS:
                 data[name] = _coded(col, name, rows, errors)
             else:
-                data[name] = _numeric(col, name, rows, errors, problems)
+                data[name] = _plausible(_numeric(col, name, rows, errors, problems), col,
+                                        name, rows, errors, problems)
         except ScoreFileError as exc:
             problems.append(exc)
             data[name] = np.full(batch.num_rows, np.nan)
@@ -376,7 +404,7 @@ def score_file(
             sink.close()
         tmp.unlink(missing_ok=True)
         if isinstance(exc, UnicodeDecodeError):  # text that pyarrow passed through undecoded
-            raise _not_utf8(exc) from None
+            raise _not_utf8(exc, src) from None
         raise
     finally:
         pool.shutdown(wait=True)

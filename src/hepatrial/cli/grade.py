@@ -102,14 +102,15 @@ def _grade_chunk(
         return np.array([rec[j].strip() for rec in rows], dtype=object)
 
     cols = {name: column(name) for name in (*REQUIRED, *OPTIONAL)}
+    nums = _checked_numbers(infile, header, keys, cols, lines, offset, errors)
     try:
         grades = np.asarray(
             ctcae_grade(
                 cols["term"],
-                cols["value"],
-                uln=cols["uln"],
-                lln=cols["lln"],
-                baseline=cols["baseline"],
+                nums["value"],
+                uln=nums["uln"],
+                lln=nums["lln"],
+                baseline=nums["baseline"],
                 unit=cols["unit"],
                 anticoagulated=cols["anticoagulated"] if cols["anticoagulated"] is not None
                 else False,
@@ -128,6 +129,93 @@ def _grade_chunk(
             f"{infile}:{where} column {col!r}: {exc.value!r} {exc.reason}"
         ) from None
     return ["" if np.isnan(g) else str(int(g)) for g in grades]
+
+
+NUMBER_COLUMNS = ("value", "uln", "lln", "baseline")
+
+
+def _checked_numbers(infile: Path, header: list[str], keys: list[str],
+                     cols: dict[str, np.ndarray | None], lines: list[int], offset: int,
+                     errors: str) -> dict[str, np.ndarray | None]:
+    """The numeric columns of a chunk, read by the one number rule and checked against the
+    analyte registry (:mod:`hepatrial.cli._plausible`): the unit, when given, must be one the
+    term's analyte accepts, and every value, ULN, LLN and baseline must lie inside the
+    analyte's hard limits (in that unit; without a unit, inside them in at least one unit the
+    analyte can be given in). Under ``errors="raise"`` the first problem (row, then column) is
+    a :class:`GradeFileError`; under ``"coerce"`` the row's value is emptied (no grade)."""
+    import numpy as np
+
+    from hepatrial.cli._plausible import TERM_ANALYTES, limit_reasons, registry
+    from hepatrial.scores._core import MISSING_TEXT
+    from hepatrial.scores.ctcae import TERM_SYNONYMS
+    from hepatrial.scores.numbers import number_problem
+
+    n = len(lines)
+    problems: list[tuple[int, int, str, str, str]] = []  # row, column order, name, text, why
+
+    def note(i: int, name: str, text: str, why: str) -> None:
+        problems.append((i, keys.index(name), name, text, why))
+
+    out: dict[str, np.ndarray | None] = {}
+    for name in NUMBER_COLUMNS:
+        raw = cols[name]
+        if raw is None:
+            out[name] = None
+            continue
+        vals = np.full(n, np.nan)
+        for i, t in enumerate(raw):
+            if t.lower() in MISSING_TEXT:
+                continue
+            why = number_problem(t)
+            if why is None:
+                vals[i] = float(t)
+            else:
+                note(i, name, t, f"is not a number: {why}")
+        out[name] = vals
+    reg = registry()
+    terms = cols["term"] if cols["term"] is not None else np.array([""] * n, dtype=object)
+    units = cols["unit"]
+    codes = [TERM_ANALYTES.get(TERM_SYNONYMS.get(" ".join(str(t).split()).lower(), ""))
+             for t in terms]
+    unit_of: list[str | None] = [None] * n
+    for i, code in enumerate(codes):
+        if code is None or units is None or units[i].lower() in MISSING_TEXT:
+            continue
+        a = reg.analyte(code)
+        if a.accepts(units[i]):
+            unit_of[i] = units[i]
+        else:
+            note(i, "unit", units[i], f"is not a unit of {code} for {terms[i]!r} (accepted: "
+                 f"{', '.join(a.units)})")
+            codes[i] = None  # its values cannot be judged in that unit
+    groups: dict[tuple[str, str | None], list[int]] = {}
+    for i, code in enumerate(codes):
+        if code is not None:
+            groups.setdefault((code, unit_of[i]), []).append(i)
+    for (code, unit), rows in groups.items():
+        at = np.asarray(rows)
+        for name in NUMBER_COLUMNS:
+            vals = out[name]
+            if vals is None:
+                continue
+            bad, reason = limit_reasons(code, unit, vals[at])
+            bad &= vals[at] > 0  # zero and below: ctcae_grade's own rule says why
+            for j in np.flatnonzero(bad):
+                i = int(at[j])
+                assert cols[name] is not None
+                note(i, name, str(cols[name][i]), reason(int(j)))
+    if problems:
+        if errors == "raise":
+            i, _o, name, text, why = min(problems)
+            col = header[keys.index(name)]
+            raise GradeFileError(f"{infile}: data row {offset + i + 1} (line {lines[i]}), "
+                                 f"column {col!r}: {text!r} {why}")
+        value = out["value"]
+        if value is not None:
+            value = value.copy()
+            value[sorted({p[0] for p in problems})] = np.nan
+            out["value"] = value
+    return out
 
 
 def grade_csv(

@@ -4,10 +4,11 @@ from __future__ import annotations
 
 import datetime as _dt
 from pathlib import Path
-from typing import Annotated
+from typing import Annotated, Any
 
 import typer
 from rich.console import Console
+from rich.markup import escape
 
 __all__ = ["register"]
 
@@ -17,13 +18,17 @@ export_app = typer.Typer(help="Export data from the trial store.", no_args_is_he
 
 DbOpt = Annotated[Path | None, typer.Option("--db", help="SQLite file of the trial store "
                                             "(HEPATRIAL_DATABASE_URL takes precedence).")]
-DryRunOpt = Annotated[bool, typer.Option("--dry-run", help="Validate and count; write nothing.")]
+DryRunOpt = Annotated[bool, typer.Option(
+    "--dry-run", help="Validate and count; write nothing: not to the store, and no rejects "
+    "file unless --rejects FILE is given (the rejects are always printed).")]
 ReasonOpt = Annotated[str | None, typer.Option(
     "--reason", help="Reason for change, required when a value already stored differs.")]
 RejectsOpt = Annotated[Path | None, typer.Option(
-    "--rejects", help="Where to write rejected rows (default <FILE>.rejects.csv).")]
+    "--rejects", help="Where to write rejected rows (default <FILE>.rejects.csv; with "
+    "--dry-run only when given).")]
 UserOpt = Annotated[str | None, typer.Option(
-    "--user", help="User name recorded in the history (default: the system account).")]
+    "--user", help="Existing account recorded in the history, with a role that may import "
+    "(data-manager, admin); default: the system account.")]
 
 
 def _console() -> Console:
@@ -33,27 +38,45 @@ def _console() -> Console:
     return console
 
 
+def _database_failed(console: Console, exc: Exception, what: str) -> None:
+    """Say what failed when the database refused or could not be reached (exit 2), instead
+    of guessing; a value refused by the database is an internal error (re-raised)."""
+    from hepatrial.cli._guard import database_problem
+
+    problem = database_problem(exc)
+    if problem is None:
+        raise exc
+    hint = ""
+    if "locked" in problem.lower():
+        hint = (" (another process held the store's write lock for longer than the 30 s "
+                "timeout; run the command again when it has finished)")
+    console.print(f"[red]error:[/red] {what}: {escape(problem)}{hint}")
+    raise typer.Exit(2) from None
+
+
 def _run_import(kind: str, file: Path, db: Path | None, dry_run: bool, reason: str | None,
                 rejects: Path | None, user: str | None, map_name: str | None = None,
                 day0: str | None = None) -> None:
     from django.db import DatabaseError
 
-    from hepatrial.errors import PermissionDenied
+    from hepatrial.cli._errors import exit_code
+    from hepatrial.cli._guard import EX_IOERR
+    from hepatrial.errors import HepatrialError
     from hepatrial.ingest import importer
     from hepatrial.ingest.report import ImportRefused, render_rejects
     from hepatrial.ingest.validate import ImportFileError
 
     console = _console()
-    rejects_path = rejects or file.with_name(file.name + ".rejects.csv")
+    target = importer.rejects_target(file, rejects, dry_run)
     try:
         if kind == "participants":
             from hepatrial.ingest.participants import import_participants
 
             result = import_participants(file, db=db, dry_run=dry_run, user=user,
-                                         rejects_path=rejects_path)
+                                         rejects_path=target)
         elif kind == "labs":
             result = importer.import_labs(file, db=db, dry_run=dry_run, reason=reason,
-                                          user=user, rejects_path=rejects_path)
+                                          user=user, rejects_path=target)
         else:
             try:
                 anchor = _dt.date.fromisoformat(day0) if day0 else None
@@ -62,26 +85,38 @@ def _run_import(kind: str, file: Path, db: Path | None, dry_run: bool, reason: s
             from hepatrial.ingest.visits import import_visits
 
             result = import_visits(file, map_name or "", db=db, dry_run=dry_run,
-                                   reason=reason, user=user, rejects_path=rejects_path,
+                                   reason=reason, user=user, rejects_path=target,
                                    day0=anchor)
-    except ImportFileError as exc:
-        console.print(f"[red]error:[/red] {exc}")
-        raise typer.Exit(2) from None
-    except PermissionDenied as exc:
-        console.print(f"[red]error:[/red] {exc}")
-        raise typer.Exit(1) from None
-    except DatabaseError as exc:
-        console.print(f"[red]error:[/red] database: {exc} (run `hepatrial init` first?)")
-        raise typer.Exit(2) from None
     except ImportRefused as exc:
-        render_rejects(exc.rejects, console, title=f"{file.name}: import refused")
-        console.print(f"[red]{exc}[/red]")
-        console.print(f"rejects written to {rejects_path}")
+        hint = ("see the rejects CSV for all of them" if exc.rejects_path is not None else
+                "pass --rejects FILE to write all of them to a CSV file")
+        render_rejects(exc.rejects, console, title=f"{file.name}: import refused",
+                       more_hint=hint)
+        console.print(f"[red]{escape(str(exc))}[/red]")
+        if exc.rejects_error is not None:
+            err = exc.rejects_error
+            console.print(f"[red]error:[/red] the rejects file {target} cannot be written "
+                          f"({escape(err.strerror or str(err))}); the import was refused and "
+                          "nothing was imported, for the reasons listed above")
+            raise typer.Exit(EX_IOERR) from None
+        if exc.rejects_path is not None:
+            console.print(f"rejects written to {exc.rejects_path}")
+        else:
+            console.print("no rejects file written (a dry run writes nothing; --rejects FILE "
+                          "writes one)")
         raise typer.Exit(1) from None
-    console.print(f"{file.name}: {result.rows} rows: {result.summary()} "
+    except ImportFileError as exc:  # the file or the store as a whole (StoreMissing too)
+        console.print(f"[red]error:[/red] {escape(str(exc))}")
+        raise typer.Exit(2) from None
+    except HepatrialError as exc:  # locked (5), not allowed (3), no such user (2), ...
+        console.print(f"[red]error:[/red] {escape(str(exc))}")
+        raise typer.Exit(exit_code(exc)) from None
+    except DatabaseError as exc:
+        _database_failed(console, exc, f"import {kind} {file.name}")
+    console.print(f"{escape(file.name)}: {result.rows} rows: {result.summary()} "
                   f"in {result.seconds:.2f} s")
     for note in result.notes:
-        console.print(f"note: {note}")
+        console.print(f"note: {escape(note)}")
 
 
 @import_app.command("participants")
@@ -153,6 +188,28 @@ def import_visits_cmd(
     _run_import("visits", file, db, dry_run, reason, rejects, user, map_name=map_, day0=day0)
 
 
+def _export(console: Console, what: str, write: Any) -> Any:
+    """Run an export; a refusal (bad output name, missing store: exit 2), a file that cannot
+    be written (exit 74) or a database that cannot be used (exit 2) is one message."""
+    from django.db import DatabaseError
+
+    from hepatrial.cli._guard import EX_IOERR
+    from hepatrial.errors import HepatrialError
+
+    try:
+        return write()
+    except HepatrialError as exc:
+        console.print(f"[red]error:[/red] {escape(str(exc))}")
+        raise typer.Exit(2) from None
+    except DatabaseError as exc:
+        _database_failed(console, exc, what)
+    except OSError as exc:
+        where = f"{exc.filename}: " if exc.filename else ""
+        console.print(f"[red]error:[/red] {what}: cannot write {where}"
+                      f"{escape(exc.strerror or str(exc))}")
+        raise typer.Exit(EX_IOERR) from None
+
+
 @import_app.command("qc")
 def import_qc_cmd(
     file: Annotated[Path, typer.Argument(help="CSV: batch, test, result, analyst, date "
@@ -207,16 +264,8 @@ def export_dataset_cmd(
     from hepatrial.ingest import export
 
     console = _console()
-    from django.db import DatabaseError
-
-    try:
-        frame = export.write_dataset(output, db=db, derived=not no_derived)
-    except DatabaseError as exc:
-        console.print(f"[red]error:[/red] database: {exc} (run `hepatrial init` first?)")
-        raise typer.Exit(2) from None
-    except ValueError as exc:
-        console.print(f"[red]error:[/red] {exc}")
-        raise typer.Exit(2) from None
+    frame = _export(console, "export dataset", lambda: export.write_dataset(
+        output, db=db, derived=not no_derived))
     n_meas = int((frame["source"] == "measured").sum())
     console.print(f"{output}: {len(frame)} rows ({n_meas} measured, "
                   f"{len(frame) - n_meas} derived), "
@@ -230,19 +279,11 @@ def export_participants_cmd(
 ) -> None:
     """Write the participants table (docs/contracts.md §2: age at consent in whole years, dose
     = total cells over all administrations with their count), deterministically."""
-    from django.db import DatabaseError
-
     from hepatrial.ingest import export
 
     console = _console()
-    try:
-        frame = export.write_participants(output, db=db)
-    except DatabaseError as exc:
-        console.print(f"[red]error:[/red] database: {exc} (run `hepatrial init` first?)")
-        raise typer.Exit(2) from None
-    except ValueError as exc:
-        console.print(f"[red]error:[/red] {exc}")
-        raise typer.Exit(2) from None
+    frame = _export(console, "export participants", lambda: export.write_participants(
+        output, db=db))
     console.print(f"{output}: {len(frame)} participants")
 
 

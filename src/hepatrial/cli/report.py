@@ -14,9 +14,18 @@ __all__ = ["register"]
 
 DbOpt = Annotated[Path | None, typer.Option(
     "--db", help="SQLite file of the trial store (HEPATRIAL_DATABASE_URL takes precedence).")]
+def _meld_variant(value: str | None) -> str | None:
+    from hepatrial.scores.meld import MELD_VARIANTS
+
+    if value is not None and value not in MELD_VARIANTS:
+        raise typer.BadParameter(f"{value!r} is not a MELD variant (one of "
+                                 f"{', '.join(MELD_VARIANTS)})")
+    return value
+
+
 MeldOpt = Annotated[str | None, typer.Option(
-    "--meld-variant", help="Override the protocol's MELD variant (kamath2001, continuous, "
-    "optn2002).")]
+    "--meld-variant", callback=_meld_variant,
+    help="Override the protocol's MELD variant (kamath2001, continuous, optn2002).")]
 
 
 def _bundle(db: Path | None) -> object:

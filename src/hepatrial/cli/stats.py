@@ -48,17 +48,96 @@ def _fail(path: Path, message: str) -> None:
     raise typer.Exit(2)
 
 
-def _read(path: Path, key_columns: list[str]) -> pd.DataFrame:
+#: largest magnitude an outcome may have: the analyses square and sum values, and beyond
+#: this the sum of squares of ten million values overflows a double (1e150² × 1e7 < 1.8e308)
+MAX_MAGNITUDE = 1e150
+
+
+def _read(path: Path, key_columns: list[str], numeric: list[str | None] | None = None
+          ) -> pd.DataFrame:
+    """The CSV with its ``key_columns`` as text and its ``numeric`` columns read by the one
+    number rule (:mod:`hepatrial.scores.numbers`; missing cells as :mod:`hepatrial.scores`
+    spells them: empty, NA, nan, ...). Refused with the CSV line and column: a header that
+    repeats a column (a second ``value`` is never silently ignored), a number that is not a
+    plain decimal (``4_6``, ``1,5``, ``inf``), a magnitude above :data:`MAX_MAGNITUDE`, and a
+    value outside the analyte registry's hard limits when the file says the analyte and its
+    unit (columns ``analyte`` and ``unit``, as ``hepatrial export dataset`` writes them)."""
     import pandas as pd
 
+    from hepatrial.errors import HepatrialError
+    from hepatrial.ingest.validate import csv_header, duplicate_names
+
+    try:
+        header = csv_header(path)
+    except HepatrialError as exc:
+        _fail(path, str(exc).removeprefix(f"{path}: "))
+        raise AssertionError from exc  # unreachable
+    dup = duplicate_names([h.strip() for h in header])
+    if dup:
+        _fail(path, f"column(s) {', '.join(map(repr, dup))} appear more than once in the "
+              "header; each column may appear once (rename or remove the copies)")
     try:
         df = pd.read_csv(path, dtype=dict.fromkeys(key_columns, str), keep_default_na=True)
+        wanted = [c for c in dict.fromkeys(numeric or []) if c and c in df.columns]
+        raw = pd.read_csv(path, dtype=str, keep_default_na=False, usecols=wanted) if (
+            wanted) else None
     except (ValueError, pd.errors.ParserError, UnicodeDecodeError) as exc:
-        _fail(path, f"cannot read CSV: {exc}")
+        from hepatrial.textrules import utf8_problem
+
+        why = utf8_problem(path) if isinstance(exc, UnicodeDecodeError) else None
+        _fail(path, why or f"cannot read CSV: {' '.join(str(exc).split())}")
         raise AssertionError from exc  # unreachable
     # row labels = CSV line numbers (header is line 1) so errors point into the file
     df.index = pd.RangeIndex(2, len(df) + 2)
+    if raw is not None:
+        raw.index = df.index
+        for col in wanted:
+            df[col] = _numbers(path, raw, col)
+        if "analyte" in df.columns and "unit" in df.columns:
+            for col in wanted:
+                _check_limits(path, df, col)
     return df
+
+
+def _numbers(path: Path, raw: pd.DataFrame, col: str) -> pd.Series:
+    import numpy as np
+    import pandas as pd
+
+    from hepatrial.scores._core import MISSING_TEXT
+    from hepatrial.scores.numbers import number_problem
+
+    out = np.full(len(raw), np.nan)
+    for i, (line, text) in enumerate(raw[col].items()):
+        t = str(text).strip()
+        if t.lower() in MISSING_TEXT:
+            continue
+        why = number_problem(t)
+        if why is not None:
+            _fail(path, f"column {col!r}, row {line}: {why} (rows are CSV line numbers)")
+        x = float(t)
+        if abs(x) > MAX_MAGNITUDE:
+            _fail(path, f"column {col!r}, row {line}: {t!r} is too large to analyse (beyond "
+                  f"±{MAX_MAGNITUDE:g} the squares the statistics need overflow; rows are CSV "
+                  "line numbers)")
+        out[i] = x
+    return pd.Series(out, index=raw.index)
+
+
+def _check_limits(path: Path, df: pd.DataFrame, col: str) -> None:
+    """Values of registry analytes (in a unit the analyte accepts) inside its hard limits."""
+    import numpy as np
+
+    from hepatrial.cli._plausible import limit_reasons, registry
+
+    reg = registry()
+    for (code, unit), sub in df.groupby(["analyte", "unit"], sort=True, dropna=True):
+        if code not in reg.ANALYTES or not reg.analyte(code).accepts(str(unit)):
+            continue
+        bad, reason = limit_reasons(str(code), str(unit), sub[col].to_numpy(dtype=float))
+        if bad.any():
+            j = int(np.flatnonzero(bad)[0])
+            _fail(path, f"column {col!r}, row {sub.index[j]}: {sub[col].iloc[j]:g} "
+                  f"{reason(j)} (rows are CSV line numbers)")
 
 
 def _dump(obj: Any) -> None:
@@ -153,7 +232,7 @@ def paired(
     from hepatrial.analysis import AnalysisInputError, paired_vs_baseline
     from hepatrial.analysis._common import frame_records
 
-    df = _read(file, [subject, visit])
+    df = _read(file, [subject, visit], [outcome])
     order = None
     if visit in df.columns and "nominal_day" not in df.columns:
         order = _numeric_visit_order(df[visit])
@@ -241,7 +320,7 @@ def lmm(
     from hepatrial.analysis import AnalysisInputError, fit_lmm
 
     keys = [subject] + ([group] if group else [])
-    df = _read(file, keys)
+    df = _read(file, keys, [outcome, time if time_type == "continuous" else None])
     import pandas as pd
 
     ref: Any = reference
@@ -311,7 +390,7 @@ def mmrm(
         raise typer.BadParameter("must be 'kenward-roger', 'satterthwaite' or 'wald'",
                                  param_hint="--ddf")
     keys = [subject, visit] + ([group] if group else [])
-    df = _read(file, keys)
+    df = _read(file, keys, [outcome, *(covariate or [])])
     order = None
     if visit in df.columns and "nominal_day" not in df.columns:
         order = _numeric_visit_order(df[visit])

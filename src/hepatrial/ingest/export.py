@@ -9,12 +9,12 @@ Rows come out in a fixed order, so the same store always gives byte-identical fi
 from __future__ import annotations
 
 import os
-import tempfile
 from pathlib import Path
 from typing import Any
 
 import pandas as pd
 
+from hepatrial import errors as _errors
 from hepatrial.ingest.dataset import assemble_dataset, sort_dataset
 from hepatrial.protocol.models import UNSCHEDULED
 from hepatrial.vocab import ADVERSE_EVENT_COLUMNS as AE_COLUMNS
@@ -33,6 +33,10 @@ __all__ = [
 ]
 
 UNSCHEDULED_PREFIX = "UNS-D"
+
+
+class OutputNameError(_errors.InputError):
+    """The output file name cannot be written to (not .csv/.parquet, a directory)."""
 
 
 def _setup(db: str | Path | None) -> None:
@@ -123,11 +127,17 @@ def trial_data(db: str | Path | None = None, *, derived: bool = True) -> Any:
 
 
 def _atomic_write(path: Path, write: Any) -> None:
-    """Call ``write(tmp)`` on a temporary file beside ``path``, then move it into place."""
-    fd, tmp = tempfile.mkstemp(prefix=path.name + ".", dir=path.parent or Path("."))
-    os.close(fd)
+    """Call ``write(tmp)`` on a temporary file beside ``path``, then move it into place.
+
+    The temporary file is created with mode 0666 less the umask (as ``open()`` would), not
+    ``mkstemp``'s 0600, so the output gets the user's normal permissions."""
+    import secrets
+
+    parent = path.parent if str(path.parent) else Path(".")
+    tmp = parent / f".{path.name}.{os.getpid()}.{secrets.token_hex(4)}.tmp"
+    os.close(os.open(tmp, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o666))
     try:
-        write(tmp)
+        write(str(tmp))
         os.replace(tmp, path)
     finally:
         if os.path.exists(tmp):
@@ -137,14 +147,37 @@ def _atomic_write(path: Path, write: Any) -> None:
 def _check_suffix(path: Path) -> str:
     suffix = path.suffix.lower()
     if suffix not in (".csv", ".parquet"):
-        raise ValueError(f"{path}: output must end in .csv or .parquet")
+        raise OutputNameError(f"{path}: output must end in .csv or .parquet")
+    if path.exists() and not path.is_file():
+        raise OutputNameError(f"{path}: is a directory (give a file name ending in {suffix})")
     return suffix
+
+
+def csv_safe(frame: pd.DataFrame) -> pd.DataFrame:
+    """``frame`` with every text cell passed through :func:`hepatrial.textrules.csv_cell`
+    (a text a spreadsheet would run as a formula gets a leading ``'``; numbers untouched)."""
+    from hepatrial.textrules import FORMULA_PATTERN, csv_cell
+
+    out = None
+    for col in frame.columns:
+        if not (pd.api.types.is_object_dtype(frame[col].dtype)
+                or pd.api.types.is_string_dtype(frame[col].dtype)):
+            continue
+        risky = frame[col].map(lambda v: isinstance(v, str)).to_numpy(dtype=bool)
+        if not risky.any():
+            continue
+        text = frame[col].where(risky, "")
+        hit = text.astype(str).str.match(FORMULA_PATTERN).to_numpy(dtype=bool)
+        if hit.any():
+            out = frame.copy() if out is None else out
+            out[col] = [csv_cell(v) if h else v for v, h in zip(frame[col], hit, strict=True)]
+    return frame if out is None else out
 
 
 def _write_frame(frame: pd.DataFrame, path: Path, suffix: str) -> None:
     def write(tmp: str) -> None:
         if suffix == ".csv":
-            frame.to_csv(tmp, index=False, lineterminator="\n")
+            csv_safe(frame).to_csv(tmp, index=False, lineterminator="\n")
         else:
             import pyarrow as pa
             import pyarrow.parquet as pq

@@ -3,15 +3,27 @@ write all-or-nothing. ``import visits`` is :func:`hepatrial.ingest.visits.import
 
 Sequence for both importers:
 
-1. read the file as text (values kept exactly as entered);
-2. validate every row against the protocol, the analyte registry and the store
-   (:mod:`hepatrial.ingest.validate`); any reject → :class:`ImportRefused`, rejects CSV written,
-   nothing written;
-3. compare with what is stored: each lab value is *created*, *unchanged* or *changed*; changes
-   need ``reason`` (otherwise :class:`ImportRefused` listing those rows, nothing written);
-4. unless ``dry_run``: one transaction - participants/visits created as needed
-   (``audit.bulk_create``), scheduled visits given their actual date (earliest specimen date,
-   ``~`` history), lab results inserted in chunks with history and ledger
+1. read the file as text (values kept exactly as entered; a repeated or unknown column, a
+   ragged row or text that is not UTF-8 refuses the file, :func:`~hepatrial.ingest.validate.
+   read_text_csv`); the acting user must exist and may import (``--user``; permission
+   ``import_data``);
+2. open the import's transaction and take the store's write lock
+   (:func:`hepatrial.trials.audit.lock_ledger`: BEGIN IMMEDIATE on SQLite, an advisory lock
+   on PostgreSQL), so that two imports of the same file run one after the other: the second
+   sees what the first stored and reports those rows *unchanged* - it never fails on the
+   first one's rows (a dry run reads without the lock and writes nothing);
+3. validate every row against the protocol, the analyte registry and the store
+   (:mod:`hepatrial.ingest.validate`, the store's own column-wise rules of
+   :mod:`hepatrial.trials.validators` for the visit dates it records); any reject →
+   :class:`ImportRefused`, nothing written, the rejects CSV written afterwards (outside the
+   transaction; a dry run writes it only when asked for with ``rejects_path``);
+4. compare with what is stored: each lab value is *created*, *unchanged* or *changed*; changes
+   need ``reason`` (otherwise :class:`ImportRefused` listing those rows, nothing written); an
+   active lock on a visit, casebook or the trial the file writes to refuses the import
+   (:class:`~hepatrial.errors.RecordLocked`);
+5. unless ``dry_run``: participants/visits created as needed (``audit.bulk_create``),
+   scheduled visits given their actual date (earliest specimen date, ``~`` history), lab
+   results inserted in chunks with history and ledger
    (:func:`hepatrial.ingest.bulk.fast_create_with_history`), changed values written with
    ``audit.bulk_update`` and the reason (``~`` history rows carrying it).
 
@@ -22,15 +34,19 @@ from __future__ import annotations
 
 import datetime as _dt
 import time
-from dataclasses import dataclass
+from collections.abc import Iterator
+from contextlib import contextmanager
+from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
 import numpy as np
 import pandas as pd
 
+from hepatrial import errors as _errors
 from hepatrial.ingest.report import ImportRefused, ImportResult, write_rejects
 from hepatrial.ingest.validate import (
+    LAB_COLUMNS,
     LAB_REQUIRED,
     ImportFileError,
     Validation,
@@ -39,7 +55,11 @@ from hepatrial.ingest.validate import (
     validate_labs,
 )
 
-__all__ = ["StoreIndex", "import_labs", "refuse_missing_sqlite"]
+__all__ = ["StoreIndex", "StoreMissing", "acting_user", "import_labs", "refuse_missing_sqlite"]
+
+
+class StoreMissing(_errors.ConfigurationError, ImportFileError):
+    """The SQLite file of the store does not exist (``hepatrial init`` creates it); exit 2."""
 
 
 # --------------------------------------------------------------------------- store access
@@ -55,7 +75,7 @@ def _setup(db: str | Path | None) -> None:
 
 
 def refuse_missing_sqlite() -> None:
-    """Raise :class:`ImportFileError` when the configured database is an SQLite file that does
+    """Raise :class:`StoreMissing` when the configured database is an SQLite file that does
     not exist (connecting would create an empty one)."""
     from django.db import connection
 
@@ -63,29 +83,42 @@ def refuse_missing_sqlite() -> None:
     name = str(cfg.get("NAME") or "")
     if ("sqlite" in str(cfg.get("ENGINE", "")) and name and name != ":memory:"
             and not name.startswith("file:") and not Path(name).exists()):
-        raise ImportFileError(f"database {name} does not exist: run `hepatrial init` first")
+        raise StoreMissing(f"database {name} does not exist: run `hepatrial init` first")
 
 
 @dataclass
 class StoreIndex:
-    """What validation needs from the store, read once (plain dicts, no ORM objects)."""
+    """What validation needs from the store, read once (plain dicts, no ORM objects).
+
+    ``birth_years``/``enrolment`` per study id; ``visit_facts`` per visit id:
+    ``(nominal_day, actual_date, status)``.
+    """
 
     protocol: Any
     participants: dict[str, int]
     visits: dict[tuple[str, str], int]
+    birth_years: dict[str, int | None] = field(default_factory=dict)
+    enrolment: dict[str, _dt.date | None] = field(default_factory=dict)
+    visit_facts: dict[int, tuple[int, _dt.date | None, str]] = field(default_factory=dict)
 
     @classmethod
     def load(cls) -> StoreIndex:
-        """Read the configured protocol, participant ids and visit codes from the store."""
+        """Read the configured protocol, participants and visits from the store."""
         from hepatrial.trials.models import Participant, Visit
 
         protocol = current_protocol()
-        participants = dict(Participant.objects.values_list("study_id", "id"))
-        visits = {
-            (sid, code): pk
-            for sid, code, pk in Visit.objects.values_list("participant__study_id", "code", "id")
-        }
-        return cls(protocol, participants, visits)
+        participants, birth, enrol = {}, {}, {}
+        for sid, pk, yob, day0 in Participant.objects.values_list(
+                "study_id", "id", "year_of_birth", "enrolment_date"):
+            participants[sid] = pk
+            birth[sid] = yob
+            enrol[sid] = day0
+        visits, facts = {}, {}
+        for sid, code, pk, nominal, actual, status in Visit.objects.values_list(
+                "participant__study_id", "code", "id", "nominal_day", "actual_date", "status"):
+            visits[(sid, code)] = pk
+            facts[pk] = (nominal, actual, status)
+        return cls(protocol, participants, visits, birth, enrol, facts)
 
 
 def current_protocol() -> Any:
@@ -98,24 +131,68 @@ def current_protocol() -> Any:
         raise ImportFileError(str(exc)) from None
 
 
-def _user(name: str | None) -> Any:
-    """The history user: ``name`` (an account created for it if new, audited) or, by default,
-    the store's ``system`` account (the store's convention for CLI/import writes)."""
+def acting_user(name: str | None, *, create_system: bool = True) -> Any:
+    """The account an import acts as and is attributed to in the history.
+
+    ``name``: an existing account (:class:`~hepatrial.errors.NotFoundError` otherwise - an
+    import never creates accounts) that may import data (``import_data``: data managers and
+    admins; :class:`~hepatrial.errors.PermissionDenied` otherwise). ``None``: the store's
+    ``system`` account, which ``create_system=False`` (a dry run) does not create: the result
+    is then ``None``.
+    """
+    from hepatrial.trials.services.permissions import require_permission
+
+    if name is None:
+        from hepatrial.trials.audit.actors import SYSTEM_USERNAME
+        from hepatrial.trials.services import system_user
+
+        if create_system:
+            return system_user()
+        from django.contrib.auth import get_user_model
+
+        return get_user_model().objects.filter(username=SYSTEM_USERNAME).first()
     from django.contrib.auth import get_user_model
 
-    from hepatrial.trials.services import system_user
-
-    if not name or not name.strip():
-        return system_user()
-    User = get_user_model()
-    user = User.objects.filter(username=name.strip()).first()
+    user = get_user_model().objects.filter(username=str(name)).first()
     if user is None:
-        user = User(username=name.strip(), is_active=False)
-        user.set_unusable_password()
-        user._history_user = system_user()
-        user._change_reason = "account created for import --user (cannot log in)"
-        user.save()
+        raise _errors.NotFoundError(
+            f"--user {name!r}: no such account (an import does not create accounts; add it "
+            "with `hepatrial user add NAME --role data-manager`)")
+    require_permission(user, "import_data")
     return user
+
+
+def _user(name: str | None) -> Any:
+    """Compatibility name of :func:`acting_user` (the history user of an import)."""
+    return acting_user(name)
+
+
+@contextmanager
+def import_transaction(dry_run: bool) -> Iterator[None]:
+    """The import's transaction with the store's write lock held from its start (see the
+    module docstring); a dry run runs without either (it writes nothing)."""
+    if dry_run:
+        yield
+        return
+    from django.db import transaction
+
+    from hepatrial.trials.audit import lock_ledger
+
+    with transaction.atomic():
+        lock_ledger()
+        yield
+
+
+def refuse_locked(participant_ids: Any, visit_ids: Any, what: str) -> None:
+    """:class:`~hepatrial.errors.RecordLocked` (exit 5) when an active lock covers any of these
+    participants or visits (or the trial): nothing is written."""
+    from hepatrial.trials.audit.locks import active_lock, describe_lock
+
+    lock = active_lock([int(p) for p in participant_ids if p is not None and p > 0],
+                       [int(v) for v in visit_ids if v is not None and v > 0])
+    if lock is not None:
+        raise _errors.RecordLocked(f"{what}: {describe_lock(lock)}; nothing was imported "
+                                   "(unlock it with a reason first)")
 
 
 # --------------------------------------------------------------------------- plan
@@ -135,7 +212,8 @@ def plan_labs(frame: pd.DataFrame, visit_ids: dict[tuple[str, str], int], *,
     """Compare validated rows with stored lab results (by visit and analyte).
 
     A stored row is *changed* when the value or unit as entered, the specimen date or (when the
-    file has a ``lab`` column) the laboratory differ.
+    file has a ``lab`` column) the laboratory differ. Rows of visits not stored yet
+    (``visit_id`` -1, several per visit) are new.
     """
     from hepatrial.trials.models import LabResult
 
@@ -161,7 +239,8 @@ def plan_labs(frame: pd.DataFrame, visit_ids: dict[tuple[str, str], int], *,
         return LabPlan(frame, frame.iloc[0:0], 0)
     stored = pd.DataFrame(stored_rows, columns=["lab_id", "visit_id", "analyte", "s_value",
                                                 "s_unit", "s_lab", "s_date"])
-    m = frame.merge(stored, on=["visit_id", "analyte"], how="left", validate="one_to_one")
+    # many rows may share visit_id -1 (visits the import creates); stored keys are unique
+    m = frame.merge(stored, on=["visit_id", "analyte"], how="left", validate="many_to_one")
     exists = m["lab_id"].notna().to_numpy()
     date_new = m["date_parsed"].dt.date
     diff = (m["value"] != m["s_value"]) | (m["unit"] != m["s_unit"]) | (date_new != m["s_date"])
@@ -191,6 +270,73 @@ def _changes_need_reason(changed: pd.DataFrame) -> pd.DataFrame:
         "value": changed["value"].to_numpy(),
         "reason": [fmt(r) for r in changed.itertuples(index=False)],
     })
+
+
+def text_limits(model: Any, columns: dict[str, str]) -> dict[str, int | None]:
+    """``{file column: max_length}`` of the model fields the columns are written to (the
+    declared length, checked before writing so that SQLite and PostgreSQL agree)."""
+    return {col: model._meta.get_field(f).max_length for col, f in columns.items()}
+
+
+def lab_text_limits() -> dict[str, int | None]:
+    """Maximum lengths of the text a lab file writes (LabResult's fields)."""
+    from hepatrial.trials.models import LabResult
+
+    return text_limits(LabResult, {"value": "value_as_entered", "unit": "unit_as_entered",
+                                   "lab": "laboratory", "analyte": "analyte"})
+
+
+def visit_rejects(frame: pd.DataFrame, index: StoreIndex, protocol: Any, *,
+                  today: _dt.date | None) -> pd.DataFrame:
+    """Reject lines for the visits the rows refer to, by the store's visit rules
+    (:mod:`hepatrial.trials.validators.visit`).
+
+    * a stored visit must have been done (not missed / not done) to have results;
+    * a visit the import records - created, or scheduled and not yet dated - is dated on its
+      earliest specimen date, which must pass the rules of a visit date
+      (:func:`~hepatrial.trials.validators.visit.visit_date_columns`: the participant is
+      enrolled, the date is not in the future and not before day 0 unless the visit is a
+      screening visit); the problem is reported on the row giving that earliest date.
+    """
+    from hepatrial.trials.validators.visit import visit_date_columns, visit_done_columns
+
+    ok = frame["date_parsed"].notna().to_numpy() & frame["participant"].isin(
+        index.participants.keys()).to_numpy()
+    keys = list(zip(frame["participant"], frame["visit"], strict=True))
+    vids = np.array([index.visits.get(k, -1) for k in keys], dtype=np.int64)
+    parts = []
+    stored = vids > 0
+    if stored.any():
+        facts = [index.visit_facts[v] for v in vids[stored]]
+        done = visit_done_columns([f[1] for f in facts], [f[2] for f in facts])
+        for i, _name, why in done.items():
+            if facts[i][1] is None and facts[i][2] == "scheduled":
+                continue  # scheduled without a date: this import records its date (below)
+            pos = int(np.flatnonzero(stored)[i])
+            parts.append(pd.DataFrame({"row": [int(frame["row"].iat[pos])], "column": ["visit"],
+                                       "value": [frame["visit"].iat[pos]], "reason": [why]}))
+    dated = np.array([v <= 0 or (index.visit_facts[v][1] is None
+                                 and index.visit_facts[v][2] == "scheduled") for v in vids],
+                     dtype=bool) & ok
+    if dated.any():
+        sub = frame.loc[dated, ["row", "participant", "visit", "date_parsed", "date"]]
+        first = sub.sort_values(["date_parsed", "row"], kind="mergesort").drop_duplicates(
+            ["participant", "visit"])
+        nominal = []
+        for sid, code in zip(first["participant"], first["visit"], strict=True):
+            pk = index.visits.get((sid, code))
+            nominal.append(index.visit_facts[pk][0] if pk else protocol.visit(code).target_day)
+        _d, problems = visit_date_columns(
+            actual_date=first["date_parsed"].dt.date.to_numpy(dtype=object),
+            enrolment_date=[index.enrolment.get(s) for s in first["participant"]],
+            nominal_day=nominal, today=today)
+        for i, _name, why in problems.items():
+            r = first.iloc[i]
+            parts.append(pd.DataFrame({
+                "row": [int(r["row"])], "column": ["date"], "value": [r["date"]],
+                "reason": [f"visit {r['visit']} would be dated {r['date']} (its earliest "
+                           f"specimen date): {why}"]}))
+    return rejects_frame(parts)
 
 
 # --------------------------------------------------------------------------- writing
@@ -395,13 +541,39 @@ def _visit_status(pv: Any, day0: _dt.date | None, actual: _dt.date | None) -> st
 # --------------------------------------------------------------------------- labs
 
 
+def rejects_target(path: Path, rejects_path: str | Path | None, dry_run: bool) -> Path | None:
+    """Where a refused import writes its rejects CSV: ``rejects_path``; by default
+    ``<FILE>.rejects.csv`` beside the file - except for a dry run, which writes nothing at
+    all unless a rejects file is asked for."""
+    if rejects_path is not None:
+        return Path(rejects_path)
+    return None if dry_run else path.with_name(path.name + ".rejects.csv")
+
+
 def _refuse(rejects: pd.DataFrame, rejects_path: Path | None, message: str,
             result: ImportResult) -> ImportRefused:
-    if rejects_path is not None:
-        write_rejects(rejects, rejects_path)
+    """The refusal (nothing written); :func:`finish_refusal` writes its rejects file."""
     result.rejects = rejects
     result.rejects_path = rejects_path
     return ImportRefused(message, rejects, result)
+
+
+def finish_refusal(exc: ImportRefused, rejects_path: Path | None) -> ImportRefused:
+    """Write the rejects file of a refusal, after the import's transaction is over.
+
+    A rejects file that cannot be written (read-only or full folder) does not hide the
+    reasons: the refusal keeps its rejects, and ``exc.rejects_error`` says why the file is
+    missing (the command reports it as its own error)."""
+    exc.rejects_path = None
+    if rejects_path is not None and exc.rejects is not None and not exc.rejects.empty:
+        try:
+            write_rejects(exc.rejects, rejects_path)
+            exc.rejects_path = rejects_path
+        except OSError as err:
+            exc.rejects_error = err
+    if exc.result is not None:
+        exc.result.rejects_path = exc.rejects_path
+    return exc
 
 
 def import_labs(
@@ -420,28 +592,43 @@ def import_labs(
     Participants must exist; visit codes must be protocol visits (created when missing, with
     the earliest specimen date as actual date) or visits already stored for the participant.
     Raises :class:`ImportRefused` (nothing written) when any row is rejected or when values
-    differ from stored ones and no ``reason`` was given.
+    differ from stored ones and no ``reason`` was given; ``RecordLocked`` when a lock covers
+    what the file writes; ``NotFoundError``/``PermissionDenied`` for ``user``.
     """
-    from django.db import transaction
-
     t0 = time.perf_counter()
     path = Path(path)
-    rejects_path = Path(rejects_path) if rejects_path else path.with_name(
-        path.name + ".rejects.csv")
-    frame = read_text_csv(path, required=LAB_REQUIRED)
+    target = rejects_target(path, rejects_path, dry_run)
+    frame = read_text_csv(path, required=LAB_REQUIRED, allowed=LAB_COLUMNS)
     _setup(db)
+    acting = acting_user(user, create_system=not dry_run)
+    result = ImportResult(rows=len(frame), dry_run=dry_run)
+    try:
+        with import_transaction(dry_run):
+            _import_labs(path, frame, result, reason=reason, user=acting, dry_run=dry_run,
+                         chunk=chunk, today=today, rejects_path=target)
+    except ImportRefused as exc:
+        raise finish_refusal(exc, target) from None
+    result.seconds = time.perf_counter() - t0
+    return result
+
+
+def _import_labs(path: Path, frame: pd.DataFrame, result: ImportResult, *, reason: str | None,
+                 user: Any, dry_run: bool, chunk: int, today: _dt.date | None,
+                 rejects_path: Path | None) -> None:
     from hepatrial.ingest.catalog import registry_catalog
 
     index = StoreIndex.load()
-    result = ImportResult(rows=len(frame), dry_run=dry_run)
     validation: Validation = validate_labs(
         frame, catalog=registry_catalog(), visits=index.protocol.visit_codes,
         participants=index.participants.keys(), participant_visits=index.visits.keys(),
-        today=today)
-    if not validation.ok:
-        raise _refuse(validation.rejects, rejects_path,
-                      f"{validation.n_rejected_rows} of {len(frame)} rows rejected; "
-                      "nothing was imported", result)
+        today=today, birth_years=index.birth_years, text_limits=lab_text_limits())
+    rejects = validation.rejects
+    good = validation.frame.loc[~validation.frame["row"].isin(rejects["row"]).to_numpy()]
+    rejects = rejects_frame([rejects, visit_rejects(good, index, index.protocol, today=today)])
+    if not rejects.empty:
+        n = int(rejects["row"].nunique())
+        raise _refuse(rejects, rejects_path,
+                      f"{n} of {len(frame)} rows rejected; nothing was imported", result)
     has_lab = "lab" in frame.columns
     plan = plan_labs(validation.frame, index.visits, has_lab_column=has_lab)
     reason = (reason or "").strip() or None
@@ -458,29 +645,30 @@ def import_labs(
     result.visits_created = len(missing)
     pending = _scheduled_without_date(validation.frame, index.visits)
     result.visits_dated = len(pending)
-    if dry_run or (plan.new.empty and plan.changed.empty and not pending):
-        result.seconds = time.perf_counter() - t0
-        return result
+    if plan.new.empty and plan.changed.empty and not pending:
+        if len(frame):
+            result.notes.append("every row is already stored unchanged: nothing to import")
+        return
+    touched = pd.concat([plan.new["participant"], plan.changed["participant"]])
+    refuse_locked(touched.map(index.participants).unique().tolist(),
+                  [*plan.new["visit_id"].unique().tolist(),
+                   *plan.changed["visit_id"].unique().tolist()], f"import labs {path.name}")
+    if dry_run:
+        return
 
-    history_user = _user(user)
     create_reason = f"import labs {path.name}"
-    with transaction.atomic():
-        visit_ids = dict(index.visits)
-        visit_ids.update(_create_visits(missing, index.protocol, index.participants,
-                                        user=history_user, reason=create_reason))
-        _record_visit_dates(pending, user=history_user,
-                            reason=f"{create_reason}: visit done on the earliest specimen date")
-        new = plan.new
-        if not missing.empty:
-            keys = zip(new["participant"], new["visit"], strict=True)
-            new = new.assign(visit_id=[visit_ids[k] for k in keys])
-        insert_labs(new, index.participants, reason=create_reason, user=history_user,
-                    chunk=chunk)
-        if reason is not None:
-            _apply_changes(plan.changed, reason=reason, user=history_user,
-                           has_lab_column=has_lab)
-    result.seconds = time.perf_counter() - t0
-    return result
+    visit_ids = dict(index.visits)
+    visit_ids.update(_create_visits(missing, index.protocol, index.participants,
+                                    user=user, reason=create_reason))
+    _record_visit_dates(pending, user=user,
+                        reason=f"{create_reason}: visit done on the earliest specimen date")
+    new = plan.new
+    if not missing.empty:
+        keys = zip(new["participant"], new["visit"], strict=True)
+        new = new.assign(visit_id=[visit_ids[k] for k in keys])
+    insert_labs(new, index.participants, reason=create_reason, user=user, chunk=chunk)
+    if reason is not None:
+        _apply_changes(plan.changed, reason=reason, user=user, has_lab_column=has_lab)
 
 
 def _lab_model() -> Any:

@@ -39,7 +39,7 @@ from typing import Any
 
 import pandas as pd
 
-from hepatrial.ingest.report import ImportRefused, ImportResult, write_rejects
+from hepatrial.ingest.report import ImportRefused, ImportResult
 from hepatrial.ingest.validate import ImportFileError, read_text_csv, rejects_frame
 
 __all__ = [
@@ -221,22 +221,35 @@ def import_participants(
     from django.db import transaction
 
     from hepatrial.errors import StoreError
-    from hepatrial.ingest.importer import _setup, _user, current_protocol
+    from hepatrial.ingest.importer import (
+        _setup,
+        acting_user,
+        current_protocol,
+        finish_refusal,
+        rejects_target,
+    )
 
     t0 = time.perf_counter()
     path = Path(path)
-    rejects_path = Path(rejects_path) if rejects_path else path.with_name(
-        path.name + ".rejects.csv")
+    target = rejects_target(path, rejects_path, dry_run)
     frame = read_text_csv(path, required=PARTICIPANT_REQUIRED)
     _setup(db)
     from hepatrial.trials import services
+    from hepatrial.trials.audit import lock_ledger
     from hepatrial.trials.models import Participant
 
     protocol = current_protocol()
     inputs = _check_header(frame, protocol, path)
+    acting = acting_user(user, create_system=False)
     result = ParticipantImportResult(rows=len(frame), dry_run=dry_run)
     rejects: list[tuple[int, str, str, str]] = []
     notes: list[str] = []
+
+    # text the store cannot hold (lengths, control characters, formula-like ids): refused
+    # before any service runs, the same on SQLite and PostgreSQL
+    bad_text = _text_rejects(frame, inputs)
+    rejects.extend(bad_text)
+    bad_rows = {r[0] for r in bad_text}
 
     # file-level row rules: one row per participant, consent given as a pair
     first: dict[str, int] = {}
@@ -247,6 +260,8 @@ def import_participants(
             rejects.append((row, "study_id", sid, f"duplicate of row {first[sid]}"))
             continue
         first.setdefault(sid, row)
+        if row in bad_rows:
+            continue
         version, date = (_cell(frame, c, i) for c in CONSENT_COLUMNS)
         if bool(version) != bool(date):
             col = CONSENT_COLUMNS[0] if not version else CONSENT_COLUMNS[1]
@@ -254,12 +269,15 @@ def import_participants(
                             "(both, or neither when no consent is recorded yet)"))
             continue
         todo.append(i)
-    stored = {p.study_id: p for p in Participant.objects.filter(
-        study_id__in=[frame["study_id"].iat[i] for i in todo]).select_related("site")}
 
     try:
         with transaction.atomic():
-            history_user = _user(user)
+            # the store's write lock from the start: a second import of the same file waits,
+            # then finds the participants stored (unchanged) instead of failing on them
+            lock_ledger()
+            history_user = acting if acting is not None else services.system_user()
+            stored = {p.study_id: p for p in Participant.objects.filter(
+                study_id__in=[frame["study_id"].iat[i] for i in todo]).select_related("site")}
             for i in todo:
                 sid = frame["study_id"].iat[i]
                 if sid in stored:
@@ -278,17 +296,34 @@ def import_participants(
                 raise _Rollback
     except _Rollback:
         pass
+    if not rejects and not result.created and result.unchanged:
+        notes.append("every row is already stored unchanged: nothing to import")
     result.notes = notes
     result.seconds = time.perf_counter() - t0
     if rejects:
         rej = rejects_frame([pd.DataFrame(rejects, columns=["row", "column", "value",
                                                             "reason"])])
-        write_rejects(rej, rejects_path)
-        result.rejects, result.rejects_path = rej, rejects_path
+        result.rejects = rej
         n = rej["row"].nunique()
-        raise ImportRefused(f"{n} of {len(frame)} rows rejected; nothing was imported", rej,
-                            result)
+        raise finish_refusal(ImportRefused(
+            f"{n} of {len(frame)} rows rejected; nothing was imported", rej, result), target)
     return result
+
+
+def _text_rejects(frame: pd.DataFrame, inputs: list[str]) -> list[tuple[int, str, str, str]]:
+    """Text cells the store cannot hold: ids (study id, site; :func:`hepatrial.textrules.
+    identifier_problem`), fields longer than their column, control characters anywhere."""
+    from hepatrial.ingest.importer import text_limits
+    from hepatrial.ingest.validate import text_rejects
+    from hepatrial.trials.models import Consent, Participant, Site
+
+    limits = {**text_limits(Participant, {"study_id": "study_id"}),
+              **text_limits(Site, {"site": "code"}),
+              **text_limits(Consent, {"consent_version": "version"})}
+    limits.update({c: None for c in frame.columns if c != "row" and c not in limits})
+    rej = text_rejects(frame, limits, identifiers=("study_id", "site"))
+    return [(int(r.row), str(r.column), str(r.value), str(r.reason))
+            for r in rej.itertuples(index=False)]
 
 
 def _write_row(frame: pd.DataFrame, i: int, inputs: list[str], user: Any, services: Any,

@@ -71,24 +71,66 @@ class ImportResult:
 
 
 class ImportRefused(_errors.ImportRefused):
-    """The import was refused; nothing was written. Carries the rejects table."""
+    """The import was refused; nothing was written. Carries the rejects table.
+
+    ``rejects_path`` is where the rejects CSV was written (None: not written - a dry run
+    without ``--rejects``, or the file could not be written: then ``rejects_error`` is the
+    ``OSError``).
+    """
 
     def __init__(self, message: str, rejects: pd.DataFrame, result: ImportResult | None = None):
         super().__init__(message)
         self.rejects = rejects
         self.result = result
+        self.rejects_path: Path | None = None
+        self.rejects_error: OSError | None = None
+
+
+def shown(value: object, limit: int | None = None) -> str:
+    """A cell as shown in the rejects table and CSV: control characters written as escapes
+    (``\\x00``), so that a NUL or an escape sequence from the file is visible and harmless;
+    cut to ``limit`` characters (with ``...`` and the full length) when given."""
+    import re
+
+    from hepatrial.textrules import CONTROL_PATTERN
+
+    text = "" if value is None or (isinstance(value, float) and value != value) else str(value)
+    text = re.sub(CONTROL_PATTERN, lambda m: m.group(0).encode("unicode_escape",
+                                                               "backslashreplace").decode(),
+                  text)
+    if limit is not None and len(text) > limit:
+        text = f"{text[:limit]}... ({len(text)} characters)"
+    return text
 
 
 def write_rejects(rejects: pd.DataFrame, path: str | Path) -> Path:
-    """Write every reject (row, column, value, reason) to ``path`` as CSV."""
+    """Write every reject (row, column, value, reason) to ``path`` as CSV: text cells as
+    :func:`shown` and neutralised for spreadsheets (:func:`hepatrial.textrules.csv_cell`: an
+    id such as ``=HYPERLINK(...)`` from a refused file is written ``'=HYPERLINK(...)``).
+    Raises ``OSError`` when the file cannot be written (nothing is left behind then)."""
+    from hepatrial.textrules import csv_cell
+
     path = Path(path)
-    rejects.loc[:, list(REJECT_COLUMNS)].to_csv(path, index=False, lineterminator="\n")
+    out = rejects.loc[:, list(REJECT_COLUMNS)].copy()
+    for col in ("column", "value", "reason"):
+        out[col] = [csv_cell(shown(v)) for v in out[col]]
+    try:
+        out.to_csv(path, index=False, lineterminator="\n")
+    except OSError:
+        try:  # no partial rejects file: it would look complete
+            if path.is_file():
+                path.unlink()
+        except OSError:
+            pass
+        raise
     return path
 
 
 def render_rejects(rejects: pd.DataFrame, console: Console, *, title: str,
-                   cap: int = DISPLAY_CAP) -> None:
-    """Print the rejects as a rich table, at most ``cap`` lines, then how many were not shown."""
+                   cap: int = DISPLAY_CAP,
+                   more_hint: str = "see the rejects CSV for all of them") -> None:
+    """Print the rejects as a rich table, at most ``cap`` lines, then how many were not shown
+    (``more_hint`` says where to find them)."""
     n_rows = rejects["row"].nunique()
     console.print(f"{title}: {n_rows} row(s) rejected, {len(rejects)} problem(s) "
                   "(row = 1-based data row; row 1 is the line after the header)")
@@ -97,9 +139,12 @@ def render_rejects(rejects: pd.DataFrame, console: Console, *, title: str,
     table.add_column("column")
     table.add_column("value")
     table.add_column("reason")
+    from rich.markup import escape
+
     for r in rejects.head(cap).itertuples(index=False):
-        table.add_row(str(r.row), str(r.column), str(r.value), str(r.reason))
+        table.add_row(str(r.row), escape(shown(r.column)), escape(shown(r.value, 60)),
+                      escape(shown(r.reason, 300)))
     console.print(table)
     if len(rejects) > cap:
         console.print(f"... and {len(rejects) - cap} more problem(s) not shown "
-                      f"(see the rejects CSV for all of them)")
+                      f"({more_hint})")

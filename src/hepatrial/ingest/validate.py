@@ -15,7 +15,7 @@ from __future__ import annotations
 
 import datetime as _dt
 import re
-from collections.abc import Callable, Collection, Iterable
+from collections.abc import Callable, Collection, Iterable, Mapping
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Protocol
@@ -24,6 +24,7 @@ import numpy as np
 import pandas as pd
 
 from hepatrial import errors as _errors
+from hepatrial.trials.validators.participant import FIRST_YEAR_OF_BIRTH
 
 __all__ = [
     "LAB_COLUMNS",
@@ -43,7 +44,10 @@ LAB_REQUIRED: tuple[str, ...] = LAB_COLUMNS[:-1]
 #: Columns of the rejects table (terminal and ``--rejects`` CSV).
 REJECT_COLUMNS: tuple[str, ...] = ("row", "column", "value", "reason")
 
-_ISO_DATE = re.compile(r"^\d{4}-\d{2}-\d{2}$")
+_ISO_DATE = re.compile(r"^[0-9]{4}-[0-9]{2}-[0-9]{2}$")
+#: no date a trial holds is earlier: the earliest year of birth the store accepts
+#: (:data:`hepatrial.trials.validators.participant.FIRST_YEAR_OF_BIRTH`; pure, no Django)
+EARLIEST_DATE = _dt.date(FIRST_YEAR_OF_BIRTH, 1, 1)
 
 
 class ImportFileError(_errors.FileFormatError):
@@ -126,63 +130,268 @@ def _reject(frame: pd.DataFrame, mask: np.ndarray | pd.Series, column: str,
     })
 
 
+def _decode_problem(path: Path) -> str | None:
+    from hepatrial.textrules import utf8_problem
+
+    return utf8_problem(path)
+
+
+def csv_header(path: str | Path) -> list[str]:
+    """The header of a CSV file as written (the first record, UTF-8 with or without BOM).
+
+    Raises :class:`ImportFileError` for a missing file, a directory, an empty file or text that
+    is not UTF-8. Duplicate names are kept (pandas would rename a second ``value`` to
+    ``value.1``: use this to refuse them by name).
+    """
+    import csv
+
+    path = Path(path)
+    if not path.exists():
+        raise ImportFileError(f"{path}: no such file")
+    if not path.is_file():
+        raise ImportFileError(f"{path}: not a file")
+    try:
+        with path.open(newline="", encoding="utf-8-sig") as fh:
+            header = next(csv.reader(fh), None)
+    except UnicodeDecodeError:
+        raise ImportFileError(f"{path}: {_decode_problem(path)}") from None
+    except csv.Error as exc:
+        raise ImportFileError(f"{path}: the header is not a CSV record ({exc})") from None
+    if header is None or not any(h.strip() for h in header):
+        raise ImportFileError(f"{path}: empty file (no header)")
+    return header
+
+
+def duplicate_names(names: Iterable[str]) -> list[str]:
+    """Names that occur more than once (sorted)."""
+    seen: dict[str, int] = {}
+    for n in names:
+        seen[n] = seen.get(n, 0) + 1
+    return sorted(n for n, k in seen.items() if k > 1)
+
+
+def _ragged_rows(path: Path, n_fields: int, limit: int = 10) -> list[str]:
+    """``row N (line L): has K fields`` for the first records whose field count differs from
+    the header's (error path only: the csv module re-reads the file)."""
+    import csv
+
+    out = []
+    with path.open(newline="", encoding="utf-8-sig") as fh:
+        reader = csv.reader(fh)
+        next(reader, None)
+        row, line = 0, reader.line_num + 1
+        for record in reader:
+            if record:
+                row += 1
+                if len(record) != n_fields:
+                    out.append(f"row {row} (line {line}) has {len(record)} field(s)")
+                    if len(out) >= limit:
+                        break
+            line = reader.line_num + 1
+    return out
+
+
 def read_text_csv(path: str | Path, required: Iterable[str] = (), *,
-                  lower: bool = True) -> pd.DataFrame:
+                  lower: bool = True, allowed: Iterable[str] | None = None) -> pd.DataFrame:
     """Read a CSV with every cell as text, exactly as entered (only surrounding blanks trimmed).
 
     Header names are stripped (and lower-cased unless ``lower=False``). Adds ``row`` (1-based
     data row number; a ``row`` column in the file is an error).
-    Raises :class:`ImportFileError` naming missing required columns.
+
+    The file as a whole is refused with :class:`ImportFileError` (naming what is wrong) when it
+    is missing, empty or not UTF-8 (line and byte given); when its header repeats a column
+    (checked on the header as written, so a second ``value`` is not silently read as
+    ``value.1``), lacks a ``required`` column or - with ``allowed`` - has a column that is not
+    allowed (nothing is ignored silently); when a record has more or fewer fields than the
+    header (row and line given).
     """
+    import pyarrow as pa
+    import pyarrow.csv as pacsv
+
     path = Path(path)
-    if not path.is_file():
-        raise ImportFileError(f"{path}: no such file")
-    try:
-        frame = pd.read_csv(path, dtype=str, keep_default_na=False, na_filter=False,
-                            skipinitialspace=False, encoding="utf-8-sig")
-    except (pd.errors.ParserError, UnicodeDecodeError) as exc:
-        raise ImportFileError(f"{path}: not a readable UTF-8 CSV file ({exc})") from exc
-    except pd.errors.EmptyDataError as exc:
-        raise ImportFileError(f"{path}: empty file (no header)") from exc
-    frame.columns = [str(c).strip().lower() if lower else str(c).strip()
-                     for c in frame.columns]
-    if "row" in frame.columns:
+    raw = csv_header(path)
+    names = [str(c).strip().lower() if lower else str(c).strip() for c in raw]
+    dup = duplicate_names(names)
+    if dup:
+        raise ImportFileError(f"{path}: duplicate column(s) in header: {', '.join(dup)} "
+                              "(each column may appear once)")
+    if "row" in names:
         raise ImportFileError(f"{path}: a column may not be called 'row' (reserved)")
-    if frame.columns.duplicated().any():
-        dup = sorted(set(frame.columns[frame.columns.duplicated()]))
-        raise ImportFileError(f"{path}: duplicate column(s) in header: {', '.join(dup)}")
-    missing = [c for c in required if c not in frame.columns]
+    if "" in names:
+        raise ImportFileError(f"{path}: column {names.index('') + 1} of the header has no name")
+    missing = [c for c in required if c not in names]
     if missing:
         raise ImportFileError(
             f"{path}: missing required column(s): {', '.join(missing)} "
-            f"(found: {', '.join(frame.columns)})"
+            f"(found: {', '.join(names)})"
         )
+    if allowed is not None:
+        ok = list(allowed)
+        unknown = [c for c in names if c not in ok]
+        if unknown:
+            raise ImportFileError(
+                f"{path}: unknown column(s): {', '.join(unknown)} (a file may have only: "
+                f"{', '.join(ok)}; nothing is ignored silently)")
+    bad_rows: list[object] = []
+    try:
+        table = pacsv.read_csv(
+            path,
+            read_options=pacsv.ReadOptions(column_names=names, skip_rows=1),
+            parse_options=pacsv.ParseOptions(newlines_in_values=True,
+                                             invalid_row_handler=lambda r: bad_rows.append(r)
+                                             or "skip"),
+            convert_options=pacsv.ConvertOptions(
+                column_types={n: pa.string() for n in names}, strings_can_be_null=False,
+                quoted_strings_can_be_null=False),
+        )
+    except pa.ArrowInvalid as exc:
+        problem = _decode_problem(path)
+        raise ImportFileError(f"{path}: {problem or f'not a readable CSV file ({exc})'}") from None
+    if bad_rows:
+        where = _ragged_rows(path, len(names)) or [f"{len(bad_rows)} record(s)"]
+        raise ImportFileError(f"{path}: {'; '.join(where)}; the header has {len(names)} "
+                              "fields (every row needs one field per column)")
+    frame = pd.DataFrame({n: table.column(n).to_numpy(zero_copy_only=False).astype(object)
+                          for n in names})
     for col in frame.columns:
         frame[col] = frame[col].str.strip()
     frame.insert(0, "row", np.arange(1, len(frame) + 1, dtype=np.int64))
     return frame
 
 
+def number_reasons(text: pd.Series) -> pd.Series:
+    """For each cell that is given but is not a plain number (:mod:`hepatrial.scores.numbers`:
+    no ``_``, no non-ASCII digits, no separators, no nan/inf, no overflow), the reason; None
+    elsewhere (empty cells are not judged here)."""
+    from hepatrial.scores.numbers import NUMBER_PATTERN, number_problem
+
+    shape_ok = text.str.fullmatch(NUMBER_PATTERN).fillna(False).to_numpy(dtype=bool)
+    values = pd.to_numeric(text.where(shape_ok, None), errors="coerce").to_numpy(dtype=float)
+    bad = (text.ne("").to_numpy() & ~shape_ok) | (shape_ok & ~np.isfinite(values))
+    out = pd.Series(None, index=text.index, dtype=object)
+    if bad.any():
+        sub = text[bad]
+        why = {t: number_problem(t) or f"{t!r} is too large to be a number"
+               for t in sub.unique()}
+        out[bad] = sub.map(why)
+    return out
+
+
 def parse_numbers(text: pd.Series) -> tuple[np.ndarray, np.ndarray]:
     """Parse decimal numbers written as text; returns ``(values, bad_mask)``.
 
-    Accepts plain decimals and exponent notation (``1.5``, ``-2``, ``1e3``); rejects blanks,
-    decimal commas, censored values (``<5``) and non-finite numbers.
+    The one number rule (:data:`hepatrial.scores.numbers.NUMBER_PATTERN`): plain decimals and
+    exponent notation (``1.5``, ``-2``, ``1e3``); blanks, ``4_6``, non-ASCII digits, decimal
+    commas, censored values (``<5``), nan/inf and values that overflow a double are bad.
+    :func:`number_reasons` says why.
     """
-    values = pd.to_numeric(text.where(text != "", None), errors="coerce").to_numpy(dtype=float)
+    from hepatrial.scores.numbers import NUMBER_PATTERN
+
+    shape_ok = text.str.fullmatch(NUMBER_PATTERN).fillna(False).to_numpy(dtype=bool)
+    values = pd.to_numeric(text.where(shape_ok, None), errors="coerce").to_numpy(
+        dtype=float, copy=True)
     bad = ~np.isfinite(values)
+    values[bad] = np.nan
     return values, bad
 
 
 def parse_dates(text: pd.Series, *, today: _dt.date | None = None
                 ) -> tuple[pd.Series, np.ndarray, np.ndarray]:
-    """Parse ISO ``YYYY-MM-DD`` dates; returns ``(dates, bad_mask, future_mask)``."""
-    shape_ok = text.str.fullmatch(_ISO_DATE.pattern).fillna(False).to_numpy(dtype=bool)
-    parsed = pd.to_datetime(text.where(shape_ok, None), format="%Y-%m-%d", errors="coerce")
-    bad = parsed.isna().to_numpy()
+    """Parse ISO ``YYYY-MM-DD`` dates; returns ``(dates, bad_mask, future_mask)``.
+
+    Each distinct text is parsed once with :meth:`datetime.date.fromisoformat` (so
+    ``0000-01-01`` and ``2024-02-30`` are bad, not a crash); dates before
+    :data:`EARLIEST_DATE` are not dates a trial can hold (:func:`birth_rejects` says why) and
+    come back as NaT without being marked bad.
+    """
+    uniq: dict[str, _dt.date | None] = {}
+    for t in text.unique():
+        d = None
+        if isinstance(t, str) and _ISO_DATE.match(t):
+            try:
+                d = _dt.date.fromisoformat(t)
+            except ValueError:
+                d = None
+        uniq[t] = d
+    bad = text.map(lambda t: uniq[t] is None).to_numpy(dtype=bool)
+    usable = {t: (pd.Timestamp(d) if d is not None and d >= EARLIEST_DATE else pd.NaT)
+              for t, d in uniq.items()}
+    parsed = pd.to_datetime(text.map(usable))
     limit = pd.Timestamp(today or _dt.date.today())
     future = (~bad) & (parsed > limit).fillna(False).to_numpy(dtype=bool)
     return parsed, bad, future
+
+
+def date_years(text: pd.Series) -> np.ndarray:
+    """The year of each valid ISO date (any year, also before pandas' range), NaN elsewhere."""
+    uniq: dict[str, float] = {}
+    for t in text.unique():
+        y = np.nan
+        if isinstance(t, str) and _ISO_DATE.match(t):
+            try:
+                y = float(_dt.date.fromisoformat(t).year)
+            except ValueError:
+                y = np.nan
+        uniq[t] = y
+    return text.map(uniq).to_numpy(dtype=float)
+
+
+def birth_rejects(frame: pd.DataFrame, column: str, dates_text: pd.Series, *,
+                  birth_years: Mapping[str, int | None] | None, id_column: str = "participant"
+                  ) -> pd.DataFrame:
+    """Reject lines for dates before the participant was born (the year of birth), and for
+    dates before :data:`EARLIEST_DATE` whatever the participant (no one in a trial was born
+    before 1900, :data:`hepatrial.trials.validators.participant.FIRST_YEAR_OF_BIRTH`). Text
+    that is not a date is left to the date rule."""
+    years = date_years(dates_text)
+    too_early = np.isfinite(years) & (years < EARLIEST_DATE.year)
+    parts = [_reject(frame, too_early, column,
+                     f"before {EARLIEST_DATE.year}: not a plausible date (no participant was "
+                     f"born before {EARLIEST_DATE.year})")]
+    if birth_years:
+        yob = pd.to_numeric(frame[id_column].map(birth_years), errors="coerce").to_numpy(
+            dtype=float)
+        before = np.isfinite(years) & np.isfinite(yob) & (years < yob) & ~too_early
+        if before.any():
+            reason = pd.Series(None, index=frame.index, dtype=object)
+            reason[before] = [f"before the participant was born (year of birth {int(y)})"
+                              for y in yob[before]]
+            parts.append(_reject(frame, before, column, reason))
+    return rejects_frame(parts)
+
+
+def text_rejects(frame: pd.DataFrame, limits: Mapping[str, int | None],
+                 identifiers: Collection[str] = ()) -> pd.DataFrame:
+    """Reject lines for text the store cannot hold, before anything is written, identically
+    on SQLite and PostgreSQL (:func:`hepatrial.textrules.text_problem`: longer than the
+    field's ``limits[column]``, a control character such as NUL; and for the ``identifiers``
+    :func:`hepatrial.textrules.identifier_problem`: no leading ``= + - @``, tab or CR).
+    Empty cells are left to the rules that need a value."""
+    from hepatrial.textrules import (
+        CONTROL_PATTERN,
+        FORMULA_PATTERN,
+        identifier_problem,
+        text_problem,
+    )
+
+    parts = []
+    for col, max_len in limits.items():
+        if col not in frame.columns:
+            continue
+        text = frame[col]
+        bad = np.array(text.str.contains(CONTROL_PATTERN, regex=True), dtype=bool)
+        if max_len is not None:
+            bad = bad | (text.str.len() > max_len).to_numpy(dtype=bool)
+        ident = col in identifiers
+        if ident:
+            bad = bad | text.str.match(FORMULA_PATTERN).to_numpy(dtype=bool)
+        if not bad.any():
+            continue
+        reason = pd.Series(None, index=frame.index, dtype=object)
+        reason[bad] = [(identifier_problem(t, max_len) if ident and t else
+                        text_problem(t, max_len)) for t in text[bad]]
+        parts.append(_reject(frame, bad, col, reason))
+    return rejects_frame(parts)
 
 
 def _first_row_of_duplicate(frame: pd.DataFrame, keys: list[str]) -> tuple[np.ndarray, pd.Series]:
@@ -203,15 +412,19 @@ def validate_labs(
     participant_visits: Collection[tuple[str, str]] = (),
     today: _dt.date | None = None,
     extra_checks: Iterable[Callable[[pd.DataFrame], pd.DataFrame]] = (),
+    birth_years: Mapping[str, int | None] | None = None,
+    text_limits: Mapping[str, int | None] | None = None,
 ) -> Validation:
     """Validate a long-format lab table (as read by :func:`read_text_csv`).
 
     Checks, over every row: participant known (skipped when ``participants`` is None), visit code
     in ``visits`` (the protocol's) or an existing ``(participant, visit)`` pair in
     ``participant_visits`` (e.g. stored unscheduled visits), analyte known, unit accepted for
-    that analyte, value numeric, value within the analyte's plausible range (by
-    ``catalog.convert``), date a valid ISO date not in the future, and no repeat of an
-    earlier row's (participant, visit, analyte).
+    that analyte, value a plain number (:func:`number_reasons`), value within the analyte's
+    hard limits (by ``catalog.convert``), date a valid ISO date not in the future and not
+    before the participant's year of birth (``birth_years``; never before 1900), text the
+    store can hold (``text_limits``: column -> maximum length, :func:`text_rejects`), and no
+    repeat of an earlier row's (participant, visit, analyte).
     """
     frame = frame.reset_index(drop=True)
     for col in LAB_COLUMNS:
@@ -243,8 +456,8 @@ def validate_labs(
                          "unknown analyte"))
 
     values, bad_num = parse_numbers(frame["value"])
-    parts.append(_reject(frame, frame["value"].ne("").to_numpy() & bad_num, "value",
-                         "not a number"))
+    why_num = number_reasons(frame["value"])
+    parts.append(_reject(frame, why_num.notna().to_numpy(), "value", why_num))
 
     canonical = np.full(len(frame), np.nan)
     canon_unit = np.full(len(frame), "", dtype=object)
@@ -280,6 +493,9 @@ def validate_labs(
     parts.append(_reject(frame, frame["date"].ne("").to_numpy() & bad_date, "date",
                          "not a valid date (expected YYYY-MM-DD)"))
     parts.append(_reject(frame, future, "date", "date is in the future"))
+    parts.append(birth_rejects(frame, "date", frame["date"], birth_years=birth_years))
+    if text_limits:
+        parts.append(text_rejects(frame, text_limits))
 
     dup, first = _first_row_of_duplicate(frame, ["participant", "visit", "analyte"])
     if dup.any():

@@ -32,9 +32,11 @@ import pandas as pd
 from hepatrial.ingest.report import ImportResult
 from hepatrial.ingest.validate import (
     ImportFileError,
+    number_reasons,
     parse_numbers,
     read_text_csv,
     rejects_frame,
+    text_rejects,
 )
 
 __all__ = ["CLINICAL_FIELDS", "DEFAULT_DAY0", "UNSCHEDULED_PREFIX", "import_visits",
@@ -132,11 +134,82 @@ def _decode_column(frame: pd.DataFrame, fm: Any, missing: tuple[str, ...], name:
     return out, rej
 
 
-def prepare_visits(frame: pd.DataFrame, imap: Any, protocol: Any, *, day0: _dt.date
+def _number_column(frame: pd.DataFrame, column: str, missing: tuple[str, ...], what: str, *,
+                   whole: bool = False, lo: float | None = None, hi: float | None = None,
+                   lo_open: bool = False, unit: str = ""
+                   ) -> tuple[np.ndarray, np.ndarray, pd.DataFrame]:
+    """A numeric column (missing cells NaN): ``(values, bad, rejects)``.
+
+    The one number rule (:func:`hepatrial.ingest.validate.number_reasons`), then a whole
+    number when ``whole``, then inside ``lo``..``hi`` (``lo_open``: more than ``lo``). Bad
+    cells are NaN in ``values``."""
+    text = frame[column]
+    present = ~text.isin(missing).to_numpy()
+    given = text.where(present, "")
+    why = number_reasons(given)
+    num, _bad = parse_numbers(given)
+    reason = pd.Series(None, index=frame.index, dtype=object)
+    reason[why.notna().to_numpy()] = f"{what}: " + why[why.notna()]
+    ok = present & why.isna().to_numpy() & np.isfinite(num)
+    if whole:
+        frac = ok & (np.mod(np.where(ok, num, 0), 1) != 0)
+        reason[frac] = f"{what} is not a whole number"
+        ok &= ~frac
+    suffix = f" {unit}" if unit else ""
+
+    def fmt(x: float) -> str:
+        return str(int(x)) if float(x).is_integer() and abs(x) < 1e15 else f"{x:g}"
+
+    if lo is not None:
+        low = ok & ((num <= lo) if lo_open else (num < lo))
+        reason[low] = [f"{what} {fmt(v)}{suffix} is not plausible (it must be "
+                       f"{'more than' if lo_open else 'at least'} {fmt(lo)}{suffix})"
+                       for v in num[low]]
+        ok &= ~low
+    if hi is not None:
+        high = ok & (num > hi)
+        reason[high] = [f"{what} {fmt(v)}{suffix} is not plausible (at most {fmt(hi)}{suffix})"
+                        for v in num[high]]
+        ok &= ~high
+    bad = reason.notna().to_numpy()
+    rej = _rej(frame.loc[bad, "row"], column, text[bad], reason[bad])
+    return np.where(ok, num, np.nan), bad, rej
+
+
+def _day_range(day0: _dt.date) -> tuple[int, int]:
+    """The study days that give a calendar date from ``day0`` (Python's date range)."""
+    return (_dt.date.min - day0).days, (_dt.date.max - day0).days
+
+
+#: plausible age in years at enrolment: more than 0, at most 120 (the oldest verified ages
+#: are just over 120; an age of 0 or below is a missing or mistyped value)
+AGE_YEARS: tuple[float, float] = (0.0, 120.0)
+
+
+def prepare_visits(frame: pd.DataFrame, imap: Any, protocol: Any, *, day0: _dt.date,
+                   stored_days: dict[str, dict[int, str]] | None = None,
+                   today: _dt.date | None = None,
                    ) -> tuple[pd.DataFrame, pd.DataFrame, pd.DataFrame, pd.DataFrame,
                               pd.DataFrame]:
     """Validate a wide visits table and reshape it (pandas; the store is read only for the
     clinical fields' allowed values).
+
+    ``stored_days``: per participant, the study days of its stored visits and their codes. A
+    row is identified by participant and day: a day already stored keeps its stored visit
+    (so re-sending rows - a file imported batch by batch - finds them unchanged); the other
+    days are assigned by the protocol's windows among the visits whose stored day the file
+    does not repeat (a scheduled visit given a new day is a corrected day: a change that needs
+    a reason).
+
+    Rules, each reported on the row and column it concerns: every number by the one number
+    rule; the visit day a whole number giving a calendar date, not in the future (``today``)
+    and not before day 0 unless the row is a screening visit
+    (:func:`hepatrial.trials.validators.visit.visit_date_columns`); a participant's fields by
+    the store's participant rules (:func:`hepatrial.trials.validators.participant.
+    participant_columns`: id, sex, etiology, year of birth from the age, 1900 or later and
+    not after day 0) and the text rules (an id the store can hold and no spreadsheet formula);
+    age plausible (:data:`AGE_YEARS`); the status day a whole number, not before day 0 (a
+    death before enrolment) nor in the future; no visit after a death.
 
     Returns ``(participants, visits, labs, clinical, rejects)``:
 
@@ -151,32 +224,57 @@ def prepare_visits(frame: pd.DataFrame, imap: Any, protocol: Any, *, day0: _dt.d
     * rejects: every problem (row, column, value, reason).
     """
     from hepatrial.ingest.catalog import registry_catalog
+    from hepatrial.ingest.importer import lab_text_limits
+    from hepatrial.trials.validators.participant import participant_columns
+    from hepatrial.trials.validators.visit import visit_date_columns
 
     missing = tuple(imap.missing_values)
+    stored_days = stored_days or {}
+    today = today or _dt.date.today()
     parts: list[pd.DataFrame] = []
     pid_col = imap.participant.id
     ids = frame[pid_col]
     no_id = ids.isin(missing)
     parts.append(_rej(frame.loc[no_id, "row"], pid_col, ids[no_id], "missing participant id"))
+    # control characters and formula-like ids (the id's length: the participant rule below)
+    parts.append(text_rejects(frame.loc[~no_id.to_numpy()], {pid_col: None},
+                              identifiers=(pid_col,)))
 
     day_col = imap.visit.day
-    day_vals, day_bad = parse_numbers(frame[day_col])
-    day_bad = day_bad | (np.isfinite(day_vals) & (np.mod(day_vals, 1) != 0))
-    parts.append(_rej(frame.loc[day_bad, "row"], day_col, frame.loc[day_bad, day_col],
-                      "visit day is not a whole number"))
+    lo_day, hi_day = _day_range(day0)
+    day_vals, day_bad, rej = _number_column(frame, day_col, missing, "visit day", whole=True)
+    parts.append(rej)
+    no_day = frame[day_col].isin(missing).to_numpy()
+    parts.append(_rej(frame.loc[no_day, "row"], day_col, frame.loc[no_day, day_col],
+                      "missing visit day"))
+    no_date = np.isfinite(day_vals) & ((day_vals < lo_day) | (day_vals > hi_day))
+    parts.append(_rej(frame.loc[no_date, "row"], day_col, frame.loc[no_date, day_col],
+                      f"visit day gives no calendar date from day 0 = {day0} (--day0)"))
+    day_bad = day_bad | no_day | no_date
     days = np.where(day_bad, 0, day_vals).astype(np.int64)
 
-    # participant-level fields: decode, then constant within participant
+    # participant-level fields: decode, then constant within participant (the rules of a
+    # participant-level value are reported on the participant's first row)
+    first_rows = set(frame.loc[(~ids.duplicated(keep="first") & ~no_id).to_numpy(), "row"])
+
+    def on_first(rej: pd.DataFrame) -> pd.DataFrame:
+        return rej.loc[rej["row"].isin(first_rows).to_numpy()] if len(rej) else rej
+
     fields: dict[str, pd.Series] = {}
     for name, fm in imap.participant_fields().items():
         values, rej = _decode_column(frame, fm, missing, name)
         parts.append(rej)
         if name in ("age", "status_day") and fm.column is not None and not fm.codes:
-            num, bad = parse_numbers(frame[fm.column].where(~frame[fm.column].isin(missing), ""))
-            present = ~frame[fm.column].isin(missing).to_numpy()
-            parts.append(_rej(frame.loc[present & bad, "row"], fm.column,
-                              frame.loc[present & bad, fm.column], f"{name} is not a number"))
-            values = pd.Series(np.where(bad, np.nan, num), index=frame.index)
+            if name == "age":
+                num, _b, rej = _number_column(frame, fm.column, missing, "age", lo=AGE_YEARS[0],
+                                              hi=AGE_YEARS[1], lo_open=True, unit="years")
+            else:
+                num, _b, rej = _number_column(frame, fm.column, missing, "status day",
+                                              whole=True, hi=hi_day)
+                parts.append(on_first(_status_date_rules(frame, fm.column, num, day0, today)))
+                num = np.where(num < 0, np.nan, num)
+            parts.append(on_first(rej))
+            values = pd.Series(num, index=frame.index)
         fields[name] = values
         if fm.column is not None:
             text = frame[fm.column]
@@ -187,6 +285,8 @@ def prepare_visits(frame: pd.DataFrame, imap: Any, protocol: Any, *, day0: _dt.d
                 frame.loc[differs, "row"], fm.column, text[differs],
                 "participant-level value differs from row " + first_row[differs].astype(str)
                 + " of the same participant (" + first_text[differs] + ")"))
+    parts.append(_participant_rules(frame, imap, fields, ids, no_id, day0, today,
+                                    participant_columns))
 
     dup = pd.DataFrame({"id": ids, "day": days}).duplicated(keep="first").to_numpy() & ~day_bad
     if dup.any():
@@ -197,15 +297,22 @@ def prepare_visits(frame: pd.DataFrame, imap: Any, protocol: Any, *, day0: _dt.d
 
     # labs: each mapped column, missing cells are no measurement
     catalog = registry_catalog()
+    value_max = lab_text_limits()["value"]
     lab_parts = []
     for a in imap.analytes:
         text = frame[a.column]
         present = ~text.isin(missing).to_numpy()
-        num, bad = parse_numbers(text.where(present, ""))
-        bad_present = present & bad
+        given = text.where(present, "")
+        why = number_reasons(given)
+        num, _bad = parse_numbers(given)
+        bad_present = why.notna().to_numpy()
         parts.append(_rej(frame.loc[bad_present, "row"], a.column, text[bad_present],
-                          "not a number"))
-        ok = present & ~bad
+                          why[bad_present]))
+        long = present & ~bad_present & (text.str.len() > (value_max or 10 ** 9)).to_numpy()
+        parts.append(_rej(frame.loc[long, "row"], a.column, text[long],
+                          f"is longer than {value_max} characters (the value is kept as "
+                          "entered; write it with fewer digits)"))
+        ok = present & ~bad_present & ~long
         conv = np.full(len(frame), np.nan)
         if ok.any():
             c, errs = catalog.convert(a.analyte, a.unit, num[ok])
@@ -239,19 +346,30 @@ def prepare_visits(frame: pd.DataFrame, imap: Any, protocol: Any, *, day0: _dt.d
         parts.append(_rej(frame.loc[bad, "row"], c.column, text[bad], text[bad].map(errors)))
         clin_values[target] = [decoded.get(t) for t in text]
 
-    rejects = rejects_frame(parts)
-
     # visit assignment per participant (only meaningful when ids/days are valid)
     base = pd.DataFrame({"row": frame["row"].to_numpy(), "study_id": ids.to_numpy(),
                          "day": days})
     base = base.loc[~no_id.to_numpy() & ~day_bad]
     assigned = []
     for sid, grp in base.groupby("study_id", sort=True):
-        for (row, day), va in zip(zip(grp["row"], grp["day"], strict=True),
-                                  protocol.assign_visits(grp["day"].tolist()), strict=True):
-            if va.scheduled:
-                pv = protocol.visit(va.visit)
-                assigned.append((row, sid, day, va.visit, va.nominal_day, True, pv.label,
+        known = stored_days.get(str(sid), {})
+        # codes of stored visits whose day the file repeats are taken; a stored visit whose
+        # day the file no longer has may be given to a new day (a corrected day: a change)
+        file_days = {int(d) for d in grp["day"]}
+        taken = {code for d, code in known.items() if d in file_days}
+        rest = [(row, day) for row, day in zip(grp["row"], grp["day"], strict=True)
+                if int(day) not in known]
+        by_row = dict(zip((r for r, _ in rest),
+                          protocol.assign_visits([d for _, d in rest]), strict=True))
+        for row, day in zip(grp["row"], grp["day"], strict=True):
+            day = int(day)
+            code = known.get(day)
+            if code is None:
+                va = by_row[row]
+                code = va.visit if va.scheduled and va.visit not in taken else None
+            if code is not None and not code.startswith(UNSCHEDULED_PREFIX):
+                pv = protocol.visit(code)
+                assigned.append((row, sid, day, code, pv.target_day, True, pv.label,
                                  pv.window_lower, pv.window_upper))
             else:
                 assigned.append((row, sid, day, f"{UNSCHEDULED_PREFIX}{day}", day, False,
@@ -260,6 +378,9 @@ def prepare_visits(frame: pd.DataFrame, imap: Any, protocol: Any, *, day0: _dt.d
                                              "scheduled", "label", "window_lower",
                                              "window_upper"])
     visits["actual_date"] = [day0 + _dt.timedelta(days=int(d)) for d in visits["day"]]
+    parts.append(_visit_date_rules(frame, visits, day_col, day0, today, visit_date_columns))
+    parts.append(_after_death(frame, visits, fields, imap, day_col))
+    rejects = rejects_frame(parts)
 
     labs = pd.concat(lab_parts, ignore_index=True) if lab_parts else pd.DataFrame()
     code_of = dict(zip(visits["row"], visits["code"], strict=True))
@@ -286,6 +407,114 @@ def prepare_visits(frame: pd.DataFrame, imap: Any, protocol: Any, *, day0: _dt.d
     for name, values in fields.items():
         ppl[name] = values[first_idx].to_numpy()
     return ppl, visits, labs, clinical, rejects
+
+
+def _status_date_rules(frame: pd.DataFrame, column: str, num: np.ndarray, day0: _dt.date,
+                       today: _dt.date) -> pd.DataFrame:
+    """The status date (day 0 + status day) is not before enrolment (a death or a transplant
+    before day 0 cannot be: ``services.change_status`` refuses it too) and not in the
+    future."""
+    before = np.isfinite(num) & (num < 0)
+    limit = (today - day0).days
+    future = np.isfinite(num) & (num > limit)
+    return rejects_frame([
+        _rej(frame.loc[before, "row"], column, frame.loc[before, column],
+             [f"status day {int(v)} is before enrolment (day 0): the status date cannot be "
+              "before day 0" for v in num[before]]),
+        _rej(frame.loc[future, "row"], column, frame.loc[future, column],
+             [f"status day {int(v)} is {day0 + _dt.timedelta(days=int(v))}, in the future "
+              f"(today is {today}; day 0 = {day0}, --day0)" for v in num[future]])])
+
+
+def _participant_rules(frame: pd.DataFrame, imap: Any, fields: dict[str, pd.Series],
+                       ids: pd.Series, no_id: pd.Series, day0: _dt.date, today: _dt.date,
+                       participant_columns: Any) -> pd.DataFrame:
+    """The store's participant rules on each participant's first row (year of birth from the
+    age at day 0), reported on the column the field comes from."""
+    first = (~ids.duplicated(keep="first") & ~no_id).to_numpy()
+    if not first.any():
+        return _rej([], "", [], [])
+    p = imap.participant_fields()
+    col_of = {"study_id": imap.participant.id}
+    for name in ("sex", "etiology", "site"):
+        if name in p and p[name].column is not None:
+            col_of[name] = p[name].column
+    age_fm = p.get("age")
+    if age_fm is not None and age_fm.column is not None:
+        col_of["year_of_birth"] = age_fm.column
+    age = pd.to_numeric(fields["age"], errors="coerce").to_numpy(dtype=float) if (
+        "age" in fields) else np.full(len(frame), np.nan)
+    yob = [day0.year - int(np.floor(a)) if np.isfinite(a) else None for a in age[first]]
+    _typed, problems = participant_columns(
+        study_id=ids[first].to_numpy(), sex=_values(fields, "sex", first),
+        year_of_birth=yob, etiology=_values(fields, "etiology", first), screening_date=day0,
+        today=today)
+    rows = frame["row"].to_numpy()[first]
+    out = []
+    for i, name, why in problems.items():
+        if name == "year_of_birth" and "year_of_birth" not in col_of:
+            continue  # the map gives no age: the year of birth is not known
+        if name == "year_of_birth" and yob[i] is None and np.isnan(age[first][i]):
+            present = age_fm is not None and age_fm.column is not None and frame[
+                age_fm.column].to_numpy()[first][i] not in tuple(imap.missing_values)
+            if present:
+                continue  # a bad age cell is reported by the age rule
+            why = "missing age (the year of birth is required)"
+        elif name == "year_of_birth":
+            why = f"age {age[first][i]:g} at day 0 = {day0} gives year of birth {yob[i]}: {why}"
+        if name in ("sex", "etiology") and name not in col_of:
+            continue  # a constant of the map, checked against the protocol
+        col = col_of.get(name, "--day0" if name == "screening_date" else name)
+        value = frame[col].to_numpy()[first][i] if col in frame.columns else str(day0)
+        out.append((int(rows[i]), col, value, why))
+    return pd.DataFrame(out, columns=["row", "column", "value", "reason"])
+
+
+def _values(fields: dict[str, pd.Series], name: str, mask: np.ndarray) -> Any:
+    if name not in fields:
+        return None
+    return fields[name].to_numpy(dtype=object)[mask]
+
+
+def _visit_date_rules(frame: pd.DataFrame, visits: pd.DataFrame, day_col: str, day0: _dt.date,
+                      today: _dt.date, visit_date_columns: Any) -> pd.DataFrame:
+    """The store's visit-date rules (not in the future, not before day 0 unless a screening
+    visit) on every visit of the file; reported on the day column."""
+    if visits.empty:
+        return _rej([], "", [], [])
+    # an unscheduled visit before day 0 is no screening visit: judged with nominal day 0
+    nominal = np.where(visits["scheduled"].to_numpy(dtype=bool),
+                       visits["nominal_day"].to_numpy(), 0)
+    _d, problems = visit_date_columns(actual_date=visits["actual_date"].to_numpy(dtype=object),
+                                      enrolment_date=day0, nominal_day=nominal, today=today)
+    text = dict(zip(frame["row"], frame[day_col], strict=True))
+    out = []
+    for i, _name, why in problems.items():
+        r = visits.iloc[i]
+        out.append((int(r["row"]), day_col, text[r["row"]],
+                    f"visit day {int(r['day'])} is {r['actual_date']} (day 0 = {day0}, "
+                    f"--day0): {why}"))
+    return pd.DataFrame(out, columns=["row", "column", "value", "reason"])
+
+
+def _after_death(frame: pd.DataFrame, visits: pd.DataFrame, fields: dict[str, pd.Series],
+                 imap: Any, day_col: str) -> pd.DataFrame:
+    """No visit after the day a participant died (status ``died`` on the status day)."""
+    if visits.empty or "status" not in fields or "status_day" not in fields:
+        return _rej([], "", [], [])
+    ids = frame[imap.participant.id]
+    status = fields["status"].groupby(ids).transform("first")
+    sday = pd.to_numeric(fields["status_day"], errors="coerce").groupby(ids).transform("first")
+    died = dict(zip(frame["row"], (status == "died").to_numpy(), strict=True))
+    death_day = dict(zip(frame["row"], sday.to_numpy(dtype=float), strict=True))
+    out = []
+    for r in visits.itertuples(index=False):
+        d = death_day[r.row]
+        if died[r.row] and np.isfinite(d) and r.day > d:
+            out.append((int(r.row), day_col, str(r.day),
+                        f"visit on day {r.day} is after the participant's death on day "
+                        f"{int(d)}"))
+    return pd.DataFrame(out, columns=["row", "column", "value", "reason"])
 
 
 # --------------------------------------------------------------------------- import
@@ -327,36 +556,74 @@ def import_visits(
     user: str | None = None,
     rejects_path: str | Path | None = None,
     day0: _dt.date | None = None,
+    today: _dt.date | None = None,
 ) -> ImportResult:
     """Import a wide visits file through an import map; see the module docstring.
 
     Raises :class:`ImportRefused` (nothing written) on any rejected row or on changes to
-    stored values without ``reason``.
+    stored values without ``reason``; ``RecordLocked`` when a lock covers what the file writes;
+    ``NotFoundError``/``PermissionDenied`` for ``user``. ``today`` (default: today) is the
+    reference of the not-in-the-future rules.
     """
-    from django.db import transaction
-
     from hepatrial.ingest import importer as imp
 
     t0 = time.perf_counter()
     path = Path(path)
-    rejects_path = Path(rejects_path) if rejects_path else path.with_name(
-        path.name + ".rejects.csv")
+    target = imp.rejects_target(path, rejects_path, dry_run)
     day0 = day0 or DEFAULT_DAY0
     imap = _load_map(map_name)
+    if imap.participant.extra:
+        raise ImportFileError(
+            f"import map {map_name}: participant field(s) {', '.join(imap.participant.extra)} "
+            "have no place in the store (they would be dropped): remove them from the map or "
+            "list their columns in ignore_columns")
     frame = read_text_csv(path, lower=False)
     issues = imap.check_header([c for c in frame.columns if c != "row"])
     if issues:
         raise ImportFileError(f"{path} does not fit map {map_name}: "
                               + "; ".join(str(i) for i in issues))
     imp._setup(db)
+    acting = imp.acting_user(user, create_system=not dry_run)
+    result = ImportResult(rows=len(frame), dry_run=dry_run)
+    try:
+        with imp.import_transaction(dry_run):
+            _import_visits(path, map_name, frame, imap, result, day0=day0, reason=reason,
+                           user=acting, dry_run=dry_run, today=today, rejects_path=target)
+    except imp.ImportRefused as exc:
+        raise imp.finish_refusal(exc, target) from None
+    result.seconds = time.perf_counter() - t0
+    return result
+
+
+def _stored_days(ids: list[str]) -> dict[str, dict[int, str]]:
+    """Per participant of ``ids``: study day -> code of each stored visit with a date."""
+    from hepatrial.trials.models import Visit
+
+    out: dict[str, dict[int, str]] = {}
+    for i in range(0, len(ids), 5000):
+        for sid, code, actual, day0 in Visit.objects.filter(
+                participant__study_id__in=ids[i:i + 5000], actual_date__isnull=False,
+                participant__enrolment_date__isnull=False).values_list(
+                    "participant__study_id", "code", "actual_date",
+                    "participant__enrolment_date"):
+            out.setdefault(sid, {}).setdefault((actual - day0).days, code)
+    return out
+
+
+def _import_visits(path: Path, map_name: str | Path, frame: pd.DataFrame, imap: Any,
+                   result: ImportResult, *, day0: _dt.date, reason: str | None, user: Any,
+                   dry_run: bool, today: _dt.date | None, rejects_path: Path | None) -> None:
+    from hepatrial.ingest import importer as imp
+
     index = imp.StoreIndex.load()
     protocol = index.protocol
     issues = imap.check_against(protocol)
     if issues:
         raise ImportFileError(f"map {map_name} does not fit the store's protocol "
                               f"{protocol.name}: " + "; ".join(str(i) for i in issues))
-    result = ImportResult(rows=len(frame), dry_run=dry_run)
-    ppl, visits, labs, clinical, rejects = prepare_visits(frame, imap, protocol, day0=day0)
+    ids = sorted(set(frame[imap.participant.id]) & set(index.participants))
+    ppl, visits, labs, clinical, rejects = prepare_visits(
+        frame, imap, protocol, day0=day0, stored_days=_stored_days(ids), today=today)
     if not rejects.empty:
         n = rejects["row"].nunique()
         raise imp._refuse(rejects, rejects_path,
@@ -388,53 +655,56 @@ def import_visits(
     result.clinical_created = len(clin_new)
     result.clinical_changed = len(clin_changed)
     result.clinical_unchanged = clin_same
-    if dry_run or (labs_plan.new.empty and changes.empty and new_ppl.empty
-                   and new_visits.empty and clin_new.empty):
-        result.seconds = time.perf_counter() - t0
-        return result
+    if (labs_plan.new.empty and changes.empty and new_ppl.empty and new_visits.empty
+            and clin_new.empty):
+        if len(frame):
+            result.notes.append("every row is already stored unchanged: nothing to import")
+        return
+    stored_pids = [index.participants[s] for s in ppl["study_id"] if s in index.participants]
+    touched_visits = [index.visits[k] for k in vkeys if k in index.visits]
+    imp.refuse_locked(stored_pids, touched_visits, f"import visits {path.name}")
+    if dry_run:
+        return
 
     from hepatrial.trials import audit
     from hepatrial.trials.models import Participant, Visit
 
-    history_user = imp._user(user)
+    history_user = user
     why = f"import visits {path.name}"
-    with transaction.atomic():
-        created = audit.bulk_create(Participant, _participant_objs(new_ppl, day0=day0,
-                                                                    source=path.name),
-                                    user=history_user, reason=why)
-        pids = dict(index.participants)
-        pids.update({p.study_id: p.pk for p in created})
-        vobjs = [Visit(participant_id=pids[r.study_id], code=r.code, label=r.label,
-                       nominal_day=int(r.nominal_day), window_lower=int(r.window_lower),
-                       window_upper=int(r.window_upper),
-                       scheduled_date=(day0 + _dt.timedelta(days=int(r.nominal_day))
-                                       if r.scheduled else None),
-                       actual_date=r.actual_date, status="in_window")
-                 for r in new_visits.itertuples(index=False)]
-        vcreated = audit.bulk_create(Visit, vobjs, user=history_user, reason=why)
-        vids = dict(index.visits)
-        vids.update({(r.study_id, r.code): o.pk for r, o in
-                     zip(new_visits.itertuples(index=False), vcreated, strict=True)})
-        if p_changes:
-            _apply_participant_changes(p_changes, reason=reason, user=history_user)
-        if v_changes:
-            objs = []
-            vis = {o.pk: o for o in Visit.objects.filter(pk__in=[c[0] for c in v_changes])}
-            for pk, actual in v_changes:
-                o = vis[pk]
-                o.actual_date = actual
-                objs.append(o)
-            audit.bulk_update(Visit, objs, ["actual_date"], reason=reason, user=history_user)
-        new = labs_plan.new.assign(visit_id=[vids[k] for k in zip(
-            labs_plan.new["participant"], labs_plan.new["visit"], strict=True)])
-        imp.insert_labs(new, pids, reason=why, user=history_user)
-        _insert_clinical(clin_new, pids, vids, reason=why, user=history_user)
-        if reason is not None:
-            imp._apply_changes(labs_plan.changed, reason=reason, user=history_user,
-                               has_lab_column=False)
-            _apply_clinical_changes(clin_changed, reason=reason, user=history_user)
-    result.seconds = time.perf_counter() - t0
-    return result
+    created = audit.bulk_create(Participant, _participant_objs(new_ppl, day0=day0,
+                                                                source=path.name),
+                                user=history_user, reason=why)
+    pids = dict(index.participants)
+    pids.update({p.study_id: p.pk for p in created})
+    vobjs = [Visit(participant_id=pids[r.study_id], code=r.code, label=r.label,
+                   nominal_day=int(r.nominal_day), window_lower=int(r.window_lower),
+                   window_upper=int(r.window_upper),
+                   scheduled_date=(day0 + _dt.timedelta(days=int(r.nominal_day))
+                                   if r.scheduled else None),
+                   actual_date=r.actual_date, status="in_window")
+             for r in new_visits.itertuples(index=False)]
+    vcreated = audit.bulk_create(Visit, vobjs, user=history_user, reason=why)
+    vids = dict(index.visits)
+    vids.update({(r.study_id, r.code): o.pk for r, o in
+                 zip(new_visits.itertuples(index=False), vcreated, strict=True)})
+    if p_changes:
+        _apply_participant_changes(p_changes, reason=reason, user=history_user)
+    if v_changes:
+        objs = []
+        vis = {o.pk: o for o in Visit.objects.filter(pk__in=[c[0] for c in v_changes])}
+        for pk, actual in v_changes:
+            o = vis[pk]
+            o.actual_date = actual
+            objs.append(o)
+        audit.bulk_update(Visit, objs, ["actual_date"], reason=reason, user=history_user)
+    new = labs_plan.new.assign(visit_id=[vids[k] for k in zip(
+        labs_plan.new["participant"], labs_plan.new["visit"], strict=True)])
+    imp.insert_labs(new, pids, reason=why, user=history_user)
+    _insert_clinical(clin_new, pids, vids, reason=why, user=history_user)
+    if reason is not None:
+        imp._apply_changes(labs_plan.changed, reason=reason, user=history_user,
+                           has_lab_column=False)
+        _apply_clinical_changes(clin_changed, reason=reason, user=history_user)
 
 
 def _clinical_columns(clinical: pd.DataFrame) -> list[str]:

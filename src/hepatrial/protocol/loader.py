@@ -102,10 +102,25 @@ def validate_text(text: str, source: str = "<text>") -> tuple[Protocol | None, l
     return validate_data(data, source)
 
 
+def read_text_file(p: Path) -> str:
+    """The text of a protocol or map file; a file that is not UTF-8 is a
+    :class:`ProtocolError` naming the line and byte (never a UnicodeDecodeError)."""
+    try:
+        return p.read_text(encoding="utf-8")
+    except UnicodeDecodeError:
+        from hepatrial.textrules import utf8_problem
+
+        raise ProtocolError(str(p), [Issue("(file)", utf8_problem(p) or "not UTF-8")]) from None
+
+
 def validate_file(path: str | Path) -> tuple[Protocol | None, list[Issue]]:
     """Validate a protocol TOML file. Returns (protocol or None, issues)."""
     p = Path(path)
-    return validate_text(p.read_text(encoding="utf-8"), str(p))
+    try:
+        text = read_text_file(p)
+    except ProtocolError as exc:
+        return None, exc.issues
+    return validate_text(text, str(p))
 
 
 def builtin_root() -> Any:
@@ -167,7 +182,7 @@ def load_protocol(name_or_path: str | Path) -> Protocol:
 def load_model_file(path: str | Path, model: type[BaseModel]) -> BaseModel:
     """Load a TOML file into any pydantic model, raising :class:`ProtocolError` with key paths."""
     p = Path(path)
-    data = parse_toml(p.read_text(encoding="utf-8"), str(p))
+    data = parse_toml(read_text_file(p), str(p))
     try:
         return model.model_validate(data)
     except ValidationError as exc:

@@ -29,9 +29,9 @@ from hepatrial.trials.models import (
 from hepatrial.trials.services._common import (
     StoreError,
     _participant,
-    _user,
     _visit,
 )
+from hepatrial.trials.services._guard import _acting
 from hepatrial.trials.validators import RuleViolation
 from hepatrial.trials.validators._common import Problem, changes_needing_reason
 from hepatrial.trials.validators.clinical import CLINICAL_ITEMS, validate_clinical
@@ -172,7 +172,7 @@ def record_lab(
         specimen_date=c.specimen_date,
     )
     with transaction.atomic():
-        acting = _user(user)
+        acting = _acting(user, lab.participant)
         lab.save(user=acting)
         _soft_range_query(lab, acting)
     return lab
@@ -220,7 +220,7 @@ def update_lab(
     lab.value, lab.unit = c.value, c.unit
     lab.laboratory, lab.specimen_date = new["laboratory"], new["specimen_date"]
     with transaction.atomic():
-        acting = _user(user)
+        acting = _acting(user, lab.participant)
         lab.save(user=acting, reason=why)
         if (old["value_as_entered"], old["unit_as_entered"]) != (c.value_as_entered,
                                                                  c.unit_as_entered):
@@ -293,7 +293,7 @@ def record_clinical(
               "dialysis_last_week": dialysis_last_week, "weight_kg": weight_kg, **signs}
     typed = check_clinical(participant=p, visit_code=v, values=values)
     c = ClinicalAssessment(participant=p, visit=v, **typed)
-    c.save(user=_user(user))
+    c.save(user=_acting(user, c.participant))
     return c
 
 
@@ -316,7 +316,7 @@ def update_clinical(
     why = _reason_for(old, changed, reason, str(assessment))
     for k, val in typed.items():
         setattr(assessment, k, val)
-    assessment.save(user=_user(user), reason=why)
+    assessment.save(user=_acting(user, assessment.participant), reason=why)
     return assessment
 
 

@@ -760,12 +760,17 @@ def _addresses(code: str, participant: Participant | None) -> list[str]:
 
 def _notify(key: str, event: str, subject: str, body: str, *,
             participant: Participant | None = None, ae: AdverseEvent | None = None,
-            rule_id: str = "", user: Any = None) -> SafetyNotification | None:  # fmt: skip
-    """Write the notification ``key`` once (and send it when the transaction commits)."""
+            rule_id: str = "", user: Any = None,
+            known: set[str] | None = None) -> SafetyNotification | None:  # fmt: skip
+    """Write the notification ``key`` once (and send it when the transaction commits);
+    ``known``: the keys already written (read once by the caller)."""
     plan = _plan()
     roles = plan.recipients(event) if plan is not None else ()
-    if not roles or SafetyNotification.objects.filter(key=key).exists():
+    if not roles or (key in known if known is not None else
+                     SafetyNotification.objects.filter(key=key).exists()):
         return None
+    if known is not None:
+        known.add(key)
     recipients = {code: _addresses(code, participant) for code in roles}
     to = sorted({a for v in recipients.values() for a in v})
     n = SafetyNotification(
@@ -838,6 +843,7 @@ def _ae_text(ae: AdverseEvent) -> str:
 
 def _notify_cases(user: Any) -> None:
     now = timezone.now()
+    known = set(SafetyNotification.objects.values_list("key", flat=True))
     for case in selectors.sae_cases(_plan(), now):
         ae = case["adverse_event"]
         rid = case["id"]
@@ -846,25 +852,25 @@ def _notify_cases(user: Any) -> None:
         _notify(f"sae:{rid}", "sae", f"[hepatrial] Serious adverse event {rid} "
                 f"({ae.participant.study_id}: {ae.label}, grade {ae.grade})",
                 _ae_text(ae) + "\nReports due:\n" + (dues or "- none (no awareness time)\n"),
-                participant=ae.participant, ae=ae, user=user)
+                participant=ae.participant, ae=ae, user=user, known=known)
         if case["susar"]:
             _notify(f"susar:{rid}", "susar", f"[hepatrial] SUSAR {rid} "
                     f"({ae.participant.study_id}: {ae.label}, grade {ae.grade})",
                     _ae_text(ae) + "\nSuspected unexpected serious adverse reaction (serious, "
                     "suspected of the product, unexpected against the reference safety "
                     "information).\nReports due:\n" + dues, participant=ae.participant, ae=ae,
-                    user=user)
+                    user=user, known=known)
         for r in case["reports"]:
             if r["status"] == "overdue":
                 _notify(f"report_overdue:{rid}:{r['kind']}:{r['deadline'].isoformat()}",
                         "report_overdue", f"[hepatrial] Overdue {r['kind']} report of {rid}",
                         f"The {r['kind']} report of {rid} was due {_local(r['deadline'])} "
                         f"({r['basis']}; {r['source']}).\n\n" + _ae_text(ae),
-                        participant=ae.participant, ae=ae, user=user)
+                        participant=ae.participant, ae=ae, user=user, known=known)
     for p in Participant.objects.filter(status=ParticipantStatus.DIED).order_by("study_id"):
         _notify(f"death:{p.study_id}", "death", f"[hepatrial] Death of participant {p.study_id}",
                 f"Participant {p.study_id} died on {p.status_date} ({p.status_reason}).\n",
-                participant=p, user=user)
+                participant=p, user=user, known=known)
 
 
 # ============================================================================ lab proposals

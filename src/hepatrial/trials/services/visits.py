@@ -26,9 +26,9 @@ from hepatrial.trials.models.choices import DeviationCategory
 from hepatrial.trials.services._common import (
     StoreError,
     _participant,
-    _user,
     _visit,
 )
+from hepatrial.trials.services._guard import _acting
 from hepatrial.trials.services.protocol import active_protocol
 from hepatrial.trials.validators import RuleViolation
 from hepatrial.trials.validators._common import Problem, changes_needing_reason
@@ -50,7 +50,7 @@ def schedule_visits(*, participant: Participant | str, user: Any = None) -> list
     if p.enrolment_date is None:
         raise StoreError(f"participant {p}: not enrolled (no day 0), cannot schedule visits")
     proto = active_protocol()
-    user = _user(user)
+    user = _acting(user, p)
     existing = set(p.visits.values_list("code", flat=True))
     out = []
     with transaction.atomic():
@@ -111,7 +111,7 @@ def record_visit(
     """
     p = _participant(participant)
     v = _visit(p, visit_code)
-    user = _user(user)
+    user = _acting(user, p)
     what = f"participant {p} visit {v.code}"
     checked = check_visit_date(participant=p, visit_code=v.code, actual_date=actual_date)
     actual, status, day = checked.actual_date, checked.status, checked.day
@@ -166,7 +166,7 @@ def mark_visit_not_done(
     n_results = v.labs.count() + ClinicalAssessment.objects.filter(visit=v).count()
     validate_not_done(record=what, status=status, n_results=n_results)
     why = require_reason(reason, f"marking {what} {status}")
-    user = _user(user)
+    user = _acting(user, p)
     with transaction.atomic():
         v.status = status
         v.actual_date = None
@@ -216,7 +216,7 @@ def update_visit(
            else (reason or "").strip() or f"data entry: {', '.join(sorted(changed))} entered")
     for k, v in changed.items():
         setattr(visit, k, v)
-    visit.save(user=_user(user), reason=why)
+    visit.save(user=_acting(user, visit.participant), reason=why)
     return visit
 
 
@@ -232,7 +232,7 @@ def record_deviation(
 ) -> ProtocolDeviation:
     """Record a protocol deviation found by a person (``detected_by`` = their username)."""
     p = _participant(participant)
-    u = _user(user)
+    u = _acting(user, p)
     visit = _visit(p, visit_code) if visit_code else None
     category, description, d = validate_deviation(
         record=f"participant {p} deviation", category=category, description=description,
@@ -271,5 +271,5 @@ def update_deviation(
     why = require_reason(reason, f"changing {what}")
     for k, v in new.items():
         setattr(deviation, k, v)
-    deviation.save(user=_user(user), reason=why)
+    deviation.save(user=_acting(user, deviation.participant), reason=why)
     return deviation
