@@ -276,3 +276,28 @@ def test_user_account_change_needs_reason_and_cannot_be_deleted(two_sites: Any) 
     from hepatrial.trials import audit
 
     assert audit.verify() == []
+
+
+def test_history_form_page_cannot_revert(two_sites: Any) -> None:
+    """django-simple-history's history-form page saves what is POSTed to it
+    (SIMPLE_HISTORY_REVERT_DISABLED only hides the button): a POST is refused (403) for every
+    role, the superuser included, and the record, its history and the site are unchanged."""
+    from hepatrial.trials.models import Participant, Site
+
+    p = Participant.objects.get(study_id="K01")
+    site = Site.objects.get(code="S01")
+    store_history = (p.history.count(), site.history.count())
+    h = p.history.order_by("history_id").first().history_id
+    hs = site.history.order_by("history_id").first().history_id
+    for who in ("a", "dm", "root"):
+        c = client_for(two_sites[who])
+        r = c.post(f"/admin/trials/participant/{p.pk}/history/{h}/",
+                   _change_data(p, year_of_birth=1950, change_reason="revert"))
+        assert r.status_code == 403, (who, r.status_code)
+        r = c.post(f"/admin/trials/site/{site.pk}/history/{hs}/",
+                   {"code": "S01", "name": "renamed", "change_reason": "revert"})
+        assert r.status_code == 403, (who, r.status_code)
+    p.refresh_from_db()
+    site.refresh_from_db()
+    assert p.year_of_birth != 1950 and site.name != "renamed"
+    assert (p.history.count(), site.history.count()) == store_history

@@ -192,6 +192,13 @@ class AuditedAdmin(SimpleHistoryAdmin):
     def history_form_view(
         self, request: HttpRequest, object_id: str, version_id: str, extra_context: Any = None
     ) -> Any:
+        # Reverting is off: simple_history's history-form page saves whatever is POSTed to it
+        # (SIMPLE_HISTORY_REVERT_DISABLED only hides the button), so a POST is refused for
+        # everybody; changes go through the change form and its service.
+        if request.method not in ("GET", "HEAD"):
+            from django.core.exceptions import PermissionDenied
+
+            raise PermissionDenied("reverting to a past version is disabled")
         # simple_history looks the version up without get_queryset: check the site here
         if (
             not request.user.is_superuser
