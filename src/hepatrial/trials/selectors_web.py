@@ -30,6 +30,8 @@ from collections.abc import Iterable
 from dataclasses import dataclass, field
 from typing import Any
 
+from django.db.models import Q, QuerySet
+
 from hepatrial.trials.models import (
     ClinicalAssessment,
     Consent,
@@ -64,6 +66,7 @@ __all__ = [
     "visit_rows",
     "visit_state",
     "visit_window",
+    "visits_to_sign",
     "worklist_visits",
 ]
 
@@ -141,21 +144,29 @@ def participants(site_ids: Iterable[int], *, q: str = "", site_code: str = "",
 def active_locks_by_visit(participant_ids: Iterable[int]) -> tuple[bool, set[int], set[int]]:
     """``(trial locked, locked participant ids, locked visit ids)`` of the active locks."""
     pids = list(participant_ids)
-    trial = Lock.objects.filter(unlocked_at__isnull=True, level="trial").exists()
-    rows = Lock.objects.filter(unlocked_at__isnull=True, participant_id__in=pids).values_list(
-        "level", "participant_id", "visit_id")
+    rows = list(Lock.objects.filter(unlocked_at__isnull=True).filter(
+        Q(level="trial") | Q(participant_id__in=pids)).values_list(
+        "level", "participant_id", "visit_id"))  # one query for the three answers
+    trial = any(lvl == "trial" for lvl, _p, _v in rows)
+    rows = [r for r in rows if r[1] in pids]
     parts = {p for lvl, p, _v in rows if lvl == "participant"}
     visits = {v for lvl, _p, v in rows if lvl == "visit" and v is not None}
     return trial, parts, visits
 
 
+def _ids(values: Iterable[Any]) -> Any:
+    """A list of ids, or a queryset kept as is (a subquery: no id list sent to the database)."""
+    return values if isinstance(values, QuerySet) else list(values)
+
+
 def valid_signatures(participant_ids: Iterable[int]) -> dict[tuple[int, int | None], list[Any]]:
     """``{(participant id, visit id or None): [signature, ...]}`` of the signatures that are
-    still valid (nothing they cover changed since; recomputed from the ledger)."""
+    still valid (nothing they cover changed since; recomputed from the ledger).
+    ``participant_ids``: ids, or a queryset of participant ids (a subquery)."""
     from hepatrial.trials.audit import signatures as _sig
 
     out: dict[tuple[int, int | None], list[Any]] = {}
-    qs = Signature.objects.filter(participant_id__in=list(participant_ids)).select_related(
+    qs = Signature.objects.filter(participant_id__in=_ids(participant_ids)).select_related(
         "signer").order_by("signed_at", "pk")
     for s in qs:
         if _sig.status(s).valid:
@@ -171,10 +182,11 @@ def not_done_description(item: str, reason: str) -> str:
 
 def not_done_items(visit_ids: Iterable[int]) -> dict[int, dict[str, dict[str, Any]]]:
     """``{visit id: {item: {reason, date, by, deviation_pk}}}`` of the items recorded as not
-    done (the latest record of an item wins)."""
+    done (the latest record of an item wins). ``visit_ids``: ids, or a queryset of visit ids
+    (a subquery)."""
     out: dict[int, dict[str, dict[str, Any]]] = {}
     qs = ProtocolDeviation.objects.filter(
-        visit_id__in=list(visit_ids), description__startswith=NOT_DONE_PREFIX
+        visit_id__in=_ids(visit_ids), description__startswith=NOT_DONE_PREFIX
     ).order_by("pk").values_list("pk", "visit_id", "description", "date", "detected_by")
     for pk, vid, text, d, by in qs:
         m = _NOT_DONE_RE.match(text)
@@ -232,13 +244,19 @@ def visit_items(proto: Any, visits: Iterable[Visit]) -> dict[int, VisitItems]:
 
 
 # ---------------------------------------------------------------------- casebook
-def visit_rows(proto: Any, participant: Participant, today: _dt.date) -> list[dict[str, Any]]:
+def visit_rows(proto: Any, participant: Participant, today: _dt.date, *,
+               locks: tuple[bool, set[int], set[int]] | None = None,
+               signatures: dict[tuple[int, int | None], list[Any]] | None = None
+               ) -> list[dict[str, Any]]:
     """The participant's visit schedule, in schedule order: each visit with its window dates
-    (earliest/target/latest), actual date, status and state, its items, signatures and lock."""
+    (earliest/target/latest), actual date, status and state, its items, signatures and lock.
+    ``locks`` (:func:`active_locks_by_visit`) and ``signatures`` (:func:`valid_signatures`)
+    of the participant, when the caller has read them already."""
     visits = list(participant.visits.order_by("nominal_day", "code"))
     items = visit_items(proto, visits)
-    trial_locked, locked_p, locked_v = active_locks_by_visit([participant.pk])
-    sigs = valid_signatures([participant.pk])
+    trial_locked, locked_p, locked_v = (locks if locks is not None
+                                        else active_locks_by_visit([participant.pk]))
+    sigs = signatures if signatures is not None else valid_signatures([participant.pk])
     out = []
     for v in visits:
         window = visit_window(participant.enrolment_date, v.nominal_day, v.window_lower,
@@ -255,25 +273,49 @@ def visit_rows(proto: Any, participant: Participant, today: _dt.date) -> list[di
     return out
 
 
-def meld_trajectory(participant: Participant, variant: str) -> list[dict[str, Any]]:
+_MELD_LABS = ("bilirubin", "creatinine", "inr")
+
+
+def meld_trajectory(participant: Participant, variant: str, *,
+                    visit_rows: list[dict[str, Any]] | None = None) -> list[dict[str, Any]]:
     """The participant's MELD (``variant``: ``kamath2001``, ``optn2002``, ...) at each visit
     with bilirubin, creatinine and INR stored: ``[{visit, day, value}]`` by study day.
 
     Computed with :func:`hepatrial.scores.score_columns` from the stored canonical values
-    (dialysis from the visit's clinical assessment), as the analysis dataset derives it."""
-    import numpy as np
-
-    from hepatrial.scores import score_columns
-
-    code = f"meld_{variant}"
+    (dialysis from the visit's clinical assessment), as the analysis dataset derives it.
+    ``visit_rows``: the participant's :func:`visit_rows`, whose labs and clinical assessments
+    are used instead of reading them again."""
     rows: dict[int, dict[str, Any]] = {}
+    if visit_rows is not None:
+        visits = {}
+        dialysis = {}
+        for r in visit_rows:
+            v, it = r["visit"], r["items"]
+            got = {a: it.labs[a].value for a in _MELD_LABS if a in it.labs}
+            if got:
+                rows[v.pk], visits[v.pk] = got, v
+                if it.clinical is not None:
+                    dialysis[v.pk] = it.clinical.dialysis_last_week
+        return _trajectory(participant, variant, rows, visits, dialysis)
     for vid, analyte, value in LabResult.objects.filter(
-            participant=participant, analyte__in=("bilirubin", "creatinine", "inr")
+            participant=participant, analyte__in=_MELD_LABS
     ).values_list("visit_id", "analyte", "value"):
         rows.setdefault(vid, {})[analyte] = value
     visits = {v.pk: v for v in Visit.objects.filter(pk__in=list(rows))}
     dialysis = dict(ClinicalAssessment.objects.filter(visit_id__in=list(rows)).values_list(
         "visit_id", "dialysis_last_week"))
+    return _trajectory(participant, variant, rows, visits, dialysis)
+
+
+def _trajectory(participant: Participant, variant: str, rows: dict[int, dict[str, Any]],
+                visits: dict[int, Any], dialysis: dict[int, Any]) -> list[dict[str, Any]]:
+    """The MELD trajectory of :func:`meld_trajectory` from ``{visit id: {analyte: value}}``,
+    the visits by id and their dialysis flags."""
+    import numpy as np
+
+    from hepatrial.scores import score_columns
+
+    code = f"meld_{variant}"
     keep = sorted((vid for vid, r in rows.items() if len(r) == 3),
                   key=lambda vid: (visits[vid].nominal_day, visits[vid].code))
     if not keep:
@@ -401,12 +443,15 @@ def deviations(site_ids: Iterable[int], participant: Participant | None = None
 
 
 # ---------------------------------------------------------------------- worklist
-def missing_items(proto: Any, visits: Iterable[tuple[int, str]]) -> dict[int, list[str]]:
+def missing_items(proto: Any, visits: Iterable[tuple[int, str]], *,
+                  within: QuerySet | None = None) -> dict[int, list[str]]:
     """``{visit id: [item, ...]}`` of the due items neither stored nor recorded as not done,
     for ``(visit id, visit code)`` pairs (the :attr:`VisitItems.missing` rule, read with three
-    queries and no model instances, for many visits at once)."""
+    queries and no model instances, for many visits at once). ``within``: a queryset of the
+    ids of (at least) those visits, read as a subquery instead of a list of ids (thousands of
+    visits of a site)."""
     vs = list(visits)
-    ids = [vid for vid, _c in vs]
+    ids = within if within is not None else [vid for vid, _c in vs]
     labs: dict[int, set[str]] = {}
     for vid, analyte in LabResult.objects.filter(visit_id__in=ids).values_list("visit_id",
                                                                                "analyte"):
@@ -432,14 +477,15 @@ def worklist_visits(proto: Any, site_ids: Iterable[int], today: _dt.date
     ``incomplete``: visits done with items missing (``missing`` lists them). Each row:
     ``{participant, site, visit, label, window, state, missing}``."""
     active = ("enrolled", "completed")
-    rows = list(Visit.objects.filter(
-        participant__site_id__in=list(site_ids), participant__status__in=active
-    ).order_by("participant__study_id", "nominal_day", "code").values_list(
+    scope = Visit.objects.filter(participant__site_id__in=list(site_ids),
+                                 participant__status__in=active)
+    rows = list(scope.order_by("participant__study_id", "nominal_day", "code").values_list(
         "pk", "code", "label", "nominal_day", "window_lower", "window_upper", "status",
         "participant__study_id", "participant__site__code", "participant__enrolment_date"))
     out: dict[str, list[dict[str, Any]]] = {"overdue": [], "due": [], "due_soon": [],
                                             "incomplete": []}
-    missing = missing_items(proto, [(r[0], r[1]) for r in rows if r[6] in DONE])
+    missing = missing_items(proto, [(r[0], r[1]) for r in rows if r[6] in DONE],
+                            within=scope.filter(status__in=DONE).values("pk"))
     soon = today + _dt.timedelta(days=DUE_SOON_DAYS)
     for vid, code, label, nominal, lo, hi, status, study_id, site, day0 in rows:
         window = visit_window(day0, nominal, lo, hi)
@@ -536,6 +582,19 @@ def visits_done(site_ids: Iterable[int]) -> list[Visit]:
     return list(Visit.objects.filter(
         participant__site_id__in=list(site_ids), status__in=DONE
     ).select_related("participant").order_by("participant__study_id", "nominal_day", "code"))
+
+
+def visits_to_sign(site_ids: Iterable[int]) -> list[dict[str, Any]]:
+    """Visits that took place at the sites and have no valid signature, by participant and
+    schedule: ``{participant, visit, label, actual_date}`` (the signatures read once for the
+    sites, the visits as plain values)."""
+    ids = list(site_ids)
+    signed = valid_signatures(Participant.objects.filter(site_id__in=ids).values("pk"))
+    rows = Visit.objects.filter(participant__site_id__in=ids, status__in=DONE).order_by(
+        "participant__study_id", "nominal_day", "code").values_list(
+        "pk", "participant_id", "participant__study_id", "code", "label", "actual_date")
+    return [{"participant": sid, "visit": code, "label": label, "actual_date": actual}
+            for vid, pid, sid, code, label, actual in rows if not signed.get((pid, vid))]
 
 
 def visits_with_sdv_marks(visit_ids: Iterable[int]) -> set[int]:

@@ -42,16 +42,18 @@ def casebook_context(request: HttpRequest, p: Any) -> dict[str, Any]:
     access = request.access  # type: ignore[attr-defined]
     proto = services.active_protocol()
     variant = proto.analysis.meld_variant
-    trajectory = selectors_web.meld_trajectory(p, variant)
+    locks = selectors_web.active_locks_by_visit([p.pk])
+    signatures = selectors_web.valid_signatures([p.pk])
+    rows = selectors_web.visit_rows(proto, p, today(), locks=locks, signatures=signatures)
+    trajectory = selectors_web.meld_trajectory(p, variant, visit_rows=rows)
     spark = sparkline([(r["day"], r["value"], r["visit"]) for r in trajectory],
                       label=f"MELD ({variant}) by study day")
-    rows = selectors_web.visit_rows(proto, p, today())
     queries = optional_module("queries")
     counts = queries.open_counts([p.pk]) if queries is not None else {}
     for r in rows:
         r["open_queries"] = counts.get((p.pk, r["visit"].pk), 0)
-    sigs = selectors_web.valid_signatures([p.pk]).get((p.pk, None), [])
-    trial_locked, locked_p, _v = selectors_web.active_locks_by_visit([p.pk])
+    sigs = signatures.get((p.pk, None), [])
+    trial_locked, locked_p, _v = locks
     return {
         "p": p, "proto": proto, "meld_variant": variant, "trajectory": trajectory,
         "sparkline": spark, "visits": rows,

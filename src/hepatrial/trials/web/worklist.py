@@ -159,14 +159,9 @@ def signatures_section(access: Access, on: _dt.date) -> Section | None:
     """For a user who signs: visits that took place and have no valid signature."""
     if not access.may("sign"):
         return None
-    visits = selectors_web.visits_done(access.site_ids)
-    signed = selectors_web.valid_signatures({v.participant_id for v in visits})
-    items: list[Item] = []
-    waiting = [v for v in visits if not signed.get((v.participant_id, v.pk))]
-    for v in waiting[:SHOWN]:
-        url = reverse("web:visit", kwargs={"study_id": v.participant.study_id, "code": v.code})
-        items.append(Item(f"{v.participant.study_id} {v.code} · {v.label}", url,
-                          f"visit on {v.actual_date}", "to sign", "info"))
+    waiting = selectors_web.visits_to_sign(access.site_ids)
+    items = [Item(f"{r['participant']} {r['visit']} · {r['label']}", _visit_url(r),
+                  f"visit on {r['actual_date']}", "to sign", "info") for r in waiting[:SHOWN]]
     if len(waiting) > SHOWN:
         items.append(_more(len(waiting) - SHOWN, "visit(s) to sign"))
     return Section("signatures", "Waiting for your signature", items,
