@@ -150,3 +150,49 @@ def test_lockout_after_five_failed_sign_ins(server: dict[str, Any]) -> None:
     assert status == 403 and "Account locked" in page
     status, page = Client(server["base"], "trial.example.org").login("coord_a", PASSWORD)
     assert status == 200 and "<h1>Worklist</h1>" in page  # other accounts are not affected
+
+
+@pytest.mark.parametrize("trusted", [True, False])
+def test_https_behind_a_trusted_proxy_only(tmp_path: Path, trusted: bool) -> None:
+    """HEPATRIAL_HTTPS=1 behind a TLS-terminating proxy: with HEPATRIAL_TRUSTED_PROXY set to
+    the proxy's address, its X-Forwarded-Proto is believed (the request is HTTPS: HSTS header,
+    secure session cookie); without it waitress drops the header, so a client cannot claim
+    HTTPS (no HSTS)."""
+    db = tmp_path / "store.sqlite3"
+    _cli("init", "--protocol", "kharaziha2009", "--db", str(db))
+    port = _free_port()
+    env = {"HEPATRIAL_ALLOWED_HOSTS": "trial.example.org", "HEPATRIAL_HTTPS": "1",
+           "HEPATRIAL_CSRF_TRUSTED_ORIGINS": "https://trial.example.org",
+           "HEPATRIAL_SECRET_KEY": "s" * 64}
+    if trusted:
+        env["HEPATRIAL_TRUSTED_PROXY"] = "127.0.0.1"
+    log = (tmp_path / "serve.log").open("wb")
+    proc = subprocess.Popen([*CLI, "serve", "--db", str(db), "--port", str(port)],
+                            env=_env(**env), stdout=log, stderr=subprocess.STDOUT,
+                            stdin=subprocess.DEVNULL)
+    try:
+        req = urllib.request.Request(f"http://127.0.0.1:{port}/login/", headers={
+            "Host": "trial.example.org", "X-Forwarded-Proto": "https"})
+        deadline = time.monotonic() + 60
+        while True:
+            try:
+                with urllib.request.urlopen(req, timeout=2) as resp:
+                    status, headers = resp.status, resp.headers
+                break
+            except urllib.error.HTTPError as exc:
+                status, headers = exc.code, exc.headers
+                break
+            except (urllib.error.URLError, OSError):
+                if proc.poll() is not None or time.monotonic() > deadline:
+                    pytest.fail("hepatrial serve did not start:\n"
+                                + (tmp_path / "serve.log").read_text(errors="replace"))
+                time.sleep(0.2)
+        assert status == 200
+        assert ("Strict-Transport-Security" in headers) is trusted, dict(headers)
+    finally:
+        proc.terminate()
+        try:
+            proc.wait(timeout=10)
+        except subprocess.TimeoutExpired:
+            proc.kill()
+        log.close()

@@ -7,6 +7,8 @@ Writes made here are attributed to ``--user NAME`` or to the built-in ``system``
 
 from __future__ import annotations
 
+import os
+
 import sys
 from pathlib import Path
 from typing import Annotated, Any
@@ -136,11 +138,20 @@ def serve(
     import waitress
     from django.core.wsgi import get_wsgi_application
 
+    from hepatrial.trials.conf import ENV_PROXY
+
     app = get_wsgi_application()
-    typer.echo(f"serving {where} at http://{host}:{port}/ with waitress ({threads} threads; "
-               "Ctrl-C to stop)", err=True)
+    # X-Forwarded-* headers are believed only from the configured reverse proxy (waitress drops
+    # them from anyone else): behind a TLS-terminating proxy the request is then seen as HTTPS.
+    proxy = os.environ.get(ENV_PROXY, "").strip()
+    behind = {"trusted_proxy": proxy, "trusted_proxy_count": 1,
+              "trusted_proxy_headers": "x-forwarded-proto x-forwarded-for x-forwarded-host"
+              } if proxy else {}
+    typer.echo(f"serving {where} at http://{host}:{port}/ with waitress ({threads} threads"
+               + (f"; behind the proxy at {proxy}" if proxy else "") + "; Ctrl-C to stop)",
+               err=True)
     waitress.serve(app, host=host, port=port, threads=threads, ident="hepatrial",
-                   clear_untrusted_proxy_headers=True)
+                   clear_untrusted_proxy_headers=True, **behind)
 
 
 NO_TERMINAL_HINT = (

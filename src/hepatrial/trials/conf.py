@@ -31,6 +31,7 @@ ENV_SECRET = "HEPATRIAL_SECRET_KEY"
 ENV_HOSTS = "HEPATRIAL_ALLOWED_HOSTS"
 ENV_ORIGINS = "HEPATRIAL_CSRF_TRUSTED_ORIGINS"
 ENV_HTTPS = "HEPATRIAL_HTTPS"
+ENV_PROXY = "HEPATRIAL_TRUSTED_PROXY"
 ENV_IDLE = "HEPATRIAL_SESSION_IDLE_MINUTES"
 ENV_DEBUG = "HEPATRIAL_DEBUG"
 ENV_EMAIL_BACKEND = "HEPATRIAL_EMAIL_BACKEND"
@@ -54,6 +55,8 @@ ENVIRONMENT: dict[str, str] = {
     ENV_HOSTS: "comma-separated host names the server answers to (default: localhost names)",
     ENV_ORIGINS: "comma-separated trusted origins for CSRF, e.g. https://trial.example.org",
     ENV_HTTPS: "1: served over HTTPS (secure cookies, HSTS, the proxy's X-Forwarded-Proto)",
+    ENV_PROXY: "address of the reverse proxy in front of `hepatrial serve` (e.g. 127.0.0.1): "
+    "its X-Forwarded-Proto/-For/-Host headers are believed; from anyone else they are dropped",
     ENV_IDLE: "minutes of inactivity before a session ends (default 30)",
     ENV_DEBUG: "1: Django debug pages (never in production)",
     ENV_EMAIL_BACKEND: "safety notifications: smtp, console, file, locmem or dummy (default "
