@@ -6,6 +6,16 @@
   sites they are a member of (:class:`~hepatrial.trials.models.SiteMembership`); superusers
   see everything;
 * history pages come from django-simple-history (``SimpleHistoryAdmin``); reverting is off;
+* **optimistic concurrency**: every change form carries the version it was loaded at (a hidden
+  field, the record's latest history id: :mod:`hepatrial.trials.services._concurrency`). A save
+  of a record that changed since is refused, whatever fields either user touched: nothing is
+  written, the page is shown again (HTTP 409) with the current values and an error naming who
+  changed what and when ("... was changed by dm at 2026-12-02 10:41:07 UTC (grade: 1 -> 3)
+  since you loaded this form. Nothing was saved: reload the page ..."). The check runs inside
+  the admin's transaction with the record's row locked, so of two saves of one version exactly
+  one passes. Without it, the second save would write back the values it was loaded with
+  (also of fields its user never touched: the admin compares the POST with the record as
+  stored *now*). A POST without the field (a hand-made request, not the page) is not checked;
 * the randomisation list and the audit ledger are visible to superusers only (concealment).
 """
 
@@ -21,6 +31,22 @@ from simple_history.admin import SimpleHistoryAdmin
 from hepatrial.trials import models as m
 
 REASON_FIELD = "change_reason"
+#: hidden field of every change form: the version the form was loaded at
+VERSION_FIELD = "loaded_version"
+
+
+class VersionField(forms.CharField):
+    """The loaded version (hidden); never part of ``changed_data``."""
+
+    widget = forms.HiddenInput
+
+    def __init__(self, **kwargs: Any) -> None:
+        kwargs.setdefault("required", False)
+        kwargs.setdefault("label", "Loaded version")
+        super().__init__(**kwargs)
+
+    def has_changed(self, initial: Any, data: Any) -> bool:
+        return False
 
 
 def user_site_ids(user: Any) -> list[int]:
@@ -50,12 +76,34 @@ class ReasonForm(forms.ModelForm):
         help_text="Required when changing a saved record; kept in the audit trail.",
     )
 
+    loaded_version = VersionField()
+
     #: the first entry of a value needs no reason (only changes of stored values do)
     first_entry_free: bool = False
+
+    def __init__(self, *args: Any, **kwargs: Any) -> None:
+        super().__init__(*args, **kwargs)
+        if self.instance.pk is not None and not self.is_bound:
+            from hepatrial.trials.services._concurrency import version_of
+
+            self.fields[VERSION_FIELD].initial = version_of(self.instance)
+
+    def check_version(self) -> None:
+        """Refuse (:class:`~hepatrial.errors.ConcurrentEditError`, raised out of the form's
+        validation so that the admin shows the current record) a change of a record saved by
+        someone else since this form was loaded; a POST without the version is not checked."""
+        if self.instance.pk is None:
+            return
+        expected = (self.data.get(self.add_prefix(VERSION_FIELD)) or "").strip()
+        if expected:
+            from hepatrial.trials.services._concurrency import check_version
+
+            check_version(self.instance, expected)
     #: validator field name -> form field name (problems on other fields go to the form top)
     rule_fields: dict[str, str] = {}  # noqa: RUF012
 
     def clean(self) -> dict[str, Any]:
+        self.check_version()  # first: the rules below judge the record as stored now
         data = super().clean()
         participant, visit = data.get("participant"), data.get("visit")
         if participant is not None and visit is not None and visit.participant_id != participant.pk:
@@ -77,7 +125,8 @@ class ReasonForm(forms.ModelForm):
 
     def changed_values(self, data: dict[str, Any]) -> dict[str, Any]:
         """The new values of the changed fields (without the reason)."""
-        return {f: data.get(f) for f in self.changed_data if f != REASON_FIELD and f in data}
+        return {f: data.get(f) for f in self.changed_data
+                if f not in (REASON_FIELD, VERSION_FIELD) and f in data}
 
     def reason_needed(self, data: dict[str, Any]) -> bool:
         """Whether this edit changes a stored value (so needs a reason for change)."""
@@ -111,8 +160,12 @@ class AuditedAdmin(SimpleHistoryAdmin):
     delete_confirmation_template = "admin/trials/delete_confirmation.html"
 
     def get_fields(self, request: HttpRequest, obj: Any = None) -> list[str]:
-        fields = [f for f in super().get_fields(request, obj) if f != REASON_FIELD]
+        fields = [f for f in super().get_fields(request, obj)
+                  if f not in (REASON_FIELD, VERSION_FIELD)]
         if obj is not None:
+            if VERSION_FIELD in self.form.base_fields and self.has_change_permission(
+                    request, obj):
+                fields.append(VERSION_FIELD)  # hidden; before the reason, which stays last
             fields.append(REASON_FIELD)
         return fields
 
@@ -139,15 +192,24 @@ class AuditedAdmin(SimpleHistoryAdmin):
 
     def changeform_view(self, request: HttpRequest, *args: Any, **kwargs: Any) -> Any:
         """A write the role matrix refuses (e.g. another site's participant) is a 403, not
-        a server error."""
+        a server error. A save based on an out-of-date version (:meth:`ReasonForm.
+        check_version`, raised inside the admin's transaction, so nothing is written) shows
+        the page again as a GET would - the current values and version - with the error, as
+        HTTP 409."""
         from django.core.exceptions import PermissionDenied as DjangoPermissionDenied
 
-        from hepatrial.errors import PermissionDenied
+        from hepatrial.errors import ConcurrentEditError, PermissionDenied
 
         try:
             return super().changeform_view(request, *args, **kwargs)
         except PermissionDenied as exc:
             raise DjangoPermissionDenied(str(exc)) from None
+        except ConcurrentEditError as exc:
+            messages.error(request, str(exc))
+            request.method = "GET"
+            response = super().changeform_view(request, *args, **kwargs)
+            response.status_code = 409
+            return response
 
     def get_actions(self, request: HttpRequest) -> dict[str, Any]:
         actions = super().get_actions(request)
@@ -180,13 +242,39 @@ class AuditedAdmin(SimpleHistoryAdmin):
         super().save_model(request, obj, form, change)
 
     def delete_view(self, request: HttpRequest, object_id: str, extra_context: Any = None) -> Any:
+        """The confirmation page carries the version too: deleting a record changed since the
+        page was loaded is refused like a stale change (HTTP 409, the page shown again)."""
+        from hepatrial.errors import ConcurrentEditError
+
         if request.method == "POST" and not request.POST.get(REASON_FIELD, "").strip():
             messages.error(request, "A reason is required to delete a record.")
             return HttpResponseRedirect(request.path)
         request._hepatrial_reason = request.POST.get(REASON_FIELD, "").strip()  # type: ignore[attr-defined]
-        return super().delete_view(request, object_id, extra_context)
+        try:
+            return super().delete_view(request, object_id, extra_context)
+        except ConcurrentEditError as exc:
+            from django.http import QueryDict
+
+            messages.error(request, str(exc))
+            request.method, request.POST = "GET", QueryDict()  # the page, not a deletion
+        response = super().delete_view(request, object_id, extra_context)  # current version
+        response.status_code = 409
+        return response
+
+    def render_delete_form(self, request: HttpRequest, context: dict[str, Any]) -> Any:
+        obj = context.get("object")
+        if obj is not None and getattr(obj, "pk", None) is not None:
+            from hepatrial.trials.services._concurrency import version_of
+
+            context.setdefault(VERSION_FIELD, version_of(obj))
+        return super().render_delete_form(request, context)
 
     def delete_model(self, request: HttpRequest, obj: Any) -> None:
+        expected = request.POST.get(VERSION_FIELD, "").strip()
+        if expected:  # inside the admin's transaction: refused before anything is deleted
+            from hepatrial.trials.services._concurrency import check_version
+
+            check_version(obj, expected)
         obj.delete(reason=getattr(request, "_hepatrial_reason", ""), user=request.user)
 
     def history_form_view(

@@ -7,6 +7,13 @@ save as draft or mark complete.
 Every write goes through the services (so the validators, locks, signatures and the rule that
 a first entry needs no reason but a change does all apply); a refused save writes nothing and
 shows each problem on its field. A locked visit says so and shows no form.
+
+Optimistic concurrency: the form carries the version of the visit's records it was loaded at
+(:func:`hepatrial.trials.services._concurrency.visit_scopes`: the visit, its lab results,
+clinical assessment and deviations). A save - or "missed" - after any of them changed (or one
+was added) is refused with HTTP 409, nothing written, the current values shown and a message
+naming who changed what and when. A POST without the version (not from the page) is not
+checked.
 """
 
 from __future__ import annotations
@@ -213,18 +220,25 @@ def _scores_context(p: Any, visit: Any, post: Mapping[str, Any] | None) -> dict[
     return {"scores": rows, "unusable": bad}
 
 
-def _versions(visit: Any, items: Any) -> dict[str, Any]:
-    """Hidden ``version`` fields of the records in the form, when the models carry one
-    (optimistic locking; the check itself belongs to the services)."""
-    out: dict[str, Any] = {}
-    if hasattr(visit, "version"):
-        out["version-visit"] = visit.version
-    for code, lab in items.labs.items():
-        if hasattr(lab, "version"):
-            out[f"version-lab-{code}"] = lab.version
-    if items.clinical is not None and hasattr(items.clinical, "version"):
-        out["version-clinical"] = items.clinical.version
-    return out
+def _versions(visit: Any, items: Any, post: Mapping[str, Any] | None = None) -> dict[str, Any]:
+    """The hidden version field of the form: the version of the visit's records it shows
+    (optimistic locking; :func:`check_visit_version` refuses a save based on an older one).
+    A form shown again after a refusal keeps the version it was loaded with."""
+    from hepatrial.trials.services._concurrency import VERSION_FIELD, version_of, visit_scopes
+
+    if post is not None and str(post.get(VERSION_FIELD, "")).strip():
+        return {VERSION_FIELD: str(post.get(VERSION_FIELD)).strip()}
+    return {VERSION_FIELD: version_of(visit_scopes(visit))}
+
+
+def check_visit_version(visit: Any, post: Mapping[str, Any]) -> None:
+    """Raise :class:`~hepatrial.errors.ConcurrentEditError` when the visit's records changed
+    since the form in ``post`` was loaded (call inside the transaction that writes)."""
+    from hepatrial.trials.services._concurrency import VERSION_FIELD, check_version, visit_scopes
+
+    expected = str(post.get(VERSION_FIELD, "")).strip()
+    if expected:
+        check_version(visit, expected, scopes=visit_scopes(visit))
 
 
 def crf_context(request: HttpRequest, p: Any, visit: Any, *,
@@ -271,7 +285,7 @@ def crf_context(request: HttpRequest, p: Any, visit: Any, *,
                                         if visit.actual_date else ""),
         "locked": locked, "signatures": sigs,
         "can_enter": access.may("enter_data", p) and not locked,
-        "versions": _versions(visit, items), "today": today(),
+        "versions": _versions(visit, items, post), "today": today(),
         "complete": visit.status in selectors_web.DONE and not items.missing,
         **_scores_context(p, visit, post),
     }
@@ -311,6 +325,7 @@ def _save(request: HttpRequest, p: Any, visit: Any, post: Mapping[str, Any]
 
     try:
         with transaction.atomic():
+            check_visit_version(visit, post)  # ConcurrentEditError: nothing written
             # the visit date first: results need a visit that took place
             actual = str(post.get("actual_date", "")).strip()
             current = visit.actual_date.isoformat() if visit.actual_date else ""
@@ -494,7 +509,10 @@ def visit_crf(request: HttpRequest, study_id: str, code: str) -> HttpResponse:
                        "unlocks it (with a reason).")
         return render(request, "hepatrial/web/crf.html",
                       crf_context(request, p, visit, errs=errs), status=409)
-    errs, confirm, confirmed = _save(request, p, visit, request.POST)
+    try:
+        errs, confirm, confirmed = _save(request, p, visit, request.POST)
+    except errors.ConcurrentEditError as exc:
+        return _conflict(request, p, visit, exc)
     if errs or confirm:
         visit.refresh_from_db()
         locked = any("This visit is locked" in m for m in errs.general)
@@ -513,6 +531,15 @@ def visit_crf(request: HttpRequest, study_id: str, code: str) -> HttpResponse:
     messages.success(request, f"{p.study_id} {visit.code} {what}."
                      + (" " + "; ".join(notes) + "." if notes else ""))
     return redirect("web:visit", study_id=p.study_id, code=visit.code)
+
+
+def _conflict(request: HttpRequest, p: Any, visit: Any, exc: Exception) -> HttpResponse:
+    """HTTP 409: the CRF as stored now (current values and version) with the message."""
+    visit.refresh_from_db()
+    errs = FieldErrors()
+    errs.add(None, str(exc))
+    return render(request, "hepatrial/web/crf.html", crf_context(request, p, visit, errs=errs),
+                  status=409)
 
 
 @require_POST
@@ -537,9 +564,12 @@ def visit_missed(request: HttpRequest, study_id: str, code: str) -> HttpResponse
     st = request.POST.get("status", "missed")
     try:
         with transaction.atomic():
+            check_visit_version(visit, request.POST)
             services.mark_visit_not_done(participant=p, visit_code=visit.code, status=st,
                                          reason=request.POST.get("reason", ""),
                                          user=request.user)
+    except errors.ConcurrentEditError as exc:
+        return _conflict(request, p, visit, exc)
     except (errors.StoreError, errors.PermissionDenied) as exc:
         errs = store_errors(exc, fields={"status": "missed", "reason": "missed-reason"})
         if isinstance(exc, errors.ChangeReasonRequired):

@@ -7,6 +7,11 @@ what is in the form - the same functions the store runs when it assesses
 :func:`~hepatrial.trials.validators.eligibility.evaluation_data`,
 :meth:`hepatrial.protocol.models.Protocol.screen`): nothing is stored until a button is
 pressed, and every write goes through the services.
+
+The participant's screening form carries the version of the participant it was loaded at
+(optimistic concurrency, :mod:`hepatrial.trials.services._concurrency`): a save after someone
+else changed the participant is refused with HTTP 409, nothing written, the current values
+shown and a message naming who changed what and when.
 """
 
 from __future__ import annotations
@@ -282,8 +287,17 @@ def _participant_context(request: HttpRequest, p: Any, proto: Any, *,
         "latest": latest, "latest_current": current,
         "can_enter": access.may("enter_data", p), "readonly": not access.may("enter_data", p),
         "status_actions": STATUS_ACTIONS, "today": today(),
-        "enrol_reasons": enrol_reasons or [], **ctx,
+        "enrol_reasons": enrol_reasons or [], "versions": _versions(p, post), **ctx,
     }
+
+
+def _versions(p: Any, post: Mapping[str, Any] | None) -> dict[str, str]:
+    """The hidden version field: the participant's version the form was loaded with (kept
+    when the form is shown again after a refusal)."""
+    from hepatrial.trials.services._concurrency import VERSION_FIELD, version_of
+
+    posted = str((post or {}).get(VERSION_FIELD, "")).strip()
+    return {VERSION_FIELD: posted or version_of(p)}
 
 
 def _stored_post(proto: Any, p: Any) -> dict[str, Any]:
@@ -321,10 +335,20 @@ def screening(request: HttpRequest, study_id: str) -> HttpResponse:
         for name in ("sex", "year_of_birth", "etiology", "screening_date"):
             if name in post:
                 changes[name] = post[name]
+        from hepatrial.trials.services._concurrency import VERSION_FIELD, check_version
+
         try:
             with transaction.atomic():
+                if str(post.get(VERSION_FIELD, "")).strip():
+                    check_version(p, post[VERSION_FIELD])
                 services.update_participant(p, reason=post.get("reason") or None,
                                             user=request.user, **changes)
+        except errors.ConcurrentEditError as exc:
+            p.refresh_from_db()
+            errs = FieldErrors()
+            errs.add(None, str(exc))
+            return render(request, "hepatrial/web/screening.html",
+                          _participant_context(request, p, proto, errs=errs), status=409)
         except (errors.StoreError, errors.PermissionDenied) as exc:
             p.refresh_from_db()
             return render(request, "hepatrial/web/screening.html",
