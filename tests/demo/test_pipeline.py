@@ -129,3 +129,33 @@ def test_demo_product_lifecycle_from_real_records(demo_dir: Path) -> None:
     assert recs[0]["timeline"]["vein_to_vein_hours"] < 14 * 24 + 2
     verify = _run("audit", "verify", "--db", str(db)).stdout
     assert "audit trail OK" in verify, verify
+
+
+def test_demo_doses_respect_the_sentinel_rule(demo_dir: Path) -> None:
+    """The demo follows its own protocol (SR-SENTINEL): day 0s at least 14 days apart, a
+    signed DSMB review dated between each dose and the next (7 reviews for 8 participants),
+    and no interval deviation in the safety status."""
+    db = demo_dir / "kharaziha2009_synthetic.sqlite3"
+    j = json.loads(_run("safety", "status", "--json", "--db", str(db)).stdout)
+    sentinel = next(r for r in j["rules"] if r["rule_id"] == "SR-SENTINEL")
+    assert sentinel["details"]["interval_deviations"] == []
+    assert sentinel["details"]["participants_dosed"] == 8
+    assert (j["pausing_rules"], j["dosing_allowed"]) == ([], True)
+    ppl = (demo_dir / "kharaziha2009_synthetic_participants.csv").read_text().splitlines()
+    head = ppl[0].split(",")
+    day0 = [row.split(",")[head.index("enrolment_date")] for row in ppl[1:]]
+    assert day0 == ["2007-04-09", "2007-05-07", "2007-05-21", "2007-08-10", "2007-08-31",
+                    "2007-10-14", "2007-11-25", "2007-12-19"]
+    code = ("import sys, json; from hepatrial.trials import setup; setup(sys.argv[1]); "
+            "from hepatrial.trials import selectors as s; from hepatrial.trials.services "
+            "import protocol as p; d = s.safety_data(p.active_protocol()); print(json.dumps("
+            "[[x.rule_id, x.decision, x.decided_at.isoformat()] for x in d.decisions]))")
+    env = {k: v for k, v in os.environ.items() if k not in ("HEPATRIAL_DATABASE_URL",
+                                                             "DJANGO_SETTINGS_MODULE")}
+    res = subprocess.run([sys.executable, "-c", code, str(db)], capture_output=True, text=True,
+                         env=env, timeout=120)
+    assert res.returncode == 0, res.stderr
+    assert json.loads(res.stdout.strip().splitlines()[-1]) == [
+        ["SR-SENTINEL", "resume", f"{d}T12:00:00+00:00"] for d in (
+            "2007-05-06", "2007-05-20", "2007-08-09", "2007-08-30", "2007-10-13",
+            "2007-11-24", "2007-12-18")]

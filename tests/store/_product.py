@@ -159,23 +159,26 @@ def identifiers_of(participant: str) -> dict[str, str]:
 DSMB_PASSWORD = "monitoring board member"
 
 
-def allow_dosing(services: Any, participant: str) -> None:
-    """When only the sentinel rule pauses dosing of ``participant`` (the previous
-    participant's safety data not reviewed yet), record that review: a signed DSMB decision
-    ``resume`` on the rule (what the protocol says the review is)."""
+def allow_dosing(services: Any, participant: str, when: dt.datetime | None = None) -> None:
+    """When only the sentinel rule pauses dosing of ``participant`` at ``when`` (default now;
+    the previous participant's safety data not reviewed yet), record that review: a signed
+    DSMB decision ``resume`` on the rule (what the protocol says the review is), dated 15
+    minutes before ``when`` (the gate counts a review between the previous dose and this
+    one)."""
     from django.contrib.auth import get_user_model
 
     from hepatrial.trials.services import safety
 
     fn = getattr(safety, "dosing_pause", None)
-    pause = fn(participant) if fn is not None else None
+    pause = fn(participant, at=when) if fn is not None else None
     if pause is None or pause.rule != "SR-SENTINEL":
         return
     if not get_user_model().objects.filter(username="dsmb1").exists():
         services.create_user(username="dsmb1", password=DSMB_PASSWORD, role="dsmb")
     safety.resume_stopping_rule("SR-SENTINEL", decision="previous participant's safety data "
                                 "reviewed: the next may be dosed", user="dsmb1",
-                                password=DSMB_PASSWORD)
+                                password=DSMB_PASSWORD,
+                                at=None if when is None else when - dt.timedelta(minutes=15))
 
 
 def administer(services: Any, participant: str, batch_id: str, day: dt.date,
@@ -186,7 +189,7 @@ def administer(services: Any, participant: str, batch_id: str, day: dt.date,
     from hepatrial.trials.models.product import CellProductBatch
 
     if review:
-        allow_dosing(services, participant)
+        allow_dosing(services, participant, at(day, 10))
     coi = CellProductBatch.objects.get(batch_id=batch_id).coi_identifier
     values = {"participant": participant, "batch_id": batch_id, "scanned_coi": coi,
               "identifiers": identifiers_of(participant), "route": route,

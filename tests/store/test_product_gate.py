@@ -171,14 +171,14 @@ def test_safety_pause_stops_dosing(ward: Any, store: Any, monkeypatch: Any) -> N
     from hepatrial.protocol.dosing import DosingPause
     from hepatrial.trials.services import safety
 
-    monkeypatch.setattr(safety, "dosing_pause", lambda p: DosingPause(
+    monkeypatch.setattr(safety, "dosing_pause", lambda p, **_kw: DosingPause(
         "SR-PORTAL", "portal vein thrombosis within 28 days"), raising=False)
     with pytest.raises(store.StoreError) as exc:
         store.record_administration(**_request("K01", "B1", {}))
     assert _fields(exc) == ["dosing_not_paused"]
     assert "dosing is paused by stopping rule SR-PORTAL: portal vein thrombosis" in str(
         exc.value)
-    monkeypatch.setattr(safety, "dosing_pause", lambda p: None, raising=False)
+    monkeypatch.setattr(safety, "dosing_pause", lambda p, **_kw: None, raising=False)
     assert store.record_administration(**_request("K01", "B1", {})).batch_id == "B1"
 
 
@@ -186,14 +186,17 @@ def test_safety_pause_stops_dosing(ward: Any, store: Any, monkeypatch: Any) -> N
                     "fromlist=['x']), 'dosing_pause')",
                     reason="the safety module has no dosing_pause yet")
 def test_sentinel_rule_pauses_the_next_participant(ward: Any, store: Any) -> None:
-    """With the safety store: the second participant is dosed only after the review of the
-    first's safety data (a signed DSMB decision), as the protocol's sentinel rule says."""
+    """With the safety store: the second participant is dosed only 14 days or more after the
+    first and after the review of the first's safety data (a signed DSMB decision dated
+    between the two doses), as the protocol's sentinel rule says."""
     P.administer(store, "K01", "B1", DAY0, review=False)
     with pytest.raises(store.StoreError, match="dosing_not_paused: dosing is paused by "
                        "stopping rule SR-SENTINEL"):
         P.administer(store, "K02", "B2", DAY0, review=False)
-    P.allow_dosing(store, "K02")
-    assert P.administer(store, "K02", "B2", DAY0, review=False).batch_id == "B2"
+    later = DAY0 + dt.timedelta(days=14)
+    P.ready_batch(store, "B2L", "K02", later)
+    P.allow_dosing(store, "K02", P.at(later, 10))
+    assert P.administer(store, "K02", "B2L", later, review=False).batch_id == "B2L"
 
 
 def test_observations_and_an_infusion_reaction(ward: Any, store: Any) -> None:

@@ -335,8 +335,11 @@ def test_the_dosing_gate_refuses_during_a_pause_and_allows_after_the_signed_resu
     with pytest.raises(store.StoreError, match="SR-SENTINEL"):  # K01's review is missing
         administer(store, "K02", "B-K02", DAY0 + 20 * ONE, route="peripheral_vein",
                    review=False)
+    # the review counts when it is dated between K01's dose and K02's (not today)
     safety.resume_stopping_rule("SR-SENTINEL", decision="K01's safety data reviewed",
-                                user="dsmb", password=PASSWORD)  # fmt: skip
+                                user="dsmb", password=PASSWORD,
+                                at=dt.datetime.combine(DAY0 + 19 * ONE, dt.time(12),
+                                                       dt.UTC))  # fmt: skip
     a = administer(store, "K02", "B-K02", DAY0 + 20 * ONE, route="peripheral_vein",
                    review=False)  # no review recorded by the helper: the one above counts
     assert (a.participant.study_id, a.route) == ("K02", "peripheral_vein")

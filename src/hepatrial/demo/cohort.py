@@ -64,6 +64,10 @@ P_SIG, P_NS = 0.045, 0.10  # integer-stage requirements on the p values (margins
 MELD_MIN_BASELINE = 10.0  # inclusion criterion MELD >= 10, checked per patient at D0
 MARGIN = 0.8  # rounded statistics must lie within 0.8 half-units of the published value
 N = pub.N_PATIENTS
+#: minimum days between consecutive participants' day 0 (their first and only dose): the
+#: sentinel rule of kharaziha2009 (SR-SENTINEL, ``min_interval_days = 14`` for the first 8);
+#: the reconstruction's day 0s are staggered by at least this much (:func:`_staggered`)
+DOSING_INTERVAL_DAYS = 14
 
 
 class ReconstructionError(_errors.HepatrialError, RuntimeError):
@@ -351,6 +355,16 @@ def _ages(rng: np.random.Generator) -> np.ndarray:
     raise ReconstructionError("no ages reproduce 55.63 ± 10.45 (38-67)")  # pragma: no cover
 
 
+def _staggered(days: Any) -> list[int]:
+    """Sorted day offsets moved later, where needed, to at least :data:`DOSING_INTERVAL_DAYS`
+    after the previous one (the protocol's sentinel interval); the random draw is unchanged,
+    so the rest of the reconstruction is too."""
+    out: list[int] = []
+    for d in days:
+        out.append(max(int(d), out[-1] + DOSING_INTERVAL_DAYS) if out else int(d))
+    return out
+
+
 def _participants(rng: np.random.Generator) -> pd.DataFrame:
     ids = [f"KH{i:02d}" for i in range(1, N + 1)]
     sex = np.array(["M"] * pub.SEX["M"] + ["F"] * pub.SEX["F"])[rng.permutation(N)]
@@ -358,7 +372,7 @@ def _participants(rng: np.random.Generator) -> pd.DataFrame:
     route = np.array([r for r, k in pub.ROUTE.items() for _ in range(k)])[rng.permutation(N)]
     cells = rng.integers(int(pub.CELLS_MIN / 1e6), int(pub.CELLS_MAX / 1e6) + 1, N) * 1e6
     start = pd.Timestamp("2007-03-05")
-    enrol = [start + pd.Timedelta(days=int(d)) for d in np.sort(rng.integers(0, 300, N))]
+    enrol = [start + pd.Timedelta(days=d) for d in _staggered(np.sort(rng.integers(0, 300, N)))]
     ages = _ages(rng)
     return pd.DataFrame({
         "participant_id": ids,

@@ -55,6 +55,9 @@ VIABILITY = (92.0, 88.5, 95.1, 90.2, 86.7, 93.8, 89.4, 91.6)
 #: the demo's QA and DSMB accounts (synthetic; their passwords are e-signature inputs)
 QA_USER, QA_PASSWORD = "qa", "synthetic QA release"
 DSMB_USER, DSMB_PASSWORD = "dsmb", "synthetic DSMB review"
+#: the DSMB's sentinel review of the previous participant is dated this many days before the
+#: next participant's dose (12:00 UTC), between the two doses
+REVIEW_DAYS_BEFORE = 1
 
 
 @dataclass
@@ -228,8 +231,11 @@ def _release_and_infuse(services: Any, c: _cohort.Cohort, user: Any) -> None:
     """QA releases the 8 batches in one signing session (e-signature, password re-entered
     once: 21 CFR 11.200(a)(1)(i)); each batch is dispatched at 08:30, received at the bedside
     at 09:00 with its transport log and given at 10:00 through the dosing gate — within the
-    6 h shelf life — in the order of enrolment, the DSMB recording the sentinel review of the
-    previous participant's safety data before the next is dosed."""
+    6 h shelf life — in the order of enrolment (day 0s at least 14 days apart:
+    :data:`hepatrial.demo.cohort.DOSING_INTERVAL_DAYS`), the DSMB recording the sentinel
+    review of the previous participant's safety data (a signed ``resume`` on SR-SENTINEL)
+    dated the day before the next is dosed, at 12:00 UTC (:data:`REVIEW_DAYS_BEFORE`): the
+    dosing gate judges each dose as of its own date, so each review counts for one dose."""
     from hepatrial.trials.models.product import CellProductBatch
     from hepatrial.trials.services import safety
 
@@ -253,7 +259,7 @@ def _release_and_infuse(services: Any, c: _cohort.Cohort, user: Any) -> None:
                                     location="synthetic ward",
                                     readings=[(_utc(d0, 8, 35), 4.8), (_utc(d0, 8, 55), 5.1)],
                                     user=user)
-        pause = getattr(safety, "dosing_pause", lambda _p: None)(r.participant_id)
+        pause = safety.dosing_pause(str(r.participant_id), at=_utc(d0, 10))
         if pause is not None and pause.rule == "SR-SENTINEL":
             if not dsmb:
                 services.create_user(username=DSMB_USER, password=DSMB_PASSWORD, role="dsmb",
@@ -262,7 +268,8 @@ def _release_and_infuse(services: Any, c: _cohort.Cohort, user: Any) -> None:
             safety.resume_stopping_rule(
                 "SR-SENTINEL", decision="the previous participant's safety data were "
                 "reviewed: the next participant may be dosed", user=DSMB_USER,
-                password=DSMB_PASSWORD)  # fmt: skip
+                password=DSMB_PASSWORD,
+                at=_utc(d0 - _dt.timedelta(days=REVIEW_DAYS_BEFORE), 12))  # fmt: skip
         services.record_administration(
             participant=r.participant_id, batch_id=b.batch_id, scanned_coi=b.coi_identifier,
             identifiers={"study_id": r.participant_id, "year_of_birth": str(_year_of_birth(r))},

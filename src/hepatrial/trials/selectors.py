@@ -594,7 +594,8 @@ def safety_data(protocol: Any) -> Any:
       both (the conservative reading: the old judgement was about the treatment as a whole);
     * administrations (id ``ADM-<pk>``): date and route;
     * the lab values of the protocol's lab-rise rules (:func:`safety_labs_frame`);
-    * DSMB decisions (id ``DSMB-<pk>``): rule, decision, reason, signed at;
+    * DSMB decisions (id ``DSMB-<pk>``): rule, decision, reason, decided at
+      (:func:`dsmb_decided_at`);
     * deaths: participants whose status is died, on their status date, recorded when the
       status became died (audit history).
     """
@@ -622,9 +623,9 @@ def safety_data(protocol: Any) -> Any:
     admins = [ps.Administration(f"ADM-{pk}", pid, d, r) for pk, pid, d, r in
               Administration.objects.order_by("pk").values_list(
                   "pk", "participant__study_id", "date", "route")]
-    decisions = [ps.DsmbDecision(f"DSMB-{pk}", rule, at, dec, why) for pk, rule, at, dec, why in
-                 DSMBDecision.objects.order_by("pk").values_list(
-                     "pk", "rule_id", "signed_at", "decision", "reason")]
+    decisions = [ps.DsmbDecision(f"DSMB-{d.pk}", d.rule_id, dsmb_decided_at(d), d.decision,
+                                 d.reason) for d in DSMBDecision.objects.order_by("pk").only(
+                     "pk", "rule_id", "signed_at", "decision", "reason", "rule_status")]
     died = {pid: (sid, d) for pid, sid, d in Participant.objects.filter(
         status="died").values_list("pk", "study_id", "status_date")}
     became: dict[int, _dt.datetime] = {}
@@ -640,6 +641,16 @@ def safety_data(protocol: Any) -> Any:
     labs = ps.SafetyData.from_frames(labs=safety_labs_frame(analytes)).labs if analytes else ()
     return ps.SafetyData(adverse_events=tuple(aes), administrations=tuple(admins), labs=labs,
                          decisions=tuple(decisions), deaths=tuple(deaths))
+
+
+def dsmb_decided_at(d: Any) -> _dt.datetime:
+    """When a DSMB decision was taken: the time it was dated when recorded
+    (``rule_status["decided_at"]``, e.g. a sentinel review entered after the meeting), else
+    when it was signed."""
+    when = (d.rule_status or {}).get("decided_at") if isinstance(d.rule_status, dict) else None
+    if isinstance(when, str):
+        return _dt.datetime.fromisoformat(when)
+    return d.signed_at
 
 
 def ae_details_frame() -> pd.DataFrame:

@@ -1031,15 +1031,24 @@ def destroy_batch(batch: CellProductBatch | str, *, reason: str, at: Any = None,
 
 
 # ---------------------------------------------------------------------- the dosing gate
-def dosing_pause(participant: Participant) -> DosingPause | None:
-    """The stopping rule that pauses dosing now, from the safety module
-    (``services.safety.dosing_pause``) when it provides one; None otherwise."""
+def dosing_pause(participant: Participant, *, at: _dt.datetime | None = None,
+                 exclude: Administration | None = None) -> DosingPause | None:
+    """The stopping rule that paused dosing when the cells were given (``at``, default now),
+    from the safety module (``services.safety.dosing_pause``) when it provides one; None
+    otherwise. ``exclude``: the administration being corrected (left out of the facts).
+
+    The gate judges what was in force at ``at``: a back-dated administration meets the
+    sentinel interval and review as they stood on its date (the previous participant's first
+    dose before it, a review recorded between that dose and ``at``), and a pause latched with
+    a start on or before ``at`` refuses it — a pause in force now refuses every dose dated
+    within it, one that began after ``at`` does not (see
+    :func:`hepatrial.trials.services.safety.dosing_pause`)."""
     from hepatrial.trials.services import safety as _safety
 
     fn = getattr(_safety, "dosing_pause", None)
     if fn is None:
         return None
-    return fn(participant)  # type: ignore[no-any-return]
+    return fn(participant, at=at, exclude=exclude)
 
 
 def _eligible(p: Participant) -> bool | None:
@@ -1055,8 +1064,10 @@ def _administration_facts(
     stored: Administration | None = None,
 ) -> AdministrationFacts:
     """The gate's facts as the store holds them — for a correction (``stored``), as they were
-    before the administration: the batch's state before it was given, and the participant
-    enrolled when a later status (completed, withdrawn, ...) was reached after it."""
+    before the administration: the batch's state before it was given, the participant
+    enrolled when a later status (completed, withdrawn, ...) was reached after it, and the
+    stopping rules without the administration itself. The safety pause is judged as of
+    ``at``, the (corrected) time the cells were given (:func:`dosing_pause`)."""
     gate_batch = None
     if b is not None:
         state = b.state or (S.RELEASED.value if b.released else S.QA_REVIEW.value)
@@ -1083,7 +1094,8 @@ def _administration_facts(
                              weight_kg=w[0] if w else None, weight_date=w[1] if w else None)
     return AdministrationFacts(participant=p.study_id, enrolment_date=p.enrolment_date,
                                status=p.status, status_date=p.status_date, product=_product(),
-                               batch=gate_batch, person=person, pause=dosing_pause(p))
+                               batch=gate_batch, person=person,
+                               pause=dosing_pause(p, at=at, exclude=stored))
 
 
 def _admin_values(values: Mapping[str, Any]) -> dict[str, Any]:

@@ -43,7 +43,7 @@ from __future__ import annotations
 
 import datetime as _dt
 from collections.abc import Iterable, Mapping
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from typing import Any
 
 from django.conf import settings
@@ -89,7 +89,7 @@ from hepatrial.trials.services.accounts import (
 from hepatrial.trials.services.permissions import SITE_ROLES, require_permission, role_of
 from hepatrial.trials.services.protocol import active_protocol
 from hepatrial.trials.validators import RuleViolation
-from hepatrial.trials.validators._common import Problem, changes_needing_reason
+from hepatrial.trials.validators._common import Checker, Problem, changes_needing_reason
 from hepatrial.trials.validators.adverse_event import (
     FIELDS,
     AdverseEventFacts,
@@ -98,6 +98,7 @@ from hepatrial.trials.validators.adverse_event import (
     validate_adverse_event,
 )
 from hepatrial.trials.validators.adverse_event import LAB_REFERENCE as LAB_REFERENCE
+from hepatrial.trials.validators.product import aware_datetime
 from hepatrial.trials.validators.sae import (
     DsmbDecisionFacts,
     SaeAssessmentFacts,
@@ -575,19 +576,42 @@ class StoreSafetyStatus:
             "error": self.error}  # fmt: skip
 
 
-def safety_status(*, at: _dt.datetime | None = None) -> StoreSafetyStatus:
+def safety_status(*, at: _dt.datetime | None = None,
+                  exclude_administration: Any = None) -> StoreSafetyStatus:  # fmt: skip
     """Evaluate the protocol's stopping rules on the store's records as of ``at`` (default
-    now) with the store's latched pauses (a latch counts from its start). Writes nothing."""
+    now) with the store's latched pauses (a latch counts from its start: one that began after
+    ``at`` was not in force then). Writes nothing. ``exclude_administration`` (an
+    :class:`~hepatrial.trials.models.Administration` or its pk): leave that administration out
+    of the data — the dosing gate judging a correction of it (the facts before it was given)."""
     proto = active_protocol()
-    at = at or timezone.now()
+    if proto.safety is None:
+        return StoreSafetyStatus(None)
+    try:
+        data = _safety_data(proto, exclude_administration)
+    except ps.SafetyDataError as e:
+        return _status(proto, None, at or timezone.now(), str(e))
+    return _status(proto, data, at or timezone.now())
+
+
+def _safety_data(proto: Any, exclude_administration: Any = None) -> ps.SafetyData:
+    data = selectors.safety_data(proto)
+    if exclude_administration is not None:
+        skip = f"ADM-{getattr(exclude_administration, 'pk', exclude_administration)}"
+        data = replace(data, administrations=tuple(
+            a for a in data.administrations if a.id != skip))
+    return data
+
+
+def _status(proto: Any, data: ps.SafetyData | None, at: _dt.datetime,
+            error: str | None = None) -> StoreSafetyStatus:  # fmt: skip
     states = {s.rule_id: s for s in StoppingRuleState.objects.order_by("rule_id")}
     latched = tuple(k for k, s in states.items() if s.paused and (s.since is None or s.since <= at))
     info = {k: {"paused": s.paused, "since": s.since.isoformat() if s.since else None,
                 "resumed_by": s.resumed_by_id} for k, s in states.items()}  # fmt: skip
-    if proto.safety is None:
-        return StoreSafetyStatus(None)
     try:
-        ev = ps.evaluate_stopping_rules(proto, selectors.safety_data(proto), at)
+        if data is None:
+            raise ps.SafetyDataError(error or "no data")
+        ev = ps.evaluate_stopping_rules(proto, data, at)
     except ps.SafetyDataError as e:
         return StoreSafetyStatus(None, latched, f"the stopping rules cannot be evaluated: {e}",
                                  info)
@@ -647,23 +671,71 @@ def _rule_text(r: ps.RuleStatus, what: str) -> str:
 
 
 def dosing_pause(participant: Participant | str | None = None, *,
-                 at: _dt.datetime | None = None) -> DosingPause | None:  # fmt: skip
+                 at: _dt.datetime | None = None,
+                 exclude: Administration | int | None = None) -> DosingPause | None:  # fmt: skip
     """The pause the dosing gate must respect (:class:`hepatrial.protocol.dosing.DosingPause`
     naming every pausing rule and why), or None when dosing is allowed.
 
-    Every pausing stopping rule (evaluated as of ``at``, default now, and the store's latched
-    pauses) pauses dosing; the sentinel rule only the first administration of a participant
-    not yet dosed (``participant`` given and already dosed: the sentinel does not apply).
+    Judged as of ``at``, the time the cells are (or were) given (default now): the gate judges
+    what was in force when the product was given, so a back-dated administration meets the
+    rules as they stood on its date, not as they stand today.
+
+    * In force at ``at``: every rule the evaluator finds pausing on the records known by
+      ``at`` (administrations dated on or before ``at``'s day in the trial's time zone, DSMB
+      decisions dated by ``at``, adverse events with their onset and their recording by
+      ``at``) and every pause the store latched with a start on or before ``at``. So a pause
+      resumed since still refuses a dose dated while it was in force.
+    * In force now and the dose within it: a stopping rule pausing now also refuses a dose
+      dated after its evidence happened — the rule pauses as of ``at`` on the clinical dates
+      (onset of the adverse events, date of death, lab dates; not when they were recorded).
+      A pause latched now whose evidence all dates from after ``at`` does not refuse the dose
+      (the cells were given before anything that paused the trial happened).
+    * The sentinel rule (e.g. SR-SENTINEL: a minimum interval after the previous participant's
+      first dose, and a review recorded as a DSMB ``resume`` on the rule between that dose's
+      day and ``at``) is judged as of ``at`` only, and only for the participant's first
+      administration: a ``participant`` dosed on or before ``at``'s day (by another
+      administration than ``exclude``) is not subject to it. Administrations dated after
+      ``at`` do not count, neither as the previous participant's dose nor as this one's.
+    * ``exclude``: the administration being corrected (the update path) is left out of the
+      data, so a correction is judged on the facts before it was given.
+
     Rules that cannot be evaluated pause dosing (fail safe)."""
-    st = safety_status(at=at)
+    proto = active_protocol()
+    if proto.safety is None:
+        return None
+    now = timezone.now()
+    when = at or now
+    try:
+        data = _safety_data(proto, exclude)
+    except ps.SafetyDataError as e:
+        return DosingPause(rule="stopping rules",
+                           reason=f"the stopping rules cannot be evaluated: {e}")
+    st = _status(proto, data, when)
     if st.error is not None:
         return DosingPause(rule="stopping rules", reason=st.error)
-    rules = list(st.pausing_rules)
+    pausing: dict[str, StoreSafetyStatus] = dict.fromkeys(st.pausing_rules, st)
+    if when < now:
+        st_now = _status(proto, data, now)
+        if st_now.error is not None:
+            return DosingPause(rule="stopping rules", reason=st_now.error)
+        clinical = replace(
+            data, adverse_events=tuple(replace(x, recorded_at=None) for x in data.adverse_events),
+            deaths=tuple(replace(x, recorded_at=None) for x in data.deaths))
+        ev = ps.evaluate_stopping_rules(proto, clinical, when)
+        then = {r.rule_id for r in ev.rules if r.paused and r.kind != "sentinel"}
+        for rid in st_now.pausing_rules:
+            if rid in then and rid not in pausing:
+                pausing[rid] = st_now
+    rules = [r.rule_id for r in st.rules if r.rule_id in pausing]
     if participant is not None and rules:
         p = _participant(participant)
-        if Administration.objects.filter(participant=p).exists():
+        day = when.astimezone(proto.safety.reporting.tz).date()
+        others = Administration.objects.filter(participant=p, date__lte=day)
+        if exclude is not None:
+            others = others.exclude(pk=getattr(exclude, "pk", exclude))
+        if others.exists():
             rules = [r for r in rules if st.rule(r).kind != "sentinel"]
-    return _pause(st, rules)
+    return _pause(pausing, rules, at=at, now_found=[r for r in rules if pausing[r] is not st])
 
 
 def enrolment_pause(*, at: _dt.datetime | None = None) -> DosingPause | None:
@@ -675,26 +747,73 @@ def enrolment_pause(*, at: _dt.datetime | None = None) -> DosingPause | None:
     return _pause(st, list(st.enrolment_pausing_rules))
 
 
-def _pause(st: StoreSafetyStatus, rules: list[str]) -> DosingPause | None:
+def _pause(sts: StoreSafetyStatus | Mapping[str, StoreSafetyStatus], rules: list[str], *,
+           at: _dt.datetime | None = None, now_found: Iterable[str] = ()
+           ) -> DosingPause | None:  # fmt: skip
+    """The pause naming ``rules``, each with its status (``sts``: one status, or the status
+    each rule was found pausing in); ``now_found``: rules pausing now whose evidence dates
+    from before the dose at ``at`` (named so)."""
+    late = set(now_found)
     if not rules:
         return None
     parts = []
     for rid in rules:
+        st = sts if isinstance(sts, StoreSafetyStatus) else sts[rid]
         r = st.rule(rid)
         why = r.reasons[0] if r.reasons and r.paused else (
             "paused until a signed DSMB decision resumes it" if rid in st.latched else "")
+        if rid in late and at is not None:
+            why = (f"{why}; " if why else "") + ("in force now, and its evidence dates from "
+                                                 f"before this dose of {at.isoformat()}")
         text = r.text + (f" ({why})" if why else "")
         parts.append(text if len(rules) == 1 else f"{rid}: {text}")
     return DosingPause(rule=", ".join(rules), reason="; ".join(parts))
 
 
+def _decision_time(value: Any, rule_id: Any, decision: Any, now: _dt.datetime) -> _dt.datetime:
+    """The time a DSMB decision is dated (``at``): an aware datetime not in the future, not
+    before the latest decision recorded on the rule, and — for a resume — not before the
+    latched pause it lifts began (a resume dated earlier would lift a pause it never saw)."""
+    what = f"DSMB decision on {rule_id!r}" if isinstance(rule_id, str) else "DSMB decision"
+    c = Checker(what)
+    t = aware_datetime(c, "decided_at", value, now=now)
+    c.done()
+    assert t is not None
+    problems = []
+    latest = max((selectors.dsmb_decided_at(d) for d in DSMBDecision.objects.filter(
+        rule_id=rule_id)), default=None)
+    if latest is not None and t < latest:
+        problems.append(Problem(what, "decided_at", f"{t.isoformat()} is before the latest "
+                                f"decision recorded on {rule_id} ({latest.isoformat()}): "
+                                "decisions on a rule are recorded in their order"))
+    state = StoppingRuleState.objects.filter(rule_id=rule_id, paused=True).first()
+    if (decision in _RESUMES and state is not None and state.since is not None
+            and t < state.since):
+        problems.append(Problem(what, "decided_at", f"{t.isoformat()} is before the pause of "
+                                f"{rule_id} began ({state.since.isoformat()}): a decision "
+                                "dated then cannot resume it"))
+    if problems:
+        raise RuleViolation(problems)
+    return t
+
+
 def record_dsmb_decision(*, rule_id: str, decision: str, reason: str, user: Any,
-                         password: str | None, meaning: str | None = None) -> DSMBDecision:
+                         password: str | None, meaning: str | None = None,
+                         at: Any = None) -> DSMBDecision:
     """Sign and record a DSMB decision on a stopping rule (``dsmb_decide``; rules:
     :func:`hepatrial.trials.validators.sae.validate_dsmb_decision`). ``resume`` /
     ``resume_modified`` lift the rule's pause (the latch and, for the evaluator, all evidence
-    before the decision); ``terminate`` latches it for good. Notifies the resumption."""
-    st = safety_status()
+    before the decision); ``terminate`` latches it for good. Notifies the resumption.
+
+    ``at``: when the DSMB decided (its meeting or review; an aware datetime, default now),
+    e.g. the sentinel review entered after the meeting: the rules are judged as of then (a
+    resume needs the rule pausing then), the decision counts from then for the stopping rules
+    (stored as ``rule_status["decided_at"]``, read by
+    :func:`hepatrial.trials.selectors.safety_data`), and the signature keeps the time it was
+    signed (``signed_at``). Refused in the future, before the latest decision recorded on the
+    rule, or (a resume) before the latched pause began."""
+    decided = None if at is None else _decision_time(at, rule_id, decision, timezone.now())
+    st = safety_status(at=decided)
     if st.error is not None:
         raise StoreError(st.error)
     terminated = {d.rule_id: f"DSMB-{d.pk}" for d in DSMBDecision.objects.filter(
@@ -707,6 +826,8 @@ def record_dsmb_decision(*, rule_id: str, decision: str, reason: str, user: Any,
     check_signing_password(acting, password)
     r = st.rule(ok["rule_id"])
     snapshot = {**r.as_dict(), "latched": ok["rule_id"] in st.latched}
+    if decided is not None:
+        snapshot["decided_at"] = decided.isoformat()
     label = dict(vocab.DSMB_DECISION)[ok["decision"]]
     with transaction.atomic():
         state = StoppingRuleState.objects.select_for_update().filter(rule_id=r.rule_id).first()
@@ -729,19 +850,23 @@ def record_dsmb_decision(*, rule_id: str, decision: str, reason: str, user: Any,
             _notify(f"stopping_rule_resumed:{r.rule_id}:DSMB-{d.pk}", "stopping_rule_resumed",
                     f"[hepatrial] Stopping rule {r.rule_id} resumed by the DSMB",
                     f"The DSMB resumed stopping rule {r.rule_id} ({label}) on "
-                    f"{d.signed_at.isoformat()}, signed by {d.printed_name}.\n\nReason: "
+                    f"{(decided or d.signed_at).isoformat()}, signed by {d.printed_name}"
+                    f"{'' if decided is None else ' on ' + d.signed_at.isoformat()}."
+                    "\n\nReason: "
                     f"{ok['reason']}\n\n{r.text}\n", rule_id=r.rule_id, user=acting)
         _refresh_quietly(acting)
     return d
 
 
 def resume_stopping_rule(rule_id: str, *, decision: str, user: Any, password: str | None,
-                         modified: bool = False) -> DSMBDecision:
+                         modified: bool = False, at: Any = None) -> DSMBDecision:
     """Resume a paused stopping rule by a signed DSMB decision whose text (``decision``) is
     its reason (``hepatrial safety resume``); ``modified``: resume with a protocol
-    modification."""
+    modification; ``at``: when the DSMB decided (default now; see
+    :func:`record_dsmb_decision`)."""
     return record_dsmb_decision(rule_id=rule_id, decision="resume_modified" if modified
-                                else "resume", reason=decision, user=user, password=password)
+                                else "resume", reason=decision, user=user, password=password,
+                                at=at)
 
 
 # ============================================================================ notifications
