@@ -147,3 +147,31 @@ def test_registered_in_main_app() -> None:
     res = runner.invoke(main_app, ["stats", "--help"])
     assert res.exit_code == 0
     assert "paired" in res.stdout and "lmm" in res.stdout
+
+
+def test_repeated_value_column_huge_numbers_and_implausible_outcome(app: typer.Typer,
+                                                                    tmp_path: Path) -> None:
+    """A second ``value`` column is refused (never the first silently used), a magnitude the
+    statistics cannot square is refused, and an outcome outside the analyte registry's hard
+    limits (when the file gives analyte and unit) is refused naming row and column - while the
+    time column (week 0) is not judged as a value of the analyte."""
+    base = ["--subject", "participant", "--outcome", "value"]
+    p = tmp_path / "dup.csv"
+    p.write_text("participant,week,value,value\na,0,1,2\na,4,1,2\nb,0,1,2\nb,4,1,2\n")
+    res = runner.invoke(app, ["stats", "paired", str(p), *base, "--visit", "week",
+                              "--baseline", "0"])
+    assert res.exit_code == 2 and "column(s) 'value' appear more than once" in res.stderr
+    p = tmp_path / "huge.csv"
+    p.write_text("participant,week,value\na,0,1\na,4,1e300\nb,0,1\nb,4,2\n")
+    res = runner.invoke(app, ["stats", "paired", str(p), *base, "--visit", "week",
+                              "--baseline", "0"])
+    assert res.exit_code == 2 and "column 'value', row 3" in res.stderr
+    assert "too large to analyse" in res.stderr
+    p = tmp_path / "crea.csv"
+    rows = [f"{s},{w},creatinine,umol/L,{v}" for s, vals in (("a", (90, 80, 85)),
+                                                             ("b", (100, 95, 9000)))
+            for w, v in zip((0, 4, 8), vals, strict=True)]
+    p.write_text("participant,week,analyte,unit,value\n" + "\n".join(rows) + "\n")
+    res = runner.invoke(app, ["stats", "lmm", str(p), *base, "--time", "week"])
+    assert res.exit_code == 2, res.output
+    assert "column 'value', row 7: 9000 is outside the plausible 5-2500 umol/L" in res.stderr

@@ -60,8 +60,9 @@ def _read(path: Path, key_columns: list[str], numeric: list[str | None] | None =
     spells them: empty, NA, nan, ...). Refused with the CSV line and column: a header that
     repeats a column (a second ``value`` is never silently ignored), a number that is not a
     plain decimal (``4_6``, ``1,5``, ``inf``), a magnitude above :data:`MAX_MAGNITUDE`, and a
-    value outside the analyte registry's hard limits when the file says the analyte and its
-    unit (columns ``analyte`` and ``unit``, as ``hepatrial export dataset`` writes them)."""
+    value of the outcome (the first of ``numeric``) outside the analyte registry's hard limits
+    when the file says the analyte and its unit (columns ``analyte`` and ``unit``, as
+    ``hepatrial export dataset`` writes them)."""
     import pandas as pd
 
     from hepatrial.errors import HepatrialError
@@ -93,9 +94,10 @@ def _read(path: Path, key_columns: list[str], numeric: list[str | None] | None =
         raw.index = df.index
         for col in wanted:
             df[col] = _numbers(path, raw, col)
-        if "analyte" in df.columns and "unit" in df.columns:
-            for col in wanted:
-                _check_limits(path, df, col)
+        outcome = (numeric or [None])[0]
+        if "analyte" in df.columns and "unit" in df.columns and outcome in wanted:
+            _check_limits(path, df, outcome)  # the outcome only: times and covariates are not
+            # values of the analyte
     return df
 
 

@@ -48,9 +48,19 @@ def _on_locked_out(
 
 
 def connect() -> None:
-    """Connect the handlers (idempotent: dispatch_uid)."""
-    from axes.signals import user_locked_out
+    """Connect the handlers (idempotent: dispatch_uid).
+
+    Receivers run in the order they were connected, and axes connects its own failure handler
+    when ``axes.signals`` is first imported (by the admin's autodiscovery, before this runs).
+    That handler counts the failure and may lock the account out, so it must run after ours:
+    the failure that locks an account is recorded (as a wrong password) before the lockout it
+    causes. So axes' handlers are reconnected after ours."""
+    from axes import signals as axes_signals
 
     user_logged_in.connect(_on_logged_in, dispatch_uid="hepatrial-audit-login")
     user_login_failed.connect(_on_login_failed, dispatch_uid="hepatrial-audit-login-failed")
-    user_locked_out.connect(_on_locked_out, dispatch_uid="hepatrial-audit-lockout")
+    for signal, handler in ((user_login_failed, axes_signals.handle_user_login_failed),
+                            (user_logged_in, axes_signals.handle_user_logged_in)):
+        if signal.disconnect(handler):
+            signal.connect(handler)
+    axes_signals.user_locked_out.connect(_on_locked_out, dispatch_uid="hepatrial-audit-lockout")
