@@ -21,6 +21,7 @@ import pytest
 
 from tests.store import _product as P
 from tests.store.conftest import DAY0, enrol
+from tests.store.conftest import ELIGIBLE as ELIGIBLE_DATA
 from tests.web.conftest import login, today, world  # noqa: F401  (fixtures of the CRF test)
 
 
@@ -172,50 +173,39 @@ def _screen_only(store: Any, study_id: str = "K05") -> None:
                              screening_data=ELIGIBLE)
 
 
-SCREENED_ONLY = pytest.mark.xfail(strict=True, reason=(
-    "not refused: validators.product.BATCH_STATUSES is ('screened', 'enrolled'), so a harvest "
-    "and a batch are accepted for a participant who is only screened (issue 7 lists this as a "
-    "defect). Restricting it to 'enrolled' passes the product tests, but the kharaziha2009 "
-    "timeline harvests 12-14 days before day 0 (= enrolment), so a harvest could then only be "
-    "entered after enrolment: a protocol decision for the lead, not a one-line fix"))
-
-
-@SCREENED_ONLY
-def test_harvest_for_a_screened_only_participant_is_refused(store: Any) -> None:
+def test_harvest_and_batch_while_screened_are_accepted(store: Any) -> None:
+    """Decision (issue 7): a harvest and its batch may be recorded for a participant who is
+    screened - the protocol's timeline aspirates the marrow 12-14 days before day 0, which is
+    the enrolment date in this store - while release needs the whole specification and a QA
+    e-signature, and administration an enrolled, eligible participant (the dosing gate)."""
     from hepatrial.trials.models.product import CellProductBatch, Harvest
 
     _screen_only(store)
+    h = P.harvest(store, "K05", DAY0 - dt.timedelta(days=10))
+    b = store.register_batch(participant="K05", coi=h.coi, batch_id="B5",
+                             facility="GMP cell lab", received_at=P.at(DAY0 - dt.timedelta(
+                                 days=10), 15), receipt_temperature_c=20.0)
+    assert Harvest.objects.get().participant.study_id == "K05"
+    assert CellProductBatch.objects.get().batch_id == b.batch_id == "B5"
+
+
+def test_harvest_for_a_screen_failed_participant_is_refused(store: Any) -> None:
+    from hepatrial.trials.models import Participant
+    from hepatrial.trials.models.product import CellProductBatch, Harvest
+
+    _screen_only(store)
+    store.assess_eligibility(participant="K05", screening_data={**ELIGIBLE_DATA, "hcc": True},
+                             reason="HCC found on the screening CT")
+    assert Participant.objects.get(study_id="K05").status == "screen_failed"
     n_ledger = _ledger()
     with pytest.raises(store.StoreError) as exc:
         P.harvest(store, "K05", DAY0 - dt.timedelta(days=10))
     problems = [(p.record, p.field, p.reason) for p in exc.value.problems]
-    assert problems == [("participant K05 harvest", "participant",
-                         "K05 is screened: a harvest is recorded only for a participant who "
-                         "is enrolled")], problems
+    assert ("participant K05 harvest", "participant",
+            "K05 is screen_failed: a harvest is recorded only for a participant who is "
+            "screened or enrolled") in problems, problems
     assert not Harvest.objects.exists() and not CellProductBatch.objects.exists()
     assert _ledger() == n_ledger
-
-
-@SCREENED_ONLY
-def test_batch_for_a_screened_only_participant_is_refused(store: Any) -> None:
-    """No harvest can be made for K05, so the batch names K01's harvest: both the chain of
-    identity and K05's status are named."""
-    from hepatrial.trials.models.product import CellProductBatch
-
-    enrol(store, "K01")
-    h = P.harvest(store, "K01", DAY0 - dt.timedelta(days=10))
-    _screen_only(store)
-    n_ledger = _ledger()
-    with pytest.raises(store.StoreError) as exc:
-        store.register_batch(participant="K05", coi=h.coi, batch_id="B5",
-                             facility="GMP cell lab", received_at=P.at(DAY0, 11),
-                             receipt_temperature_c=20.0)
-    problems = {p.field: (p.record, p.reason) for p in exc.value.problems}
-    assert problems["participant"] == (
-        "batch B5", "K05 is screened: a batch is registered only for a participant who is "
-        "enrolled"), problems
-    assert "autologous product" in problems["coi"][1]
-    assert not CellProductBatch.objects.exists() and _ledger() == n_ledger
 
 
 # ---------------------------------------------------------------------- eCRF visit CRF
