@@ -199,3 +199,34 @@ def test_a_pause_in_force_now_refuses_doses_within_it_not_before(store: Any,
     assert "in force now, and its evidence dates from before this dose of 2008-01-30" in p.reason
     p = safety.dosing_pause("K01")
     assert p is not None and p.rule == "SR-DEATH-SAE, SR-PORTAL"
+
+
+def test_cli_dates_the_dsmb_review(k01_dosed: Any) -> None:
+    """``hepatrial safety resume --decided-at`` dates the sentinel review (entered after the
+    meeting): dated between the doses it allows the next dose; a date in the future or without
+    a time zone is refused naming the option's field; the signature keeps its own time."""
+    from typer.testing import CliRunner
+
+    from hepatrial.cli import app
+    from hepatrial.trials.models.safety import DSMBDecision
+
+    store = k01_dosed
+    runner = CliRunner()
+    base = ["safety", "resume", "SR-SENTINEL", "--decision", "K01's safety data reviewed",
+            "--user", "dsmb", "--password-stdin"]
+    for bad, why in (("2008-02-02T12:00:00", "has no time zone"),
+                     ("2999-01-01T00:00:00+00:00", "future")):
+        r = runner.invoke(app, [*base, "--decided-at", bad], input=PASSWORD + "\n")
+        assert r.exit_code == 1, r.output
+        assert "decided_at" in r.output and why in r.output, r.output
+    assert not DSMBDecision.objects.exists()
+    r = runner.invoke(app, [*base, "--decided-at", "2008-02-02T12:00:00+00:00"],
+                      input=PASSWORD + "\n")
+    assert r.exit_code == 0, r.output
+    assert "SR-SENTINEL resumed by DSMB decision" in r.output
+    d = DSMBDecision.objects.get()
+    assert d.rule_status["decided_at"] == "2008-02-02T12:00:00+00:00"
+    assert d.signed_at.year >= 2026  # signed now, decided then
+    ready_batch(store, "B-K02", "K02", DAY0 + 14 * ONE)
+    administer(store, "K02", "B-K02", DAY0 + 14 * ONE, review=False)
+    assert _n_admins("K02") == 1

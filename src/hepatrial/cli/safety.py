@@ -598,6 +598,12 @@ def safety_status(as_json: JsonOpt = False, oc: Annotated[bool, typer.Option(
                 for r in rows))
 
 
+DecidedAt = Annotated[str | None, typer.Option(
+    "--decided-at", help="When the DSMB decided (its meeting or review), ISO 8601 with a time "
+    "zone, e.g. 2008-02-02T12:00:00+00:00; default now. The signature keeps the time it is "
+    "signed; the stopping rules count the decision from this time.")]
+
+
 @safety_app.command("resume")
 def safety_resume(
     rule: Annotated[str, typer.Argument(help="Stopping rule id, e.g. SR-DEATH-SAE.")],
@@ -606,6 +612,7 @@ def safety_resume(
     user: UserReq,
     modified: Annotated[bool, typer.Option(
         "--modified", help="Resume with a protocol modification.")] = False,
+    decided_at: DecidedAt = None,
     password_stdin: PasswordStdin = False, db: DbOpt = None,
 ) -> None:
     """Resume a paused stopping rule by a signed DSMB decision (a DSMB member re-enters the
@@ -615,7 +622,7 @@ def safety_resume(
 
     password = read_password(password_stdin, confirm=False, command="hepatrial safety resume ...")
     d = _run(safety.resume_stopping_rule, rule, decision=decision, user=user,
-             password=password, modified=modified)
+             password=password, modified=modified, at=decided_at)
     typer.echo(f"{d.rule_id} resumed by DSMB decision DSMB-{d.pk} ({d.decision}), signed by "
                f"{d.printed_name} at {d.signed_at:%Y-%m-%d %H:%M} UTC: {d.reason}")
     st = safety.safety_status()
@@ -631,7 +638,8 @@ def safety_decide(
     decision: Annotated[str, typer.Option("--decision", help="resume | resume_modified | "
                                           "continue_pause | terminate.")],
     reason: Annotated[str, typer.Option("--reason", help="The DSMB's reason (required).")],
-    user: UserReq, password_stdin: PasswordStdin = False, db: DbOpt = None,
+    user: UserReq, decided_at: DecidedAt = None, password_stdin: PasswordStdin = False,
+    db: DbOpt = None,
 ) -> None:
     """Record any signed DSMB decision on a stopping rule (``terminate`` pauses it for good)."""
     _open(db)
@@ -639,7 +647,7 @@ def safety_decide(
 
     password = read_password(password_stdin, confirm=False, command="hepatrial safety decide ...")
     d = _run(safety.record_dsmb_decision, rule_id=rule, decision=decision, reason=reason,
-             user=user, password=password)
+             user=user, password=password, at=decided_at)
     typer.echo(f"DSMB decision DSMB-{d.pk} on {d.rule_id}: {d.decision}, signed by "
                f"{d.printed_name}: {d.reason}")
 
