@@ -1,6 +1,6 @@
 """The audit trail of accounts: grants (m2m), groups, password changes and resets, sign-in
 attempts, lockouts and unlocks; raw-SQL changes to the auth tables caught by ``audit verify``.
-In-process tests run on SQLite here and on PostgreSQL through test_postgres_inprocess.py; the
+In-process tests run on SQLite here and on PostgreSQL through tests/_engines/test_store_on_postgresql.py; the
 command-line test runs on both engines."""
 
 from __future__ import annotations

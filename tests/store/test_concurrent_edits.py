@@ -4,7 +4,7 @@ is written, and a field the second user never touched is never put back.
 
 Every session works as a browser does: it GETs the page, reads the form's fields (the hidden
 version included) from the HTML, changes what its user changes and POSTs the whole form.
-The admin cases run on SQLite here and on PostgreSQL in tests/store/test_postgres_inprocess.py;
+The admin cases run on SQLite here and on PostgreSQL in tests/_engines/test_store_on_postgresql.py;
 the race of two saves waiting on one lock is tested on both engines with two processes.
 """
 

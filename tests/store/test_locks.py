@@ -1,5 +1,5 @@
 """Locks on a visit, a casebook and the trial refuse every write mechanism (SQLite in process;
-PostgreSQL through tests/store/test_postgres_inprocess.py; the CLI in test_e2e_locks.py)."""
+PostgreSQL through tests/_engines/test_store_on_postgresql.py; the CLI in test_e2e_locks.py)."""
 
 from __future__ import annotations
 

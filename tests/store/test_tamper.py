@@ -7,7 +7,7 @@ taken (kept outside the database, as ``hepatrial audit checkpoint`` prints it), 
 scenario changes the database with raw SQL, and the test asserts exactly which checks report
 it: ``verify`` (``audit.verify()``, i.e. ``hepatrial audit verify``) and ``checkpoint``
 (``audit verify --checkpoint SEQ:HASH``). In-process on SQLite here, on PostgreSQL through
-test_postgres_inprocess.py.
+tests/_engines/test_store_on_postgresql.py.
 
 What is caught by neither, and why (also asserted below):
 

@@ -19,7 +19,9 @@ import pytest
 
 from tests.store.test_e2e_cli import PG_ADMIN_URL, _pg_admin, _pg_url
 
-HERE = Path(__file__).resolve().parent
+#: the store tests rerun here; this file sits in tests/_engines so that it is collected first
+#: and xdist starts this long test at once, beside the rest of the suite
+HERE = Path(__file__).resolve().parents[1] / "store"
 REPO = HERE.parents[1]
 
 
@@ -39,7 +41,6 @@ def test_store_suite_on_postgresql() -> None:
             sys.executable, "-m", "pytest", str(HERE), "-q", "-p", "no:cacheprovider",
             "--create-db",
             f"--ignore={HERE / 'test_e2e_cli.py'}",
-            f"--ignore={HERE / 'test_postgres_inprocess.py'}",
             # tests parametrised by engine already ran on both in the main run
             "-k", "not sqlite and not postgresql",
         ],
