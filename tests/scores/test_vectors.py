@@ -1,4 +1,6 @@
-"""Every row of ../shared/reference/score_vectors.csv whose variant hepatrial implements.
+"""Every row of tests/data/reference/score_vectors.csv (the project's score reference vectors,
+copied into the repository; source in tests/data/reference/README.md) whose variant hepatrial
+implements.
 
 The file is read at test time; a (score, variant) pair that is neither mapped below nor listed
 in NOT_IMPLEMENTED fails the suite, so new reference rows cannot go untested silently.
