@@ -11,10 +11,8 @@ from __future__ import annotations
 
 import json
 import os
-import socket
 import subprocess
 import sys
-import time
 import urllib.error
 import urllib.request
 import uuid
@@ -26,7 +24,9 @@ from urllib.parse import urlsplit, urlunsplit
 
 import pytest
 
-CLI = [sys.executable, "-c", "from hepatrial.cli import app; app()"]
+from tests._serving import cli, cli_env, free_port, start
+from tests._serving import stop as _stop
+
 PG_ADMIN_URL = os.environ.get("HEPATRIAL_TEST_PG_URL", "postgresql://postgres@127.0.0.1:5432/test")
 
 #: builds the test trial in the store named by argv[1] (SQLite) or HEPATRIAL_DATABASE_URL
@@ -69,23 +69,13 @@ class Served:
             return exc.code, exc.headers, exc.read()
 
 
-def free_port() -> int:
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return int(s.getsockname()[1])
-
-
-def _env() -> dict[str, str]:
-    return {k: v for k, v in os.environ.items()
-            if k not in ("DJANGO_SETTINGS_MODULE", "HEPATRIAL_DATABASE_URL", "HEPATRIAL_DB")}
+#: the environment of a ``hepatrial`` subprocess (its own store)
+_env = cli_env
 
 
 def run(env: dict[str, str], *args: str, cwd: Path | None = None) -> str:
     """``hepatrial ARGS``; its standard output (fails the test on a non-zero exit)."""
-    r = subprocess.run([*CLI, *args], env=env, capture_output=True, text=True, timeout=300,
-                       cwd=cwd)
-    assert r.returncode == 0, f"hepatrial {' '.join(args)}:\n{r.stdout}\n{r.stderr}"
-    return r.stdout
+    return cli(*args, env=env, cwd=cwd, timeout=300)
 
 
 @pytest.fixture(scope="module", params=["sqlite",
@@ -119,32 +109,14 @@ def store_env(request: Any, tmp_path_factory: pytest.TempPathFactory
 
 def serve(env: dict[str, str], db_args: list[str], log: Path) -> tuple[subprocess.Popen, str]:
     """Start ``hepatrial serve`` on a free port; ``(process, base URL)`` once it answers."""
-    port = free_port()
-    out = log.open("wb")
-    proc = subprocess.Popen([*CLI, "serve", *db_args, "--port", str(port), "--threads", "4"],
-                            env={**env, "HEPATRIAL_SECRET_KEY": "s" * 64}, stdout=out,
-                            stderr=subprocess.STDOUT, stdin=subprocess.DEVNULL)
-    base = f"http://127.0.0.1:{port}"
-    deadline = time.monotonic() + 120
-    while True:
-        try:
-            with urllib.request.urlopen(base + "/api/v1/openapi.json", timeout=2):
-                return proc, base
-        except (urllib.error.URLError, OSError):
-            if proc.poll() is not None or time.monotonic() > deadline:
-                stop(proc)
-                pytest.fail("hepatrial serve did not start:\n" + log.read_text(errors="replace"))
-            time.sleep(0.3)
+    s = start([*db_args, "--threads", "4"], log, env={**env, "HEPATRIAL_SECRET_KEY": "s" * 64},
+              path="/api/v1/openapi.json", timeout=120)
+    return s.proc, s.base
 
 
 def stop(proc: subprocess.Popen) -> None:
     """Stop a server started by :func:`serve`."""
-    proc.terminate()
-    try:
-        proc.wait(timeout=15)
-    except subprocess.TimeoutExpired:
-        proc.kill()
-        proc.wait(timeout=15)
+    _stop(proc, timeout=15)
 
 
 @pytest.fixture(scope="module")

@@ -18,19 +18,17 @@ from __future__ import annotations
 
 import json
 import os
-import socket
 import sqlite3
 import struct
 import subprocess
 import sys
-import time
-import urllib.error
-import urllib.request
 from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
 
 import pytest
+
+from tests._serving import cli, cli_env, serving
 
 CHROMIUM = Path("/usr/bin/chromium")
 CHROMIUM_ARGS = [
@@ -79,35 +77,6 @@ def _require_browser() -> None:
     pytest.skip(msg)
 
 
-def _env() -> dict[str, str]:
-    env = dict(os.environ)
-    for key in ("DJANGO_SETTINGS_MODULE", "HEPATRIAL_DATABASE_URL", "HEPATRIAL_DB"):
-        env.pop(key, None)
-    return env
-
-
-def _cli(*args: str, stdin: str | None = None) -> str:
-    """Run ``hepatrial ARGS`` in a subprocess; return stdout, fail with its output otherwise."""
-    cmd = [sys.executable, "-c", "from hepatrial.cli import app; app()", *args]
-    r = subprocess.run(cmd, env=_env(), capture_output=True, text=True, input=stdin, timeout=120)
-    assert r.returncode == 0, f"hepatrial {' '.join(args)} failed:\n{r.stdout}\n{r.stderr}"
-    return r.stdout
-
-
-def _free_port() -> int:
-    with socket.socket(socket.AF_INET, socket.SOCK_STREAM) as s:
-        s.bind(("127.0.0.1", 0))
-        return int(s.getsockname()[1])
-
-
-def _answers(url: str) -> bool:
-    try:
-        with urllib.request.urlopen(url, timeout=1) as resp:
-            return bool(resp.status == 200)
-    except (urllib.error.URLError, OSError):
-        return False
-
-
 @pytest.fixture(scope="module")
 def server(tmp_path_factory: pytest.TempPathFactory) -> Iterator[dict[str, Any]]:
     """A store with sites S01 (K01, K02) and S02 (K03), coordinator ``coord_a`` for S01, served
@@ -115,17 +84,17 @@ def server(tmp_path_factory: pytest.TempPathFactory) -> Iterator[dict[str, Any]]
     _require_browser()
     tmp = tmp_path_factory.mktemp("browser")
     db = tmp / "store.sqlite3"
-    _cli("init", "--protocol", "kharaziha2009", "--db", str(db))
+    cli("init", "--protocol", "kharaziha2009", "--db", str(db))
     r = subprocess.run(
         [sys.executable, "-c", SETUP_SCRIPT, str(db)],
-        env=_env(),
+        env=cli_env(),
         capture_output=True,
         text=True,
         timeout=120,
     )
     assert r.returncode == 0, f"setup script failed:\n{r.stdout}\n{r.stderr}"
     pks = json.loads(r.stdout.strip().splitlines()[-1])
-    _cli(
+    cli(
         "user",
         "add",
         "coord_a",
@@ -137,45 +106,9 @@ def server(tmp_path_factory: pytest.TempPathFactory) -> Iterator[dict[str, Any]]
         stdin=PASSWORD + "\n",
     )
 
-    port = _free_port()
-    url = f"http://127.0.0.1:{port}"
-    log_path = tmp / "serve.log"
-    with log_path.open("wb") as log:
-        proc = subprocess.Popen(
-            [
-                sys.executable,
-                "-c",
-                "from hepatrial.cli import app; app()",
-                "serve",
-                "--db",
-                str(db),
-                "--port",
-                str(port),
-            ],
-            env=_env(),
-            stdout=log,
-            stderr=subprocess.STDOUT,
-            stdin=subprocess.DEVNULL,
-        )
-    try:
-        deadline = time.monotonic() + START_TIMEOUT_S
-        while not _answers(f"{url}/admin/login/"):
-            if proc.poll() is not None:
-                pytest.fail(f"hepatrial serve exited ({proc.returncode}):\n{log_path.read_text()}")
-            if time.monotonic() > deadline:
-                pytest.fail(
-                    f"hepatrial serve did not answer within {START_TIMEOUT_S:.0f} s:\n"
-                    f"{log_path.read_text()}"
-                )
-            time.sleep(0.2)
-        yield {"url": url, "db": db, "pks": pks}
-    finally:
-        proc.terminate()
-        try:
-            proc.wait(timeout=10)
-        except subprocess.TimeoutExpired:
-            proc.kill()
-            proc.wait(timeout=10)
+    with serving(["--db", str(db)], tmp / "serve.log", path="/admin/login/",
+                 timeout=START_TIMEOUT_S) as served:
+        yield {"url": served.base, "db": db, "pks": pks}
 
 
 @pytest.fixture(scope="module")

@@ -19,21 +19,17 @@ import datetime as dt
 import os
 import subprocess
 import sys
-import time
 from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
 
 import pytest
 
+from tests._serving import cli, cli_env, serving
 from tests.browser.test_admin_browser import (
     CHROMIUM,
     CHROMIUM_ARGS,
     START_TIMEOUT_S,
-    _answers,
-    _cli,
-    _env,
-    _free_port,
     _require_browser,
 )
 from tests.browser.test_ecrf_journey import Shots, _db
@@ -80,39 +76,17 @@ def server(tmp_path_factory: pytest.TempPathFactory) -> Iterator[dict[str, Any]]
     _require_browser()
     tmp = tmp_path_factory.mktemp("review")
     db = tmp / "store.sqlite3"
-    _cli("init", "--protocol", "kharaziha2009", "--db", str(db))
-    r = subprocess.run([sys.executable, "-c", SETUP, str(db)], env=_env(),
+    cli("init", "--protocol", "kharaziha2009", "--db", str(db))
+    r = subprocess.run([sys.executable, "-c", SETUP, str(db)], env=cli_env(),
                        capture_output=True, text=True, timeout=120)
     assert r.returncode == 0, f"setup failed:\n{r.stdout}\n{r.stderr}"
     for name, (role, printed) in ACCOUNTS.items():
         args = ["user", "add", name, "--role", role, "--password-stdin", "--db", str(db)]
         args += ["--site", "S01"] if role != "data-manager" else []
         args += ["--printed-name", printed] if printed else []
-        _cli(*args, stdin=PASSWORD + "\n")
-    port = _free_port()
-    url = f"http://127.0.0.1:{port}"
-    log_path = tmp / "serve.log"
-    with log_path.open("wb") as log:
-        proc = subprocess.Popen(
-            [sys.executable, "-c", "from hepatrial.cli import app; app()", "serve", "--db",
-             str(db), "--port", str(port)],
-            env=_env(), stdout=log, stderr=subprocess.STDOUT, stdin=subprocess.DEVNULL)
-    try:
-        deadline = time.monotonic() + START_TIMEOUT_S
-        while not _answers(f"{url}/login/"):
-            if proc.poll() is not None:
-                pytest.fail(f"hepatrial serve exited ({proc.returncode}):\n{log_path.read_text()}")
-            if time.monotonic() > deadline:
-                pytest.fail(f"hepatrial serve did not answer:\n{log_path.read_text()}")
-            time.sleep(0.2)
-        yield {"url": url, "db": db, "log": log_path}
-    finally:
-        proc.terminate()
-        try:
-            proc.wait(timeout=10)
-        except subprocess.TimeoutExpired:
-            proc.kill()
-            proc.wait(timeout=10)
+        cli(*args, stdin=PASSWORD + "\n")
+    with serving(["--db", str(db)], tmp / "serve.log", timeout=START_TIMEOUT_S) as served:
+        yield {"url": served.base, "db": db, "log": served.log}
 
 
 @pytest.fixture(scope="module")

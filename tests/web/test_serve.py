@@ -4,12 +4,7 @@ static files by WhiteNoise, sign-in with CSRF, lockout after 5 failed sign-ins (
 from __future__ import annotations
 
 import http.cookiejar
-import os
 import re
-import socket
-import subprocess
-import sys
-import time
 import urllib.error
 import urllib.parse
 import urllib.request
@@ -19,28 +14,9 @@ from typing import Any
 
 import pytest
 
+from tests._serving import cli, cli_env, serving
+
 PASSWORD = "Correct-Horse-Battery-9"
-CLI = [sys.executable, "-c", "from hepatrial.cli import app; app()"]
-
-
-def _env(**extra: str) -> dict[str, str]:
-    env = {k: v for k, v in os.environ.items()
-           if k not in ("DJANGO_SETTINGS_MODULE", "HEPATRIAL_DATABASE_URL", "HEPATRIAL_DB")}
-    env.update(extra)
-    return env
-
-
-def _cli(*args: str, stdin: str | None = None) -> str:
-    r = subprocess.run([*CLI, *args], env=_env(), capture_output=True, text=True, input=stdin,
-                       timeout=120)
-    assert r.returncode == 0, f"hepatrial {' '.join(args)}:\n{r.stdout}\n{r.stderr}"
-    return r.stdout
-
-
-def _free_port() -> int:
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return int(s.getsockname()[1])
 
 
 class Client:
@@ -75,37 +51,14 @@ class Client:
 def server(tmp_path_factory: pytest.TempPathFactory) -> Iterator[dict[str, Any]]:
     tmp = tmp_path_factory.mktemp("serve")
     db = tmp / "store.sqlite3"
-    _cli("init", "--protocol", "kharaziha2009", "--db", str(db))
-    _cli("user", "add", "coord_a", "--site", "S01", "--password-stdin", "--db", str(db),
-         stdin=PASSWORD + "\n")
-    port = _free_port()
-    log = (tmp / "serve.log").open("wb")
-    proc = subprocess.Popen(
-        [*CLI, "serve", "--db", str(db), "--port", str(port)],
-        env=_env(HEPATRIAL_ALLOWED_HOSTS="trial.example.org",
-                 HEPATRIAL_CSRF_TRUSTED_ORIGINS="http://trial.example.org",
-                 HEPATRIAL_SECRET_KEY="s" * 64),
-        stdout=log, stderr=subprocess.STDOUT, stdin=subprocess.DEVNULL)
-    base = f"http://127.0.0.1:{port}"
-    try:
-        deadline = time.monotonic() + 60
-        while True:
-            try:
-                with urllib.request.urlopen(base + "/login/", timeout=1):
-                    break
-            except (urllib.error.URLError, OSError):
-                if proc.poll() is not None or time.monotonic() > deadline:
-                    pytest.fail("hepatrial serve did not start:\n"
-                                + Path(log.name).read_text(errors="replace"))
-                time.sleep(0.2)
-        yield {"base": base, "db": db, "log": Path(log.name)}
-    finally:
-        proc.terminate()
-        try:
-            proc.wait(timeout=10)
-        except subprocess.TimeoutExpired:
-            proc.kill()
-        log.close()
+    cli("init", "--protocol", "kharaziha2009", "--db", str(db))
+    cli("user", "add", "coord_a", "--site", "S01", "--password-stdin", "--db", str(db),
+        stdin=PASSWORD + "\n")
+    with serving(["--db", str(db)], tmp / "serve.log",
+                 env=cli_env(HEPATRIAL_ALLOWED_HOSTS="trial.example.org",
+                             HEPATRIAL_CSRF_TRUSTED_ORIGINS="http://trial.example.org",
+                             HEPATRIAL_SECRET_KEY="s" * 64)) as served:
+        yield {"base": served.base, "db": db, "log": served.log}
 
 
 def test_served_by_waitress_behind_a_configured_host_name(server: dict[str, Any]) -> None:
@@ -138,8 +91,8 @@ def test_sign_in_and_worklist(server: dict[str, Any]) -> None:
 
 
 def test_lockout_after_five_failed_sign_ins(server: dict[str, Any]) -> None:
-    _cli("user", "add", "coord_b", "--site", "S01", "--password-stdin", "--db",
-         str(server["db"]), stdin=PASSWORD + "\n")
+    cli("user", "add", "coord_b", "--site", "S01", "--password-stdin", "--db",
+        str(server["db"]), stdin=PASSWORD + "\n")
     c = Client(server["base"], "trial.example.org")
     for _ in range(4):
         status, page = c.login("coord_b", "wrong-password-123")
@@ -159,40 +112,16 @@ def test_https_behind_a_trusted_proxy_only(tmp_path: Path, trusted: bool) -> Non
     secure session cookie); without it waitress drops the header, so a client cannot claim
     HTTPS (no HSTS)."""
     db = tmp_path / "store.sqlite3"
-    _cli("init", "--protocol", "kharaziha2009", "--db", str(db))
-    port = _free_port()
+    cli("init", "--protocol", "kharaziha2009", "--db", str(db))
     env = {"HEPATRIAL_ALLOWED_HOSTS": "trial.example.org", "HEPATRIAL_HTTPS": "1",
            "HEPATRIAL_CSRF_TRUSTED_ORIGINS": "https://trial.example.org",
            "HEPATRIAL_SECRET_KEY": "s" * 64}
     if trusted:
         env["HEPATRIAL_TRUSTED_PROXY"] = "127.0.0.1"
-    log = (tmp_path / "serve.log").open("wb")
-    proc = subprocess.Popen([*CLI, "serve", "--db", str(db), "--port", str(port)],
-                            env=_env(**env), stdout=log, stderr=subprocess.STDOUT,
-                            stdin=subprocess.DEVNULL)
-    try:
-        req = urllib.request.Request(f"http://127.0.0.1:{port}/login/", headers={
-            "Host": "trial.example.org", "X-Forwarded-Proto": "https"})
-        deadline = time.monotonic() + 60
-        while True:
-            try:
-                with urllib.request.urlopen(req, timeout=2) as resp:
-                    status, headers = resp.status, resp.headers
-                break
-            except urllib.error.HTTPError as exc:
-                status, headers = exc.code, exc.headers
-                break
-            except (urllib.error.URLError, OSError):
-                if proc.poll() is not None or time.monotonic() > deadline:
-                    pytest.fail("hepatrial serve did not start:\n"
-                                + (tmp_path / "serve.log").read_text(errors="replace"))
-                time.sleep(0.2)
+    # the first answer is the one checked: /login/ as the proxy forwards it
+    with serving(["--db", str(db)], tmp_path / "serve.log", env=cli_env(**env),
+                 headers={"Host": "trial.example.org", "X-Forwarded-Proto": "https"},
+                 expect=None) as served:
+        status, headers = served.status, served.headers
         assert status == 200
         assert ("Strict-Transport-Security" in headers) is trusted, dict(headers)
-    finally:
-        proc.terminate()
-        try:
-            proc.wait(timeout=10)
-        except subprocess.TimeoutExpired:
-            proc.kill()
-        log.close()
