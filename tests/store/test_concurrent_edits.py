@@ -128,6 +128,17 @@ def _ae(store: Any, **over: Any) -> Any:
     return safety.record_adverse_event(participant="K01", **values)
 
 
+def stale_admin_save(s1: Client, s2: Client, url: str, form_id: str, first: dict[str, Any],
+                     second: dict[str, Any]) -> tuple[dict[str, Any], dict[str, Any], Any]:
+    """Both sessions load the admin change form at ``url``; ``s1`` saves its form with
+    ``first`` (must pass: 302), then ``s2`` posts the form it loaded before with ``second``.
+    ``(s1's form, s2's form, s2's response)``."""
+    f1, f2 = form_of(s1.get(url), form_id), form_of(s2.get(url), form_id)
+    r = s1.post(url, {**f1, **first, "_save": 1})
+    assert r.status_code == 302, r.content.decode()[:3000]
+    return f1, f2, s2.post(url, {**f2, **second, "_save": 1})
+
+
 def _refused(r: Any, who: str) -> str:
     """The page of a refused save: 409, the message names who changed it, the current form."""
     page = r.content.decode()
@@ -143,14 +154,14 @@ def test_admin_adverse_event_term_recode_and_grade_change(store: Any, users: Any
     who and when; the event keeps session 1's term and grade 3; one new history row."""
     ae = _ae(store)
     url = f"/admin/trials/adverseevent/{ae.pk}/change/"
-    s1, s2 = session(users["dm"]), session(users["dm2"])
-    f1, f2 = form_of(s1.get(url), "adverseevent_form"), form_of(s2.get(url), "adverseevent_form")
-    assert f1[VERSION] == f2[VERSION] == str(ae.history.latest("history_id").history_id)
-    assert (f1["term"], f1["grade"]) == ("Nausea", "3")
+    loaded = str(ae.history.latest("history_id").history_id)
     before = history_count(ae)
-    r = s1.post(url, {**f1, "term": "Vomiting", "change_reason": "recoded the term", "_save": 1})
-    assert r.status_code == 302, r.content.decode()[:3000]
-    r = s2.post(url, {**f2, "grade": "2", "change_reason": "grade corrected", "_save": 1})
+    s1, s2 = session(users["dm"]), session(users["dm2"])
+    f1, f2, r = stale_admin_save(s1, s2, url, "adverseevent_form",
+                                 {"term": "Vomiting", "change_reason": "recoded the term"},
+                                 {"grade": "2", "change_reason": "grade corrected"})
+    assert f1[VERSION] == f2[VERSION] == loaded
+    assert (f1["term"], f1["grade"]) == ("Nausea", "3")
     page = _refused(r, "dm")
     assert "term: &#x27;Nausea&#x27; -&gt; &#x27;Vomiting&#x27;" in page
     ae.refresh_from_db()
@@ -177,11 +188,10 @@ def test_admin_never_puts_back_a_field_the_user_did_not_touch(store: Any, users:
     recodes the term; without the version the admin would write grade 1 back."""
     ae = _ae(store, grade=1)
     url = f"/admin/trials/adverseevent/{ae.pk}/change/"
-    s1, s2 = session(users["dm"]), session(users["dm2"])
-    f1, f2 = form_of(s1.get(url), "adverseevent_form"), form_of(s2.get(url), "adverseevent_form")
-    r = s1.post(url, {**f1, "grade": "3", "change_reason": "worsened", "_save": 1})
-    assert r.status_code == 302, r.content.decode()[:3000]
-    r = s2.post(url, {**f2, "term": "Vomiting", "change_reason": "recoded", "_save": 1})
+    _f1, _f2, r = stale_admin_save(session(users["dm"]), session(users["dm2"]), url,
+                                   "adverseevent_form",
+                                   {"grade": "3", "change_reason": "worsened"},
+                                   {"term": "Vomiting", "change_reason": "recoded"})
     page = _refused(r, "dm")
     assert "grade: 1 -&gt; 3" in page
     ae.refresh_from_db()
@@ -194,14 +204,11 @@ def test_admin_participant(store: Any, users: Any) -> None:
 
     p = Participant.objects.get(study_id="K01")
     url = f"/admin/trials/participant/{p.pk}/change/"
-    s1, s2 = session(users["dm"]), session(users["dm2"])
-    f1, f2 = form_of(s1.get(url), "participant_form"), form_of(s2.get(url), "participant_form")
     before = history_count(p)
-    r = s1.post(url, {**f1, "year_of_birth": "1961", "change_reason": "source document check",
-                      "_save": 1})
-    assert r.status_code == 302, r.content.decode()[:3000]
-    r = s2.post(url, {**f2, "etiology": "HCV", "change_reason": "aetiology corrected",
-                      "_save": 1})
+    _f1, _f2, r = stale_admin_save(
+        session(users["dm"]), session(users["dm2"]), url, "participant_form",
+        {"year_of_birth": "1961", "change_reason": "source document check"},
+        {"etiology": "HCV", "change_reason": "aetiology corrected"})
     page = _refused(r, "dm")
     assert "year of birth: 1960 -&gt; 1961" in page.lower()
     p.refresh_from_db()
@@ -215,14 +222,11 @@ def test_admin_lab_result(store: Any, users: Any) -> None:
     lab = store.record_lab(participant="K01", visit_code="D0", analyte="creatinine",
                            value="1.0", unit="mg/dL")
     url = f"/admin/trials/labresult/{lab.pk}/change/"
-    s1, s2 = session(users["coord"]), session(users["dm"])
-    f1, f2 = form_of(s1.get(url), "labresult_form"), form_of(s2.get(url), "labresult_form")
     before = history_count(lab)
-    r = s1.post(url, {**f1, "value_as_entered": "1.2", "change_reason": "transcription error",
-                      "_save": 1})
-    assert r.status_code == 302, r.content.decode()[:3000]
-    r = s2.post(url, {**f2, "laboratory": "central lab", "change_reason": "lab named",
-                      "_save": 1})
+    _f1, _f2, r = stale_admin_save(
+        session(users["coord"]), session(users["dm"]), url, "labresult_form",
+        {"value_as_entered": "1.2", "change_reason": "transcription error"},
+        {"laboratory": "central lab", "change_reason": "lab named"})
     _refused(r, "coord")
     lab.refresh_from_db()
     assert (lab.value_as_entered, lab.unit_as_entered, lab.laboratory) == ("1.2", "mg/dL", "")
@@ -264,11 +268,10 @@ def test_admin_plain_model_and_a_forged_version(store: Any, users: Any) -> None:
     root2 = store.create_user(username="root2", password=None, superuser=True)
     site = Site.objects.get(code="S01")
     url = f"/admin/trials/site/{site.pk}/change/"
-    s1, s2 = session(root), session(root2)
-    f1, f2 = form_of(s1.get(url), "site_form"), form_of(s2.get(url), "site_form")
-    r = s1.post(url, {**f1, "name": "first site", "change_reason": "renamed", "_save": 1})
-    assert r.status_code == 302, r.content.decode()[:3000]
-    r = s2.post(url, {**f2, "name": "other name", "change_reason": "renamed", "_save": 1})
+    s1 = session(root)
+    f1, _f2, r = stale_admin_save(s1, session(root2), url, "site_form",
+                                  {"name": "first site", "change_reason": "renamed"},
+                                  {"name": "other name", "change_reason": "renamed"})
     _refused(r, "root")
     site.refresh_from_db()
     assert site.name == "first site"

@@ -647,7 +647,7 @@ def dsmb_decided_at(d: Any) -> _dt.datetime:
     """When a DSMB decision was taken: the time it was dated when recorded
     (``rule_status["decided_at"]``, e.g. a sentinel review entered after the meeting), else
     when it was signed."""
-    when = (d.rule_status or {}).get("decided_at") if isinstance(d.rule_status, dict) else None
+    when = d.rule_status.get("decided_at") if isinstance(d.rule_status, dict) else None
     if isinstance(when, str):
         return _dt.datetime.fromisoformat(when)
     return d.signed_at

@@ -143,7 +143,7 @@ def participants(site_ids: Iterable[int], *, q: str = "", site_code: str = "",
 # ---------------------------------------------------------------------- locks, signatures
 def active_locks_by_visit(participant_ids: Iterable[int]) -> tuple[bool, set[int], set[int]]:
     """``(trial locked, locked participant ids, locked visit ids)`` of the active locks."""
-    pids = list(participant_ids)
+    pids = set(participant_ids)
     rows = list(Lock.objects.filter(unlocked_at__isnull=True).filter(
         Q(level="trial") | Q(participant_id__in=pids)).values_list(
         "level", "participant_id", "visit_id"))  # one query for the three answers
@@ -575,13 +575,6 @@ def visit_values(visit: Visit) -> tuple[dict[str, float], ClinicalAssessment | N
     assessment."""
     labs = dict(LabResult.objects.filter(visit=visit).values_list("analyte", "value"))
     return labs, ClinicalAssessment.objects.filter(visit=visit).first()
-
-
-def visits_done(site_ids: Iterable[int]) -> list[Visit]:
-    """Visits that took place at the sites, by participant and schedule."""
-    return list(Visit.objects.filter(
-        participant__site_id__in=list(site_ids), status__in=DONE
-    ).select_related("participant").order_by("participant__study_id", "nominal_day", "code"))
 
 
 def visits_to_sign(site_ids: Iterable[int]) -> list[dict[str, Any]]:

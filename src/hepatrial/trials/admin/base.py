@@ -80,6 +80,8 @@ class ReasonForm(forms.ModelForm):
 
     #: the first entry of a value needs no reason (only changes of stored values do)
     first_entry_free: bool = False
+    #: validator field name -> form field name (problems on other fields go to the form top)
+    rule_fields: dict[str, str] = {}  # noqa: RUF012
 
     def __init__(self, *args: Any, **kwargs: Any) -> None:
         super().__init__(*args, **kwargs)
@@ -92,15 +94,10 @@ class ReasonForm(forms.ModelForm):
         """Refuse (:class:`~hepatrial.errors.ConcurrentEditError`, raised out of the form's
         validation so that the admin shows the current record) a change of a record saved by
         someone else since this form was loaded; a POST without the version is not checked."""
-        if self.instance.pk is None:
-            return
-        expected = (self.data.get(self.add_prefix(VERSION_FIELD)) or "").strip()
-        if expected:
-            from hepatrial.trials.services._concurrency import check_version
+        if self.instance.pk is not None:
+            from hepatrial.trials.services._concurrency import check_posted_version
 
-            check_version(self.instance, expected)
-    #: validator field name -> form field name (problems on other fields go to the form top)
-    rule_fields: dict[str, str] = {}  # noqa: RUF012
+            check_posted_version(self.instance, self.data, key=self.add_prefix(VERSION_FIELD))
 
     def clean(self) -> dict[str, Any]:
         self.check_version()  # first: the rules below judge the record as stored now
@@ -270,11 +267,10 @@ class AuditedAdmin(SimpleHistoryAdmin):
         return super().render_delete_form(request, context)
 
     def delete_model(self, request: HttpRequest, obj: Any) -> None:
-        expected = request.POST.get(VERSION_FIELD, "").strip()
-        if expected:  # inside the admin's transaction: refused before anything is deleted
-            from hepatrial.trials.services._concurrency import check_version
+        from hepatrial.trials.services._concurrency import check_posted_version
 
-            check_version(obj, expected)
+        # inside the admin's transaction: refused before anything is deleted
+        check_posted_version(obj, request.POST)
         obj.delete(reason=getattr(request, "_hepatrial_reason", ""), user=request.user)
 
     def history_form_view(

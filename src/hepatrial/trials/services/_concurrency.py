@@ -20,7 +20,7 @@ again. Merging non-overlapping field changes is not attempted.
 from __future__ import annotations
 
 import datetime as _dt
-from collections.abc import Iterable
+from collections.abc import Callable, Iterable, Mapping
 from dataclasses import dataclass
 from typing import Any
 
@@ -33,7 +33,9 @@ from hepatrial.errors import ConcurrentEditError
 __all__ = [
     "VERSION_FIELD",
     "Scope",
+    "check_posted_version",
     "check_version",
+    "form_version",
     "record_scopes",
     "version_of",
     "visit_scopes",
@@ -46,11 +48,16 @@ VERSION_FIELD = "loaded_version"
 @dataclass(frozen=True)
 class Scope:
     """History rows of one model matching ``filters`` (e.g. one record, or the labs of a
-    visit); ``what`` names them in messages."""
+    visit); ``describe()`` names them in messages - called only for a message, as naming a
+    record may read its related rows (``str()`` of an adverse event names its participant)."""
 
     model: type[models.Model]
     filters: tuple[tuple[str, Any], ...]
-    what: str
+    describe: Callable[[], str]
+
+    @property
+    def what(self) -> str:
+        return self.describe()
 
     @property
     def history(self) -> Any:
@@ -66,7 +73,8 @@ def _label(record: models.Model) -> str:
 
 def record_scopes(record: models.Model) -> list[Scope]:
     """The one scope of a single record: its own history rows."""
-    return [Scope(type(record), ((record._meta.pk.attname, record.pk),), _label(record))]
+    return [Scope(type(record), ((record._meta.pk.attname, record.pk),),
+                  lambda: _label(record))]
 
 
 def visit_scopes(visit: Any) -> list[Scope]:
@@ -74,13 +82,15 @@ def visit_scopes(visit: Any) -> list[Scope]:
     deviations (items recorded as not done) of the visit."""
     from hepatrial.trials import models as m
 
-    where = f"participant {visit.participant.study_id} visit {visit.code}"
+    def where(prefix: str = "") -> Callable[[], str]:
+        return lambda: f"{prefix}participant {visit.participant.study_id} visit {visit.code}"
+
     return [
-        Scope(m.Visit, (("id", visit.pk),), where),
-        Scope(m.LabResult, (("visit_id", visit.pk),), f"a lab result of {where}"),
+        Scope(m.Visit, (("id", visit.pk),), where()),
+        Scope(m.LabResult, (("visit_id", visit.pk),), where("a lab result of ")),
         Scope(m.ClinicalAssessment, (("visit_id", visit.pk),),
-              f"the clinical assessment of {where}"),
-        Scope(m.ProtocolDeviation, (("visit_id", visit.pk),), f"a deviation of {where}"),
+              where("the clinical assessment of ")),
+        Scope(m.ProtocolDeviation, (("visit_id", visit.pk),), where("a deviation of ")),
     ]
 
 
@@ -88,6 +98,27 @@ def version_of(record: models.Model | Iterable[Scope]) -> str:
     """The version token of a record (its latest history id) or of a list of scopes."""
     scopes = record_scopes(record) if isinstance(record, models.Model) else list(record)
     return ".".join(str(s.latest()) for s in scopes)
+
+
+def _posted(post: Mapping[str, Any] | None, key: str = VERSION_FIELD) -> str:
+    return str((post or {}).get(key) or "").strip()
+
+
+def form_version(record: models.Model | Iterable[Scope],
+                 post: Mapping[str, Any] | None = None) -> str:
+    """The value of a form's hidden :data:`VERSION_FIELD`: the version ``post`` carries when
+    the form is shown again after a refused save (it stays based on what was loaded), else
+    the current :func:`version_of` ``record``."""
+    return _posted(post) or version_of(record)
+
+
+def check_posted_version(target: models.Model, post: Mapping[str, Any], *,
+                         key: str = VERSION_FIELD, scopes: list[Scope] | None = None) -> None:
+    """:func:`check_version` of a submitted form against the version in ``post[key]``; a POST
+    without it (a hand-made request, not the page) is not checked."""
+    expected = _posted(post, key)
+    if expected:
+        check_version(target, expected, scopes=scopes)
 
 
 def _when(d: _dt.datetime) -> str:
@@ -144,13 +175,13 @@ def check_version(target: models.Model, expected: Any, *,
     2026-12-02 10:41:07 UTC (term: ...) since you loaded this form. Nothing was saved: reload
     the page to see the change, then edit again."."""
     scopes = scopes if scopes is not None else record_scopes(target)
-    what = scopes[0].what if scopes else _label(target)
     if connection.in_atomic_block and target.pk is not None:
         list(type(target)._base_manager.select_for_update().filter(pk=target.pk)
              .values_list("pk", flat=True))
     text = str(expected if expected is not None else "").strip()
     parts = text.split(".")
     if len(parts) != len(scopes) or not all(p.isascii() and p.isdigit() for p in parts):
+        what = scopes[0].what if scopes else _label(target)
         raise ConcurrentEditError(
             f"{what}: the form's version {text!r} is not a version of this record. Nothing "
             f"was saved: reload the page to see the current values, then edit again.")

@@ -220,25 +220,21 @@ def _scores_context(p: Any, visit: Any, post: Mapping[str, Any] | None) -> dict[
     return {"scores": rows, "unusable": bad}
 
 
-def _versions(visit: Any, items: Any, post: Mapping[str, Any] | None = None) -> dict[str, Any]:
+def _versions(visit: Any, post: Mapping[str, Any] | None = None) -> dict[str, Any]:
     """The hidden version field of the form: the version of the visit's records it shows
     (optimistic locking; :func:`check_visit_version` refuses a save based on an older one).
     A form shown again after a refusal keeps the version it was loaded with."""
-    from hepatrial.trials.services._concurrency import VERSION_FIELD, version_of, visit_scopes
+    from hepatrial.trials.services._concurrency import VERSION_FIELD, form_version, visit_scopes
 
-    if post is not None and str(post.get(VERSION_FIELD, "")).strip():
-        return {VERSION_FIELD: str(post.get(VERSION_FIELD)).strip()}
-    return {VERSION_FIELD: version_of(visit_scopes(visit))}
+    return {VERSION_FIELD: form_version(visit_scopes(visit), post)}
 
 
 def check_visit_version(visit: Any, post: Mapping[str, Any]) -> None:
     """Raise :class:`~hepatrial.errors.ConcurrentEditError` when the visit's records changed
     since the form in ``post`` was loaded (call inside the transaction that writes)."""
-    from hepatrial.trials.services._concurrency import VERSION_FIELD, check_version, visit_scopes
+    from hepatrial.trials.services._concurrency import check_posted_version, visit_scopes
 
-    expected = str(post.get(VERSION_FIELD, "")).strip()
-    if expected:
-        check_version(visit, expected, scopes=visit_scopes(visit))
+    check_posted_version(visit, post, scopes=visit_scopes(visit))
 
 
 def crf_context(request: HttpRequest, p: Any, visit: Any, *,
@@ -285,7 +281,7 @@ def crf_context(request: HttpRequest, p: Any, visit: Any, *,
                                         if visit.actual_date else ""),
         "locked": locked, "signatures": sigs,
         "can_enter": access.may("enter_data", p) and not locked,
-        "versions": _versions(visit, items, post), "today": today(),
+        "versions": _versions(visit, post), "today": today(),
         "complete": visit.status in selectors_web.DONE and not items.missing,
         **_scores_context(p, visit, post),
     }

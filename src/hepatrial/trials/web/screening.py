@@ -294,10 +294,9 @@ def _participant_context(request: HttpRequest, p: Any, proto: Any, *,
 def _versions(p: Any, post: Mapping[str, Any] | None) -> dict[str, str]:
     """The hidden version field: the participant's version the form was loaded with (kept
     when the form is shown again after a refusal)."""
-    from hepatrial.trials.services._concurrency import VERSION_FIELD, version_of
+    from hepatrial.trials.services._concurrency import VERSION_FIELD, form_version
 
-    posted = str((post or {}).get(VERSION_FIELD, "")).strip()
-    return {VERSION_FIELD: posted or version_of(p)}
+    return {VERSION_FIELD: form_version(p, post)}
 
 
 def _stored_post(proto: Any, p: Any) -> dict[str, Any]:
@@ -335,12 +334,11 @@ def screening(request: HttpRequest, study_id: str) -> HttpResponse:
         for name in ("sex", "year_of_birth", "etiology", "screening_date"):
             if name in post:
                 changes[name] = post[name]
-        from hepatrial.trials.services._concurrency import VERSION_FIELD, check_version
+        from hepatrial.trials.services._concurrency import check_posted_version
 
         try:
             with transaction.atomic():
-                if str(post.get(VERSION_FIELD, "")).strip():
-                    check_version(p, post[VERSION_FIELD])
+                check_posted_version(p, post)
                 services.update_participant(p, reason=post.get("reason") or None,
                                             user=request.user, **changes)
         except errors.ConcurrentEditError as exc:
