@@ -11,9 +11,10 @@ coded adverse events (one in ten serious, none related: no rule pauses), seeded.
 
 Timed (best of 3): reading the safety records (``selectors.safety_data``, MELD computed per
 visit), the pure evaluation (``evaluate_stopping_rules``), ``services.safety.safety_status``
-(both, plus the latches), ``dosing_pause``, ``refresh_safety_status`` (evaluation, latching,
-notification checks) and one ``record_adverse_event`` through the service (validation, write,
-refresh). Prints seconds.
+(both, plus the latches), ``dosing_pause`` (now, and for a participant's dose dated an hour
+ago: what the dosing gate of every administration pays), ``refresh_safety_status``
+(evaluation, latching, notification checks) and one ``record_adverse_event`` through the
+service (validation, write, refresh). Prints seconds.
 """
 
 from __future__ import annotations
@@ -109,17 +110,19 @@ def main(argv: list[str] | None = None) -> None:
     proto = services.active_protocol()
     now = dt.datetime.now(dt.UTC)
     data = selectors.safety_data(proto)
+    first = Participant.objects.order_by("pk").first()
     rows = {"safety_data (read + MELD per visit)": lambda: selectors.safety_data(proto),
             "evaluate_stopping_rules (pure)": lambda: ps.evaluate_stopping_rules(proto, data,
                                                                                  now),
             "safety_status": safety.safety_status,
             "dosing_pause": safety.dosing_pause,
+            "dosing_pause (a dose dated 1 h ago: the gate)": lambda: safety.dosing_pause(
+                first, at=now - dt.timedelta(hours=1)),
             "refresh_safety_status": safety.refresh_safety_status}
     print(f"store: {a.participants} participants, {a.events} adverse events, "
           f"{len(data.labs)} MELD values (setup {setup_s:.1f} s, not timed)")
     for name, fn in rows.items():
-        print(f"  {name:<40} {_best(fn):8.3f} s")
-    first = Participant.objects.order_by("pk").first()
+        print(f"  {name:<46} {_best(fn):8.3f} s")
     i = [0]
 
     def record() -> None:
@@ -129,7 +132,7 @@ def main(argv: list[str] | None = None) -> None:
             + dt.timedelta(days=i[0]), relatedness_product="not_related",
             relatedness_procedure="not_related", action_taken="none")
 
-    print(f"  {'record_adverse_event (write + refresh)':<40} {_best(record):8.3f} s")
+    print(f"  {'record_adverse_event (write + refresh)':<46} {_best(record):8.3f} s")
     st = safety.safety_status()
     print(f"pausing: {', '.join(st.pausing_rules) or 'none'}")
     sys.stdout.flush()

@@ -130,8 +130,9 @@ def test_vein_to_vein_through_the_cli(enrolled: Any, store: Any, tmp_path: Path)
               _iso(DAY0, 10, 16), "--observer", "nurse1", "--heart-rate", "400", code=1)
     assert "the observation at 15 min is already recorded" in out
     assert "heart_rate: '400' is outside 20-250" in out
-    run("product", "observe", "K01", "--batch", "B-none", "--minute", "0", "--at",
-        _iso(DAY0, 10), "--observer", "n", code=2)
+    out = run("product", "observe", "K01", "--batch", "B-none", "--minute", "0", "--at",
+              _iso(DAY0, 10), "--observer", "n", code=2)
+    assert "participant K01 has no administration of batch 'B-none'" in out
     run("product", "coa", bid, "-o", str(tmp_path / "coa.html"))
     page = (tmp_path / "coa.html").read_text(encoding="utf-8")
     assert "The batch meets its release specification." in page and "QA qa1" in page

@@ -169,8 +169,7 @@ def allow_dosing(services: Any, participant: str, when: dt.datetime | None = Non
 
     from hepatrial.trials.services import safety
 
-    fn = getattr(safety, "dosing_pause", None)
-    pause = fn(participant, at=when) if fn is not None else None
+    pause = safety.dosing_pause(participant, at=when)
     if pause is None or pause.rule != "SR-SENTINEL":
         return
     if not get_user_model().objects.filter(username="dsmb1").exists():

@@ -1034,8 +1034,8 @@ def destroy_batch(batch: CellProductBatch | str, *, reason: str, at: Any = None,
 def dosing_pause(participant: Participant, *, at: _dt.datetime | None = None,
                  exclude: Administration | None = None) -> DosingPause | None:
     """The stopping rule that paused dosing when the cells were given (``at``, default now),
-    from the safety module (``services.safety.dosing_pause``) when it provides one; None
-    otherwise. ``exclude``: the administration being corrected (left out of the facts).
+    from the safety module (``services.safety.dosing_pause``); None when none did.
+    ``exclude``: the administration being corrected (left out of the facts).
 
     The gate judges what was in force at ``at``: a back-dated administration meets the
     sentinel interval and review as they stood on its date (the previous participant's first
@@ -1045,10 +1045,7 @@ def dosing_pause(participant: Participant, *, at: _dt.datetime | None = None,
     :func:`hepatrial.trials.services.safety.dosing_pause`)."""
     from hepatrial.trials.services import safety as _safety
 
-    fn = getattr(_safety, "dosing_pause", None)
-    if fn is None:
-        return None
-    return fn(participant, at=at, exclude=exclude)
+    return _safety.dosing_pause(participant, at=at, exclude=exclude)
 
 
 def _eligible(p: Participant) -> bool | None:

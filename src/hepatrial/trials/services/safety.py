@@ -576,41 +576,45 @@ class StoreSafetyStatus:
             "error": self.error}  # fmt: skip
 
 
-def safety_status(*, at: _dt.datetime | None = None,
-                  exclude_administration: Any = None) -> StoreSafetyStatus:  # fmt: skip
+def safety_status(*, at: _dt.datetime | None = None) -> StoreSafetyStatus:
     """Evaluate the protocol's stopping rules on the store's records as of ``at`` (default
     now) with the store's latched pauses (a latch counts from its start: one that began after
-    ``at`` was not in force then). Writes nothing. ``exclude_administration`` (an
-    :class:`~hepatrial.trials.models.Administration` or its pk): leave that administration out
-    of the data — the dosing gate judging a correction of it (the facts before it was given)."""
+    ``at`` was not in force then). Writes nothing."""
     proto = active_protocol()
     if proto.safety is None:
         return StoreSafetyStatus(None)
+    return _status(proto, _safety_data(proto), at or timezone.now(), _rule_states())
+
+
+def _safety_data(proto: Any, exclude: Administration | int | None = None
+                 ) -> ps.SafetyData | ps.SafetyDataError:  # fmt: skip
+    """The store's safety records (:func:`hepatrial.trials.selectors.safety_data`), or why
+    they cannot be read; ``exclude`` (an administration or its pk): that administration left
+    out — the dosing gate judging a correction of it (the facts before it was given)."""
     try:
-        data = _safety_data(proto, exclude_administration)
+        data = selectors.safety_data(proto)
     except ps.SafetyDataError as e:
-        return _status(proto, None, at or timezone.now(), str(e))
-    return _status(proto, data, at or timezone.now())
-
-
-def _safety_data(proto: Any, exclude_administration: Any = None) -> ps.SafetyData:
-    data = selectors.safety_data(proto)
-    if exclude_administration is not None:
-        skip = f"ADM-{getattr(exclude_administration, 'pk', exclude_administration)}"
+        return e
+    if exclude is not None:
+        skip = f"ADM-{getattr(exclude, 'pk', exclude)}"
         data = replace(data, administrations=tuple(
             a for a in data.administrations if a.id != skip))
     return data
 
 
-def _status(proto: Any, data: ps.SafetyData | None, at: _dt.datetime,
-            error: str | None = None) -> StoreSafetyStatus:  # fmt: skip
-    states = {s.rule_id: s for s in StoppingRuleState.objects.order_by("rule_id")}
+def _rule_states() -> dict[str, StoppingRuleState]:
+    return {s.rule_id: s for s in StoppingRuleState.objects.order_by("rule_id")}
+
+
+def _status(proto: Any, data: ps.SafetyData | ps.SafetyDataError, at: _dt.datetime,
+            states: Mapping[str, StoppingRuleState]) -> StoreSafetyStatus:  # fmt: skip
+    """The rules on ``data`` as of ``at`` with the latches of ``states`` started by then."""
     latched = tuple(k for k, s in states.items() if s.paused and (s.since is None or s.since <= at))
     info = {k: {"paused": s.paused, "since": s.since.isoformat() if s.since else None,
                 "resumed_by": s.resumed_by_id} for k, s in states.items()}  # fmt: skip
     try:
-        if data is None:
-            raise ps.SafetyDataError(error or "no data")
+        if isinstance(data, ps.SafetyDataError):
+            raise data
         ev = ps.evaluate_stopping_rules(proto, data, at)
     except ps.SafetyDataError as e:
         return StoreSafetyStatus(None, latched, f"the stopping rules cannot be evaluated: {e}",
@@ -630,6 +634,7 @@ def refresh_safety_status(*, user: Any = None) -> StoreSafetyStatus:
         return st
     with transaction.atomic():
         states = {s.rule_id: s for s in StoppingRuleState.objects.select_for_update()}
+        known = _notified()
         changed = False
         for r in st.evaluation.rules:
             if r.kind == "sentinel" or not r.paused:
@@ -646,8 +651,9 @@ def refresh_safety_status(*, user: Any = None) -> StoreSafetyStatus:
             _notify(f"stopping_rule_triggered:{r.rule_id}:{r.since.isoformat() if r.since else ''}",
                     "stopping_rule_triggered",
                     f"[hepatrial] Stopping rule {r.rule_id} pauses enrolment and dosing",
-                    _rule_text(r, "paused enrolment and dosing"), rule_id=r.rule_id, user=user)
-        _notify_cases(user)
+                    _rule_text(r, "paused enrolment and dosing"), rule_id=r.rule_id, user=user,
+                    known=known)
+        _notify_cases(user, known)
     return safety_status() if changed else st
 
 
@@ -705,35 +711,32 @@ def dosing_pause(participant: Participant | str | None = None, *,
         return None
     now = timezone.now()
     when = at or now
-    try:
-        data = _safety_data(proto, exclude)
-    except ps.SafetyDataError as e:
-        return DosingPause(rule="stopping rules",
-                           reason=f"the stopping rules cannot be evaluated: {e}")
-    st = _status(proto, data, when)
-    if st.error is not None:
-        return DosingPause(rule="stopping rules", reason=st.error)
+    data, states = _safety_data(proto, exclude), _rule_states()
+    st = _status(proto, data, when, states)
+    if st.error is not None or isinstance(data, ps.SafetyDataError):
+        return DosingPause(rule="stopping rules", reason=str(st.error))
     pausing: dict[str, StoreSafetyStatus] = dict.fromkeys(st.pausing_rules, st)
     if when < now:
-        st_now = _status(proto, data, now)
+        st_now = _status(proto, data, now, states)
         if st_now.error is not None:
             return DosingPause(rule="stopping rules", reason=st_now.error)
-        clinical = replace(
-            data, adverse_events=tuple(replace(x, recorded_at=None) for x in data.adverse_events),
-            deaths=tuple(replace(x, recorded_at=None) for x in data.deaths))
-        ev = ps.evaluate_stopping_rules(proto, clinical, when)
-        then = {r.rule_id for r in ev.rules if r.paused and r.kind != "sentinel"}
-        for rid in st_now.pausing_rules:
-            if rid in then and rid not in pausing:
-                pausing[rid] = st_now
+        # pausing now, not at ``when``: refuses the dose if it pauses at ``when`` on the
+        # clinical dates (evaluated only when there is such a rule: the common case has none)
+        late = [rid for rid in st_now.pausing_rules
+                if rid not in pausing and st_now.rule(rid).kind != "sentinel"]
+        if late:
+            clinical = replace(
+                data, adverse_events=tuple(replace(x, recorded_at=None)
+                                           for x in data.adverse_events),
+                deaths=tuple(replace(x, recorded_at=None) for x in data.deaths))
+            then = {r.rule_id for r in ps.evaluate_stopping_rules(proto, clinical, when).rules
+                    if r.paused}
+            pausing.update((rid, st_now) for rid in late if rid in then)
     rules = [r.rule_id for r in st.rules if r.rule_id in pausing]
     if participant is not None and rules:
-        p = _participant(participant)
+        sid = _participant(participant).study_id
         day = when.astimezone(proto.safety.reporting.tz).date()
-        others = Administration.objects.filter(participant=p, date__lte=day)
-        if exclude is not None:
-            others = others.exclude(pk=getattr(exclude, "pk", exclude))
-        if others.exists():
+        if any(a.participant_id == sid and a.date <= day for a in data.administrations):
             rules = [r for r in rules if st.rule(r).kind != "sentinel"]
     return _pause(pausing, rules, at=at, now_found=[r for r in rules if pausing[r] is not st])
 
@@ -850,7 +853,7 @@ def record_dsmb_decision(*, rule_id: str, decision: str, reason: str, user: Any,
             _notify(f"stopping_rule_resumed:{r.rule_id}:DSMB-{d.pk}", "stopping_rule_resumed",
                     f"[hepatrial] Stopping rule {r.rule_id} resumed by the DSMB",
                     f"The DSMB resumed stopping rule {r.rule_id} ({label}) on "
-                    f"{(decided or d.signed_at).isoformat()}, signed by {d.printed_name}"
+                    f"{selectors.dsmb_decided_at(d).isoformat()}, signed by {d.printed_name}"
                     f"{'' if decided is None else ' on ' + d.signed_at.isoformat()}."
                     "\n\nReason: "
                     f"{ok['reason']}\n\n{r.text}\n", rule_id=r.rule_id, user=acting)
@@ -888,18 +891,22 @@ def _notify(key: str, event: str, subject: str, body: str, *,
             rule_id: str = "", user: Any = None,
             known: set[str] | None = None) -> SafetyNotification | None:  # fmt: skip
     """Write the notification ``key`` once (and send it when the transaction commits);
-    ``known``: the keys already written (read once by the caller)."""
+    ``known``: the keys already written, read once by a caller that writes many
+    (:func:`_notified`); else the store is asked for this key."""
+    key = key[:200]  # as stored (the column's length), so that the test below finds it
+    if (key in known if known is not None else
+            SafetyNotification.objects.filter(key=key).exists()):
+        return None
     plan = _plan()
     roles = plan.recipients(event) if plan is not None else ()
-    if not roles or (key in known if known is not None else
-                     SafetyNotification.objects.filter(key=key).exists()):
+    if not roles:
         return None
     if known is not None:
         known.add(key)
     recipients = {code: _addresses(code, participant) for code in roles}
     to = sorted({a for v in recipients.values() for a in v})
     n = SafetyNotification(
-        key=key[:200], event=event, subject=subject[:300], body=body, recipients=recipients,
+        key=key, event=event, subject=subject[:300], body=body, recipients=recipients,
         status=NotificationStatus.PENDING if to else NotificationStatus.NO_ADDRESS,
         backend=str(settings.EMAIL_BACKEND)[:200], participant=participant, adverse_event=ae,
         rule_id=rule_id)
@@ -966,9 +973,13 @@ def _ae_text(ae: AdverseEvent) -> str:
             f"\nSite aware: {_local(ae.aware_at)}\n")
 
 
-def _notify_cases(user: Any) -> None:
+def _notified() -> set[str]:
+    """The keys of the notifications written (:func:`_notify`'s ``known``)."""
+    return set(SafetyNotification.objects.values_list("key", flat=True))
+
+
+def _notify_cases(user: Any, known: set[str]) -> None:
     now = timezone.now()
-    known = set(SafetyNotification.objects.values_list("key", flat=True))
     for case in selectors.sae_cases(_plan(), now):
         ae = case["adverse_event"]
         rid = case["id"]
