@@ -21,6 +21,7 @@ every run. The number of cases per command is printed (``-s``) and asserted.
 from __future__ import annotations
 
 import datetime as dt
+import enum
 import os
 import shutil
 import tempfile
@@ -251,6 +252,46 @@ IN_NAMES = {"input_csv", "infile", "file", "name_or_file", "protocol", "map_"}
 OUT_NAMES = {"output", "out", "rejects", "db"}
 
 
+#: good values of the text options that take a fixed set of words or a known kind of value
+#: (checked by the command, not by the parser), so that most cases get past those checks
+OPTION_VALUES: dict[str, Any] = {
+    "errors": st.sampled_from(["raise", "coerce"]),
+    "wilcoxon": st.sampled_from(["exact", "asymptotic"]),
+    "zero_method": st.sampled_from(["wilcoxon", "pratt"]),
+    "digits_rank": st.sampled_from(["9", "1", "none"]),
+    "exact_max_n": st.sampled_from(["500", "0", "none"]),
+    "random": st.sampled_from(["intercept", "slope"]),
+    "time_type": st.sampled_from(["continuous", "categorical"]),
+    "ddf": st.sampled_from(["kenward-roger", "satterthwaite", "wald"]),
+    "covariance": st.sampled_from(["unstructured", "cs", "ar1", "toeplitz"]),
+    "user": st.sampled_from(["dm", "inv", "adm"]),
+    "day0": GOOD["date"],
+}
+#: good values by the option's type (typer's annotation): a number the parser takes
+TYPE_VALUES: dict[Any, Any] = {
+    int: _INTS,
+    float: st.sampled_from(["0.95", "0.5", "37.2", "1"]),
+}
+
+
+def good_values(param: Any, command: str) -> Any:
+    """Values the parser and the command's own option checks accept (``None``: no such set):
+    the members of an enum option, :data:`OPTION_VALUES`, a number of the option's type, and
+    for ``stats`` the column names of its files and the visit levels."""
+    name = param.name or ""
+    if command.startswith("stats"):
+        if name in ("subject", "visit", "outcome", "time", "by", "group", "covariate"):
+            return st.sampled_from(FILE_COLUMNS["stats paired"])
+        if name in ("baseline", "reference"):
+            return GOOD["visit"]
+    if name in OPTION_VALUES:
+        return OPTION_VALUES[name]
+    annotation = getattr(getattr(param, "type_descriptor", None), "annotation", None)
+    if isinstance(annotation, type) and issubclass(annotation, enum.Enum):
+        return st.sampled_from([m.value for m in annotation])
+    return TYPE_VALUES.get(annotation)
+
+
 def value_for(param: Any, command: str = "") -> Any:
     name = param.name or ""
     if name in IN_NAMES:
@@ -259,15 +300,10 @@ def value_for(param: Any, command: str = "") -> Any:
         return in_paths(columns=FILE_COLUMNS.get(command))
     if name in OUT_NAMES:
         return out_paths if name != "db" else st.one_of(out_paths, texts)
-    choices = getattr(getattr(param, "type", None), "choices", None)
-    if choices:
-        return st.integers(0, 4).flatmap(
-            lambda k: st.sampled_from(list(choices)) if k else values)
-    if command.startswith("stats") and name in ("subject", "visit", "outcome", "time", "by",
-                                                "group", "covariate"):
-        cols = FILE_COLUMNS["stats paired"]
-        return st.integers(0, 5).flatmap(lambda k: st.sampled_from(cols) if k else values)
-    return values
+    good = good_values(param, command)
+    if good is None:
+        return values
+    return st.integers(0, 4).flatmap(lambda k: good if k else values)  # a bad one in five
 
 
 @st.composite

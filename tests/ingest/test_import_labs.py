@@ -99,7 +99,8 @@ def test_bad_file_refused_whole_with_every_reason(kharaziha_store, tmp_path):
 def test_dry_run_writes_nothing(kharaziha_store, tmp_path):
     before = store_counts()
     r = import_labs(_write(tmp_path, GOOD), today=TODAY, dry_run=True)
-    assert (r.created, r.changed, r.unchanged, r.visits_dated) == (7, 0, 0, 3)
+    assert (r.created, r.changed, r.unchanged, r.visits_created, r.visits_dated) == (
+        7, 0, 0, 0, 3)
     assert r.summary().startswith("dry run, nothing written")
     assert store_counts() == before
 

@@ -2,11 +2,12 @@
 
 One plausibility table: the limits are those of :mod:`hepatrial.protocol.analytes` (the same
 the store, the importers and the forms apply). ``hepatrial score`` must not pay for the
-``hepatrial.protocol`` package (pydantic models, ~0.4 s) to read a table of numbers, so when
-that package is not loaded yet :func:`registry` executes ``protocol/analytes.py`` - which
-imports only numpy and :mod:`hepatrial.errors` - as a private module. When the package is
-loaded (tests, the store), its own module is used. Either way the numbers come from that one
-file.
+``hepatrial.protocol`` package (its ``__init__`` imports the pydantic models and, through
+``protocol.safety``, scipy: ~1.2 s, against ~5 ms for the registry file alone) to read a table
+of numbers, so when that package is not loaded yet :func:`registry` executes
+``protocol/analytes.py`` - which imports only numpy and :mod:`hepatrial.errors` - as a private
+module. When the package is loaded (tests, the store), its own module is used. Either way the
+numbers come from that one file.
 """
 
 from __future__ import annotations
@@ -53,14 +54,12 @@ TERM_ANALYTES: dict[str, str] = {
 
 def registry() -> ModuleType:
     """The analyte registry module (see the module docstring)."""
+    # the package's own module is in sys.modules as soon as the package is (its __init__
+    # imports it first)
     for name in ("hepatrial.protocol.analytes", _PRIVATE):
         mod = sys.modules.get(name)
         if mod is not None:
             return mod
-    if "hepatrial.protocol" in sys.modules:
-        import hepatrial.protocol.analytes as mod
-
-        return mod
     path = Path(__file__).resolve().parents[1] / "protocol" / "analytes.py"
     spec = importlib.util.spec_from_file_location(_PRIVATE, path)
     assert spec is not None and spec.loader is not None

@@ -147,7 +147,7 @@ def _checked_numbers(infile: Path, header: list[str], keys: list[str],
 
     from hepatrial.cli._plausible import TERM_ANALYTES, limit_reasons, registry
     from hepatrial.scores._core import MISSING_TEXT
-    from hepatrial.scores.ctcae import TERM_SYNONYMS
+    from hepatrial.scores.ctcae import TERM_SYNONYMS, _normalise_text, _per_distinct
     from hepatrial.scores.numbers import number_problem
 
     n = len(lines)
@@ -156,33 +156,39 @@ def _checked_numbers(infile: Path, header: list[str], keys: list[str],
     def note(i: int, name: str, text: str, why: str) -> None:
         problems.append((i, keys.index(name), name, text, why))
 
+    def read(t: str) -> tuple[float, str | None]:  # (value, why it is not a number)
+        if t.lower() in MISSING_TEXT:
+            return np.nan, None
+        why = number_problem(t)
+        return (float(t), None) if why is None else (np.nan, f"is not a number: {why}")
+
+    # each distinct text is judged once (a ULN column repeats one value on every row)
     out: dict[str, np.ndarray | None] = {}
     for name in NUMBER_COLUMNS:
         raw = cols[name]
         if raw is None:
             out[name] = None
             continue
-        vals = np.full(n, np.nan)
-        for i, t in enumerate(raw):
-            if t.lower() in MISSING_TEXT:
-                continue
-            why = number_problem(t)
-            if why is None:
-                vals[i] = float(t)
-            else:
-                note(i, name, t, f"is not a number: {why}")
-        out[name] = vals
+        _arr, read_all = _per_distinct(raw, read)
+        for i, (_x, why) in enumerate(read_all):
+            if why is not None:
+                note(i, name, raw[i], why)
+        out[name] = np.fromiter((x for x, _why in read_all), dtype=np.float64, count=n)
     reg = registry()
     terms = cols["term"] if cols["term"] is not None else np.array([""] * n, dtype=object)
     units = cols["unit"]
-    codes = [TERM_ANALYTES.get(TERM_SYNONYMS.get(" ".join(str(t).split()).lower(), ""))
-             for t in terms]
+    _arr, codes = _per_distinct(terms, lambda t: TERM_ANALYTES.get(
+        TERM_SYNONYMS.get(_normalise_text(t) or "", "")))
+    accepted: dict[tuple[str, str], bool] = {}
     unit_of: list[str | None] = [None] * n
     for i, code in enumerate(codes):
         if code is None or units is None or units[i].lower() in MISSING_TEXT:
             continue
         a = reg.analyte(code)
-        if a.accepts(units[i]):
+        ok = accepted.get((code, units[i]))
+        if ok is None:
+            ok = accepted[(code, units[i])] = a.accepts(units[i])
+        if ok:
             unit_of[i] = units[i]
         else:
             note(i, "unit", units[i], f"is not a unit of {code} for {terms[i]!r} (accepted: "

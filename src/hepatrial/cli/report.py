@@ -14,6 +14,8 @@ __all__ = ["register"]
 
 DbOpt = Annotated[Path | None, typer.Option(
     "--db", help="SQLite file of the trial store (HEPATRIAL_DATABASE_URL takes precedence).")]
+
+
 def _meld_variant(value: str | None) -> str | None:
     from hepatrial.scores.meld import MELD_VARIANTS
 

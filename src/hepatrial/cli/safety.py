@@ -540,15 +540,13 @@ def _status_text(st: Any, protocol: Any) -> list[str]:
     return lines
 
 
-#: true rates of participants with a related SAE for ``safety status --oc`` (as the DSMB
-#: report: hepatrial.report.dsmb.DEFAULT_OC_RATES)
-OC_RATES = (0.05, 0.10, 0.20, 0.30, 0.40, 0.50)
-
-
 def _oc(protocol: Any) -> dict[str, Any]:
     """The operating characteristics of the plan's stopping rules (exact; Thall & Simon 1994)
-    for ``planned_treated`` participants, and each Bayesian rule's boundary."""
+    for ``planned_treated`` participants at the true rates of participants with a related SAE
+    of the DSMB report (:data:`hepatrial.report.dsmb.DEFAULT_OC_RATES`), and each Bayesian
+    rule's boundary."""
     from hepatrial.protocol import safety as ps
+    from hepatrial.report.dsmb import DEFAULT_OC_RATES as OC_RATES
 
     plan = protocol.safety
     sets = ps.plan_operating_characteristics(plan, OC_RATES)

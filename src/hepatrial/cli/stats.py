@@ -102,27 +102,30 @@ def _read(path: Path, key_columns: list[str], numeric: list[str | None] | None =
 
 
 def _numbers(path: Path, raw: pd.DataFrame, col: str) -> pd.Series:
+    """Column ``col`` of the text table ``raw`` as numbers (missing cells NaN), read by the
+    importers' vectorised number rule; the first bad or too large cell refuses the file."""
     import numpy as np
     import pandas as pd
 
+    from hepatrial.ingest.validate import number_reasons, parse_numbers
     from hepatrial.scores._core import MISSING_TEXT
-    from hepatrial.scores.numbers import number_problem
 
-    out = np.full(len(raw), np.nan)
-    for i, (line, text) in enumerate(raw[col].items()):
-        t = str(text).strip()
-        if t.lower() in MISSING_TEXT:
-            continue
-        why = number_problem(t)
-        if why is not None:
-            _fail(path, f"column {col!r}, row {line}: {why} (rows are CSV line numbers)")
-        x = float(t)
-        if abs(x) > MAX_MAGNITUDE:
+    text = raw[col].astype(str).str.strip()
+    given = text.where(~text.str.lower().isin(MISSING_TEXT), "")
+    values, bad = parse_numbers(given)
+    why = number_reasons(given, bad)
+    with np.errstate(invalid="ignore"):
+        huge = np.abs(values) > MAX_MAGNITUDE
+    stop = why.notna().to_numpy() | huge
+    if stop.any():
+        i = int(np.flatnonzero(stop)[0])
+        line, t = raw.index[i], given.iat[i]
+        if huge[i]:
             _fail(path, f"column {col!r}, row {line}: {t!r} is too large to analyse (beyond "
                   f"±{MAX_MAGNITUDE:g} the squares the statistics need overflow; rows are CSV "
                   "line numbers)")
-        out[i] = x
-    return pd.Series(out, index=raw.index)
+        _fail(path, f"column {col!r}, row {line}: {why.iat[i]} (rows are CSV line numbers)")
+    return pd.Series(values, index=raw.index)
 
 
 def _check_limits(path: Path, df: pd.DataFrame, col: str) -> None:

@@ -8,7 +8,6 @@ Writes made here are attributed to ``--user NAME`` or to the built-in ``system``
 from __future__ import annotations
 
 import os
-
 import sys
 from pathlib import Path
 from typing import Annotated, Any

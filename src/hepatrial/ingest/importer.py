@@ -162,11 +162,6 @@ def acting_user(name: str | None, *, create_system: bool = True) -> Any:
     return user
 
 
-def _user(name: str | None) -> Any:
-    """Compatibility name of :func:`acting_user` (the history user of an import)."""
-    return acting_user(name)
-
-
 @contextmanager
 def import_transaction(dry_run: bool) -> Iterator[None]:
     """The import's transaction with the store's write lock held from its start (see the
@@ -306,18 +301,21 @@ def visit_rejects(frame: pd.DataFrame, index: StoreIndex, protocol: Any, *,
     vids = np.array([index.visits.get(k, -1) for k in keys], dtype=np.int64)
     parts = []
     stored = vids > 0
+    # a visit this import dates: not stored yet, or scheduled without a date
+    dated = np.array([v <= 0 or (index.visit_facts[v][1] is None
+                                 and index.visit_facts[v][2] == "scheduled") for v in vids],
+                     dtype=bool)
     if stored.any():
+        at = np.flatnonzero(stored)
         facts = [index.visit_facts[v] for v in vids[stored]]
         done = visit_done_columns([f[1] for f in facts], [f[2] for f in facts])
         for i, _name, why in done.items():
-            if facts[i][1] is None and facts[i][2] == "scheduled":
+            pos = int(at[i])
+            if dated[pos]:
                 continue  # scheduled without a date: this import records its date (below)
-            pos = int(np.flatnonzero(stored)[i])
             parts.append(pd.DataFrame({"row": [int(frame["row"].iat[pos])], "column": ["visit"],
                                        "value": [frame["visit"].iat[pos]], "reason": [why]}))
-    dated = np.array([v <= 0 or (index.visit_facts[v][1] is None
-                                 and index.visit_facts[v][2] == "scheduled") for v in vids],
-                     dtype=bool) & ok
+    dated &= ok
     if dated.any():
         sub = frame.loc[dated, ["row", "participant", "visit", "date_parsed", "date"]]
         first = sub.sort_values(["date_parsed", "row"], kind="mergesort").drop_duplicates(

@@ -24,6 +24,8 @@ import numpy as np
 import pandas as pd
 
 from hepatrial import errors as _errors
+from hepatrial.scores.numbers import NUMBER_PATTERN, number_problem
+from hepatrial.textrules import utf8_problem
 from hepatrial.trials.validators.participant import FIRST_YEAR_OF_BIRTH
 
 __all__ = [
@@ -130,12 +132,6 @@ def _reject(frame: pd.DataFrame, mask: np.ndarray | pd.Series, column: str,
     })
 
 
-def _decode_problem(path: Path) -> str | None:
-    from hepatrial.textrules import utf8_problem
-
-    return utf8_problem(path)
-
-
 def csv_header(path: str | Path) -> list[str]:
     """The header of a CSV file as written (the first record, UTF-8 with or without BOM).
 
@@ -154,7 +150,7 @@ def csv_header(path: str | Path) -> list[str]:
         with path.open(newline="", encoding="utf-8-sig") as fh:
             header = next(csv.reader(fh), None)
     except UnicodeDecodeError:
-        raise ImportFileError(f"{path}: {_decode_problem(path)}") from None
+        raise ImportFileError(f"{path}: {utf8_problem(path)}") from None
     except csv.Error as exc:
         raise ImportFileError(f"{path}: the header is not a CSV record ({exc})") from None
     if header is None or not any(h.strip() for h in header):
@@ -245,7 +241,7 @@ def read_text_csv(path: str | Path, required: Iterable[str] = (), *,
                 quoted_strings_can_be_null=False),
         )
     except pa.ArrowInvalid as exc:
-        problem = _decode_problem(path)
+        problem = utf8_problem(path)
         raise ImportFileError(f"{path}: {problem or f'not a readable CSV file ({exc})'}") from None
     if bad_rows:
         where = _ragged_rows(path, len(names)) or [f"{len(bad_rows)} record(s)"]
@@ -259,15 +255,14 @@ def read_text_csv(path: str | Path, required: Iterable[str] = (), *,
     return frame
 
 
-def number_reasons(text: pd.Series) -> pd.Series:
+def number_reasons(text: pd.Series, bad: np.ndarray | None = None) -> pd.Series:
     """For each cell that is given but is not a plain number (:mod:`hepatrial.scores.numbers`:
     no ``_``, no non-ASCII digits, no separators, no nan/inf, no overflow), the reason; None
-    elsewhere (empty cells are not judged here)."""
-    from hepatrial.scores.numbers import NUMBER_PATTERN, number_problem
-
-    shape_ok = text.str.fullmatch(NUMBER_PATTERN).fillna(False).to_numpy(dtype=bool)
-    values = pd.to_numeric(text.where(shape_ok, None), errors="coerce").to_numpy(dtype=float)
-    bad = (text.ne("").to_numpy() & ~shape_ok) | (shape_ok & ~np.isfinite(values))
+    elsewhere (empty cells are not judged here). ``bad``: the mask :func:`parse_numbers`
+    returned for ``text``, when the caller has it (else ``text`` is parsed here)."""
+    if bad is None:
+        bad = parse_numbers(text)[1]
+    bad = bad & text.ne("").to_numpy()
     out = pd.Series(None, index=text.index, dtype=object)
     if bad.any():
         sub = text[bad]
@@ -285,8 +280,6 @@ def parse_numbers(text: pd.Series) -> tuple[np.ndarray, np.ndarray]:
     commas, censored values (``<5``), nan/inf and values that overflow a double are bad.
     :func:`number_reasons` says why.
     """
-    from hepatrial.scores.numbers import NUMBER_PATTERN
-
     shape_ok = text.str.fullmatch(NUMBER_PATTERN).fillna(False).to_numpy(dtype=bool)
     values = pd.to_numeric(text.where(shape_ok, None), errors="coerce").to_numpy(
         dtype=float, copy=True)
@@ -304,15 +297,7 @@ def parse_dates(text: pd.Series, *, today: _dt.date | None = None
     :data:`EARLIEST_DATE` are not dates a trial can hold (:func:`birth_rejects` says why) and
     come back as NaT without being marked bad.
     """
-    uniq: dict[str, _dt.date | None] = {}
-    for t in text.unique():
-        d = None
-        if isinstance(t, str) and _ISO_DATE.match(t):
-            try:
-                d = _dt.date.fromisoformat(t)
-            except ValueError:
-                d = None
-        uniq[t] = d
+    uniq = _iso_dates(text)
     bad = text.map(lambda t: uniq[t] is None).to_numpy(dtype=bool)
     usable = {t: (pd.Timestamp(d) if d is not None and d >= EARLIEST_DATE else pd.NaT)
               for t, d in uniq.items()}
@@ -322,18 +307,24 @@ def parse_dates(text: pd.Series, *, today: _dt.date | None = None
     return parsed, bad, future
 
 
-def date_years(text: pd.Series) -> np.ndarray:
-    """The year of each valid ISO date (any year, also before pandas' range), NaN elsewhere."""
-    uniq: dict[str, float] = {}
+def _iso_dates(text: pd.Series) -> dict[object, _dt.date | None]:
+    """Each distinct text -> its ISO ``YYYY-MM-DD`` date (any year), None when it is none."""
+    uniq: dict[object, _dt.date | None] = {}
     for t in text.unique():
-        y = np.nan
+        d = None
         if isinstance(t, str) and _ISO_DATE.match(t):
             try:
-                y = float(_dt.date.fromisoformat(t).year)
+                d = _dt.date.fromisoformat(t)
             except ValueError:
-                y = np.nan
-        uniq[t] = y
-    return text.map(uniq).to_numpy(dtype=float)
+                d = None
+        uniq[t] = d
+    return uniq
+
+
+def date_years(text: pd.Series) -> np.ndarray:
+    """The year of each valid ISO date (any year, also before pandas' range), NaN elsewhere."""
+    years = {t: np.nan if d is None else float(d.year) for t, d in _iso_dates(text).items()}
+    return text.map(years).to_numpy(dtype=float)
 
 
 def birth_rejects(frame: pd.DataFrame, column: str, dates_text: pd.Series, *,
@@ -456,7 +447,7 @@ def validate_labs(
                          "unknown analyte"))
 
     values, bad_num = parse_numbers(frame["value"])
-    why_num = number_reasons(frame["value"])
+    why_num = number_reasons(frame["value"], bad_num)
     parts.append(_reject(frame, why_num.notna().to_numpy(), "value", why_num))
 
     canonical = np.full(len(frame), np.nan)

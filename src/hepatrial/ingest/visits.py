@@ -146,8 +146,8 @@ def _number_column(frame: pd.DataFrame, column: str, missing: tuple[str, ...], w
     text = frame[column]
     present = ~text.isin(missing).to_numpy()
     given = text.where(present, "")
-    why = number_reasons(given)
-    num, _bad = parse_numbers(given)
+    num, bad_num = parse_numbers(given)
+    why = number_reasons(given, bad_num)
     reason = pd.Series(None, index=frame.index, dtype=object)
     reason[why.notna().to_numpy()] = f"{what}: " + why[why.notna()]
     ok = present & why.isna().to_numpy() & np.isfinite(num)
@@ -225,8 +225,6 @@ def prepare_visits(frame: pd.DataFrame, imap: Any, protocol: Any, *, day0: _dt.d
     """
     from hepatrial.ingest.catalog import registry_catalog
     from hepatrial.ingest.importer import lab_text_limits
-    from hepatrial.trials.validators.participant import participant_columns
-    from hepatrial.trials.validators.visit import visit_date_columns
 
     missing = tuple(imap.missing_values)
     stored_days = stored_days or {}
@@ -285,8 +283,7 @@ def prepare_visits(frame: pd.DataFrame, imap: Any, protocol: Any, *, day0: _dt.d
                 frame.loc[differs, "row"], fm.column, text[differs],
                 "participant-level value differs from row " + first_row[differs].astype(str)
                 + " of the same participant (" + first_text[differs] + ")"))
-    parts.append(_participant_rules(frame, imap, fields, ids, no_id, day0, today,
-                                    participant_columns))
+    parts.append(_participant_rules(frame, imap, fields, ids, no_id, day0, today))
 
     dup = pd.DataFrame({"id": ids, "day": days}).duplicated(keep="first").to_numpy() & ~day_bad
     if dup.any():
@@ -303,8 +300,8 @@ def prepare_visits(frame: pd.DataFrame, imap: Any, protocol: Any, *, day0: _dt.d
         text = frame[a.column]
         present = ~text.isin(missing).to_numpy()
         given = text.where(present, "")
-        why = number_reasons(given)
-        num, _bad = parse_numbers(given)
+        num, bad_num = parse_numbers(given)
+        why = number_reasons(given, bad_num)
         bad_present = why.notna().to_numpy()
         parts.append(_rej(frame.loc[bad_present, "row"], a.column, text[bad_present],
                           why[bad_present]))
@@ -378,7 +375,7 @@ def prepare_visits(frame: pd.DataFrame, imap: Any, protocol: Any, *, day0: _dt.d
                                              "scheduled", "label", "window_lower",
                                              "window_upper"])
     visits["actual_date"] = [day0 + _dt.timedelta(days=int(d)) for d in visits["day"]]
-    parts.append(_visit_date_rules(frame, visits, day_col, day0, today, visit_date_columns))
+    parts.append(_visit_date_rules(frame, visits, day_col, day0, today))
     parts.append(_after_death(frame, visits, fields, imap, day_col))
     rejects = rejects_frame(parts)
 
@@ -427,10 +424,12 @@ def _status_date_rules(frame: pd.DataFrame, column: str, num: np.ndarray, day0: 
 
 
 def _participant_rules(frame: pd.DataFrame, imap: Any, fields: dict[str, pd.Series],
-                       ids: pd.Series, no_id: pd.Series, day0: _dt.date, today: _dt.date,
-                       participant_columns: Any) -> pd.DataFrame:
+                       ids: pd.Series, no_id: pd.Series, day0: _dt.date, today: _dt.date
+                       ) -> pd.DataFrame:
     """The store's participant rules on each participant's first row (year of birth from the
     age at day 0), reported on the column the field comes from."""
+    from hepatrial.trials.validators.participant import participant_columns
+
     first = (~ids.duplicated(keep="first") & ~no_id).to_numpy()
     if not first.any():
         return _rej([], "", [], [])
@@ -477,9 +476,11 @@ def _values(fields: dict[str, pd.Series], name: str, mask: np.ndarray) -> Any:
 
 
 def _visit_date_rules(frame: pd.DataFrame, visits: pd.DataFrame, day_col: str, day0: _dt.date,
-                      today: _dt.date, visit_date_columns: Any) -> pd.DataFrame:
+                      today: _dt.date) -> pd.DataFrame:
     """The store's visit-date rules (not in the future, not before day 0 unless a screening
     visit) on every visit of the file; reported on the day column."""
+    from hepatrial.trials.validators.visit import visit_date_columns
+
     if visits.empty:
         return _rej([], "", [], [])
     # an unscheduled visit before day 0 is no screening visit: judged with nominal day 0
@@ -507,11 +508,12 @@ def _after_death(frame: pd.DataFrame, visits: pd.DataFrame, fields: dict[str, pd
     sday = pd.to_numeric(fields["status_day"], errors="coerce").groupby(ids).transform("first")
     died = dict(zip(frame["row"], (status == "died").to_numpy(), strict=True))
     death_day = dict(zip(frame["row"], sday.to_numpy(dtype=float), strict=True))
+    text = dict(zip(frame["row"], frame[day_col], strict=True))
     out = []
     for r in visits.itertuples(index=False):
         d = death_day[r.row]
         if died[r.row] and np.isfinite(d) and r.day > d:
-            out.append((int(r.row), day_col, str(r.day),
+            out.append((int(r.row), day_col, text[r.row],
                         f"visit on day {r.day} is after the participant's death on day "
                         f"{int(d)}"))
     return pd.DataFrame(out, columns=["row", "column", "value", "reason"])
@@ -669,11 +671,10 @@ def _import_visits(path: Path, map_name: str | Path, frame: pd.DataFrame, imap: 
     from hepatrial.trials import audit
     from hepatrial.trials.models import Participant, Visit
 
-    history_user = user
     why = f"import visits {path.name}"
     created = audit.bulk_create(Participant, _participant_objs(new_ppl, day0=day0,
                                                                 source=path.name),
-                                user=history_user, reason=why)
+                                user=user, reason=why)
     pids = dict(index.participants)
     pids.update({p.study_id: p.pk for p in created})
     vobjs = [Visit(participant_id=pids[r.study_id], code=r.code, label=r.label,
@@ -683,12 +684,12 @@ def _import_visits(path: Path, map_name: str | Path, frame: pd.DataFrame, imap: 
                                    if r.scheduled else None),
                    actual_date=r.actual_date, status="in_window")
              for r in new_visits.itertuples(index=False)]
-    vcreated = audit.bulk_create(Visit, vobjs, user=history_user, reason=why)
+    vcreated = audit.bulk_create(Visit, vobjs, user=user, reason=why)
     vids = dict(index.visits)
     vids.update({(r.study_id, r.code): o.pk for r, o in
                  zip(new_visits.itertuples(index=False), vcreated, strict=True)})
     if p_changes:
-        _apply_participant_changes(p_changes, reason=reason, user=history_user)
+        _apply_participant_changes(p_changes, reason=reason, user=user)
     if v_changes:
         objs = []
         vis = {o.pk: o for o in Visit.objects.filter(pk__in=[c[0] for c in v_changes])}
@@ -696,15 +697,15 @@ def _import_visits(path: Path, map_name: str | Path, frame: pd.DataFrame, imap: 
             o = vis[pk]
             o.actual_date = actual
             objs.append(o)
-        audit.bulk_update(Visit, objs, ["actual_date"], reason=reason, user=history_user)
+        audit.bulk_update(Visit, objs, ["actual_date"], reason=reason, user=user)
     new = labs_plan.new.assign(visit_id=[vids[k] for k in zip(
         labs_plan.new["participant"], labs_plan.new["visit"], strict=True)])
-    imp.insert_labs(new, pids, reason=why, user=history_user)
-    _insert_clinical(clin_new, pids, vids, reason=why, user=history_user)
+    imp.insert_labs(new, pids, reason=why, user=user)
+    _insert_clinical(clin_new, pids, vids, reason=why, user=user)
     if reason is not None:
-        imp._apply_changes(labs_plan.changed, reason=reason, user=history_user,
+        imp._apply_changes(labs_plan.changed, reason=reason, user=user,
                            has_lab_column=False)
-        _apply_clinical_changes(clin_changed, reason=reason, user=history_user)
+        _apply_clinical_changes(clin_changed, reason=reason, user=user)
 
 
 def _clinical_columns(clinical: pd.DataFrame) -> list[str]:
