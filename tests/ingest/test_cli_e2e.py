@@ -258,3 +258,90 @@ def test_missing_sqlite_store_is_not_created(tmp_path: Path) -> None:
         assert r.returncode == 2, r.stdout + r.stderr
         assert "does not exist: run `hepatrial init` first" in r.stdout, r.stdout
         assert not db.exists()
+
+
+# ------------------------------------------------------------------ two imports at once
+
+
+def _hold_write_lock(backend: dict[str, Any]) -> Any:  # noqa: F811
+    """A connection holding the store's write lock, as an import takes it (SQLite: ``BEGIN
+    IMMEDIATE``; PostgreSQL: the ledger's advisory lock); ``close()`` releases it."""
+    if backend["name"] == "sqlite":
+        import sqlite3
+
+        con = sqlite3.connect(backend["db_args"][1], isolation_level=None)
+        con.execute("BEGIN IMMEDIATE")
+        return con
+    import psycopg
+
+    from hepatrial.trials.audit.chain import _LOCK_KEY
+
+    con = psycopg.connect(backend["env"]["HEPATRIAL_DATABASE_URL"])
+    con.execute("SELECT pg_advisory_xact_lock(%s)", [_LOCK_KEY])
+    return con
+
+
+def _waiting(backend: dict[str, Any], procs: list[Any]) -> bool:  # noqa: F811
+    """Whether every import has reached the store: on PostgreSQL, waiting for the advisory
+    lock; on SQLite, holding the store file open (the lock is taken right after)."""
+    if backend["name"] == "postgresql":
+        import psycopg
+
+        with psycopg.connect(backend["env"]["HEPATRIAL_DATABASE_URL"], autocommit=True) as c:
+            n = c.execute("SELECT count(*) FROM pg_locks WHERE locktype = 'advisory' "
+                          "AND NOT granted").fetchone()
+        return bool(n and n[0] == len(procs))
+    db = os.path.realpath(backend["db_args"][1])
+    for p in procs:
+        fds = Path(f"/proc/{p.pid}/fd")
+        try:
+            if not any(os.path.realpath(f) == db for f in fds.iterdir()):
+                return False
+        except OSError:
+            return False
+    return True
+
+
+def test_two_imports_of_one_file_at_once(backend: dict[str, Any], tmp_path: Path,  # noqa: F811
+                                         pbcseq_csv: Path) -> None:
+    """Two ``import visits`` of one file started together while the store's write lock is
+    held, both still running when it is released: one imports every row, the other waits,
+    then finds them stored and says so (no duplicate, no integrity error); the chain holds."""
+    import time
+
+    lines = pbcseq_csv.read_text().splitlines()
+    part = tmp_path / "pbcseq-60.csv"
+    part.write_text("\n".join(lines[:61]) + "\n")
+    raw = pd.read_csv(part)
+    n_cells = int(sum(raw[c].notna().sum() for c in MAPPED))
+    assert run(backend, "init", "--protocol", "mayo-pbc").returncode == 0
+    cmd = [sys.executable, "-c", MAIN, "import", "visits", str(part), "--map", "mayo-pbc",
+           *backend["db_args"]]
+    holder = _hold_write_lock(backend)
+    procs = [subprocess.Popen(cmd, env=backend["env"], stdout=subprocess.PIPE,
+                              stderr=subprocess.PIPE, text=True) for _ in range(2)]
+    try:
+        deadline = time.monotonic() + 120
+        while not _waiting(backend, procs):
+            assert all(p.poll() is None for p in procs), [p.communicate() for p in procs]
+            assert time.monotonic() < deadline, "the imports did not reach the store"
+            time.sleep(0.2)
+        time.sleep(1.0 if backend["name"] == "postgresql" else 3.0)
+        # neither could finish while the lock was held: they ran at the same time
+        assert [p.poll() for p in procs] == [None, None]
+    finally:
+        holder.close()
+    outs = []
+    for p in procs:
+        out, err = p.communicate(timeout=300)
+        assert p.returncode == 0, out + err
+        assert "Traceback" not in out + err
+        outs.append(out)
+    first = [o for o in outs if f"{n_cells} created, 0 changed, 0 unchanged" in o]
+    second = [o for o in outs if f"0 created, 0 changed, {n_cells} unchanged" in o]
+    assert len(first) == len(second) == 1, outs
+    assert "every row is already stored unchanged: nothing to import" in second[0]
+    assert _count(backend, "trials_labresult") == n_cells
+    assert _count(backend, "trials_visit") == len(raw)
+    r = run(backend, "audit", "verify")
+    assert r.returncode == 0, r.stdout + r.stderr
