@@ -601,3 +601,42 @@ def visits_with_sdv_marks(visit_ids: Iterable[int]) -> set[int]:
         return set()
     return set(mark.objects.filter(visit_id__in=list(visit_ids)).values_list("visit_id",
                                                                           flat=True))
+
+
+# ---------------------------------------------------------------------- safety worklist
+def sae_clocks(plan: Any, site_ids: Iterable[int], now: _dt.datetime) -> list[dict[str, Any]]:
+    """The serious adverse events of the sites' participants with the reports they owe and
+    their clocks, as :func:`hepatrial.trials.selectors.sae_cases` computes them (``plan``:
+    the protocol's safety plan; oldest awareness first). Four queries whatever the number
+    of events (their ids, then the cases' three)."""
+    from hepatrial.trials import selectors
+    from hepatrial.trials.models import AdverseEvent
+
+    pks = list(AdverseEvent.objects.filter(serious=True, participant__site_id__in=list(
+        site_ids)).values_list("pk", flat=True))
+    return selectors.sae_cases(plan, now, pks=pks) if pks else []
+
+
+def batches_awaiting_release(site_ids: Iterable[int]) -> list[dict[str, Any]]:
+    """The cell-product batches of the sites' participants waiting for the QA release: in
+    QA review (submitted with every release test resulted) and not released. Plain values
+    ``{pk, batch_id, participant, site, in_review_since, formulated_at}`` (the time the
+    batch last entered QA review, from its chain of custody), longest waiting first; one
+    query."""
+    from django.db.models import OuterRef, Subquery
+
+    from hepatrial.protocol.product_lifecycle import State
+    from hepatrial.trials.models.product import CellProductBatch, CustodyEvent
+
+    since = CustodyEvent.objects.filter(batch=OuterRef("pk"), to_state=State.QA_REVIEW.value
+                                        ).order_by("-seq").values("at")[:1]
+    rows = (CellProductBatch.objects
+            .filter(state=State.QA_REVIEW.value, released=False,
+                    participant__site_id__in=list(site_ids))
+            .annotate(in_review_since=Subquery(since))
+            .order_by("in_review_since", "batch_id")
+            .values_list("pk", "batch_id", "participant__study_id", "participant__site__code",
+                         "in_review_since", "formulated_at"))
+    return [{"pk": pk, "batch_id": bid, "participant": sid, "site": site,
+             "in_review_since": entered, "formulated_at": formulated}
+            for pk, bid, sid, site, entered, formulated in rows]
