@@ -54,6 +54,11 @@ class Verdict:
     internal: bool
 
 
+#: what SQLite (SQLITE_FULL) and PostgreSQL (ENOSPC: "could not extend file", "No space left
+#: on device") say when the disk is full
+_DISK_FULL = ("database or disk is full", "no space left on device", "could not extend file")
+
+
 def _classes(exc: BaseException) -> list[str]:
     return [f"{c.__module__}.{c.__name__}" for c in type(exc).__mro__]
 
@@ -78,6 +83,10 @@ def database_problem(exc: BaseException) -> str | None:
         return (f"database: {text} - the database has no hepatrial tables (or an older "
                 "schema): run `hepatrial init` on it first")
     if any(n.endswith(".OperationalError") for n in names):
+        if any(m in low for m in _DISK_FULL):
+            return (f"database: {text} - the disk that holds the store is full: the write "
+                    "that failed was rolled back; free space there, then run the command "
+                    "again")
         return f"database: {text}"
     return None
 
