@@ -61,6 +61,20 @@ def query(world: Any, which: str) -> dict[str, Any]:
     return {"pk": cache[which]}
 
 
+def adverse_event(world: Any, which: str) -> dict[str, Any]:
+    """An adverse event of A1 or B1 (recorded once per test through the safety service)."""
+    cache = world.__dict__.setdefault("_route_adverse_events", {})
+    if which not in cache:
+        from hepatrial.trials.services import safety
+
+        p = world.participant("A1" if which == "own" else "B1")
+        cache[which] = safety.record_adverse_event(
+            participant=p, term="Fatigue", grade=1, onset_date=world.day0,
+            relatedness_product="not_related", relatedness_procedure="not_related",
+            action_taken="none", outcome="not_recovered").pk
+    return {**participant(world, which), "pk": cache[which]}
+
+
 @dataclass(frozen=True)
 class Route:
     """One URL of the ``web`` namespace."""
@@ -117,4 +131,10 @@ ROUTES: tuple[Route, ...] = (
     Route("lock_casebook", target=participant),
     Route("lock_casebook", method="POST", action="lock", target=participant),
     Route("unlock_casebook", method="POST", action="unlock", target=participant),
+    # adverse events (web/adverse_events.py)
+    Route("adverse_events", target=participant),
+    Route("adverse_event_new", action="enter_data", target=participant),
+    Route("adverse_event_new", method="POST", action="enter_data", target=participant),
+    Route("adverse_event_edit", action="enter_data", target=adverse_event),
+    Route("adverse_event_edit", method="POST", action="enter_data", target=adverse_event),
 )

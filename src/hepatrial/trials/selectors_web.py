@@ -640,3 +640,49 @@ def batches_awaiting_release(site_ids: Iterable[int]) -> list[dict[str, Any]]:
     return [{"pk": pk, "batch_id": bid, "participant": sid, "site": site,
              "in_review_since": entered, "formulated_at": formulated}
             for pk, bid, sid, site, entered, formulated in rows]
+
+
+# ---------------------------------------------------------------------- adverse events
+def _adverse_event_model() -> Any:
+    from hepatrial.trials.models import AdverseEvent
+
+    return AdverseEvent
+
+
+#: the adverse events' field history is shown like the other casebook records'
+HISTORY_MODELS["adverseevent"] = (_adverse_event_model(), "participant_id")
+
+
+def adverse_events(participant: Participant, plan: Any, now: _dt.datetime
+                   ) -> list[dict[str, Any]]:
+    """Every adverse event of the participant, by onset (then record id): ``{ae, id, case}``
+    with ``id`` the record id (``AE-12``) and ``case`` the SAE reporting case of a serious
+    event as :func:`hepatrial.trials.selectors.sae_cases` computes it at ``now`` (the reports
+    it owes with their clocks and status, those submitted, SUSAR), None for a non-serious
+    one. ``plan``: the protocol's safety plan. Four queries whatever the number of events."""
+    from hepatrial.trials import selectors
+
+    events = list(_adverse_event_model().objects.filter(participant=participant)
+                  .order_by("onset_date", "pk"))
+    serious = [ae.pk for ae in events if ae.serious]
+    cases = {c["adverse_event"].pk: c
+             for c in selectors.sae_cases(plan, now, pks=serious)} if serious else {}
+    return [{"ae": ae, "id": selectors.ae_record_id(ae.pk), "case": cases.get(ae.pk)}
+            for ae in events]
+
+
+def adverse_event_of(participant: Participant, pk: int) -> Any:
+    """The participant's adverse event ``pk`` (None when it has no such event: another
+    participant's event does not exist under this one)."""
+    return _adverse_event_model().objects.select_related("participant", "participant__site"
+                                                         ).filter(participant=participant,
+                                                                  pk=pk).first()
+
+
+def casebook_lock(participant: Participant) -> Lock | None:
+    """The active lock that covers the participant's records outside visits (its casebook
+    lock or the trial lock; an adverse event is such a record), as the store finds it
+    (:func:`hepatrial.trials.audit.locks.active_lock`); None when they can be written."""
+    from hepatrial.trials.audit.locks import active_lock
+
+    return active_lock([participant.pk])

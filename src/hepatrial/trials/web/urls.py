@@ -20,7 +20,8 @@ from hepatrial.trials.web import casebook, crf, dashboard, screening, views, wor
 app_name = "web"
 
 #: modules of the other eCRF pages, added when present (``hepatrial.trials.web.<name>``)
-EXTENSIONS: tuple[str, ...] = ("queries", "sdv", "signing", "safety_worklist")
+EXTENSIONS: tuple[str, ...] = ("queries", "sdv", "signing", "safety_worklist",
+                               "adverse_events")
 
 P = "participants/<str:study_id>/"
 V = P + "visits/<str:code>/"
