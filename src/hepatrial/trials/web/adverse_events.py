@@ -286,7 +286,6 @@ def adverse_event_new(request: HttpRequest, study_id: str) -> HttpResponse:
         raise PermissionDenied(str(exc)) from None
     except errors.StoreError as exc:
         errs, status = store_problems(exc)
-        p.refresh_from_db()
         return _render_form(request, _form_context(request, p, form, errs=errs), status=status)
     p.refresh_from_db()
     died = f" {p.study_id} is recorded as died on {p.status_date}." if (
@@ -310,7 +309,11 @@ def adverse_event_edit(request: HttpRequest, study_id: str, pk: int) -> HttpResp
     """Follow up or correct an adverse event of the participant (GET: the form with the
     stored values; POST: ``services.safety.update_adverse_event`` with the reason, after the
     version check, or the form again with the problems)."""
-    from hepatrial.trials.services._concurrency import check_posted_version, form_version
+    from hepatrial.trials.services._concurrency import (
+        check_posted_version,
+        form_version,
+        version_of,
+    )
 
     p = request.access.participant(study_id)  # type: ignore[attr-defined]
     _require_enter(request, p)
@@ -328,8 +331,10 @@ def adverse_event_edit(request: HttpRequest, study_id: str, pk: int) -> HttpResp
     try:
         with transaction.atomic():
             check_posted_version(ae, post)
+            was = version_of(ae)
             saved = safety.update_adverse_event(ae, reason=form["reason"] or None,
                                                 user=request.user, **_changes(ae, form))
+            written = version_of(saved) != was
     except errors.ConcurrentEditError as exc:
         now = selectors_web.adverse_event_of(p, pk)
         errs = FieldErrors()
@@ -341,11 +346,10 @@ def adverse_event_edit(request: HttpRequest, study_id: str, pk: int) -> HttpResp
         raise PermissionDenied(str(exc)) from None
     except errors.StoreError as exc:
         errs, status = store_problems(exc)
-        p.refresh_from_db()
         return _render_form(request, _form_context(request, p, form, ae=ae, errs=errs,
                                                    version=loaded), status=status)
     label = f"{ae_record_id(saved.pk)} {saved.label} grade {saved.grade}"
-    if stored_form(saved) == stored_form(ae):
+    if not written:
         messages.info(request, f"{label}: nothing changed, nothing saved.")
     else:
         p.refresh_from_db()
