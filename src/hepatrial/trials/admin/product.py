@@ -180,8 +180,9 @@ class QcResultForm(ReasonForm):
         if q.pk is not None:
             self.initial["batch_ref"] = q.batch_id and q.batch.batch_id
             self.initial["result"] = q.value_as_entered
-            self.fields["batch_ref"].disabled = True
-            self.fields["test"].disabled = True
+            for name in ("batch_ref", "test"):  # not on the form of a read-only page
+                if name in self.fields:
+                    self.fields[name].disabled = True
 
     def check_rules(self, data: dict[str, Any]) -> None:
         """``services.check_qc_result`` on the values to be written."""
@@ -200,6 +201,15 @@ class QcResultAdmin(RoleAdmin):
     write_action = "manage_product"
     fields = ["batch_ref", "test", "result", "unit", "analyst", "tested_on", "method"]
     list_display = ["batch", "test", "value_as_entered", "unit", "analyst", "tested_on", "source"]
+
+    # the form's own fields, shown on the read-only page of a role that may not write
+    @admin.display(description="Batch id")
+    def batch_ref(self, obj: Any) -> str:
+        return str(obj.batch.batch_id) if obj.batch_id else ""
+
+    @admin.display(description="Result")
+    def result(self, obj: Any) -> str:
+        return str(obj.value_as_entered)
 
     def save_model(self, request: HttpRequest, obj: Any, form: Any, change: bool) -> None:
         """Add and change: ``services.record_qc_result``."""

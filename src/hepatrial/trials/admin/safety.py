@@ -93,6 +93,7 @@ class AdverseEventForm(ReasonForm):
 
 @admin.register(m.AdverseEvent)
 class AdverseEventAdmin(AuditedAdmin):
+    write_action = "enter_data"  # as the services: the admin role (superuser) enters no data
     form = AdverseEventForm
     fields = ["participant", *_FIELDS, "aware_fold"]
     list_display = ["participant", "term", "grade", "serious", "relatedness_product",
