@@ -10,12 +10,15 @@ and the world the walk runs in.
 it (the matrix's roles; ``admin`` is the Django superuser), how its objects belong to a site,
 its actions, and in :func:`forms` what a well-formed add and change of it types.
 
-World: sites S01 (the site of every site-scoped identity) and S02 (another site). Per site a
-dosed participant (A: K01/K02) with visits, labs, a clinical assessment, a deviation, a lab-AE
-proposal, a serious adverse event with its signed report and assessment, a harvest, a batch and
-its custody; a participant with a batch at the bedside, not given (B: K03/K04); one with a batch
-in QC, its gram stain not yet recorded (C: K05/K06); a screened participant with consent (K07)
-and screened ones without (K08 at S01, K09 at S02).
+World: sites S01 (the site of every site-scoped identity), S02 (another site) and S03 (no
+records: the site a superuser deletes). Per site a dosed participant (A: K01/K02) with visits,
+labs, a clinical assessment, a deviation, a lab-AE proposal, a serious adverse event with its
+signed report and assessment, a harvest, a batch and its custody, and a lab and an adverse event
+nothing refers to (what a data manager deletes); a participant with a batch at the bedside, not
+given (B: K03/K04); one with a batch in QC, its gram stain not yet recorded (C: K05/K06); a
+screened participant with consent (K07) and screened ones without (K08 at S01, K09 at S02); an
+arm without participants, a concealed randomisation entry per site, a group, one row of each
+django-axes table (of an account nobody signs in as).
 """
 
 from __future__ import annotations
@@ -361,10 +364,6 @@ def _objects() -> dict[tuple[str, ...], Any]:
 
 # ------------------------------------------------------------------------------ the forms
 Fill = Callable[[World, str], dict[str, Any]]
-
-
-def _pk(label: str, which: str = "own") -> Callable[[World], Any]:
-    return lambda w: w.obj(label, which)
 
 
 def forms() -> dict[tuple[str, str], Fill]:
