@@ -70,6 +70,12 @@ def test_demo_no_stopping_rule_triggered_and_a_dsmb_report(demo_db: Path, tmp_pa
             "-, 2, 2, 3, 3, 3, 3, 4") in r.stdout
     assert ("  SR-BAYES alone: 0.05 -> 0.010, 7.96; 0.10 -> 0.043, 7.82; 0.20 -> 0.187, 7.30; "
             "0.30 -> 0.398, 6.50; 0.40 -> 0.617, 5.58; 0.50 -> 0.797, 4.66") in r.stdout
+    # a rule that pauses at the first event, alone: P = 1 - (1 - p)^8, E[treated] = P / p
+    rates = (0.05, 0.10, 0.20, 0.30, 0.40, 0.50)
+    assert ("  SR-PORTAL alone (rate of its own event): " + "; ".join(
+        f"{p:.2f} -> {1 - (1 - p) ** 8:.3f}, {(1 - (1 - p) ** 8) / p:.2f}" for p in rates)
+        ) in r.stdout, r.stdout
+    assert "  SR-MELD alone (rate of its own event): 0.05 -> 0.014" in r.stdout
     j = json.loads(run("safety", "status", "--json", "--db", str(db)).stdout)
     assert (j["pausing_rules"], j["dosing_allowed"], j["enrolment_allowed"], j["latched"]) == (
         [], True, True, [])

@@ -470,5 +470,14 @@ def test_plan_operating_characteristics() -> None:
     # MELD rule alone at a 20 % rate of +5 by week 4: 1 - P(Bin(4, 0.2) <= 1)
     with_meld = s.plan_operating_characteristics(PLAN, [0.0], other_rates={"SR-MELD": 0.2})
     assert with_meld["all"][0].prob_stop == pytest.approx(1 - 0.8**4 - 4 * 0.2 * 0.8**3)
+    # each rule alone at the rate of its own event: a first-event rule pauses with
+    # probability 1 - (1 - p)^8; SR-MELD (2 of the first 4 treated) 1 - P(Bin(4, p) <= 1)
+    assert sorted(oc) == ["all", "bayesian:SR-BAYES", "rule:SR-DEATH-SAE", "rule:SR-INFUSION",
+                          "rule:SR-MELD", "rule:SR-PORTAL"]
+    for rid in ("SR-DEATH-SAE", "SR-PORTAL", "SR-INFUSION"):
+        assert [o.prob_stop for o in oc[f"rule:{rid}"]] == pytest.approx(
+            [1 - (1 - p) ** 8 for p in grid], abs=1e-12)
+    assert [o.prob_stop for o in oc["rule:SR-MELD"]] == pytest.approx(
+        [1 - (1 - p) ** 4 - 4 * p * (1 - p) ** 3 for p in grid], abs=1e-12)
     names = [m.name for m in s.plan_monitors(PLAN)]
     assert names == ["SR-DEATH-SAE", "SR-PORTAL", "SR-INFUSION", "SR-MELD", "SR-BAYES"]

@@ -590,7 +590,8 @@ def safety_status(as_json: JsonOpt = False, oc: Annotated[bool, typer.Option(
         typer.echo(f"operating characteristics ({n} planned), true rate of participants with "
                    "a related SAE -> P(stop), expected treated:")
         for name, rows in chars["sets"].items():
-            label = "all rules" if name == "all" else name.removeprefix("bayesian:") + " alone"
+            label = ("all rules" if name == "all" else name.split(":", 1)[1] + " alone"
+                     + (" (rate of its own event)" if name.startswith("rule:") else ""))
             typer.echo(f"  {label}: " + "; ".join(
                 f"{r['rate']:.2f} -> {r['prob_stop']:.3f}, {r['expected_treated']:.2f}"
                 for r in rows))

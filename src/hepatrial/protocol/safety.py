@@ -1241,17 +1241,20 @@ def plan_operating_characteristics(
 ) -> dict[str, list[_mon.OperatingCharacteristics]]:
     """Operating characteristics of the plan for true related-SAE rates in ``grid``, for
     ``planned_treated`` participants: ``"bayesian:<id>"`` for each Bayesian rule alone (what
-    decides if the DSMB resumes after single events) and ``"all"`` for the whole rule set
-    (other event types at ``other_rates``, keyed by rule id, default 0). Exact
+    decides if the DSMB resumes after single events), ``"rule:<id>"`` for each other rule
+    alone at the rates in ``grid`` of *its own* event (a related SAE, or the event type the
+    rule watches: a portal-vein thrombosis, a MELD rise), and ``"all"`` for the whole rule
+    set (other event types at ``other_rates``, keyed by rule id, default 0). Exact
     (:func:`hepatrial.design.monitoring.operating_characteristics`)."""
     n = n_max or plan.planned_treated
     grid = list(grid)
     mons = plan_monitors(plan, n)
     out: dict[str, list[_mon.OperatingCharacteristics]] = {}
     for r in plan.stopping_rules:
-        if isinstance(r, BayesianRule):
-            mon = next(m for m in mons if m.name == r.id)
-            out[f"bayesian:{r.id}"] = _mon.oc_table([mon], mon.event, grid, n)
+        mon = next((m for m in mons if m.name == r.id), None)
+        if mon is not None:  # the sentinel rule has none
+            kind = "bayesian" if isinstance(r, BayesianRule) else "rule"
+            out[f"{kind}:{r.id}"] = _mon.oc_table([mon], mon.event, grid, n)
     if mons:
         out["all"] = _mon.oc_table(mons, _RELATED_SAE, grid, n, other_rates)
     return out
