@@ -96,6 +96,8 @@ def make_store(db: Path, n_part: int) -> None:
     site = Site.objects.get(code="S01")
     arm_id = Arm.objects.get().pk
     user = services.system_user()
+    # the account the import is recorded under (an import does not create accounts)
+    services.create_user(username="benchmark", password=None, role="data-manager")
     with transaction.atomic():
         ppl = audit.bulk_create(Participant, [
             Participant(study_id=f"X{i:06d}", site=site, sex="MF"[i % 2],
