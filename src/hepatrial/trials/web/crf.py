@@ -237,6 +237,12 @@ def check_visit_version(visit: Any, post: Mapping[str, Any]) -> None:
     check_posted_version(visit, post, scopes=visit_scopes(visit))
 
 
+def _locked(p: Any, visit: Any) -> bool:
+    """Whether an active lock covers the visit (its own, the casebook's or the trial's)."""
+    trial_locked, locked_p, locked_v = selectors_web.active_locks_by_visit([p.pk])
+    return trial_locked or p.pk in locked_p or visit.pk in locked_v
+
+
 def crf_context(request: HttpRequest, p: Any, visit: Any, *,
                 post: Mapping[str, Any] | None = None, errs: FieldErrors | None = None,
                 confirm_needed: set[str] | None = None) -> dict[str, Any]:
@@ -247,8 +253,7 @@ def crf_context(request: HttpRequest, p: Any, visit: Any, *,
     items = selectors_web.visit_items(proto, [visit])[visit.pk]
     window = selectors_web.visit_window(p.enrolment_date, visit.nominal_day,
                                         visit.window_lower, visit.window_upper)
-    trial_locked, locked_p, locked_v = selectors_web.active_locks_by_visit([p.pk])
-    locked = trial_locked or p.pk in locked_p or visit.pk in locked_v
+    locked = _locked(p, visit)
     sigs = selectors_web.valid_signatures([p.pk]).get((p.pk, visit.pk), [])
     try:
         pv = proto.visit(visit.code)
@@ -498,8 +503,7 @@ def visit_crf(request: HttpRequest, study_id: str, code: str) -> HttpResponse:
     if request.method != "POST":
         return render(request, "hepatrial/web/crf.html", crf_context(request, p, visit))
     access.require("enter_data", p)
-    ctx = crf_context(request, p, visit)
-    if ctx["locked"]:
+    if _locked(p, visit):  # the page's context is built only for the page shown
         errs = FieldErrors()
         errs.add(None, "This visit is locked: nothing can be changed until a data manager "
                        "unlocks it (with a reason).")
