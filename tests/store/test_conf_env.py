@@ -45,3 +45,14 @@ def test_bad_values_are_named(monkeypatch: pytest.MonkeyPatch, name: str, value:
     monkeypatch.setenv(name, value)
     with pytest.raises(ValueError, match=message):
         conf.build_settings("x.sqlite3")
+
+
+def test_postgresql_connections_are_kept_and_checked() -> None:
+    """A served request reuses its thread's PostgreSQL connection for up to 60 s, checked
+    before reuse (a new connection per request forks a server process); SQLite opens a file."""
+    pg = conf.parse_database_url("postgresql://u:p%40ss@db.example.org:5433/trial")
+    assert (pg["NAME"], pg["USER"], pg["PASSWORD"], pg["HOST"], pg["PORT"]) == (
+        "trial", "u", "p@ss", "db.example.org", "5433")
+    assert (pg["CONN_MAX_AGE"], pg["CONN_HEALTH_CHECKS"], pg["ATOMIC_REQUESTS"]) == (
+        60, True, True)
+    assert "CONN_MAX_AGE" not in conf.parse_database_url("sqlite:///x.sqlite3")

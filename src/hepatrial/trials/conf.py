@@ -183,6 +183,10 @@ def parse_database_url(url: str) -> dict[str, Any]:
             "PORT": str(parts.port or ""),
             "OPTIONS": options,
             "ATOMIC_REQUESTS": True,
+            # a served request reuses its thread's connection (checked before reuse) instead
+            # of opening one per request: a PostgreSQL connection costs a process fork
+            "CONN_MAX_AGE": 60,
+            "CONN_HEALTH_CHECKS": True,
         }
     if scheme == "sqlite":
         # sqlite:///rel/path -> "rel/path"; sqlite:////abs/path -> "/abs/path"
