@@ -33,6 +33,7 @@ from hepatrial import errors, vocab
 from hepatrial.trials import selectors_web, services
 from hepatrial.trials.web.access import ecrf_view
 from hepatrial.trials.web.common import (
+    LOCKED,
     FieldErrors,
     optional_module,
     parse_date,
@@ -299,10 +300,28 @@ def _clinical_value(kind: str, raw: str) -> Any:
     return raw or None
 
 
+def _owned(items: Any, p: Any, visit: Any) -> Any:
+    """``items`` with the participant and visit of its stored lab results and clinical
+    assessment set to ``p`` and ``visit`` (loaded by this request), so that correcting them
+    does not read both again per record. A record whose stored owner is another participant
+    or visit is left as it is (the services then read and judge its own)."""
+    for record in (*items.labs.values(), items.clinical):
+        if record is None:
+            continue
+        if record.participant_id == p.pk:
+            record.participant = p
+        if record.visit_id == visit.pk:
+            record.visit = visit
+    return items
+
+
 def _save(request: HttpRequest, p: Any, visit: Any, post: Mapping[str, Any]
           ) -> tuple[FieldErrors, set[str], list[Any]]:
     """Every write of a posted CRF, in one transaction that is rolled back when any part is
-    refused. Returns ``(errors, analytes needing confirmation, confirmed soft-range labs)``."""
+    refused. Returns ``(errors, analytes needing confirmation, confirmed soft-range labs)``.
+
+    The services get the participant and visit this request loaded (instances, not codes),
+    so that each record does not look them up again."""
 
     user = request.user
     proto = services.active_protocol()
@@ -332,13 +351,13 @@ def _save(request: HttpRequest, p: Any, visit: Any, post: Mapping[str, Any]
             current = visit.actual_date.isoformat() if visit.actual_date else ""
             if actual and actual != current:
                 attempt(lambda: services.record_visit(
-                    participant=p, visit_code=visit.code, actual_date=actual, reason=reason,
+                    participant=p, visit_code=visit, actual_date=actual, reason=reason,
                     user=user), fields={"actual_date": "actual_date", "reason": "reason"})
                 visit.refresh_from_db()
             elif not actual and current:
                 errs.add("actual_date", "the visit date cannot be removed here (a visit that "
                                         "did not take place is marked missed)")
-            items = selectors_web.visit_items(proto, [visit])[visit.pk]
+            items = _owned(selectors_web.visit_items(proto, [visit])[visit.pk], p, visit)
             for code in _panel(items, post):
                 value = str(post.get(f"lab-{code}", "")).strip()
                 unit = str(post.get(f"lab-{code}-unit", "")).strip()
@@ -369,7 +388,7 @@ def _save(request: HttpRequest, p: Any, visit: Any, post: Mapping[str, Any]
                 kw = _confirmed_kw(soft is not None and ok)
                 if lab is None:
                     saved = attempt(lambda code=code, value=value, unit=unit, kw=kw:
-                                    services.record_lab(participant=p, visit_code=visit.code,
+                                    services.record_lab(participant=p, visit_code=visit,
                                                         analyte=code, value=value, unit=unit,
                                                         user=user, **kw), fields=f)
                 else:
@@ -421,7 +440,7 @@ def _not_done(attempt: Any, errs: FieldErrors, p: Any, visit: Any, items: Any, i
         return
     on = visit.actual_date or visit.scheduled_date or today()
     attempt(lambda: services.record_deviation(
-        participant=p, category="other", visit_code=visit.code, date=min(on, today()),
+        participant=p, category="other", visit_code=visit, date=min(on, today()),
         description=selectors_web.not_done_description(item, reason), user=user),
         fields={"description": f"{key}-nd-reason", "date": f"{key}-nd-reason"})
 
@@ -447,7 +466,7 @@ def _save_clinical(attempt: Any, errs: FieldErrors, p: Any, visit: Any, items: A
         if not given:
             return
         values["dialysis_last_week"] = bool(values["dialysis_last_week"])
-        attempt(lambda: services.record_clinical(participant=p, visit_code=visit.code,
+        attempt(lambda: services.record_clinical(participant=p, visit_code=visit,
                                                  user=user, **values), fields=f)
     else:
         if values["dialysis_last_week"] is None:
@@ -515,7 +534,7 @@ def visit_crf(request: HttpRequest, study_id: str, code: str) -> HttpResponse:
         return _conflict(request, p, visit, exc)
     if errs or confirm:
         visit.refresh_from_db()
-        locked = any("This visit is locked" in m for m in errs.general)
+        locked = any(m.startswith(LOCKED) for m in errs.general)
         return render(request, "hepatrial/web/crf.html", crf_context(
             request, p, visit, post=request.POST, errs=errs, confirm_needed=confirm),
             status=409 if locked else 400)
