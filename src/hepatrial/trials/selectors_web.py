@@ -686,3 +686,67 @@ def casebook_lock(participant: Participant) -> Lock | None:
     from hepatrial.trials.audit.locks import active_lock
 
     return active_lock([participant.pk])
+
+
+# ---------------------------------------------------------------------- cell product (issue 11)
+def _product_models() -> Any:
+    from hepatrial.trials.models import product
+
+    return product
+
+
+#: a QC result's field history is shown like the other casebook records' (its value as entered)
+HISTORY_MODELS["qcresult"] = (_product_models().QcResult, "participant_id")
+
+
+def product_batches(site_ids: Iterable[int], *, state: str | None = None
+                    ) -> list[dict[str, Any]]:
+    """The cell-product batches of the sites' participants (optionally in one lifecycle
+    ``state``), by site, participant, harvest time and batch id: plain values ``{batch_id,
+    participant, site, state, harvested_on, released, released_at, administered_on}``
+    (``harvested_on`` the harvest's collection date, None for a batch registered before the
+    lifecycle; ``administered_on`` the date of the batch's first administration, None when
+    it was not given). One query."""
+    from django.db.models import Min
+
+    m = _product_models()
+    qs = m.CellProductBatch.objects.filter(participant__site_id__in=list(site_ids))
+    if state is not None:
+        qs = qs.filter(state=state)
+    rows = (qs.annotate(administered_on=Min("administrations__date"))
+            .order_by("participant__site__code", "participant__study_id",
+                      "harvest__collected_at", "batch_id")
+            .values_list("batch_id", "participant__study_id", "participant__site__code",
+                         "state", "harvest__collection_date", "released", "released_at",
+                         "administered_on"))
+    return [{"batch_id": bid, "participant": sid, "site": code, "state": st,
+             "harvested_on": harvested, "released": released, "released_at": released_at,
+             "administered_on": given}
+            for bid, sid, code, st, harvested, released, released_at, given in rows]
+
+
+def product_batch_in(batch_id: str, site_ids: Iterable[int]) -> Any:
+    """The batch ``batch_id`` when its participant is of one of the sites (None otherwise:
+    another site's batch does not exist for the user)."""
+    return (_product_models().CellProductBatch.objects
+            .select_related("participant", "participant__site", "harvest")
+            .filter(batch_id=batch_id, participant__site_id__in=list(site_ids)).first())
+
+
+def product_qc_results(batch: Any) -> list[Any]:
+    """The batch's QC (release-test) results as stored, by test."""
+    return list(_product_models().QcResult.objects.filter(batch=batch).order_by("test"))
+
+
+def product_signatures(batch: Any) -> dict[int, Any]:
+    """The batch's product e-signatures by primary key."""
+    return {s.pk: s for s in _product_models().ProductSignature.objects.filter(batch=batch)}
+
+
+def latest_weight(participant: Participant) -> tuple[float, _dt.date] | None:
+    """The participant's latest weight recorded at a visit that took place: ``(kg, visit
+    date)``, None when none is recorded."""
+    c = (ClinicalAssessment.objects.filter(participant=participant, weight_kg__isnull=False,
+                                           visit__actual_date__isnull=False)
+         .select_related("visit").order_by("-visit__actual_date", "-pk").first())
+    return None if c is None else (float(c.weight_kg), c.visit.actual_date)
