@@ -222,3 +222,21 @@ def test_status_actions(world: Any, login: Any) -> None:
     r = c.post("/participants/A1/status/", {"status": "completed",
                                             "date": today().isoformat(), "reason": "x"})
     assert r.status_code == 400 and "cannot go from" in r.content.decode()
+
+
+def test_a_status_change_refused_by_the_casebook_lock_names_the_casebook(
+        world: Any, login: Any) -> None:
+    """The lock's own words (the casebook, not "this visit"), and nothing written."""
+    from hepatrial.trials.services.signing import lock
+
+    lock(level="participant", participant="A1", user=world.users["data-manager"],
+         reason="casebook complete")
+    c = login("coordinator")  # (signing in is itself audited)
+    before = _ledger()
+    r = c.post("/participants/A1/status/", {
+        "status": "withdrawn", "date": today().isoformat(), "reason": "consent withdrawn"})
+    page = r.content.decode()
+    assert r.status_code == 400, page[:2000]
+    assert "Locked, nothing was saved: " in page and "casebook of participant A1 is locked" \
+        in page.replace("The casebook", "casebook") and "This visit is locked" not in page
+    assert _ledger() == before and world.participant("A1").status == "enrolled"

@@ -50,20 +50,25 @@ class FieldErrors(dict):
         return out
 
 
+#: the start of the message of a write refused by a lock
+LOCKED = "Locked, nothing was saved:"
+
+
 def store_errors(exc: Exception, *, prefix: str = "", fields: dict[str, str] | None = None
                  ) -> FieldErrors:
     """The problems of a refused write as :class:`FieldErrors`.
 
     A :class:`RuleViolation` gives each problem on its field (``prefix`` + field, or the
-    form field ``fields[field]``); a lock says "this visit is locked" with the lock; any other
+    form field ``fields[field]``); a lock gives :data:`LOCKED` and the lock (the visit, the
+    casebook or the trial, as the store names it); any other
     store error becomes a general message."""
     out = FieldErrors()
     if isinstance(exc, RuleViolation):
         for p in exc.problems:
             name = (fields or {}).get(p.field, f"{prefix}{p.field}" if p.field else "")
             out.add(name, p.reason)
-    elif isinstance(exc, errors.RecordLocked):
-        out.add(None, f"This visit is locked: {exc}")
+    elif isinstance(exc, errors.RecordLocked):  # the message names what is locked
+        out.add(None, f"{LOCKED} {exc}")
     elif isinstance(exc, errors.ChangeReasonRequired):
         out.add("reason", str(exc))
     else:
