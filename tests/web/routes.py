@@ -75,6 +75,24 @@ def adverse_event(world: Any, which: str) -> dict[str, Any]:
     return {**participant(world, which), "pk": cache[which]}
 
 
+def batch(world: Any, which: str) -> dict[str, Any]:
+    """A cell-product batch of A1 or B1, received at the facility (harvested three days
+    before day 0 and registered, once per test, through the product service)."""
+    cache = world.__dict__.setdefault("_route_batches", {})
+    if which not in cache:
+        import datetime as dt
+
+        from tests.store._product import at, harvest
+
+        sid = "A1" if which == "own" else "B1"
+        day = world.day0 - dt.timedelta(days=3)
+        h = harvest(world.services, sid, day)
+        cache[which] = world.services.register_batch(
+            participant=sid, coi=h.coi, batch_id=f"RT-{sid}", facility="GMP cell lab",
+            received_at=at(day, 11), receipt_temperature_c=20.0).batch_id
+    return {"batch_id": cache[which]}
+
+
 @dataclass(frozen=True)
 class Route:
     """One URL of the ``web`` namespace."""
@@ -137,4 +155,10 @@ ROUTES: tuple[Route, ...] = (
     Route("adverse_event_new", method="POST", action="enter_data", target=participant),
     Route("adverse_event_edit", action="enter_data", target=adverse_event),
     Route("adverse_event_edit", method="POST", action="enter_data", target=adverse_event),
+    # the cell product (web/product.py)
+    Route("products"),
+    Route("product", target=batch),
+    Route("product_qc", action="manage_product", target=batch),
+    Route("product_qc", method="POST", action="manage_product", target=batch),
+    Route("product_coa", target=batch),
 )
