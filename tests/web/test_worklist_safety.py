@@ -212,7 +212,7 @@ def test_a_batch_in_qa_review_shows_for_qa_and_not_for_a_coordinator(
     shown = re.search(r"\((?P<d>\d+) d (?P<h>\d+) h\)", items[0])
     assert shown is not None and (int(shown["d"]), int(shown["h"])) == (
         waited.days, waited.seconds // 3600), items[0]
-    assert f'href="/admin/trials/cellproductbatch/{waiting.pk}/change/"' in section
+    assert f'href="/products/{waiting.batch_id}/"' in section
     assert '<span class="badge bad">shelf life ended</span>' in section
     assert "MSC-B1-1" not in page and "MSC-A1-0" not in page
     for role in ("coordinator", "investigator", "data-manager"):

@@ -13,7 +13,8 @@
 * **Batches awaiting QA release** — for the role that releases a batch (``release_product``:
   QA): every batch of the user's sites in QA review and not released, longest waiting
   first, with how long it has waited, its participant and site, the end of its shelf life
-  (the protocol's product, from formulation) and a link to its admin page.
+  (the protocol's product, from formulation) and a link to its batch page
+  (:mod:`hepatrial.trials.web.product`).
 
 Sites are the user's (:attr:`~hepatrial.trials.web.access.Access.site_ids`), applied in the
 selectors: another site's event or batch is never read.
@@ -128,11 +129,12 @@ def batch_release_section(access: Access, on: _dt.date) -> Section | None:
                          f"{expiry:%Y-%m-%d %H:%M} UTC")
         expired = expiry is not None and expiry <= now
         items.append(Item(f"{b['batch_id']} · {b['participant']} ({b['site']})",
-                          reverse("admin:trials_cellproductbatch_change", args=[b["pk"]]),
+                          reverse("web:product", kwargs={"batch_id": b["batch_id"]}),
                           " · ".join(parts), "shelf life ended" if expired else "to release",
                           "bad" if expired else "warn"))
     if len(batches) > SHOWN:
-        items.append(Item(f"{len(batches) - SHOWN} more batch(es) in QA review", "",
-                          "listed in the admin's cell product batches", "more", "info"))
+        items.append(Item(f"{len(batches) - SHOWN} more batch(es) in QA review",
+                          reverse("web:products") + "?state=qa_review",
+                          "listed on the products page", "more", "info"))
     return Section("batch_release", "Batches awaiting QA release", items,
                    "No batch is waiting for release.", total=len(batches))
