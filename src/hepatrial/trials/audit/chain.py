@@ -2,13 +2,15 @@
 
 from __future__ import annotations
 
+import contextvars
 import datetime as _dt
 import hashlib
 import json
 import operator
 import uuid
 from collections import defaultdict
-from collections.abc import Iterable, Sequence
+from collections.abc import Iterable, Iterator, Sequence
+from contextlib import contextmanager
 from decimal import Decimal
 from json.encoder import encode_basestring as _encode_str  # type: ignore[attr-defined]
 from typing import Any
@@ -342,12 +344,38 @@ def _ledger() -> type[models.Model]:
     return apps.get_model("trials", "AuditLedger")
 
 
+#: set inside :func:`ledger_held`: the current transaction holds the ledger lock already
+_held: contextvars.ContextVar[bool] = contextvars.ContextVar("hepatrial_ledger_held",
+                                                             default=False)
+
+
 def lock_ledger() -> None:
-    """Serialise ledger appends for the current transaction (advisory lock on PostgreSQL)."""
+    """Serialise ledger appends for the current transaction (advisory lock on PostgreSQL).
+
+    Inside :func:`ledger_held` the transaction holds the lock already: nothing to do."""
+    if _held.get():
+        return
     if connection.vendor == "postgresql":
         with connection.cursor() as cur:
             cur.execute("SELECT pg_advisory_xact_lock(%s)", [_LOCK_KEY])
     # SQLite: transactions are BEGIN IMMEDIATE (see conf.py), so writers are serialised.
+
+
+@contextmanager
+def ledger_held() -> Iterator[None]:
+    """Take the ledger lock now, in the open transaction, and skip taking it again inside the
+    block (the transaction-level lock is held until the transaction ends, which is after the
+    block: the block is inside the transaction). Raises ``TransactionManagementError`` outside
+    ``transaction.atomic()``."""
+    if not connection.in_atomic_block:
+        raise transaction.TransactionManagementError(
+            "ledger_held: must run inside transaction.atomic()")
+    lock_ledger()
+    token = _held.set(True)
+    try:
+        yield
+    finally:
+        _held.reset(token)
 
 
 #: history rows re-read per query by :func:`append`: below 999, the smallest limit of bound

@@ -27,7 +27,10 @@ querysets' ``update()``/``delete()``/``bulk_create()``/``bulk_update()`` (so als
 :class:`~hepatrial.errors.RecordLocked` naming the record and the lock (id, level, who, when,
 why). The check runs after :func:`~hepatrial.trials.audit.chain.lock_ledger` in the writer's
 transaction, and locking takes the same lock, so a write and a lock are serialised (a write
-never slips in after a lock it did not see).
+never slips in after a lock it did not see). Inside a unit of work
+(:mod:`~hepatrial.trials.audit.unit`, e.g. one eCRF save) that lock is taken once at its start
+and the active locks of the same participants/visits are read once, until the unit writes a
+lock; every check still runs. The checks tell the unit which model is about to be written.
 
 This module reads the ``Lock`` model through the app registry (the audit layer imports no
 models). The pure part is :func:`covering_lock`.
@@ -46,6 +49,7 @@ from django.utils import timezone
 
 from hepatrial.errors import ChangeReasonRequired, NotFoundError, RecordLocked, StoreError
 from hepatrial.trials.audit.chain import lock_ledger
+from hepatrial.trials.audit.unit import remembered, written
 
 __all__ = [
     "LEVELS",
@@ -168,11 +172,26 @@ def active_lock(
 ) -> Any | None:
     """The active ``Lock`` covering rows of these participants/visits (or any trial lock).
 
-    One query: filtered by id for a few ids, all active locks (matched in Python) for many.
+    One query: filtered by id for a few ids, all active locks (matched in Python) for many;
+    inside a unit of work (:mod:`hepatrial.trials.audit.unit`) the rows read for the same ids
+    earlier in the unit, until the unit writes a lock.
     """
     pids = {p for p in participant_ids if p is not None}
     vids = {v for v in visit_ids if v is not None}
     Lock = _lock_model()
+    rows = remembered((Lock,), ("active_lock", frozenset(pids), frozenset(vids)),
+                      lambda: _active_rows(Lock, pids, vids))
+    if not rows:
+        return None
+    hit = covering_lock(rows, pids, vids)
+    if hit is None:
+        return None
+    return Lock._base_manager.select_related("participant", "visit", "locked_by").get(pk=hit[0])
+
+
+def _active_rows(Lock: Any, pids: set[Any], vids: set[Any]) -> tuple[Any, ...]:
+    """``(lock id, level, participant id, visit id)`` of the active locks that may cover rows
+    of these participants/visits (every active lock for many ids)."""
     qs = Lock._base_manager.filter(unlocked_at__isnull=True)
     if len(pids) + len(vids) <= _IN_LIMIT:
         q = models.Q(level="trial")
@@ -181,13 +200,7 @@ def active_lock(
         if vids:
             q |= models.Q(level="visit", visit_id__in=vids)
         qs = qs.filter(q)
-    rows = list(qs.values_list("pk", "level", "participant_id", "visit_id"))
-    if not rows:
-        return None
-    hit = covering_lock(rows, pids, vids)
-    if hit is None:
-        return None
-    return Lock._base_manager.select_related("participant", "visit", "locked_by").get(pk=hit[0])
+    return tuple(qs.values_list("pk", "level", "participant_id", "visit_id"))
 
 
 def _target(level: str, participant: Any, visit: Any) -> str:
@@ -277,6 +290,7 @@ def _stored_owners(
 def check_save(obj: models.Model) -> None:
     """Refuse saving ``obj`` when its owner now (or, for a stored row, before) is locked."""
     model = type(obj)
+    written(model)
     scope = scope_of(model)
     if scope is None:
         return
@@ -294,6 +308,7 @@ def check_save(obj: models.Model) -> None:
 def check_delete(obj: models.Model) -> None:
     """Refuse deleting ``obj`` when its owner (as stored) is locked."""
     model = type(obj)
+    written(model)
     scope = scope_of(model)
     if scope is None:
         return
@@ -308,6 +323,7 @@ def check_objects(
     model: type[models.Model], objs: Sequence[models.Model], *, stored: bool = False
 ) -> None:
     """Refuse a bulk write of ``objs`` (new values; with ``stored``, also their stored owners)."""
+    written(model)
     scope = scope_of(model)
     if scope is None or not objs:
         return
@@ -325,6 +341,7 @@ def check_queryset(qs: models.QuerySet, changes: Mapping[str, Any] | None = None
     """Refuse ``qs.update(**changes)``/``qs.delete()`` when a lock covers any of its rows (as
     stored, or as ``changes`` would make them)."""
     model = qs.model
+    written(model)
     scope = scope_of(model)
     if scope is None:
         return
@@ -342,6 +359,7 @@ def check_queryset(qs: models.QuerySet, changes: Mapping[str, Any] | None = None
 def check_columns(model: type[models.Model], data: Mapping[str, Sequence[Any]]) -> None:
     """Refuse inserting rows given column-wise (``data[attname]``) into locked owners (the
     fast import path: call once per batch)."""
+    written(model)
     scope = scope_of(model)
     if scope is None:
         return
@@ -356,6 +374,7 @@ def check_update_pks(
     model: type[models.Model], pks: Sequence[Any], changes: Mapping[str, Sequence[Any]]
 ) -> None:
     """Refuse updating rows ``pks`` (stored owners, and owners ``changes`` would give them)."""
+    written(model)
     scope = scope_of(model)
     if scope is None or not pks:
         return

@@ -16,11 +16,16 @@ Conventions for every function:
 
 Participants, visits and arms may be passed as model instances or by their codes
 (``study_id``, visit code, site code).
+
+Several writes in one transaction (one eCRF save) may run inside :func:`unit_of_work`
+(:mod:`hepatrial.trials.audit.unit`): the ledger is locked once and the lock, site-membership
+and visit reads each write's checks repeat are read once; every check still runs.
 """
 
 from __future__ import annotations
 
 from hepatrial.trials.audit.actors import SYSTEM_USERNAME, system_user
+from hepatrial.trials.audit.unit import unit_of_work
 from hepatrial.trials.base import ChangeReasonRequired
 from hepatrial.trials.services._common import StoreError
 from hepatrial.trials.services.accounts import (
@@ -185,6 +190,7 @@ __all__ = [
     "start_manufacture",
     "submit_for_review",
     "system_user",
+    "unit_of_work",
     "unlock",
     "update_administration",
     "update_adverse_event",

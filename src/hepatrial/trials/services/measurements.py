@@ -19,6 +19,7 @@ from typing import Any
 
 from django.db import transaction
 
+from hepatrial.trials.audit.unit import remembered
 from hepatrial.trials.base import require_reason
 from hepatrial.trials.models import (
     ClinicalAssessment,
@@ -73,6 +74,14 @@ def _reason_for(old: Mapping[str, Any], new: Mapping[str, Any], reason: str | No
     return (reason or "").strip() or f"data entry: {', '.join(sorted(changed))} entered"
 
 
+def _stored_visit(p: Participant, visit_code: Any) -> Visit:
+    """The visit's facts as stored now (not as the caller's instance says): read again for
+    each record, or inside a unit of work (:mod:`hepatrial.trials.audit.unit`, e.g. one eCRF
+    save) once until the unit writes a visit. Read-only: the instance may be shared."""
+    pk = _visit(p, visit_code).pk
+    return remembered((Visit,), ("visit", pk), lambda: Visit.objects.get(pk=pk))
+
+
 def _lab_record(p: Any, v: Visit, analyte: str) -> str:
     return f"participant {p} visit {v.code} lab {analyte}"
 
@@ -94,7 +103,7 @@ def check_lab(
     outside the analyte's expected range needs ``confirmed_out_of_range``. Returns the checked
     value."""
     p = _participant(participant)
-    v = Visit.objects.get(pk=_visit(p, visit_code).pk)  # the visit's facts as stored now
+    v = _stored_visit(p, visit_code)
     record = _lab_record(p, v, analyte)
     problems: list[Problem] = []
     if lab is None and LabResult.objects.filter(visit=v, analyte=analyte).exists():
@@ -252,7 +261,7 @@ def check_clinical(
     """Validate a clinical assessment (new, or with ``assessment`` the record after a change)
     without writing; returns the typed items."""
     p = _participant(participant)
-    v = Visit.objects.get(pk=_visit(p, visit_code).pk)  # the visit's facts as stored now
+    v = _stored_visit(p, visit_code)
     record = f"participant {p} visit {v.code} clinical"
     problems: list[Problem] = []
     if assessment is None and ClinicalAssessment.objects.filter(visit=v).exists():

@@ -23,6 +23,7 @@ from typing import Any
 from hepatrial import vocab
 from hepatrial.errors import PermissionDenied
 from hepatrial.trials.audit.actors import SYSTEM_USERNAME
+from hepatrial.trials.audit.unit import remembered
 from hepatrial.trials.models import Participant, Site, SiteMembership
 from hepatrial.trials.services._common import _participant, _site
 
@@ -207,13 +208,21 @@ def require_permission(
         raise PermissionDenied(
             f"{action}: user {name!r} is {role}, which acts on its sites' participants only"
         )
-    if not SiteMembership.objects.filter(user=user, site_id=site_id).exists():
+    if not _member(user, site_id):
         code = Site.objects.filter(pk=site_id).values_list("code", flat=True).first()
         what = f"participant {participant}" if participant is not None else f"site {code}"
         raise PermissionDenied(
             f"{action}: user {name!r} ({role}) is not a member of site {code} ({what})"
         )
     return role
+
+
+def _member(user: Any, site_id: int) -> bool:
+    """Whether ``user`` is a member of site ``site_id`` (inside a unit of work, e.g. one eCRF
+    save, read once per user and site until the unit writes a membership)."""
+    return remembered(
+        (SiteMembership,), ("member", user.pk, site_id),
+        lambda: SiteMembership.objects.filter(user=user, site_id=site_id).exists())
 
 
 def _site_id(participant: Participant | str | None, site: Site | str | None) -> int | None:
