@@ -235,6 +235,10 @@ def test_cli_distribution_and_administration_refusals(enrolled: Any, store: Any)
               _iso(DAY0, 13, 30), code=1)
     assert "dispatch refused (2 unmet condition(s))" in out
     assert "coi_scanned:" in out and "within_shelf_life: expired at" in out
+    out = run("product", "ship", b.batch_id, "--scan", coi, "--at", _iso(DAY0, 9),
+              "--temperature", "21.5", code=1)
+    assert "storage_temperature: 21.5 °C at dispatch is outside the storage range 2 to 8 °C" \
+        in out
     run("product", "ship", b.batch_id, "--scan", coi, "--at", _iso(DAY0, 9))
     out = run("product", "receive", b.batch_id, "--scan", coi, "--at", _iso(DAY0, 9, 30),
               "--reading", f"{_iso(DAY0, 9, 5)}=5", "--reading", f"{_iso(DAY0, 9, 20)}=11.5",

@@ -297,6 +297,24 @@ def test_transport_excursions_are_named() -> None:
     assert c["within_shelf_life"][0].startswith("expired at 2009-02-05T13:00:00+00:00")
 
 
+@pytest.mark.parametrize(("celsius", "ok"), [(2.0, True), (8.0, True), (8.1, False),
+                                              (1.9, False), (None, True)])
+def test_storage_temperature_at_dispatch_and_on_arrival(celsius: float | None,
+                                                         ok: bool) -> None:
+    """The temperature recorded with dispatch is judged against the storage range (2-8 °C,
+    bounds inclusive), the one recorded on arrival at the bedside against the transport
+    range; not recorded is not judged (the logger readings are)."""
+    f = _facts(at=FORMULATED + 2 * H, step_temperature_c=celsius)
+    c = _conds(check_transition(State.RELEASED, Action.DISPATCH, f, _product()))
+    assert c == ({} if ok else {"storage_temperature": [
+        f"{celsius:g} °C at dispatch is outside the storage range 2 to 8 °C"]})
+    readings = (TemperatureReading(FORMULATED + 2 * H, 4.0),)
+    f = _facts(at=FORMULATED + 3 * H, transit_readings=readings, step_temperature_c=celsius)
+    c = _conds(check_transition(State.DISPATCHED, Action.RECEIVE_AT_BEDSIDE, f, _product()))
+    assert c == ({} if ok else {"transport_temperature": [
+        f"{celsius:g} °C on arrival at the bedside is outside 2 to 8 °C"]})
+
+
 def test_administer_carries_the_gate() -> None:
     gate = (Unmet("patient_identifiers", "year_of_birth '1961' does not match the participant's "
                   "record"),)  # fmt: skip

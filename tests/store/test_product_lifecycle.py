@@ -310,7 +310,23 @@ def test_distribution_refusals(enrolled: Any, store: Any) -> None:
         store.dispatch_batch(b.batch_id, scanned_coi=other.coi, at=P.at(DAY0, 13, 30))
     assert _conditions(exc) == ["coi_scanned", "within_shelf_life"]
     assert f"scanned {other.coi!r} is not this batch's chain-of-identity id" in str(exc.value)
+    from hepatrial.trials.models.product import CustodyEvent
+
+    events = CustodyEvent.objects.count()
+    with pytest.raises(store.ProductStepRefused) as exc_t:  # stored at room temperature
+        store.dispatch_batch(b.batch_id, scanned_coi=b.coi_identifier, at=P.at(DAY0, 9),
+                             temperature_c=21.5)
+    assert _conditions(exc_t) == ["storage_temperature"]
+    assert "21.5 °C at dispatch is outside the storage range 2 to 8 °C" in str(exc_t.value)
+    with pytest.raises(store.StoreError, match=r"temperature_c: 'warm' is not a temperature"):
+        store.dispatch_batch(b.batch_id, scanned_coi=b.coi_identifier, at=P.at(DAY0, 9),
+                             temperature_c="warm")
+    assert CustodyEvent.objects.count() == events
     store.dispatch_batch(b.batch_id, scanned_coi=b.coi_identifier, at=P.at(DAY0, 9))
+    with pytest.raises(store.ProductStepRefused) as exc_a:
+        store.receive_at_bedside(b.batch_id, scanned_coi=b.coi_identifier, at=P.at(DAY0, 9, 30),
+                                 readings=[(P.at(DAY0, 9, 5), 5.0)], temperature_c=12)
+    assert "12 °C on arrival at the bedside is outside 2 to 8 °C" in str(exc_a.value)
     with pytest.raises(store.ProductStepRefused) as exc2:
         store.receive_at_bedside(b.batch_id, scanned_coi=b.coi_identifier, readings=[],
                                  at=P.at(DAY0, 9, 30))

@@ -248,6 +248,9 @@ class Facts:
     investigator_signature: Signature | None = None
     #: transport logger readings from dispatch to bedside receipt
     transit_readings: tuple[TemperatureReading, ...] = ()
+    #: the product's temperature recorded with this step (°C; None: not recorded): in
+    #: storage at dispatch, on arrival at the bedside
+    step_temperature_c: float | None = None
     #: the state the batch was quarantined from (resume)
     quarantined_from: State | None = None
     #: administration: the unmet conditions of the dosing gate (None = gate not run)
@@ -399,9 +402,11 @@ def check_transition(
       normally), ``medical_justification`` (text), ``investigator_signature`` (an
       investigator other than the QA signer, meaning ``medical_justification``),
       ``within_shelf_life``; records a **major** deviation.
-    * dispatch — ``coi_scanned``, ``within_shelf_life``.
+    * dispatch — ``coi_scanned``, ``within_shelf_life``, ``storage_temperature`` (a
+      temperature recorded at dispatch is within the product's storage range).
     * receive_at_bedside — ``coi_scanned``, ``transport_temperature`` (logger readings
-      present, none outside the product's transport range), ``within_shelf_life``.
+      present, none outside the product's transport range, nor the temperature recorded on
+      arrival), ``within_shelf_life``.
     * administer — every unmet condition of the dosing gate
       (:func:`hepatrial.protocol.dosing.check_administration`), or ``dosing_gate`` when it was
       not run.
@@ -514,6 +519,10 @@ def check_transition(
     elif act is A.DISPATCH:
         _coi_check(c, facts)
         _shelf_life(c, facts, product)
+        t, rng = facts.step_temperature_c, product.storage_temp_c
+        if t is not None and rng is not None and not rng.contains(t):
+            c.fail("storage_temperature", f"{t:g} °C at dispatch is outside the storage range "
+                   f"{rng.text}")
 
     elif act is A.RECEIVE_AT_BEDSIDE:
         _coi_check(c, facts)
@@ -526,6 +535,10 @@ def check_transition(
                 if bad:
                     c.fail("transport_temperature", f"{len(bad)} reading(s) outside "
                            f"{rng.text}: {', '.join(bad)}")
+            t = facts.step_temperature_c
+            if t is not None and not rng.contains(t):
+                c.fail("transport_temperature", f"{t:g} °C on arrival at the bedside is "
+                       f"outside {rng.text}")
         _shelf_life(c, facts, product)
 
     elif act is A.ADMINISTER:

@@ -938,13 +938,42 @@ def _batch_participant(batch: CellProductBatch | str) -> Participant:
 
 
 # ---------------------------------------------------------------------- distribution
+def _bid_of(batch: CellProductBatch | str) -> str:
+    """The batch id of a batch or of its id."""
+    return str(getattr(batch, "batch_id", batch))
+
+
+def _celsius(bid: str, value: Any) -> float | None:
+    """A temperature typed for a step as °C (None when not recorded); not a number -> the
+    batch's step refused naming ``temperature_c``."""
+    if value is None or (isinstance(value, str) and not value.strip()):
+        return None
+    from hepatrial.scores.numbers import number_problem
+    from hepatrial.trials.validators._common import Checker
+
+    text = str(value).strip()
+    why = None if isinstance(value, (int, float)) else number_problem(text)
+    if why is None:
+        x = float(value)
+        if x == x and abs(x) != float("inf"):
+            return x
+        why = "is not a finite number"
+    c = Checker(f"batch {bid}")
+    c.fail("temperature_c", f"{value!r} is not a temperature in °C: {why}")
+    c.done()
+    return None
+
+
 def dispatch_batch(
     batch: CellProductBatch | str, *, scanned_coi: str, at: Any = None, location: str = "",
     temperature_c: float | None = None, user: Any = None,
 ) -> CellProductBatch:
-    """released | exceptional_release -> dispatched: the label scanned, within shelf life."""
+    """released | exceptional_release -> dispatched: the label scanned, within shelf life,
+    ``temperature_c`` (the storage temperature at dispatch, when recorded) within the
+    product's storage range."""
     return _transition(batch, A.DISPATCH, user=user, permission="manage_product", at=at,
-                       scanned_coi=scanned_coi, location=location, temperature_c=temperature_c)
+                       scanned_coi=scanned_coi, location=location, temperature_c=temperature_c,
+                       facts={"step_temperature_c": _celsius(_bid_of(batch), temperature_c)})
 
 
 def receive_at_bedside(
@@ -978,7 +1007,8 @@ def receive_at_bedside(
     return _transition(
         batch, A.RECEIVE_AT_BEDSIDE, user=user, permission="administer_product", at=at,
         scanned_coi=scanned_coi, location=location, temperature_c=temperature_c,
-        facts={"transit_readings": tuple(typed)},
+        facts={"transit_readings": tuple(typed),
+               "step_temperature_c": _celsius(bid, temperature_c)},
         details={"readings": [[r.at.isoformat(), r.celsius] for r in typed]},
     )
 
