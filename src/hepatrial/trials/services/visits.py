@@ -79,7 +79,7 @@ def _classify(visit: Visit, actual: _dt.date, day0: _dt.date) -> tuple[str, int]
 
 
 def check_visit_date(
-    *, participant: Participant | str, visit_code: str, actual_date: Any
+    *, participant: Participant | str, visit_code: Visit | str, actual_date: Any
 ) -> VisitDate:
     """Validate the actual date of a visit (first entry or change) without writing; returns the
     date, its study day and window status."""
@@ -113,7 +113,7 @@ def record_visit(
     v = _visit(p, visit_code)
     user = _acting(user, p)
     what = f"participant {p} visit {v.code}"
-    checked = check_visit_date(participant=p, visit_code=v.code, actual_date=actual_date)
+    checked = check_visit_date(participant=p, visit_code=v, actual_date=actual_date)
     actual, status, day = checked.actual_date, checked.status, checked.day
     if v.actual_date is not None or v.status in (VisitStatus.MISSED, VisitStatus.NOT_DONE):
         if v.actual_date == actual:
