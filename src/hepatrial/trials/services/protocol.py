@@ -37,10 +37,13 @@ def _protocol_text(name_or_path: str | Path) -> tuple[Any, str]:
 
 
 def active_protocol() -> Any:
-    """The :class:`hepatrial.protocol.models.Protocol` stored by ``hepatrial init``."""
+    """The :class:`hepatrial.protocol.models.Protocol` stored by ``hepatrial init``.
+
+    Parsed once per content hash (per process); the stored TOML text is read only to parse
+    it, so a call with the protocol parsed already reads the configuration row without it."""
     from hepatrial.protocol import loader
 
-    cfg = TrialConfig.objects.order_by("pk").first()
+    cfg = TrialConfig.objects.order_by("pk").defer("toml_text").first()
     if cfg is None:
         raise StoreError("no protocol loaded: run `hepatrial init --protocol NAME` first")
     proto = _protocol_cache.get(cfg.content_hash)
