@@ -178,7 +178,10 @@ def test_the_batch_page_shows_the_record_vein_to_vein(world: Any, login: Any, da
     b.refresh_from_db()
     coi = b.harvest.coi
     h0 = day - 14 * ONE
-    page = _page(login("monitor").get("/products/MSC-A1-1/"))
+    c = login("monitor")
+    before = state()
+    page = _page(c.get("/products/MSC-A1-1/"))
+    assert state() == before  # reading the record (and judging the gate) writes nothing
     assert _by_id(page, "b-state") == "released"
     assert _by_id(page, "b-coi") == coi
     assert _by_id(page, "b-received") == f"{h0} 11:00 UTC"

@@ -97,7 +97,7 @@ def _product() -> Any:
 
 def _batch(request: HttpRequest, batch_id: str) -> Any:
     """The batch of one of the user's sites, else 404."""
-    b = selectors_web.product_batch_in(batch_id, request.access.site_ids)  # type: ignore[attr-defined]
+    b = selectors_web.product_batch_in(batch_id, request.access.site_ids)
     if b is None:
         raise Http404("no such batch")
     return b
@@ -136,7 +136,7 @@ def _lock_text(p: Any) -> str:
 @ecrf_view("view")
 def product_list(request: HttpRequest) -> HttpResponse:
     """The batches of the user's sites (``?state=``: one lifecycle state)."""
-    access = request.access  # type: ignore[attr-defined]
+    access = request.access
     state = str(request.GET.get("state", "")).strip()
     problem = ""
     if state and state not in STATES:
@@ -301,7 +301,7 @@ def _weight(b: Any, p: Any, rec: Mapping[str, Any]) -> tuple[float | None, str]:
 @ecrf_view("view")
 def product_batch(request: HttpRequest, batch_id: str) -> HttpResponse:
     """The record of one batch, vein to vein, with the dosing gate's verdict now."""
-    access = request.access  # type: ignore[attr-defined]
+    access = request.access
     b = _batch(request, batch_id)
     p = b.participant
     product = _product()
@@ -380,7 +380,7 @@ def qc_problems(exc: Exception) -> tuple[FieldErrors, int]:
     return errs, 400
 
 
-def _qc_context(request: HttpRequest, b: Any, form: Mapping[str, str], *,
+def _qc_context(b: Any, form: Mapping[str, str], *,
                 errs: FieldErrors | None = None, version: str = "") -> dict[str, Any]:
     from hepatrial.trials.services._concurrency import VERSION_FIELD
 
@@ -417,14 +417,14 @@ def product_qc(request: HttpRequest, batch_id: str) -> HttpResponse:
     )
 
     b = _batch(request, batch_id)
-    request.access.require("manage_product", b.participant)  # type: ignore[attr-defined]
+    request.access.require("manage_product", b.participant)
     scopes = qc_scopes(b)
     if request.method != "POST":
         test = str(request.GET.get("test", "")).strip()
         q = next((x for x in selectors_web.product_qc_results(b) if x.test == test), None)
         form = stored_form(q) if q is not None else {**dict.fromkeys(QC_FIELDS, ""),
                                                      "test": test}
-        return _render_qc(request, _qc_context(request, b, form,
+        return _render_qc(request, _qc_context(b, form,
                                                version=form_version(scopes)))
     post = request.POST
     form = posted_form(post)
@@ -433,7 +433,7 @@ def product_qc(request: HttpRequest, batch_id: str) -> HttpResponse:
         errs = FieldErrors()
         errs.add(None, f"Locked: {_lock_text(b.participant)}; unlock it with a reason first. "
                        "Nothing was saved.")
-        return _render_qc(request, _qc_context(request, b, form, errs=errs, version=loaded),
+        return _render_qc(request, _qc_context(b, form, errs=errs, version=loaded),
                           status=409)
     try:
         with transaction.atomic():
@@ -452,21 +452,21 @@ def product_qc(request: HttpRequest, batch_id: str) -> HttpResponse:
         now = next((x for x in selectors_web.product_qc_results(b)
                     if x.test == form["test"]), None)
         shown = stored_form(now) if now is not None else form
-        return _render_qc(request, _qc_context(request, b, shown, errs=errs,
+        return _render_qc(request, _qc_context(b, shown, errs=errs,
                                                version=form_version(qc_scopes(b))),
                           status=409)
     except errors.PermissionDenied as exc:
         raise PermissionDenied(str(exc)) from None
     except errors.StoreError as exc:
         errs, status = qc_problems(exc)
-        return _render_qc(request, _qc_context(request, b, form, errs=errs, version=loaded),
+        return _render_qc(request, _qc_context(b, form, errs=errs, version=loaded),
                           status=status)
-    shown = f"batch {b.batch_id}: {q.test} = {q.value_as_entered} {q.unit}".rstrip()
+    said = f"batch {b.batch_id}: {q.test} = {q.value_as_entered} {q.unit}".rstrip()
     if written:
-        messages.success(request, f"{shown} saved (analyst {q.analyst}, tested on "
+        messages.success(request, f"{said} saved (analyst {q.analyst}, tested on "
                                   f"{q.tested_on}).")
     else:
-        messages.info(request, f"{shown}: nothing changed, nothing saved.")
+        messages.info(request, f"{said}: nothing changed, nothing saved.")
     return redirect("web:product", batch_id=b.batch_id)
 
 
