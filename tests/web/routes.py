@@ -160,5 +160,4 @@ ROUTES: tuple[Route, ...] = (
     Route("product", target=batch),
     Route("product_qc", action="manage_product", target=batch),
     Route("product_qc", method="POST", action="manage_product", target=batch),
-    Route("product_coa", target=batch),
 )

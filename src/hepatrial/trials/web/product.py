@@ -28,9 +28,9 @@ record of one batch, the entry of a QC (release-test) result and the certificate
   changed stored result needs a reason). A refused save writes nothing and shows the form
   again with every value as typed and each problem on its field (one of no form field above
   the form). ``?test=NAME`` loads a stored result to correct it.
-* **Certificate of analysis** (``products/<batch_id>/coa/``): the HTML page of
-  ``hepatrial product coa`` (:func:`hepatrial.report.product.render_coa_html` on the CLI's
-  certificate data, so the page and the file are the same document).
+* The certificate of analysis is a report (``hepatrial product coa BATCH -o FILE``,
+  :mod:`hepatrial.report.product`): the store's pages may not import the report layer, so the
+  batch page names the command instead of serving the document.
 
 Every request is checked on the server (:func:`~hepatrial.trials.web.access.ecrf_view`): a
 role without the action gets 403, a batch of a site the user does not act on does not exist
@@ -67,7 +67,6 @@ __all__ = [
     "RECORD_CONDITIONS",
     "gate_verdict",
     "product_batch",
-    "product_coa",
     "product_list",
     "product_qc",
     "urlpatterns",
@@ -470,24 +469,6 @@ def product_qc(request: HttpRequest, batch_id: str) -> HttpResponse:
     return redirect("web:product", batch_id=b.batch_id)
 
 
-# ---------------------------------------------------------------------- certificate
-@ecrf_view("view")
-def product_coa(request: HttpRequest, batch_id: str) -> HttpResponse:
-    """The certificate of analysis of the batch (the document ``hepatrial product coa``
-    writes, as an HTML page)."""
-    from hepatrial.cli.product import _certificate
-    from hepatrial.report.product import render_coa_html
-
-    b = _batch(request, batch_id)
-    proto = services.active_protocol()
-    if getattr(proto, "product", None) is None:
-        raise Http404("the protocol declares no product")
-    rec = selectors.product_record(b.batch_id)
-    if rec is None:
-        raise Http404("no such batch")
-    return HttpResponse(render_coa_html(proto.product, _certificate(rec, proto)))
-
-
 P = "products/<str:batch_id>/"
 
 #: added to the ``web`` namespace by :mod:`hepatrial.trials.web.urls` (``EXTENSIONS``)
@@ -495,5 +476,4 @@ urlpatterns = [
     path("products/", product_list, name="products"),
     path(P, product_batch, name="product"),
     path(P + "qc/", product_qc, name="product_qc"),
-    path(P + "coa/", product_coa, name="product_coa"),
 ]
