@@ -176,6 +176,11 @@ def check_version(target: models.Model, expected: Any, *,
     the page to see the change, then edit again."."""
     scopes = scopes if scopes is not None else record_scopes(target)
     if connection.in_atomic_block and target.pk is not None:
+        # the store's lock order: the ledger (which the write takes anyway), then the row -
+        # a row locked first could deadlock with a writer holding the ledger on PostgreSQL
+        from hepatrial.trials.audit.chain import lock_ledger
+
+        lock_ledger()
         list(type(target)._base_manager.select_for_update().filter(pk=target.pk)
              .values_list("pk", flat=True))
     text = str(expected if expected is not None else "").strip()
