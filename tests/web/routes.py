@@ -75,6 +75,27 @@ def adverse_event(world: Any, which: str) -> dict[str, Any]:
     return {**participant(world, which), "pk": cache[which]}
 
 
+def serious_adverse_event(world: Any, which: str) -> dict[str, Any]:
+    """A serious adverse event of A1 or B1 (hospitalisation, the site aware an hour ago;
+    recorded once per test through the safety service): its SAE reports are owed."""
+    cache = world.__dict__.setdefault("_route_serious_events", {})
+    if which not in cache:
+        import datetime as dt
+
+        from django.utils import timezone
+
+        from hepatrial.trials.services import safety
+
+        p = world.participant("A1" if which == "own" else "B1")
+        cache[which] = safety.record_adverse_event(
+            participant=p, term="Ascites", grade=3, onset_date=world.day0, serious=True,
+            seriousness_criteria=["hospitalisation"], relatedness_product="not_related",
+            relatedness_procedure="not_related", action_taken="not_applicable",
+            outcome="not_recovered",
+            aware_at=(timezone.now() - dt.timedelta(hours=1)).replace(microsecond=0)).pk
+    return {**participant(world, which), "pk": cache[which]}
+
+
 def batch(world: Any, which: str) -> dict[str, Any]:
     """A cell-product batch of A1 or B1, received at the facility (harvested three days
     before day 0 and registered, once per test, through the product service)."""
@@ -155,6 +176,13 @@ ROUTES: tuple[Route, ...] = (
     Route("adverse_event_new", method="POST", action="enter_data", target=participant),
     Route("adverse_event_edit", action="enter_data", target=adverse_event),
     Route("adverse_event_edit", method="POST", action="enter_data", target=adverse_event),
+    # the SAE chain's signed steps (web/sae.py)
+    Route("sae_report", action="report_sae", target=serious_adverse_event),
+    Route("sae_report", method="POST", action="report_sae", target=serious_adverse_event),
+    Route("sae_report", action="report_sae", target=adverse_event),
+    Route("sae_assess", action="assess_sae", target=serious_adverse_event),
+    Route("sae_assess", method="POST", action="assess_sae", target=serious_adverse_event),
+    Route("sae_assess", action="assess_sae", target=adverse_event),
     # the cell product (web/product.py)
     Route("products"),
     Route("product", target=batch),

@@ -213,7 +213,9 @@ def _list_context(request: HttpRequest, p: Any) -> dict[str, Any]:
         })
     locked = _lock_text(p)
     return {"p": p, "rows": rows, "locked": locked,
-            "can_enter": access.may("enter_data", p) and not locked, "time_zone": str(tz)}
+            "can_enter": access.may("enter_data", p) and not locked, "time_zone": str(tz),
+            # the SAE chain's signed steps (web/sae.py): the server checks again
+            "can_report": access.may("report_sae", p), "can_assess": access.may("assess_sae", p)}
 
 
 @ecrf_view("view")

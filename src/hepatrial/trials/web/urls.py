@@ -21,7 +21,7 @@ app_name = "web"
 
 #: modules of the other eCRF pages, added when present (``hepatrial.trials.web.<name>``)
 EXTENSIONS: tuple[str, ...] = ("queries", "sdv", "signing", "safety_worklist",
-                               "adverse_events", "product")
+                               "adverse_events", "sae", "product")
 
 P = "participants/<str:study_id>/"
 V = P + "visits/<str:code>/"
