@@ -89,10 +89,10 @@ def _plan() -> Any:
     return getattr(services.active_protocol(), "safety", None)
 
 
-def _event(request: HttpRequest, study_id: str, pk: int, action: str) -> tuple[Any, Any]:
+def _event(request: Any, study_id: str, pk: int, action: str) -> tuple[Any, Any]:
     """The participant (of the user's sites, else 404) and its adverse event ``pk`` (else
     404); ``action`` is required on the participant (403)."""
-    access = request.access  # type: ignore[attr-defined]
+    access = request.access
     p = access.participant(study_id)
     access.require(action, p)
     ae = selectors_web.adverse_event_of(p, pk)
@@ -278,8 +278,8 @@ def sae_assess(request: HttpRequest, study_id: str, pk: int) -> HttpResponse:
     if not errs:
         try:
             a = safety.assess_sae(
-                ae, assessor="sponsor", relatedness_product=form["relatedness_product"] or None,
-                relatedness_procedure=form["relatedness_procedure"] or None,
+                ae, assessor="sponsor", relatedness_product=form["relatedness_product"],
+                relatedness_procedure=form["relatedness_procedure"],
                 procedure=form["procedure"] or None, expectedness=form["expectedness"] or None,
                 comment=form["comment"], user=request.user, password=password,
                 meaning=form["meaning"])
