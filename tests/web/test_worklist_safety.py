@@ -92,7 +92,7 @@ def test_an_sae_of_my_site_shows_its_24_h_clock_and_another_sites_does_not(
         "(24 h after the site became aware) · ")
     left = _minutes(items[0], r"· (?P<h>\d+) h (?P<m>\d+) min left$")
     assert 22 * 60 - 3 <= left <= 22 * 60, items[0]
-    assert 'href="/participants/A1/"' in _section(page, "sae_clocks")
+    assert 'href="/participants/A1/adverse-events/"' in _section(page, "sae_clocks")
     assert "Encephalopathy" not in page and "B1" not in _section(page, "sae_clocks")
     assert '<span class="count">1</span>' in _section(page, "sae_clocks")
 

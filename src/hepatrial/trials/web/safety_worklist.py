@@ -75,7 +75,9 @@ def _case_title(case: dict[str, Any]) -> str:
 
 
 def _casebook(case: dict[str, Any]) -> str:
-    return reverse("web:casebook", kwargs={"study_id": case["participant_id"]})
+    """The participant's adverse-event page (the event with its reports, and the links to
+    submit or assess them for those who may)."""
+    return reverse("web:adverse_events", kwargs={"study_id": case["participant_id"]})
 
 
 @register(order=5)
