@@ -3,8 +3,9 @@
 ``Model.objects.bulk_create`` + simple_history's ``bulk_history_create`` + ``audit.append``
 build three ORM objects per row and compile every value through the SQL compiler, which caps
 them at a few thousand rows/s once the ledger is included. :func:`fast_create_with_history`
-writes exactly the same records with ``cursor.executemany`` on plain tuples, in the caller's
-transaction:
+writes exactly the same records from plain column values - on SQLite with multi-row
+``INSERT ... VALUES`` statements (as many rows per statement as the bound-value limit allows),
+on PostgreSQL with ``COPY`` - in the caller's transaction:
 
 1. the rows themselves (primary keys read back by their unique key);
 2. one ``+`` history row each, with the columns simple_history writes (every tracked field,
@@ -26,7 +27,7 @@ visit, casebook or trial refuses the whole import with ``RecordLocked``.
 
 from __future__ import annotations
 
-from collections.abc import Iterable, Iterator, Mapping, Sequence
+from collections.abc import Iterator, Mapping, Sequence
 from contextlib import contextmanager
 from typing import Any
 
@@ -50,21 +51,64 @@ def _adapter(field: models.Field) -> Any:
     return None
 
 
-def _insert_many(table: str, columns: Sequence[str], rows: Iterable[tuple]) -> None:
-    """Insert rows: ``executemany`` (SQLite), ``COPY ... FROM STDIN`` (PostgreSQL)."""
+def _insert_many(table: str, columns: Sequence[str], values: Sequence[Sequence[Any]]) -> None:
+    """Insert rows given column-wise (``values[j]`` = the values of ``columns[j]``, all the same
+    length): many rows per ``INSERT ... VALUES`` statement (SQLite, :func:`_insert_values`),
+    ``COPY ... FROM STDIN`` (PostgreSQL)."""
     qn = connection.ops.quote_name
     cols = ", ".join(qn(c) for c in columns)
     if connection.vendor == "postgresql":
         with connection.cursor() as cur:
             raw = cur.cursor  # the psycopg cursor under Django's wrapper
             with raw.copy(f"COPY {qn(table)} ({cols}) FROM STDIN") as copy:
-                for row in rows:
+                for row in zip(*values, strict=True):
                     copy.write_row(row)
         return
-    marks = ", ".join(["%s"] * len(columns))
-    sql = f"INSERT INTO {qn(table)} ({cols}) VALUES ({marks})"
+    _insert_values(f"INSERT INTO {qn(table)} ({cols})",
+                   "(" + ", ".join(["%s"] * len(columns)) + ")", len(columns),
+                   _interleave(values))
+
+
+def _interleave(values: Sequence[Sequence[Any]]) -> list[Any]:
+    """Column-wise values as one row-major list (row 0's values, then row 1's, ...)."""
+    width = len(values)
+    n = len(values[0]) if width else 0
+    if any(len(v) != n for v in values):
+        raise ValueError("insert: columns of different lengths")
+    flat: list[Any] = [None] * (n * width)
+    for j, col in enumerate(values):
+        flat[j::width] = col  # one C-level slice assignment per column
+    return flat
+
+
+#: rows per multi-row INSERT at most (SQLite's compound-SELECT limit, which Django's own
+#: bulk_create also stays under); fewer when the bound values would exceed max_query_params
+MAX_ROWS_PER_INSERT = 500
+
+
+def _insert_values(head: str, row: str, width: int, flat: Sequence[Any]) -> None:
+    """``head VALUES row, row, ...``: as many rows per statement as the backend's limit of
+    bound values allows (``connection.features.max_query_params``, 999 on SQLite), each
+    statement run with ``executemany`` over equal-sized slices of ``flat`` (the rows'
+    values, row-major). ``row`` is one row's ``(%s, ...)`` with ``width`` placeholders
+    (literals allowed, ``%`` doubled). One statement inserting many rows costs SQLite half of
+    what one statement per row does (the per-row statement reset and binding of
+    ``executemany``)."""
+    if width < 1:
+        raise ValueError("insert: a row needs at least one bound value")
+    if len(flat) % width:
+        raise ValueError("insert: the values are not a whole number of rows")
+    n = len(flat) // width
+    per = max(1, min(MAX_ROWS_PER_INSERT, connection.features.max_query_params // width))
+    step = per * width
+    full = n // per
     with connection.cursor() as cur:
-        cur.executemany(sql, rows)
+        if full:
+            cur.executemany(f"{head} VALUES {', '.join([row] * per)}",
+                            (flat[i:i + step] for i in range(0, full * step, step)))
+        rest = n - full * per
+        if rest:
+            cur.execute(f"{head} VALUES {', '.join([row] * rest)}", flat[full * step:])
 
 
 def _max_pk(model: type[models.Model]) -> int:
@@ -87,7 +131,8 @@ def _fast_ledger(hmodel: type[models.Model], columns: dict[str, Sequence[Any]],
     ``columns`` holds the varying history columns (incl. the history id), ``constants`` the
     columns equal on every row of one import (history date, user, reason, type). Same entries
     as ``audit.append`` (seq, model, history pk, object pk, type, digest, previous and chain
-    hash), written with ``executemany``; ``audit.verify`` recomputes them.
+    hash), written many rows per statement (:func:`_insert_values`; ``COPY`` on PostgreSQL);
+    ``audit.verify`` recomputes them.
     """
     from hepatrial.trials import audit
 
@@ -104,19 +149,22 @@ def _fast_ledger(hmodel: type[models.Model], columns: dict[str, Sequence[Any]],
                                "unverifiable ledger")
     last = Ledger.objects.order_by("-seq").values_list("seq", "chain_hash").first()
     seq, prev = last if last else (0, audit.GENESIS)
+    first_prev = prev
     # entries of the current ledger format: the chain hash covers every ledger column
     # (audit.entry_hash; model, type and time are the same for every entry of the import)
     recorded = timezone.now()
     htype = str(constants["history_type"])
     fmt = audit.LEDGER_FORMAT
     chain_hash = audit.entry_hasher(label, htype, audit.canonical_time(recorded))
-    out = []
-    for hpk, opk, d in zip(columns[hpk_att], columns[pk_att], digests, strict=True):
-        seq += 1
-        sopk = str(opk)
-        chain = chain_hash(seq, hpk, sopk, d, prev)
-        out.append((seq, hpk, sopk, d, prev, chain))
-        prev = chain
+    hpks = columns[hpk_att]
+    seqs = range(seq + 1, seq + 1 + len(hpks))
+    opks = [str(o) for o in columns[pk_att]]
+    chains = []
+    for sq, hpk, sopk, d in zip(seqs, hpks, opks, digests, strict=True):
+        prev = chain_hash(sq, hpk, sopk, d, prev)
+        chains.append(prev)
+    prevs = [first_prev, *chains[:-1]]
+    varying = [seqs, hpks, opks, digests, prevs, chains]
     qn = connection.ops.quote_name
     lmeta = Ledger._meta
 
@@ -127,21 +175,23 @@ def _fast_ledger(hmodel: type[models.Model], columns: dict[str, Sequence[Any]],
     if connection.vendor == "postgresql":
         names = ["seq", "history_pk", "object_pk", "digest", "prev_hash", "chain_hash",
                  "history_model", "history_type", "recorded_at", "format"]
-        extra = (label, htype, now, fmt)
+        n = len(hpks)
         _insert_many(lmeta.db_table, [lmeta.get_field(c).column for c in names],
-                     ((*r, *extra) for r in out))
+                     [*varying, *([v] * n for v in (label, htype, now, fmt))])
         return
     # per-import constants are SQL literals, so only the six varying values are bound per row
-    now_sql = _sql_literal(str(now)) if isinstance(now, str) else "%s"
-    sql = (f"INSERT INTO {qn(lmeta.db_table)} ({col('seq')}, {col('history_pk')}, "
-           f"{col('object_pk')}, {col('digest')}, {col('prev_hash')}, {col('chain_hash')}, "
-           f"{col('history_model')}, {col('history_type')}, {col('recorded_at')}, "
-           f"{col('format')}) "
-           f"VALUES (%s, %s, %s, %s, %s, %s, {_sql_literal(label).replace('%', '%%')}, "
-           f"{_sql_literal(htype)}, {now_sql}, {int(fmt):d})")
-    params = out if now_sql != "%s" else [(*r, now) for r in out]
-    with connection.cursor() as cur:
-        cur.executemany(sql, params)
+    if isinstance(now, str):
+        now_sql = _sql_literal(now).replace("%", "%%")
+    else:  # pragma: no cover - Django's SQLite backend adapts datetimes to text
+        now_sql = "%s"
+        varying.append([now] * len(hpks))
+    head = (f"INSERT INTO {qn(lmeta.db_table)} ({col('seq')}, {col('history_pk')}, "
+            f"{col('object_pk')}, {col('digest')}, {col('prev_hash')}, {col('chain_hash')}, "
+            f"{col('recorded_at')}, {col('history_model')}, {col('history_type')}, "
+            f"{col('format')})")
+    row = (f"(%s, %s, %s, %s, %s, %s, {now_sql}, {_sql_literal(label).replace('%', '%%')}, "
+           f"{_sql_literal(htype).replace('%', '%%')}, {int(fmt):d})")
+    _insert_values(head, row, len(varying), _interleave(varying))
 
 
 def fast_create_with_history(
@@ -265,10 +315,10 @@ def _fast_chunk(model: type[models.Model], hmodel: type[models.Model],
 
     pks = _allocate_ids(model, n)
     if pks is not None:
-        _insert_many(meta.db_table, [meta.pk.column, *db_cols], zip(pks, *db_data, strict=True))
+        _insert_many(meta.db_table, [meta.pk.column, *db_cols], [pks, *db_data])
     else:  # pragma: no cover - other backends: insert, then read the keys back
         before = _max_pk(model)
-        _insert_many(meta.db_table, db_cols, zip(*db_data, strict=True))
+        _insert_many(meta.db_table, db_cols, db_data)
         key_sql = ", ".join(qn(fields[k].column) for k in key_columns)
         with connection.cursor() as cur:
             cur.execute(f"SELECT {key_sql}, {qn(meta.pk.column)} FROM {qn(meta.db_table)} "
@@ -293,14 +343,13 @@ def _fast_chunk(model: type[models.Model], hmodel: type[models.Model],
                 [hids.start - pks.start, hdate_db, user_id, reason, "+", pks.start, pks[-1]])
     elif hids is not None:
         _insert_many(hmeta.db_table, [hfields[hpk_att].column, *h_cols],
-                     zip(hids, pks, *db_data, *([v] * len(pks) for v in
-                                                 (hdate_db, user_id, reason, "+")),
-                         strict=True))
+                     [hids, pks, *db_data, *([v] * len(pks) for v in
+                                             (hdate_db, user_id, reason, "+"))])
     else:  # pragma: no cover - read history keys back, ledger in history-id order
         hbefore = _max_pk(hmodel)
         _insert_many(hmeta.db_table, h_cols,
-                     zip(pks, *db_data, *([v] * len(pks) for v in
-                                          (hdate_db, user_id, reason, "+")), strict=True))
+                     [pks, *db_data, *([v] * len(pks) for v in
+                                       (hdate_db, user_id, reason, "+"))])
         with connection.cursor() as cur:
             cur.execute(f"SELECT {qn(hmeta.pk.column)}, {qn(hfields[pk_att].column)} FROM "
                         f"{qn(hmeta.db_table)} WHERE {qn(hmeta.pk.column)} > %s "
@@ -378,9 +427,8 @@ def fast_update_with_history(
             db_cols_data.append([ad(v) if ad is not None and v is not None else v
                                  for v in cols[a]])
         _insert_many(hmeta.db_table, [hfields[a].column for a in (*h_att, *hist_meta)],
-                     zip(hids, *db_cols_data, *([v] * n for v in
-                                                (hdate_db, user_id, reason, "~")),
-                         strict=True))
+                     [hids, *db_cols_data, *([v] * n for v in
+                                             (hdate_db, user_id, reason, "~"))])
         cols[hmeta.pk.attname] = hids
         consts = {"history_date": date, "history_user_id": user_id,
                   "history_change_reason": reason, "history_type": "~"}
