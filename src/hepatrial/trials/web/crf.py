@@ -346,83 +346,82 @@ def _save(request: HttpRequest, p: Any, visit: Any, post: Mapping[str, Any]
             return None
 
     try:
-        with transaction.atomic():
+        with transaction.atomic(), services.unit_of_work():  # the ledger locked once
             check_visit_version(visit, post)  # ConcurrentEditError: nothing written
-            with services.unit_of_work():  # ledger locked once, shared reads
-                # the visit date first: results need a visit that took place
-                actual = str(post.get("actual_date", "")).strip()
-                current = visit.actual_date.isoformat() if visit.actual_date else ""
-                if actual and actual != current:
-                    attempt(lambda: services.record_visit(
-                        participant=p, visit_code=visit, actual_date=actual, reason=reason,
-                        user=user), fields={"actual_date": "actual_date", "reason": "reason"})
-                    visit.refresh_from_db()
-                elif not actual and current:
-                    errs.add("actual_date", "the visit date cannot be removed here (a visit that "
-                                            "did not take place is marked missed)")
-                items = _owned(selectors_web.visit_items(proto, [visit])[visit.pk], p, visit)
-                for code in _panel(items, post):
-                    value = str(post.get(f"lab-{code}", "")).strip()
-                    unit = str(post.get(f"lab-{code}-unit", "")).strip()
-                    nd = bool(post.get(f"lab-{code}-nd"))
-                    nd_reason = str(post.get(f"lab-{code}-nd-reason", "")).strip()
-                    lab = items.labs.get(code)
-                    f = {"value": f"lab-{code}", "unit": f"lab-{code}-unit",
-                         "specimen_date": f"lab-{code}", "visit": "", "analyte": f"lab-{code}",
-                         "reason": "reason"}
-                    if nd:
-                        _not_done(attempt, errs, p, visit, items, code, value or None, nd_reason,
-                                  f"lab-{code}", user)
-                        continue
-                    if not value:
-                        if lab is not None:
-                            errs.add(f"lab-{code}", "a stored value cannot be removed: correct it "
-                                     "(with a reason), or record the item as not done")
-                        continue
-                    changed = lab is None or (value, unit) != (lab.value_as_entered,
-                                                               lab.unit_as_entered)
-                    c = canonical(code, value, unit)
-                    soft = _soft_range(code, value, unit, c) if changed and c is not None else None
-                    ok = bool(post.get(f"lab-{code}-confirm"))
-                    if soft is not None and not ok:
-                        confirm.add(code)
-                        errs.add(f"lab-{code}", soft)
-                        continue
-                    kw = _confirmed_kw(soft is not None and ok)
-                    if lab is None:
-                        saved = attempt(lambda code=code, value=value, unit=unit, kw=kw:
-                                        services.record_lab(participant=p, visit_code=visit,
-                                                            analyte=code, value=value, unit=unit,
-                                                            user=user, **kw), fields=f)
-                    else:
-                        saved = attempt(lambda lab=lab, value=value, unit=unit, kw=kw:
-                                        services.update_lab(lab, value=value, unit=unit,
-                                                            reason=reason, user=user, **kw),
-                                        fields=f)
-                    if saved is not None and soft is not None:
-                        confirmed.append(saved)
-                _save_clinical(attempt, errs, p, visit, items, post, reason, user)
-                if errs or confirm:
+            # the visit date first: results need a visit that took place
+            actual = str(post.get("actual_date", "")).strip()
+            current = visit.actual_date.isoformat() if visit.actual_date else ""
+            if actual and actual != current:
+                attempt(lambda: services.record_visit(
+                    participant=p, visit_code=visit, actual_date=actual, reason=reason,
+                    user=user), fields={"actual_date": "actual_date", "reason": "reason"})
+                visit.refresh_from_db()
+            elif not actual and current:
+                errs.add("actual_date", "the visit date cannot be removed here (a visit that "
+                                        "did not take place is marked missed)")
+            items = _owned(selectors_web.visit_items(proto, [visit])[visit.pk], p, visit)
+            for code in _panel(items, post):
+                value = str(post.get(f"lab-{code}", "")).strip()
+                unit = str(post.get(f"lab-{code}-unit", "")).strip()
+                nd = bool(post.get(f"lab-{code}-nd"))
+                nd_reason = str(post.get(f"lab-{code}-nd-reason", "")).strip()
+                lab = items.labs.get(code)
+                f = {"value": f"lab-{code}", "unit": f"lab-{code}-unit",
+                     "specimen_date": f"lab-{code}", "visit": "", "analyte": f"lab-{code}",
+                     "reason": "reason"}
+                if nd:
+                    _not_done(attempt, errs, p, visit, items, code, value or None, nd_reason,
+                              f"lab-{code}", user)
+                    continue
+                if not value:
+                    if lab is not None:
+                        errs.add(f"lab-{code}", "a stored value cannot be removed: correct it "
+                                 "(with a reason), or record the item as not done")
+                    continue
+                changed = lab is None or (value, unit) != (lab.value_as_entered,
+                                                           lab.unit_as_entered)
+                c = canonical(code, value, unit)
+                soft = _soft_range(code, value, unit, c) if changed and c is not None else None
+                ok = bool(post.get(f"lab-{code}-confirm"))
+                if soft is not None and not ok:
+                    confirm.add(code)
+                    errs.add(f"lab-{code}", soft)
+                    continue
+                kw = _confirmed_kw(soft is not None and ok)
+                if lab is None:
+                    saved = attempt(lambda code=code, value=value, unit=unit, kw=kw:
+                                    services.record_lab(participant=p, visit_code=visit,
+                                                        analyte=code, value=value, unit=unit,
+                                                        user=user, **kw), fields=f)
+                else:
+                    saved = attempt(lambda lab=lab, value=value, unit=unit, kw=kw:
+                                    services.update_lab(lab, value=value, unit=unit,
+                                                        reason=reason, user=user, **kw),
+                                    fields=f)
+                if saved is not None and soft is not None:
+                    confirmed.append(saved)
+            _save_clinical(attempt, errs, p, visit, items, post, reason, user)
+            if errs or confirm:
+                raise _Refused
+            if action == "complete":
+                visit.refresh_from_db()
+                now = selectors_web.visit_items(proto, [visit])[visit.pk]
+                if visit.status not in selectors_web.DONE:
+                    errs.add("actual_date", "a visit is marked complete once it has a date")
                     raise _Refused
-                if action == "complete":
-                    visit.refresh_from_db()
-                    now = selectors_web.visit_items(proto, [visit])[visit.pk]
-                    if visit.status not in selectors_web.DONE:
-                        errs.add("actual_date", "a visit is marked complete once it has a date")
-                        raise _Refused
-                    queries = optional_module("queries")
-                    if now.missing and queries is None:
-                        for item in now.missing:
-                            key = f"lab-{item}" if item not in _CLINICAL_ITEM else \
-                                f"cl-{_CLINICAL_ITEM[item]}"
-                            errs.add(key, "missing: enter the value or record it as not done "
-                                          "with a reason")
-                        errs.general.append("Not marked complete: " + ", ".join(now.missing)
-                                            + " missing; nothing was saved.")
-                        raise _Refused
-                    if queries is not None:
-                        queries.raise_auto_queries(participant=p, visit_code=visit.code,
-                                                   completing=True, user=user)
+                queries = optional_module("queries")
+                if now.missing and queries is None:
+                    for item in now.missing:
+                        key = f"lab-{item}" if item not in _CLINICAL_ITEM else \
+                            f"cl-{_CLINICAL_ITEM[item]}"
+                        errs.add(key, "missing: enter the value or record it as not done "
+                                      "with a reason")
+                    errs.general.append("Not marked complete: " + ", ".join(now.missing)
+                                        + " missing; nothing was saved.")
+                    raise _Refused
+                if queries is not None:
+                    queries.raise_auto_queries(participant=p, visit_code=visit.code,
+                                               completing=True, user=user)
     except _Refused:
         pass
     return errs, confirm, confirmed
