@@ -188,4 +188,6 @@ ROUTES: tuple[Route, ...] = (
     Route("product", target=batch),
     Route("product_qc", action="manage_product", target=batch),
     Route("product_qc", method="POST", action="manage_product", target=batch),
+    Route("product_administer", action="administer_product", target=batch),
+    Route("product_administer", method="POST", action="administer_product", target=batch),
 )

@@ -28,6 +28,20 @@ record of one batch, the entry of a QC (release-test) result and the certificate
   changed stored result needs a reason). A refused save writes nothing and shows the form
   again with every value as typed and each problem on its field (one of no form field above
   the form). ``?test=NAME`` loads a stored result to correct it.
+* **Administration** (``products/<batch_id>/administer/``, ``administer_product`` on the
+  participant's site: the permission of the CLI ``hepatrial product administer`` and of the
+  service): the bedside entry - the scanned chain-of-identity id, the patient identifiers
+  checked (``NAME=VALUE`` pairs, comma- or line-separated, as the CLI's ``--identifiers``: at
+  least two, e.g. ``study_id=A1, year_of_birth=1960``), the route (a select of the
+  protocol's routes), cells, volume (mL), the start of the infusion (ISO 8601 with its zone),
+  the operator, optionally the dose in cells/kg (default: cells / the latest weight) and the
+  reason for giving an out-of-range dose deliberately. The form writes only through
+  :func:`hepatrial.trials.services.product.record_administration`, so the whole dosing gate
+  (:data:`hepatrial.protocol.dosing.CONDITIONS`) and the administration's rules apply; a
+  refusal writes nothing and shows the form again as typed with every unmet condition and its
+  reason (``id="admin-unmet"``, in the service's order) and each value's problem on its
+  field. The batch page links to it when the batch is received at the bedside, the user may
+  administer and the casebook is not locked.
 * The certificate of analysis is a report (``hepatrial product coa BATCH -o FILE``,
   :mod:`hepatrial.report.product`): the store's pages may not import the report layer, so the
   batch page names the command instead of serving the document.
@@ -43,6 +57,7 @@ casebook or trial lock refuses the entry (409, nothing written).
 from __future__ import annotations
 
 import datetime as _dt
+import re
 from collections.abc import Mapping
 from typing import Any
 
@@ -66,6 +81,7 @@ __all__ = [
     "BEDSIDE_CONDITIONS",
     "RECORD_CONDITIONS",
     "gate_verdict",
+    "product_administer",
     "product_batch",
     "product_list",
     "product_qc",
@@ -329,6 +345,8 @@ def product_batch(request: HttpRequest, batch_id: str) -> HttpResponse:
         "gate": gate_verdict(b, p, product, now, request.user.get_username()),
         "now": _utc(now), "locked": locked,
         "can_enter_qc": access.may("manage_product", p) and not locked,
+        "can_administer": (b.state == State.RECEIVED_AT_BEDSIDE.value and not locked
+                           and access.may("administer_product", p)),
     }
     return render(request, "hepatrial/web/product.html", ctx)
 
@@ -469,6 +487,132 @@ def product_qc(request: HttpRequest, batch_id: str) -> HttpResponse:
     return redirect("web:product", batch_id=b.batch_id)
 
 
+# ---------------------------------------------------------------------- administration
+#: the fields of the administration form, named as the service's arguments (``identifiers``:
+#: the ``NAME=VALUE`` text as typed)
+ADMIN_FIELDS: tuple[str, ...] = ("scanned_coi", "identifiers", "route", "cells_total",
+                                 "volume_ml", "administered_at", "operator", "cells_per_kg",
+                                 "dose_override_reason")
+#: the problems of the gate and the lifecycle listed as unmet conditions (not on a field)
+GATE_FIELDS: frozenset[str] = frozenset({*CONDITIONS, "state"})
+
+
+def parse_identifiers(text: str) -> tuple[dict[str, str], list[str]]:
+    """``(identifiers, problems)`` of the typed patient identifiers: ``NAME=VALUE`` pairs
+    separated by commas or new lines, as the CLI's ``--identifiers`` parses them."""
+    ids: dict[str, str] = {}
+    problems: list[str] = []
+    for part in re.split(r"[,\n]", text):
+        part = part.strip()
+        if not part:
+            continue
+        if "=" not in part:
+            problems.append(f"{part!r} is not NAME=VALUE (e.g. study_id=A1)")
+            continue
+        k, v = part.split("=", 1)
+        ids[k.strip()] = v.strip()
+    return ids, problems
+
+
+def admin_problems(exc: Exception) -> tuple[list[dict[str, str]], FieldErrors, int]:
+    """``(unmet conditions, errors by form field, HTTP status)`` of a refused
+    administration: every unmet condition of the dosing gate (and the batch's lifecycle
+    ``state``) with its reason, in the service's order; each value's problem on its field
+    (an identifier's on ``identifiers``); anything else above the form; a lock 409."""
+    unmet: list[dict[str, str]] = []
+    errs = FieldErrors()
+    if isinstance(exc, RuleViolation):
+        for p in exc.problems:
+            name = p.field.split(".", 1)[0]
+            if p.field in GATE_FIELDS:
+                unmet.append({"condition": p.field, "reason": p.reason})
+            elif name in ADMIN_FIELDS:
+                errs.add(name, p.reason if name == p.field else f"{p.field}: {p.reason}")
+            else:
+                errs.add(None, str(p))
+        return unmet, errs, 400
+    if isinstance(exc, errors.RecordLocked):
+        errs.add(None, f"Locked: {exc}. Nothing was saved.")
+        return unmet, errs, 409
+    from hepatrial.trials.services.product import ProductStepRefused
+
+    if isinstance(exc, ProductStepRefused):
+        unmet.extend({"condition": u.condition, "reason": u.reason} for u in exc.unmet)
+        return unmet, errs, 400
+    errs.add(None, str(exc))
+    return unmet, errs, 400
+
+
+def _admin_context(b: Any, form: Mapping[str, str], *, unmet: list[dict[str, str]] | None = None,
+                   errs: FieldErrors | None = None) -> dict[str, Any]:
+    product = _product()
+    routes = list(product.routes) if product is not None else []
+    typed = form.get("route", "")
+    return {
+        "b": b, "p": b.participant, "form": form, "errors": errs or FieldErrors(),
+        "unmet": unmet or [], "routes": routes,
+        "unknown_route": typed if typed and typed not in routes else "",
+        "locked": _lock_text(b.participant), "state": _label(b.state) or
+        "(before the lifecycle)",
+        "dose": "" if product is None else
+        f"{product.cells_min:g}-{product.cells_max:g} {product.dose_unit}",
+    }
+
+
+def _render_admin(request: HttpRequest, ctx: dict[str, Any], status: int = 200
+                  ) -> HttpResponse:
+    return render(request, "hepatrial/web/product_administer.html", ctx, status=status)
+
+
+@ecrf_view("administer_product")
+def product_administer(request: HttpRequest, batch_id: str) -> HttpResponse:
+    """Record the administration of the batch at the bedside (GET: the form; POST:
+    ``services.record_administration``, or the form again with every unmet condition)."""
+    b = _batch(request, batch_id)
+    p = b.participant
+    request.access.require("administer_product", p)
+    if request.method != "POST":
+        form = {**dict.fromkeys(ADMIN_FIELDS, ""),
+                "administered_at": f"{timezone.now().astimezone(_dt.UTC):%Y-%m-%dT%H:%M}Z"}
+        return _render_admin(request, _admin_context(b, form))
+    form = {k: str(request.POST.get(k, "")).strip() for k in ADMIN_FIELDS}
+    if _lock_text(p):
+        errs = FieldErrors()
+        errs.add(None, f"Locked: {_lock_text(p)}; unlock it with a reason first. "
+                       "Nothing was saved.")
+        return _render_admin(request, _admin_context(b, form, errs=errs), status=409)
+    ids, bad = parse_identifiers(form["identifiers"])
+    values = {
+        "participant": p, "batch_id": b.batch_id, "scanned_coi": form["scanned_coi"],
+        "identifiers": ids, "route": form["route"], "cells_total": form["cells_total"],
+        "volume_ml": form["volume_ml"], "administered_at": form["administered_at"],
+        "operator": form["operator"], "cells_per_kg": form["cells_per_kg"] or None,
+        "dose_override_reason": form["dose_override_reason"],
+    }
+    a = None
+    unmet: list[dict[str, str]] = []
+    errs, status = FieldErrors(), 400
+    try:
+        if bad:  # not written: the gate is still judged, to name every unmet condition
+            services.check_administration(**values)
+        else:
+            a = services.record_administration(**values, user=request.user)
+    except errors.PermissionDenied as exc:
+        raise PermissionDenied(str(exc)) from None
+    except errors.StoreError as exc:
+        unmet, errs, status = admin_problems(exc)
+    for m in bad:
+        errs.add("identifiers", m)
+    if a is None:
+        return _render_admin(request, _admin_context(b, form, unmet=unmet, errs=errs),
+                             status=status)
+    per = f", {a.cells_per_kg:.4g} cells/kg" if a.cells_per_kg else ""
+    messages.success(request, f"batch {b.batch_id} administered to {p.study_id}: "
+                              f"{a.cells_total:.4g} cells{per} by {a.route} at "
+                              f"{_utc(a.administered_at)} (operator {a.operator}).")
+    return redirect("web:product", batch_id=b.batch_id)
+
+
 P = "products/<str:batch_id>/"
 
 #: added to the ``web`` namespace by :mod:`hepatrial.trials.web.urls` (``EXTENSIONS``)
@@ -476,4 +620,5 @@ urlpatterns = [
     path("products/", product_list, name="products"),
     path(P, product_batch, name="product"),
     path(P + "qc/", product_qc, name="product_qc"),
+    path(P + "administer/", product_administer, name="product_administer"),
 ]
