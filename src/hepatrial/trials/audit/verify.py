@@ -402,32 +402,59 @@ def history_digests(hmodel: type[models.Model], *, page: int = PAGE
             yield (row[0], None, bad[r]) if r in bad else (row[0], digests[r], "")
 
 
+#: the ledger columns read with each history row, after ``history_pk`` (the join key)
+_ENTRY_COLUMNS = ("seq", "object_pk", "history_type", "digest", "prev_hash", "chain_hash",
+                  "recorded_at", "format")
+
+
+def _entries_sql() -> str:
+    """The ledger entries of one history model with ``history_pk`` in a range, in
+    ``history_pk`` order: ``history_pk`` and :data:`_ENTRY_COLUMNS` (params: the history
+    model's label, the first and the last history id). Read by the ledger's unique
+    ``(history_model, history_pk)`` index, in the order of the history page they join."""
+    meta = _ledger()._meta
+    hpk = _qn(meta.get_field("history_pk").column)
+    select = ", ".join(column_sql("l", meta.get_field(c).column) for c in _ENTRY_COLUMNS)
+    return (f"SELECT l.{hpk}, {select} FROM {_qn(meta.db_table)} l "
+            f"WHERE l.{_qn(meta.get_field('history_model').column)} = %s "
+            f"AND l.{hpk} >= %s AND l.{hpk} <= %s ORDER BY l.{hpk}")
+
+
+_NO_ENTRY = [(None,) * len(_ENTRY_COLUMNS)]
+
+
+def _joined(rows: list[tuple[Any, ...]], entries: list[tuple[Any, ...]]
+            ) -> list[Sequence[Any]]:
+    """Columns of ``rows LEFT JOIN entries ON entry.history_pk = row[0]``: the history
+    columns, then :data:`_ENTRY_COLUMNS` (``None`` where a row has no entry; a row repeated
+    for each of its entries, as the join in SQL would)."""
+    cols: list[Sequence[Any]] = list(zip(*rows, strict=True))
+    ecols = list(zip(*entries, strict=True))
+    if ecols and ecols[0] == cols[0]:  # every row has its entry, and only one: no merge
+        return cols + ecols[1:]
+    by: dict[Any, list[tuple[Any, ...]]] = {}
+    for e in entries:
+        by.setdefault(e[0], []).append(e[1:])
+    return list(zip(*[r + e for r in rows for e in by.get(r[0], _NO_ENTRY)], strict=True))
+
+
 def _check_history(model: type[models.Model], hmodel: type[models.Model],
                    problems: list[Problem], page: int) -> None:
     hmeta = hmodel._meta
     hlabel = hmeta.label_lower
     table = hmeta.db_table
-    Ledger = _ledger()
     d = _Digester(hmodel)
     n = len(d.fields)
     pk_i = d.pos[_tracked_pk_attname(hmodel)]
     type_i = d.pos["history_type"]
     hid = _qn(hmeta.pk.column)
-    lmeta = Ledger._meta
-
-    def lc(name: str) -> str:
-        return column_sql("l", lmeta.get_field(name).column)
-
-    # the history row, and its whole ledger entry (each entry's hash is checked here, once)
-    select = d.select("h") + ", " + ", ".join(lc(c) for c in (
-        "seq", "object_pk", "history_type", "digest", "prev_hash", "chain_hash", "recorded_at",
-        "format"))
-    source = (f"{_qn(table)} h LEFT JOIN {_qn(lmeta.db_table)} l "
-              f"ON l.{_qn(lmeta.get_field('history_model').column)} = %s "
-              f"AND l.{_qn(lmeta.get_field('history_pk').column)} = h.{hid}")
+    # the history rows a page at a time, and the ledger entries of the page's id range by the
+    # ledger's own index in the same order (cheaper than an index lookup per row in a join);
+    # each entry's hash is checked here, once
+    entries_sql = _entries_sql()
     entries = _EntryCheck(problems)
-    for rows in pages(select, source, f"h.{hid}", params=[hlabel], page=page):
-        cols = list(zip(*rows, strict=True))
+    for rows in pages(d.select("h"), f"{_qn(table)} h", f"h.{hid}", page=page):
+        cols = _joined(rows, query(entries_sql, [hlabel, rows[0][0], rows[-1][0]]))
         digests, bad = d.digests_of_columns(cols)
         ledger_cols = cols[n + 1:n + 9]
         if None in ledger_cols[0]:  # unledgered rows: check the entries of the others
@@ -441,14 +468,13 @@ def _check_history(model: type[models.Model], hmodel: type[models.Model],
             entries.columns(seqs, [hlabel] * len(hids), hids, opks, types_, ldigests, prevs,
                             chains, recs, fmts)
         # rows whose digest, object or type differs from their entry, or have none
-        lopks, ltypes, lds = cols[n + 2], cols[n + 3], cols[n + 4]
+        lseqs, lopks, ltypes, lds = cols[n + 1], cols[n + 2], cols[n + 3], cols[n + 4]
         odd = [i for i, t in enumerate(zip(digests, lds, lopks, map(str, cols[pk_i]), ltypes,
                                            cols[type_i], strict=True))
                if t[0] != t[1] or t[2] != t[3] or t[4] != t[5]]
         for r in sorted(set(odd) | set(bad)):
-            row = rows[r]
-            h_id, obj_pk = row[0], row[pk_i]
-            lseq, lopk, ltype, ldigest = row[n + 1:n + 5]
+            h_id, obj_pk, htype = cols[0][r], cols[pk_i][r], cols[type_i][r]
+            lseq, lopk, ltype, ldigest = lseqs[r], lopks[r], ltypes[r], lds[r]
             if r in bad:
                 problems.append(Problem("unreadable", hlabel, str(obj_pk),
                                         f"{table} row {h_id}: {bad[r]}"))
@@ -467,11 +493,11 @@ def _check_history(model: type[models.Model], hmodel: type[models.Model],
                     "ledger_edited", hlabel, str(obj_pk),
                     f"ledger #{lseq} names object {lopk!r}, history row {h_id} is of object "
                     f"{obj_pk!r}"))
-            elif ltype != row[type_i]:
+            elif ltype != htype:
                 problems.append(Problem(
                     "ledger_edited", hlabel, str(obj_pk),
                     f"ledger #{lseq} says history type {ltype!r}, history row {h_id} is "
-                    f"{row[type_i]!r}"))
+                    f"{htype!r}"))
 
 
 def _check_missing_history(hmodel: type[models.Model], problems: list[Problem]) -> None:
