@@ -17,6 +17,7 @@ from __future__ import annotations
 
 import datetime as _dt
 import json
+import re
 from collections.abc import Callable, Iterator, Sequence
 from typing import Any
 
@@ -29,7 +30,9 @@ __all__ = [
     "BadText",
     "Unreadable",
     "column_encoder",
+    "column_formatter",
     "column_sql",
+    "folded",
     "json_encoder",
     "pages",
     "python_value",
@@ -318,6 +321,52 @@ def column_encoder(field: models.Field) -> Callable[[Sequence[Any]], list[str]]:
         return encode_column(one, values)
 
     return encode
+
+
+#: the characters ``json.encoder.encode_basestring`` escapes (a text without any is quoted as
+#: it is)
+_NEEDS_ESCAPE = re.compile(r'["\\\x00-\x1f]')
+#: the %-template piece of a column of the usual stored type, formatting the value as it is
+#: into the text :func:`json_encoder` gives
+_RAW_SPEC = {"int": ("%d", int), "float": ('"%r"', float), "text": ('"%s"', str)}
+
+
+def folded(texts: list[str]) -> tuple[str, list[str] | None]:
+    """``("%s", texts)``, or ``(text, None)`` (``%`` doubled) when every text is the same."""
+    if texts:
+        first = texts[0]
+        if texts[-1] == first and texts.count(first) == len(texts):
+            return first.replace("%", "%%"), None
+    return "%s", texts
+
+
+def column_formatter(field: models.Field
+                     ) -> Callable[[Sequence[Any]], tuple[str, Sequence[Any] | None]]:
+    """``format(values) -> (spec, args)`` of a whole column (one page), for a %-template:
+    ``spec % v`` is ``json_encoder(field)(v)`` for each value ``v`` of ``args``. When every
+    value has the column's usual stored type they go into the template as they are (``%d``
+    of an integer, ``"%r"`` of a float, ``"%s"`` of a text that needs no JSON escape: no
+    per-value work before the template); otherwise ``%s`` of the JSON texts
+    :func:`column_encoder` gives. A column with the same value on every row (an integer, a
+    text or a JSON text) is folded into the template: ``(its text with % doubled, None)``.
+    Raises :class:`Unreadable` like :func:`json_encoder`."""
+    encode = column_encoder(field)
+    raw = _RAW_SPEC.get(_kind(field))
+
+    def fmt(values: Sequence[Any]) -> tuple[str, Sequence[Any] | None]:
+        if raw is not None and values:
+            spec, want = raw
+            if set(map(type, values)) == {want} and (
+                    want is not str or not _NEEDS_ESCAPE.search("".join(values))):
+                first = values[0]
+                # not floats: 0.0 == -0.0, but their texts differ
+                if (want is not float and values[-1] == first
+                        and values.count(first) == len(values)):
+                    return (spec % first).replace("%", "%%"), None
+                return spec, values
+        return folded(encode(values))
+
+    return fmt
 
 
 # ------------------------------------------------------------------------------- raw queries

@@ -43,8 +43,9 @@ from hepatrial.trials.audit.chain import (
 from hepatrial.trials.audit.columnar import (
     PAGE,
     Unreadable,
-    column_encoder,
+    column_formatter,
     column_sql,
+    folded,
     json_encoder,
     pages,
     python_value,
@@ -355,10 +356,15 @@ class _Digester:
         self.template, self.pairs = made
         self.pos = {f.attname: i + 1 for i, f in enumerate(fields)}  # 0 is the page key
         self.column = {f.attname: f.column for f in fields}
-        # whole-column encoders (C-level map) for the columns digested as they are; the
+        # the template's text around each column's ``%s``: each page gets its own template,
+        # with each column's values formatted as they are where they can be, or folded in
+        self.pieces = self.template.split("%s")
+        if len(self.pieces) != len(self.pairs) + 1:  # pragma: no cover - a "%" in a name
+            raise RuntimeError(f"{hmodel._meta.label}: digest template {self.template!r}")
+        # whole-column formatters (C-level) for the columns digested as they are; the
         # optional ones (``audit_added_fields``) go value by value through their pair encoder
         byname = {f.attname: f for f in fields}
-        self.bulk = {key: column_encoder(byname[key]) for key, enc in self.pairs
+        self.bulk = {key: column_formatter(byname[key]) for key, enc in self.pairs
                      if enc is encoders[key]}
 
     def select(self, alias: str) -> str:
@@ -372,12 +378,14 @@ class _Digester:
                            ) -> tuple[list[str], dict[int, str]]:
         """:meth:`digests` of a page given column-wise."""
         bad: dict[int, str] = {}
-        encoded = []
-        for key, enc in self.pairs:
+        pieces = self.pieces
+        template = [pieces[0]]
+        args: list[Sequence[Any]] = []
+        for i, (key, enc) in enumerate(self.pairs, 1):
             col = cols[self.pos[key]]
             bulk = self.bulk.get(key)
             try:
-                encoded.append(bulk(col) if bulk is not None else encode_column(enc, col))
+                spec, values = bulk(col) if bulk is not None else folded(encode_column(enc, col))
             except Unreadable:
                 out = []
                 for r, v in enumerate(col):
@@ -386,8 +394,15 @@ class _Digester:
                     except Unreadable as exc:
                         bad.setdefault(r, f"{self.column[key]}: {exc}")
                         out.append("null")
-                encoded.append(out)
-        return digests_of(self.template, encoded), bad
+                spec, values = "%s", out
+            template += (spec, pieces[i])
+            if values is not None:
+                args.append(values)
+        text = "".join(template)
+        if args:
+            return digests_of(text, args), bad
+        # every column the same on every row (a one-row page)
+        return [hashlib.sha256((text % ()).encode()).hexdigest()] * len(cols[0]), bad
 
 
 def history_digests(hmodel: type[models.Model], *, page: int = PAGE
