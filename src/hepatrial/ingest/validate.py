@@ -18,7 +18,7 @@ import re
 from collections.abc import Callable, Collection, Iterable, Mapping
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Protocol
+from typing import TYPE_CHECKING, Protocol
 
 import numpy as np
 import pandas as pd
@@ -27,6 +27,9 @@ from hepatrial import errors as _errors
 from hepatrial.scores.numbers import NUMBER_PATTERN, number_problem
 from hepatrial.textrules import utf8_problem
 from hepatrial.trials.validators.participant import FIRST_YEAR_OF_BIRTH
+
+if TYPE_CHECKING:
+    import pyarrow as pa
 
 __all__ = [
     "LAB_COLUMNS",
@@ -247,11 +250,30 @@ def read_text_csv(path: str | Path, required: Iterable[str] = (), *,
         where = _ragged_rows(path, len(names)) or [f"{len(bad_rows)} record(s)"]
         raise ImportFileError(f"{path}: {'; '.join(where)}; the header has {len(names)} "
                               "fields (every row needs one field per column)")
+    frame = _text_frame(table, names)
+    frame.insert(0, "row", np.arange(1, len(frame) + 1, dtype=np.int64))
+    return frame
+
+
+def _text_frame(table: pa.Table, names: list[str]) -> pd.DataFrame:
+    """The columns of an Arrow table of text as a frame of pandas' text dtype, blanks around
+    each cell trimmed (``Series.str.strip``).
+
+    With pandas' Arrow-backed ``str`` dtype (pandas 3) the columns stay in Arrow: trimmed
+    there (``utf8_trim_whitespace``, what ``str.strip`` runs on that dtype), without the
+    round trip through a million Python strings; otherwise (and for a file without rows,
+    whose columns pandas leaves as ``object``) as object columns of Python strings."""
+    import pyarrow.compute as pc
+
+    dtype = pd.Series(np.array([""], dtype=object)).dtype  # what a column of text becomes
+    if table.num_rows and isinstance(dtype, pd.StringDtype) and dtype.storage == "pyarrow":
+        return pd.DataFrame({
+            n: pd.Series(pc.utf8_trim_whitespace(table.column(n).combine_chunks()), dtype=dtype)
+            for n in names})
     frame = pd.DataFrame({n: table.column(n).to_numpy(zero_copy_only=False).astype(object)
                           for n in names})
     for col in frame.columns:
         frame[col] = frame[col].str.strip()
-    frame.insert(0, "row", np.arange(1, len(frame) + 1, dtype=np.int64))
     return frame
 
 
