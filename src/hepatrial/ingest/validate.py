@@ -18,7 +18,7 @@ import re
 from collections.abc import Callable, Collection, Iterable, Mapping
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import TYPE_CHECKING, Protocol
+from typing import TYPE_CHECKING, Protocol, cast
 
 import numpy as np
 import pandas as pd
@@ -319,34 +319,41 @@ def parse_dates(text: pd.Series, *, today: _dt.date | None = None
     :data:`EARLIEST_DATE` are not dates a trial can hold (:func:`birth_rejects` says why) and
     come back as NaT without being marked bad.
     """
-    uniq = _iso_dates(text)
-    bad = text.map(lambda t: uniq[t] is None).to_numpy(dtype=bool)
-    usable = {t: (pd.Timestamp(d) if d is not None and d >= EARLIEST_DATE else pd.NaT)
-              for t, d in uniq.items()}
-    parsed = pd.to_datetime(text.map(usable))
+    codes, uniq = _distinct(text)
+    days = [_iso_date(t) for t in uniq]
+    bad = np.array([d is None for d in days], dtype=bool)[codes]
+    usable = pd.to_datetime(pd.Series(
+        [pd.Timestamp(d) if d is not None and d >= EARLIEST_DATE else pd.NaT for d in days],
+        dtype=object))
+    parsed = pd.Series(usable.to_numpy()[codes], index=text.index, name=text.name)
     limit = pd.Timestamp(today or _dt.date.today())
     future = (~bad) & (parsed > limit).fillna(False).to_numpy(dtype=bool)
     return parsed, bad, future
 
 
-def _iso_dates(text: pd.Series) -> dict[object, _dt.date | None]:
-    """Each distinct text -> its ISO ``YYYY-MM-DD`` date (any year), None when it is none."""
-    uniq: dict[object, _dt.date | None] = {}
-    for t in text.unique():
-        d = None
-        if isinstance(t, str) and _ISO_DATE.match(t):
-            try:
-                d = _dt.date.fromisoformat(t)
-            except ValueError:
-                d = None
-        uniq[t] = d
-    return uniq
+def _distinct(values: pd.Series) -> tuple[np.ndarray, list[object]]:
+    """``(codes, uniques)`` with ``values[i] == uniques[codes[i]]`` (missing values kept as a
+    value of their own): a rule judging each distinct value once, then taking each row's."""
+    codes, uniques = pd.factorize(values, use_na_sentinel=False)
+    return codes, list(uniques)
+
+
+def _iso_date(t: object) -> _dt.date | None:
+    """The ISO ``YYYY-MM-DD`` date of a text (any year), None when it is none."""
+    if isinstance(t, str) and _ISO_DATE.match(t):
+        try:
+            return _dt.date.fromisoformat(t)
+        except ValueError:
+            return None
+    return None
 
 
 def date_years(text: pd.Series) -> np.ndarray:
     """The year of each valid ISO date (any year, also before pandas' range), NaN elsewhere."""
-    years = {t: np.nan if d is None else float(d.year) for t, d in _iso_dates(text).items()}
-    return text.map(years).to_numpy(dtype=float)
+    codes, uniq = _distinct(text)
+    years = np.array([np.nan if (d := _iso_date(t)) is None else float(d.year) for t in uniq],
+                     dtype=float)
+    return years[codes]
 
 
 def birth_rejects(frame: pd.DataFrame, column: str, dates_text: pd.Series, *,
@@ -362,8 +369,9 @@ def birth_rejects(frame: pd.DataFrame, column: str, dates_text: pd.Series, *,
                      f"before {EARLIEST_DATE.year}: not a plausible date (no participant was "
                      f"born before {EARLIEST_DATE.year})")]
     if birth_years:
-        yob = pd.to_numeric(frame[id_column].map(birth_years), errors="coerce").to_numpy(
-            dtype=float)
+        codes, ids = _distinct(frame[id_column])  # each participant looked up once
+        known = pd.Series([birth_years.get(i) for i in cast(list[str], ids)], dtype=object)
+        yob = pd.to_numeric(known, errors="coerce").to_numpy(dtype=float)[codes]
         before = np.isfinite(years) & np.isfinite(yob) & (years < yob) & ~too_early
         if before.any():
             reason = pd.Series(None, index=frame.index, dtype=object)
