@@ -297,36 +297,45 @@ def visit_rejects(frame: pd.DataFrame, index: StoreIndex, protocol: Any, *,
 
     ok = frame["date_parsed"].notna().to_numpy() & frame["participant"].isin(
         index.participants.keys()).to_numpy()
-    keys = list(zip(frame["participant"], frame["visit"], strict=True))
-    vids = np.array([index.visits.get(k, -1) for k in keys], dtype=np.int64)
-    parts = []
-    stored = vids > 0
+    # each distinct (participant, visit) judged once; rows take their pair's verdict
+    pair, (sids, codes) = _pairs(frame["participant"], frame["visit"])
+    pair_vid = np.array([index.visits.get(k, -1) for k in zip(sids, codes, strict=True)],
+                        dtype=np.int64)
+    facts = [index.visit_facts.get(int(v)) for v in pair_vid]
     # a visit this import dates: not stored yet, or scheduled without a date
-    dated = np.array([v <= 0 or (index.visit_facts[v][1] is None
-                                 and index.visit_facts[v][2] == "scheduled") for v in vids],
-                     dtype=bool)
-    if stored.any():
-        at = np.flatnonzero(stored)
-        facts = [index.visit_facts[v] for v in vids[stored]]
-        done = visit_done_columns([f[1] for f in facts], [f[2] for f in facts])
-        for i, _name, why in done.items():
-            pos = int(at[i])
-            if dated[pos]:
-                continue  # scheduled without a date: this import records its date (below)
-            parts.append(pd.DataFrame({"row": [int(frame["row"].iat[pos])], "column": ["visit"],
-                                       "value": [frame["visit"].iat[pos]], "reason": [why]}))
+    pair_dated = np.array([f is None or (f[1] is None and f[2] == "scheduled") for f in facts],
+                          dtype=bool)
+    parts = []
+    stored = np.flatnonzero(pair_vid > 0)
+    if len(stored):
+        known = [index.visit_facts[v] for v in pair_vid[stored].tolist()]
+        done = visit_done_columns([f[1] for f in known], [f[2] for f in known])
+        pair_why = np.full(len(pair_vid), None, dtype=object)
+        pair_bad = np.zeros(len(pair_vid), dtype=bool)
+        for i, _name, reason in done.items():
+            pair_why[stored[i]] = reason
+            pair_bad[stored[i]] = True
+        # scheduled without a date: this import records its date (below)
+        pair_bad &= ~pair_dated
+        bad = pair_bad[pair]
+        if bad.any():
+            parts.append(pd.DataFrame({"row": frame["row"].to_numpy()[bad], "column": "visit",
+                                       "value": frame["visit"].to_numpy(dtype=object)[bad],
+                                       "reason": pair_why[pair[bad]]}))
+    dated = pair_dated[pair]
     dated &= ok
     if dated.any():
         sub = frame.loc[dated, ["row", "participant", "visit", "date_parsed", "date"]]
         first = sub.sort_values(["date_parsed", "row"], kind="mergesort").drop_duplicates(
             ["participant", "visit"])
         nominal = []
-        for sid, code in zip(first["participant"], first["visit"], strict=True):
+        first_sids = first["participant"].tolist()
+        for sid, code in zip(first_sids, first["visit"].tolist(), strict=True):
             pk = index.visits.get((sid, code))
             nominal.append(index.visit_facts[pk][0] if pk else protocol.visit(code).target_day)
         _d, problems = visit_date_columns(
             actual_date=first["date_parsed"].dt.date.to_numpy(dtype=object),
-            enrolment_date=[index.enrolment.get(s) for s in first["participant"]],
+            enrolment_date=[index.enrolment.get(s) for s in first_sids],
             nominal_day=nominal, today=today)
         for i, _name, why in problems.items():
             r = first.iloc[i]
@@ -335,6 +344,18 @@ def visit_rejects(frame: pd.DataFrame, index: StoreIndex, protocol: Any, *,
                 "reason": [f"visit {r['visit']} would be dated {r['date']} (its earliest "
                            f"specimen date): {why}"]}))
     return rejects_frame(parts)
+
+
+def _pairs(a: pd.Series, b: pd.Series) -> tuple[np.ndarray, tuple[list[Any], list[Any]]]:
+    """The distinct ``(a, b)`` pairs of two columns: ``(code of each row's pair, (a values,
+    b values) of the pairs)``, the pairs as Python objects (each converted once, not per row)."""
+    ca, ua = pd.factorize(a, use_na_sentinel=False)
+    cb, ub = pd.factorize(b, use_na_sentinel=False)
+    width = max(len(ub), 1)
+    code, key = pd.factorize(ca.astype(np.int64) * width + cb)
+    ua_list, ub_list = ua.tolist(), ub.tolist()
+    return code, ([ua_list[i] for i in (key // width).tolist()],
+                  [ub_list[i] for i in (key % width).tolist()])
 
 
 # --------------------------------------------------------------------------- writing
