@@ -369,17 +369,26 @@ def _lab_columns(new: pd.DataFrame, participant_ids: dict[str, int]) -> dict[str
     ts = new["date_parsed"]
     uniq = {t: (t.date() if not pd.isna(t) else None) for t in ts.unique()}
     return {
-        "participant_id": new["participant"].map(participant_ids).astype("int64").tolist(),
+        "participant_id": _per_value(new["participant"], participant_ids.__getitem__, np.int64),
         "visit_id": new["visit_id"].astype("int64").tolist(),
-        "analyte": new["analyte"].tolist(),
-        "loinc": new["analyte"].map(loinc).fillna("").tolist(),
-        "value_as_entered": new["value"].tolist(),
-        "unit_as_entered": new["unit"].tolist(),
+        "analyte": _per_value(new["analyte"]),
+        "loinc": _per_value(new["analyte"], lambda a: "" if (c := loinc.get(a)) is None else c),
+        "value_as_entered": _per_value(new["value"]),
+        "unit_as_entered": _per_value(new["unit"]),
         "value": new["value_canonical"].astype(float).tolist(),
-        "unit": new["unit_canonical"].tolist(),
-        "laboratory": new["lab"].tolist() if "lab" in new.columns else [""] * len(new),
+        "unit": _per_value(new["unit_canonical"]),
+        "laboratory": _per_value(new["lab"]) if "lab" in new.columns else [""] * len(new),
         "specimen_date": ts.map(uniq).tolist(),  # few distinct dates: each converted once
     }
+
+
+def _per_value(values: pd.Series, convert: Any = None, dtype: Any = object) -> list[Any]:
+    """``values`` as a list of Python objects, each distinct value converted once
+    (``convert(value)``, default the value itself) and shared by the rows holding it, instead
+    of a Python object made (and looked up) per row."""
+    codes, uniques = pd.factorize(values, use_na_sentinel=False)
+    out = list(uniques) if convert is None else [convert(u) for u in uniques]
+    return np.array(out, dtype=dtype)[codes].tolist()
 
 
 def insert_labs(new: pd.DataFrame, participant_ids: dict[str, int], *, reason: str, user: Any,
