@@ -37,6 +37,7 @@ __all__ = [
     "pages",
     "python_value",
     "query",
+    "text_spec",
 ]
 
 #: rows per page read by :func:`pages`: small enough that a page's rows and the values made
@@ -340,6 +341,18 @@ def folded(texts: list[str]) -> tuple[str, list[str] | None]:
     return "%s", texts
 
 
+def text_spec(values: Sequence[str]) -> tuple[str, Sequence[str] | None]:
+    """The template piece of a page of texts (every value a ``str``), JSON-quoted as
+    :func:`json_encoder` quotes them: folded when all are the same, ``"%s"`` of the values as
+    they are when none needs an escape, else ``%s`` of their JSON texts."""
+    first = values[0]
+    if values[-1] == first and values.count(first) == len(values):
+        return _encode_str(first).replace("%", "%%"), None
+    if not _NEEDS_ESCAPE.search("".join(values)):
+        return '"%s"', values
+    return "%s", list(map(_encode_str, values))
+
+
 def column_formatter(field: models.Field
                      ) -> Callable[[Sequence[Any]], tuple[str, Sequence[Any] | None]]:
     """``format(values) -> (spec, args)`` of a whole column (one page), for a %-template:
@@ -356,13 +369,13 @@ def column_formatter(field: models.Field
     def fmt(values: Sequence[Any]) -> tuple[str, Sequence[Any] | None]:
         if raw is not None and values:
             spec, want = raw
-            if set(map(type, values)) == {want} and (
-                    want is not str or not _NEEDS_ESCAPE.search("".join(values))):
+            if set(map(type, values)) == {want}:
+                if want is str:
+                    return text_spec(values)
                 first = values[0]
                 # not floats: 0.0 == -0.0, but their texts differ
-                if (want is not float and values[-1] == first
-                        and values.count(first) == len(values)):
-                    return (spec % first).replace("%", "%%"), None
+                if want is int and values[-1] == first and values.count(first) == len(values):
+                    return spec % first, None
                 return spec, values
         return folded(encode(values))
 
