@@ -299,30 +299,41 @@ def _check_links(problems: list[Problem], expected_head: str | None) -> None:
         return _qn(meta.get_field(name).column)
 
     seq, prev, chain, fmt = c("seq"), c("prev_hash"), c("chain_hash"), c("format")
-    for (s,) in query(f"SELECT a.{seq} FROM {t} a JOIN {t} b ON b.{seq} = a.{seq} - 1 "
-                      f"WHERE a.{prev} <> b.{chain} ORDER BY a.{seq}"):
-        problems.append(Problem("chain_broken", "ledger", str(s),
-                                "prev_hash is not the previous chain hash"))
-    # the first entry of each run of consecutive entries: a gap before it, and its link to
-    # the entry before the gap
-    runs = query(
-        f"SELECT a.{seq}, a.{prev}, p.{seq}, p.{chain} FROM {t} a LEFT JOIN {t} p "
-        f"ON p.{seq} = (SELECT MAX(b.{seq}) FROM {t} b WHERE b.{seq} < a.{seq}) "
-        f"WHERE NOT EXISTS (SELECT 1 FROM {t} b WHERE b.{seq} = a.{seq} - 1) ORDER BY a.{seq}")
-    for s, prev_hash, before, before_chain in runs:
+    # one pass over the ledger, each entry joined with the one before it (seq - 1): the
+    # entries whose link is broken, the first entry of each run of consecutive entries (with
+    # the entry before the gap) and the format-1 entries after the first format-2 one
+    downgraded = (f"a.{fmt} IS NULL AND a.{seq} > "
+                  f"(SELECT MIN(m.{seq}) FROM {t} m WHERE m.{fmt} = 2)")
+    rows = query(
+        f"SELECT a.{seq}, a.{prev}, b.{seq} IS NULL, "
+        f"CASE WHEN a.{prev} <> b.{chain} THEN 1 ELSE 0 END, "
+        f"CASE WHEN {downgraded} THEN 1 ELSE 0 END, p.{seq}, p.{chain} "
+        f"FROM {t} a LEFT JOIN {t} b ON b.{seq} = a.{seq} - 1 "
+        f"LEFT JOIN {t} p ON b.{seq} IS NULL "
+        f"AND p.{seq} = (SELECT MAX(e.{seq}) FROM {t} e WHERE e.{seq} < a.{seq}) "
+        f"WHERE b.{seq} IS NULL OR a.{prev} <> b.{chain} OR ({downgraded}) ORDER BY a.{seq}")
+    broken, runs, formats = [], [], []
+    for s, prev_hash, first, unlinked, downgrade, before, before_chain in rows:
+        if unlinked:
+            broken.append(Problem("chain_broken", "ledger", str(s),
+                                  "prev_hash is not the previous chain hash"))
+        if downgrade:
+            formats.append(Problem(
+                "ledger_edited", "ledger", str(s),
+                "a format-1 entry after format-2 entries (format downgraded)"))
+        if not first:
+            continue
+        # the first entry of a run: a gap before it, and its link to the entry before the gap
         if type(s) is not int or (before is not None and type(before) is not int):
             continue  # reported as unreadable by the entry check
         expected = before + 1 if before is not None else 1
         if s != expected:
-            problems.append(Problem("ledger_gap", "ledger", str(s),
-                                    f"ledger rows {expected}..{s - 1} are missing"))
+            runs.append(Problem("ledger_gap", "ledger", str(s),
+                                f"ledger rows {expected}..{s - 1} are missing"))
         if prev_hash != (before_chain if before is not None else GENESIS):
-            problems.append(Problem("chain_broken", "ledger", str(s),
-                                    "prev_hash is not the previous chain hash"))
-    for (s,) in query(f"SELECT {seq} FROM {t} WHERE {fmt} IS NULL AND {seq} > "
-                      f"(SELECT MIN({seq}) FROM {t} WHERE {fmt} = 2) ORDER BY {seq}"):
-        problems.append(Problem("ledger_edited", "ledger", str(s),
-                                "a format-1 entry after format-2 entries (format downgraded)"))
+            runs.append(Problem("chain_broken", "ledger", str(s),
+                                "prev_hash is not the previous chain hash"))
+    problems.extend(broken + runs + formats)
     if expected_head is not None:
         last = query(f"SELECT {seq}, {chain} FROM {t} ORDER BY {seq} DESC LIMIT 1")
         s, head = last[0] if last else (0, GENESIS)
