@@ -212,15 +212,10 @@ def plan_labs(frame: pd.DataFrame, visit_ids: dict[tuple[str, str], int], *,
     """
     from hepatrial.trials.models import LabResult
 
-    if visit_ids:
-        known = pd.DataFrame(list(visit_ids.keys()), columns=["participant", "visit"])
-        known["visit_id"] = np.fromiter(visit_ids.values(), dtype=np.int64, count=len(known))
-        frame = frame.merge(known, on=["participant", "visit"], how="left", sort=False)
-        frame["visit_id"] = frame["visit_id"].fillna(-1).astype(np.int64)
-    else:
-        frame = frame.assign(visit_id=np.full(len(frame), -1, dtype=np.int64))
+    frame = frame.reset_index(drop=True).assign(
+        visit_id=_visit_ids_of(frame, visit_ids, missing=-1))
     vid = frame["visit_id"].to_numpy()
-    known_vids = sorted(set(vid[vid > 0].tolist()))
+    known_vids = np.unique(vid[vid > 0]).tolist()
     if not known_vids:
         return LabPlan(frame, frame.iloc[0:0], 0)
     stored_rows: list[tuple] = []
@@ -344,6 +339,17 @@ def visit_rejects(frame: pd.DataFrame, index: StoreIndex, protocol: Any, *,
                 "reason": [f"visit {r['visit']} would be dated {r['date']} (its earliest "
                            f"specimen date): {why}"]}))
     return rejects_frame(parts)
+
+
+def _visit_ids_of(frame: pd.DataFrame, visit_ids: dict[tuple[str, str], int], *,
+                  missing: int | None = None) -> np.ndarray:
+    """The visit id of each row's ``(participant, visit)``, each distinct pair looked up once;
+    ``missing`` for a pair ``visit_ids`` does not have (``None``: a ``KeyError``)."""
+    pair, (sids, codes) = _pairs(frame["participant"], frame["visit"])
+    keys = zip(sids, codes, strict=True)
+    ids = ([visit_ids[k] for k in keys] if missing is None
+           else [visit_ids.get(k, missing) for k in keys])
+    return np.array(ids, dtype=np.int64)[pair]
 
 
 def _pairs(a: pd.Series, b: pd.Series) -> tuple[np.ndarray, tuple[list[Any], list[Any]]]:
@@ -678,7 +684,7 @@ def _import_labs(path: Path, frame: pd.DataFrame, result: ImportResult, *, reaso
             result.notes.append("every row is already stored unchanged: nothing to import")
         return
     touched = pd.concat([plan.new["participant"], plan.changed["participant"]])
-    refuse_locked(touched.map(index.participants).unique().tolist(),
+    refuse_locked([index.participants.get(p) for p in touched.unique().tolist()],
                   [*plan.new["visit_id"].unique().tolist(),
                    *plan.changed["visit_id"].unique().tolist()], f"import labs {path.name}")
     if dry_run:
@@ -692,8 +698,7 @@ def _import_labs(path: Path, frame: pd.DataFrame, result: ImportResult, *, reaso
                         reason=f"{create_reason}: visit done on the earliest specimen date")
     new = plan.new
     if not missing.empty:
-        keys = zip(new["participant"], new["visit"], strict=True)
-        new = new.assign(visit_id=[visit_ids[k] for k in keys])
+        new = new.assign(visit_id=_visit_ids_of(new, visit_ids))
     insert_labs(new, index.participants, reason=create_reason, user=user, chunk=chunk)
     if reason is not None:
         _apply_changes(plan.changed, reason=reason, user=user, has_lab_column=has_lab)
