@@ -17,6 +17,7 @@ from __future__ import annotations
 
 import datetime as _dt
 import json
+import operator
 import re
 from collections.abc import Callable, Iterator, Sequence
 from typing import Any
@@ -33,7 +34,10 @@ __all__ = [
     "column_formatter",
     "column_sql",
     "folded",
+    "folded_as",
+    "iso_datetimes",
     "json_encoder",
+    "mostly_distinct",
     "pages",
     "python_value",
     "query",
@@ -332,6 +336,15 @@ _NEEDS_ESCAPE = re.compile(r'["\\\x00-\x1f]')
 _RAW_SPEC = {"int": ("%d", int), "float": ('"%r"', float), "text": ('"%s"', str)}
 
 
+def folded_as(texts: list[str], spec: str) -> tuple[str, list[str] | None]:
+    """``(spec, texts)``, or ``(spec % text, None)`` (``%`` doubled) when every text is the
+    same (``spec`` is a template piece with one ``%s`` and no other ``%``)."""
+    first = texts[0]
+    if texts[-1] == first and texts.count(first) == len(texts):
+        return (spec % first).replace("%", "%%"), None
+    return spec, texts
+
+
 def folded(texts: list[str]) -> tuple[str, list[str] | None]:
     """``("%s", texts)``, or ``(text, None)`` (``%`` doubled) when every text is the same."""
     if texts:
@@ -339,6 +352,53 @@ def folded(texts: list[str]) -> tuple[str, list[str] | None]:
         if texts[-1] == first and texts.count(first) == len(texts):
             return first.replace("%", "%%"), None
     return "%s", texts
+
+
+_NAIVE = frozenset({None})
+_TZINFO = operator.attrgetter("tzinfo")
+_TO_UTC = operator.methodcaller("astimezone", _dt.UTC)
+
+
+def iso_datetimes(values: Sequence[Any]) -> tuple[list[str], str] | None:
+    """``(texts, suffix)`` of a page of stored date-times such that ``text + suffix`` is the
+    text :func:`json_encoder` gives each one, without its quotes (UTC ISO 8601), computed in
+    C: when every value is a text ``datetime.fromisoformat`` reads as a naive date-time
+    (SQLite: stored in UTC), or every value is an aware ``datetime`` (PostgreSQL). ``None``
+    otherwise: the values are then encoded one by one."""
+    types = set(map(type, values))
+    if types == {str}:
+        try:
+            parsed = list(map(_dt.datetime.fromisoformat, values))
+        except ValueError:
+            return None
+        if set(map(_TZINFO, parsed)) != _NAIVE:
+            return None
+        return list(map(_dt.datetime.isoformat, parsed)), "+00:00"
+    if types == {_dt.datetime} and None not in set(map(_TZINFO, values)):
+        return list(map(_dt.datetime.isoformat, map(_TO_UTC, values))), ""
+    return None
+
+
+def _iso_dates(values: Sequence[Any]) -> list[str] | None:
+    """The ISO texts of a page of stored dates (texts ``date.fromisoformat`` reads, or
+    ``date`` objects), as :func:`json_encoder` gives them without quotes; else ``None``."""
+    types = set(map(type, values))
+    if types == {str}:
+        try:
+            return list(map(_dt.date.isoformat, map(_dt.date.fromisoformat, values)))
+        except ValueError:
+            return None
+    if types == {_dt.date}:
+        return list(map(_dt.date.isoformat, values))
+    return None
+
+
+def mostly_distinct(values: Sequence[Any]) -> bool:
+    """True unless the values repeat enough for :func:`encode_column`'s cache to win."""
+    try:
+        return len(set(values)) * 4 >= len(values)
+    except TypeError:  # pragma: no cover - unhashable stored values
+        return False
 
 
 def text_spec(values: Sequence[str]) -> tuple[str, Sequence[str] | None]:
@@ -364,9 +424,19 @@ def column_formatter(field: models.Field
     text or a JSON text) is folded into the template: ``(its text with % doubled, None)``.
     Raises :class:`Unreadable` like :func:`json_encoder`."""
     encode = column_encoder(field)
-    raw = _RAW_SPEC.get(_kind(field))
+    kind = _kind(field)
+    raw = _RAW_SPEC.get(kind)
 
     def fmt(values: Sequence[Any]) -> tuple[str, Sequence[Any] | None]:
+        if kind == "datetime" and len(values) > 1 and mostly_distinct(values):
+            made = iso_datetimes(values)
+            if made is not None:
+                texts, suffix = made
+                return folded_as(texts, '"%s' + suffix + '"')
+        elif kind == "date" and len(values) > 1 and mostly_distinct(values):
+            days = _iso_dates(values)
+            if days is not None:
+                return folded_as(days, '"%s"')
         if raw is not None and values:
             spec, want = raw
             if set(map(type, values)) == {want}:

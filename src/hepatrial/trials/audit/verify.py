@@ -45,7 +45,9 @@ from hepatrial.trials.audit.columnar import (
     column_formatter,
     column_sql,
     folded,
+    iso_datetimes,
     json_encoder,
+    mostly_distinct,
     pages,
     python_value,
     query,
@@ -210,8 +212,25 @@ class _EntryCheck:
     def _time(self, rec: Any) -> str:
         rc = self.times.get(rec)
         if rc is None:
+            if len(self.times) >= 4096:  # times that do not repeat: keep memory flat
+                self.times.clear()
             rc = self.times[rec] = self.when(rec)[1:-1]  # Unreadable: the caller decides
         return rc
+
+    def _times(self, recs: Sequence[Any]) -> tuple[str, Sequence[str] | None]:
+        """The template piece of a page's ``recorded_at`` texts (raises :class:`_Slow` if
+        one cannot be read): folded when all are the same, computed in C when they mostly
+        differ, else each distinct one once."""
+        first = recs[0]
+        try:
+            if recs[-1] == first and recs.count(first) == len(recs):
+                return self._time(first).replace("%", "%%"), None
+            made = iso_datetimes(recs) if mostly_distinct(recs) else None
+            if made is not None:
+                return "%s" + made[1], made[0]
+            return "%s", [self._time(r) for r in recs]
+        except Unreadable:
+            raise _Slow from None
 
     def _fast(self, seqs: Sequence[Any], models_: Sequence[Any], hpks: Sequence[Any],
               opks: Sequence[Any], htypes: Sequence[Any], digests: Sequence[Any],
@@ -224,19 +243,10 @@ class _EntryCheck:
                 raise _Slow
         formats = set(fmts)
         if formats == {2}:
-            try:
-                for r in set(recs):
-                    self._time(r)
-            except Unreadable:
-                raise _Slow from None
             # the text of audit.chain.entry_hash (format 2), built column-wise: this page's
             # template, with the columns equal on every entry folded in
-            first = recs[0]
-            times = ((self.times[first].replace("%", "%%"), None)
-                     if recs[-1] == first and recs.count(first) == len(recs)
-                     else ("%s", list(map(self.times.__getitem__, recs))))
             pieces = [("%d", seqs), text_spec(models_), ("%d", hpks), text_spec(opks),
-                      text_spec(htypes), times, ("%s", digests), ("%s", prevs)]
+                      text_spec(htypes), self._times(recs), ("%s", digests), ("%s", prevs)]
             template = "2|" + "|".join(spec for spec, _ in pieces)
             texts = map(template.__mod__, zip(*[v for _, v in pieces if v is not None],
                                               strict=True))
