@@ -300,11 +300,14 @@ def parse_numbers(text: pd.Series) -> tuple[np.ndarray, np.ndarray]:
     The one number rule (:data:`hepatrial.scores.numbers.NUMBER_PATTERN`): plain decimals and
     exponent notation (``1.5``, ``-2``, ``1e3``); blanks, ``4_6``, non-ASCII digits, decimal
     commas, censored values (``<5``), nan/inf and values that overflow a double are bad.
-    :func:`number_reasons` says why.
+    :func:`number_reasons` says why. Each distinct text is judged and parsed once (as a column
+    of the same dtype, so by the same regular-expression engine and number parser).
     """
-    shape_ok = text.str.fullmatch(NUMBER_PATTERN).fillna(False).to_numpy(dtype=bool)
-    values = pd.to_numeric(text.where(shape_ok, None), errors="coerce").to_numpy(
-        dtype=float, copy=True)
+    codes, uniques = pd.factorize(text, use_na_sentinel=False)
+    distinct = pd.Series(uniques)
+    shape_ok = distinct.str.fullmatch(NUMBER_PATTERN).fillna(False).to_numpy(dtype=bool)
+    values = pd.to_numeric(distinct.where(shape_ok, None), errors="coerce").to_numpy(
+        dtype=float, copy=True)[codes]
     bad = ~np.isfinite(values)
     values[bad] = np.nan
     return values, bad
