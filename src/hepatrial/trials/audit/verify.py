@@ -156,10 +156,11 @@ def _verify(problems: list[Problem], expected_head: str | None, page: int) -> No
             hmodel = _history_model(model)
             hlabel = hmodel._meta.label_lower
             labels.append(hlabel)
+            deleted = _Deleted()
             _stage(problems, hlabel, f"the history table {hmodel._meta.db_table}",
-                   lambda m=model, h=hmodel: _check_history(m, h, problems, page))
+                   lambda m=model, h=hmodel, x=deleted: _check_history(m, h, problems, page, x))
             _stage(problems, hlabel, f"the ledger entries of {hlabel}",
-                   lambda h=hmodel: _check_missing_history(h, problems))
+                   lambda h=hmodel, x=deleted: _check_missing_history(h, problems, x))
             label = model._meta.label_lower
             _stage(problems, label, f"the live table {model._meta.db_table}",
                    lambda m=model, h=hmodel: _check_live(m, h, problems))
@@ -446,39 +447,54 @@ _ENTRY_COLUMNS = ("seq", "object_pk", "history_type", "digest", "prev_hash", "ch
                   "recorded_at", "format")
 
 
-def _entries_sql() -> str:
-    """The ledger entries of one history model with ``history_pk`` in a range, in
-    ``history_pk`` order: ``history_pk`` and :data:`_ENTRY_COLUMNS` (params: the history
-    model's label, the first and the last history id). Read by the ledger's unique
-    ``(history_model, history_pk)`` index, in the order of the history page they join."""
+def _entries_sql(where: str) -> str:
+    """The ledger entries of one history model (param: its label) whose ``history_pk``
+    satisfies ``where`` (on ``l.history_pk``; its params follow), in ``history_pk`` order:
+    ``history_pk`` and :data:`_ENTRY_COLUMNS`. A range of ``history_pk`` is read by the
+    ledger's unique ``(history_model, history_pk)`` index, in the order of the history
+    pages."""
     meta = _ledger()._meta
     hpk = _qn(meta.get_field("history_pk").column)
     select = ", ".join(column_sql("l", meta.get_field(c).column) for c in _ENTRY_COLUMNS)
     return (f"SELECT l.{hpk}, {select} FROM {_qn(meta.db_table)} l "
             f"WHERE l.{_qn(meta.get_field('history_model').column)} = %s "
-            f"AND l.{hpk} >= %s AND l.{hpk} <= %s ORDER BY l.{hpk}")
+            f"AND ({where.format(pk='l.' + hpk)}) ORDER BY l.{hpk}")
 
 
 _NO_ENTRY = [(None,) * len(_ENTRY_COLUMNS)]
 
 
 def _joined(rows: list[tuple[Any, ...]], entries: list[tuple[Any, ...]]
-            ) -> list[Sequence[Any]]:
-    """Columns of ``rows LEFT JOIN entries ON entry.history_pk = row[0]``: the history
-    columns, then :data:`_ENTRY_COLUMNS` (``None`` where a row has no entry; a row repeated
-    for each of its entries, as the join in SQL would)."""
+            ) -> tuple[list[Sequence[Any]], list[tuple[Any, ...]]]:
+    """``(columns, unmatched)``: the columns of ``rows LEFT JOIN entries ON
+    entry.history_pk = row[0]`` (the history columns, then :data:`_ENTRY_COLUMNS`; ``None``
+    where a row has no entry; a row repeated for each of its entries, as the join in SQL
+    would), and the entries that match no row, in their order."""
     cols: list[Sequence[Any]] = list(zip(*rows, strict=True))
     ecols = list(zip(*entries, strict=True))
     if ecols and ecols[0] == cols[0]:  # every row has its entry, and only one: no merge
-        return cols + ecols[1:]
+        return cols + ecols[1:], []
     by: dict[Any, list[tuple[Any, ...]]] = {}
     for e in entries:
         by.setdefault(e[0], []).append(e[1:])
-    return list(zip(*[r + e for r in rows for e in by.get(r[0], _NO_ENTRY)], strict=True))
+    ids = set(cols[0])
+    unmatched = [e for e in entries if e[0] not in ids]
+    return (list(zip(*[r + e for r in rows for e in by.get(r[0], _NO_ENTRY)], strict=True)),
+            unmatched)
+
+
+class _Deleted:
+    """The ledger entries of one history model whose history row does not exist, found by
+    :func:`_check_history` while it reads the entries page by page (``rows`` is ``None``
+    until it has read them all); :func:`_check_missing_history` reports them."""
+
+    def __init__(self) -> None:
+        self.rows: list[tuple[Any, ...]] | None = None
 
 
 def _check_history(model: type[models.Model], hmodel: type[models.Model],
-                   problems: list[Problem], page: int) -> None:
+                   problems: list[Problem], page: int, deleted: _Deleted | None = None
+                   ) -> None:
     hmeta = hmodel._meta
     hlabel = hmeta.label_lower
     table = hmeta.db_table
@@ -487,13 +503,24 @@ def _check_history(model: type[models.Model], hmodel: type[models.Model],
     pk_i = d.pos[_tracked_pk_attname(hmodel)]
     type_i = d.pos["history_type"]
     hid = _qn(hmeta.pk.column)
-    # the history rows a page at a time, and the ledger entries of the page's id range by the
-    # ledger's own index in the same order (cheaper than an index lookup per row in a join);
-    # each entry's hash is checked here, once
-    entries_sql = _entries_sql()
+    # the history rows a page at a time, and the ledger entries of the ids up to the page's
+    # last by the ledger's own index in the same order (cheaper than an index lookup per row
+    # in a join); each entry's hash is checked here, once. The entries no row matches are
+    # those whose history row was deleted: kept for _check_missing_history, in history_pk
+    # order (NULL, which no row matches, sorts first on SQLite, last on PostgreSQL)
     entries = _EntryCheck(problems)
+    unmatched: list[tuple[Any, ...]] = []
+    nulls = _entries_sql("{pk} IS NULL")
+    if connection.vendor == "sqlite":
+        unmatched += query(nulls, [hlabel])
+    first, after = _entries_sql("{pk} <= %s"), _entries_sql("{pk} > %s AND {pk} <= %s")
+    last = None
     for rows in pages(d.select("h"), f"{_qn(table)} h", f"h.{hid}", page=page):
-        cols = _joined(rows, query(entries_sql, [hlabel, rows[0][0], rows[-1][0]]))
+        ledgered = (query(first, [hlabel, rows[-1][0]]) if last is None
+                    else query(after, [hlabel, last, rows[-1][0]]))
+        last = rows[-1][0]
+        cols, unmatched_here = _joined(rows, ledgered)
+        unmatched += unmatched_here
         digests, bad = d.digests_of_columns(cols)
         ledger_cols = cols[n + 1:n + 9]
         hids: Sequence[Any]
@@ -542,18 +569,31 @@ def _check_history(model: type[models.Model], hmodel: type[models.Model],
                     "ledger_edited", hlabel, str(obj_pk),
                     f"ledger #{lseq} says history type {ltype!r}, history row {h_id} is "
                     f"{htype!r}"))
+    unmatched += query(_entries_sql("{pk} IS NOT NULL" if last is None else "{pk} > %s"),
+                       [hlabel] if last is None else [hlabel, last])
+    if connection.vendor != "sqlite":
+        unmatched += query(nulls, [hlabel])
+    if deleted is not None:
+        # as the ledger's rows: seq, history_model, history_pk, object_pk, ...
+        deleted.rows = [(e[1], hlabel, e[0], *e[2:]) for e in unmatched]
 
 
-def _check_missing_history(hmodel: type[models.Model], problems: list[Problem]) -> None:
+def _check_missing_history(hmodel: type[models.Model], problems: list[Problem],
+                           deleted: _Deleted | None = None) -> None:
+    """The ledger entries of ``hmodel`` whose history row does not exist (``history_missing``),
+    each entry's hash checked: as :func:`_check_history` found them, or (if it could not read
+    them all) read here."""
     hmeta = hmodel._meta
     lmeta = _ledger()._meta
     hid = _qn(hmeta.pk.column)
     lcol = {f.attname: _qn(f.column) for f in lmeta.concrete_fields}
-    rows = query(
-        f"SELECT {_ledger_select('l')} "
-        f"FROM {_qn(lmeta.db_table)} l WHERE l.{lcol['history_model']} = %s AND NOT EXISTS "
-        f"(SELECT 1 FROM {_qn(hmeta.db_table)} h WHERE h.{hid} = l.{lcol['history_pk']}) "
-        f"ORDER BY l.{lcol['history_pk']}", [hmeta.label_lower])
+    rows = deleted.rows if deleted is not None else None
+    if rows is None:
+        rows = query(
+            f"SELECT {_ledger_select('l')} "
+            f"FROM {_qn(lmeta.db_table)} l WHERE l.{lcol['history_model']} = %s AND NOT EXISTS "
+            f"(SELECT 1 FROM {_qn(hmeta.db_table)} h WHERE h.{hid} = l.{lcol['history_pk']}) "
+            f"ORDER BY l.{lcol['history_pk']}", [hmeta.label_lower])
     _EntryCheck(problems).rows(rows)
     for seq, _model, hpk, opk, *_ in rows:
         problems.append(Problem("history_missing", hmeta.label_lower, str(opk),
