@@ -489,19 +489,22 @@ def query(sql: str, params: Sequence[Any] = ()) -> list[tuple[Any, ...]]:
 
 
 def pages(select: str, source: str, key: str, *, where: str = "",
-          params: Sequence[Any] = (), page: int = PAGE) -> Iterator[list[tuple[Any, ...]]]:
+          params: Sequence[Any] = (), page: int = PAGE, key_selected: bool = False
+          ) -> Iterator[list[tuple[Any, ...]]]:
     """Rows of ``SELECT key, select FROM source [WHERE where]`` in pages of ``page`` rows,
     ordered by ``key`` (a unique column; keyset pagination, so memory stays flat on every
-    engine and each page is one short query)."""
+    engine and each page is one short query). ``key_selected``: the first column of
+    ``select`` is the key's value, so ``key`` is not selected again (``SELECT select ...``)."""
     last: Any = None
     first = True
+    columns = select if key_selected else f"{key}, {select}"
     while True:
         cond = [f"({where})"] if where else []
         args = list(params)
         if not first:
             cond.append(f"{key} > %s")
             args.append(last)
-        sql = (f"SELECT {key}, {select} FROM {source}"
+        sql = (f"SELECT {columns} FROM {source}"
                + (" WHERE " + " AND ".join(cond) if cond else "")
                + f" ORDER BY {key} LIMIT {int(page)}")
         rows = query(sql, args)

@@ -369,17 +369,19 @@ def _ledger_row_problem(row: Sequence[Any]) -> str:
 # -------------------------------------------------------------------------------- 2. history
 class _Digester:
     """Digests of a history model's rows read as plain tuples (``column_sql`` of every
-    concrete column, in ``_meta.concrete_fields`` order, after one leading key column)."""
+    concrete column: the primary key first, which is the page key, then the others in
+    ``_meta.concrete_fields`` order)."""
 
     def __init__(self, hmodel: type[models.Model]) -> None:
-        fields = list(hmodel._meta.concrete_fields)
+        pk = hmodel._meta.pk
+        fields = [pk, *(f for f in hmodel._meta.concrete_fields if f is not pk)]
         self.fields = fields
         encoders = {f.attname: json_encoder(f) for f in fields}
         made = digest_template(hmodel, [f.attname for f in fields], {}, encoders)
         if made is None:  # pragma: no cover - a leading optional column (no model has one)
             raise RuntimeError(f"{hmodel._meta.label}: no digest template")
         self.template, self.pairs = made
-        self.pos = {f.attname: i + 1 for i, f in enumerate(fields)}  # 0 is the page key
+        self.pos = {f.attname: i for i, f in enumerate(fields)}  # 0: the key
         self.column = {f.attname: f.column for f in fields}
         # the template's text around each column's ``%s``: each page gets its own template,
         # with each column's values formatted as they are where they can be, or folded in
@@ -436,7 +438,8 @@ def history_digests(hmodel: type[models.Model], *, page: int = PAGE
     and the reason for a row that cannot be read), in history-id order."""
     d = _Digester(hmodel)
     hid = _qn(hmodel._meta.pk.column)
-    for rows in pages(d.select("h"), f"{_qn(hmodel._meta.db_table)} h", f"h.{hid}", page=page):
+    for rows in pages(d.select("h"), f"{_qn(hmodel._meta.db_table)} h", f"h.{hid}", page=page,
+                      key_selected=True):
         digests, bad = d.digests(rows)
         for r, row in enumerate(rows):
             yield (row[0], None, bad[r]) if r in bad else (row[0], digests[r], "")
@@ -515,14 +518,15 @@ def _check_history(model: type[models.Model], hmodel: type[models.Model],
         unmatched += query(nulls, [hlabel])
     first, after = _entries_sql("{pk} <= %s"), _entries_sql("{pk} > %s AND {pk} <= %s")
     last = None
-    for rows in pages(d.select("h"), f"{_qn(table)} h", f"h.{hid}", page=page):
+    for rows in pages(d.select("h"), f"{_qn(table)} h", f"h.{hid}", page=page,
+                      key_selected=True):
         ledgered = (query(first, [hlabel, rows[-1][0]]) if last is None
                     else query(after, [hlabel, last, rows[-1][0]]))
         last = rows[-1][0]
         cols, unmatched_here = _joined(rows, ledgered)
         unmatched += unmatched_here
         digests, bad = d.digests_of_columns(cols)
-        ledger_cols = cols[n + 1:n + 9]
+        ledger_cols = cols[n:n + 8]
         hids: Sequence[Any]
         if None in ledger_cols[0]:  # unledgered rows: check the entries of the others
             keep = [i for i, v in enumerate(ledger_cols[0]) if v is not None]
@@ -535,7 +539,7 @@ def _check_history(model: type[models.Model], hmodel: type[models.Model],
             entries.columns(seqs, [hlabel] * len(hids), hids, opks, types_, ldigests, prevs,
                             chains, recs, fmts)
         # rows whose digest, object or type differs from their entry, or have none
-        lseqs, lopks, ltypes, lds = cols[n + 1], cols[n + 2], cols[n + 3], cols[n + 4]
+        lseqs, lopks, ltypes, lds = cols[n], cols[n + 1], cols[n + 2], cols[n + 3]
         opks = list(map(str, cols[pk_i]))
         if digests == list(lds) and opks == list(lopks) and list(ltypes) == list(cols[type_i]):
             odd = []  # the usual page: compared whole in C
