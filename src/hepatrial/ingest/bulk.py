@@ -4,7 +4,8 @@
 build three ORM objects per row and compile every value through the SQL compiler, which caps
 them at a few thousand rows/s once the ledger is included. :func:`fast_create_with_history`
 writes exactly the same records from plain column values - on SQLite with multi-row
-``INSERT ... VALUES`` statements (as many rows per statement as the bound-value limit allows),
+``INSERT OR FAIL ... VALUES`` statements (as many rows per statement as the bound-value limit
+allows; no statement journal, the whole write one savepoint instead: :data:`SQLITE_INSERT`),
 on PostgreSQL with ``COPY`` - in the caller's transaction:
 
 1. the rows themselves (primary keys read back by their unique key);
@@ -32,7 +33,7 @@ from contextlib import contextmanager
 from typing import Any
 
 from django.apps import apps
-from django.db import connection, models
+from django.db import connection, models, transaction
 from django.utils import timezone
 from simple_history.utils import get_history_manager_for_model
 
@@ -64,7 +65,7 @@ def _insert_many(table: str, columns: Sequence[str], values: Sequence[Sequence[A
                 for row in zip(*values, strict=True):
                     copy.write_row(row)
         return
-    _insert_values(f"INSERT INTO {qn(table)} ({cols})",
+    _insert_values(f"{SQLITE_INSERT} {qn(table)} ({cols})",
                    "(" + ", ".join(["%s"] * len(columns)) + ")", len(columns),
                    _interleave(values))
 
@@ -80,6 +81,13 @@ def _interleave(values: Sequence[Sequence[Any]]) -> list[Any]:
         flat[j::width] = col  # one C-level slice assignment per column
     return flat
 
+
+#: the SQLite inserts of the fast path. ``OR FAIL``: a constraint error stops the statement
+#: without undoing its earlier rows, so SQLite keeps no statement journal (with the default
+#: ``OR ABORT`` every multi-row statement inside a transaction copies each page it touches to
+#: a journal file first: ~1 write syscall per row). Every fast write runs inside one savepoint
+#: (:func:`_savepoint`), so an error still undoes all of it, as before.
+SQLITE_INSERT = "INSERT OR FAIL INTO"
 
 #: rows per multi-row INSERT at most (SQLite's compound-SELECT limit, which Django's own
 #: bulk_create also stays under); fewer when the bound values would exceed max_query_params
@@ -185,7 +193,7 @@ def _fast_ledger(hmodel: type[models.Model], columns: dict[str, Sequence[Any]],
     else:  # pragma: no cover - Django's SQLite backend adapts datetimes to text
         now_sql = "%s"
         varying.append([now] * len(hpks))
-    head = (f"INSERT INTO {qn(lmeta.db_table)} ({col('seq')}, {col('history_pk')}, "
+    head = (f"{SQLITE_INSERT} {qn(lmeta.db_table)} ({col('seq')}, {col('history_pk')}, "
             f"{col('object_pk')}, {col('digest')}, {col('prev_hash')}, {col('chain_hash')}, "
             f"{col('recorded_at')}, {col('history_model')}, {col('history_type')}, "
             f"{col('format')})")
@@ -233,7 +241,7 @@ def fast_create_with_history(
         raise ValueError(f"{hmeta.label}: unexpected history columns {sorted(unknown)}")
     from hepatrial.trials.audit.locks import check_columns
 
-    with _big_cache():
+    with _big_cache(), _savepoint():
         total = 0
         for start in range(0, n, chunk):
             part = {c: v[start:start + chunk] for c, v in data.items()}
@@ -245,6 +253,18 @@ def fast_create_with_history(
 
 #: SQLite page cache for a big import (KiB); the default 2 MiB makes index upkeep dominate.
 SQLITE_IMPORT_CACHE_KIB = 512 * 1024
+
+
+@contextmanager
+def _savepoint() -> Iterator[None]:
+    """SQLite: the block as one savepoint (``transaction.atomic``), undone as a whole when it
+    raises - the inserts are ``OR FAIL`` (:data:`SQLITE_INSERT`). Pages the block adds to the
+    file are never journaled for it, only the few it changes that existed before."""
+    if connection.vendor != "sqlite":
+        yield
+        return
+    with transaction.atomic():
+        yield
 
 
 @contextmanager
@@ -335,7 +355,7 @@ def _fast_chunk(model: type[models.Model], hmodel: type[models.Model],
         main_cols = [qn(meta.pk.column), *(qn(c) for c in db_cols)]
         with connection.cursor() as cur:
             cur.execute(
-                f"INSERT INTO {qn(hmeta.db_table)} ({qn(hfields[hpk_att].column)}, "
+                f"{SQLITE_INSERT} {qn(hmeta.db_table)} ({qn(hfields[hpk_att].column)}, "
                 f"{', '.join(qn(c) for c in h_cols)}) "
                 f"SELECT {qn(meta.pk.column)} + %s, {', '.join(main_cols)}, %s, %s, %s, %s "
                 f"FROM {qn(meta.db_table)} WHERE {qn(meta.pk.column)} BETWEEN %s AND %s "
@@ -403,35 +423,36 @@ def fast_update_with_history(
     hdate_db = connection.ops.adapt_datetimefield_value(date)
     from hepatrial.trials.audit.locks import check_update_pks
 
-    total = 0
-    for start in range(0, len(pks), chunk):
-        part = list(pks[start:start + chunk])
-        check_update_pks(model, part, {a: changes[a][start:start + chunk] for a in names})
-        vals = [[(a(v) if a is not None and v is not None else v) for v in
-                 changes[name][start:start + chunk]] for name, a in zip(names, adapters,
-                                                                       strict=True)]
-        with connection.cursor() as cur:
-            cur.executemany(sql, list(zip(*vals, part, strict=True)))
-        stored = list(model._base_manager.filter(pk__in=part).order_by("pk")
-                      .values_list(*tracked))
-        n = len(stored)
-        hids = _allocate_ids(hmodel, n)
-        if hids is None:  # pragma: no cover - SQLite and PostgreSQL reserve keys
-            raise RuntimeError(f"{hmeta.label}: cannot reserve history keys on this backend")
-        cols: dict[str, Sequence[Any]] = dict(zip(tracked, zip(*stored, strict=True),
-                                                   strict=True))
-        h_att = [hmeta.pk.attname, *tracked]
-        db_cols_data = []
-        for a in tracked:
-            ad = _adapter(hfields[a])
-            db_cols_data.append([ad(v) if ad is not None and v is not None else v
-                                 for v in cols[a]])
-        _insert_many(hmeta.db_table, [hfields[a].column for a in (*h_att, *hist_meta)],
-                     [hids, *db_cols_data, *([v] * n for v in
-                                             (hdate_db, user_id, reason, "~"))])
-        cols[hmeta.pk.attname] = hids
-        consts = {"history_date": date, "history_user_id": user_id,
-                  "history_change_reason": reason, "history_type": "~"}
-        _fast_ledger(hmodel, cols, consts, meta.pk.attname, check=start == 0)
-        total += n
-    return total
+    with _savepoint():
+        total = 0
+        for start in range(0, len(pks), chunk):
+            part = list(pks[start:start + chunk])
+            check_update_pks(model, part, {a: changes[a][start:start + chunk] for a in names})
+            vals = [[(a(v) if a is not None and v is not None else v) for v in
+                     changes[name][start:start + chunk]] for name, a in zip(names, adapters,
+                                                                           strict=True)]
+            with connection.cursor() as cur:
+                cur.executemany(sql, list(zip(*vals, part, strict=True)))
+            stored = list(model._base_manager.filter(pk__in=part).order_by("pk")
+                          .values_list(*tracked))
+            n = len(stored)
+            hids = _allocate_ids(hmodel, n)
+            if hids is None:  # pragma: no cover - SQLite and PostgreSQL reserve keys
+                raise RuntimeError(f"{hmeta.label}: cannot reserve history keys on this backend")
+            cols: dict[str, Sequence[Any]] = dict(zip(tracked, zip(*stored, strict=True),
+                                                       strict=True))
+            h_att = [hmeta.pk.attname, *tracked]
+            db_cols_data = []
+            for a in tracked:
+                ad = _adapter(hfields[a])
+                db_cols_data.append([ad(v) if ad is not None and v is not None else v
+                                     for v in cols[a]])
+            _insert_many(hmeta.db_table, [hfields[a].column for a in (*h_att, *hist_meta)],
+                         [hids, *db_cols_data, *([v] * n for v in
+                                                 (hdate_db, user_id, reason, "~"))])
+            cols[hmeta.pk.attname] = hids
+            consts = {"history_date": date, "history_user_id": user_id,
+                      "history_change_reason": reason, "history_type": "~"}
+            _fast_ledger(hmodel, cols, consts, meta.pk.attname, check=start == 0)
+            total += n
+        return total
