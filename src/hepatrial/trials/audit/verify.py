@@ -315,6 +315,9 @@ def _check_links(problems: list[Problem], expected_head: str | None) -> None:
     # the entry before the gap) and the format-1 entries after the first format-2 one
     downgraded = (f"a.{fmt} IS NULL AND a.{seq} > "
                   f"(SELECT MIN(m.{seq}) FROM {t} m WHERE m.{fmt} = 2)")
+    # SQLite: "+" scans the table in its own order (not the seq index, then each entry's row)
+    # and sorts the few entries found
+    order = f"+a.{seq}" if connection.vendor == "sqlite" else f"a.{seq}"
     rows = query(
         f"SELECT a.{seq}, a.{prev}, b.{seq} IS NULL, "
         f"CASE WHEN a.{prev} <> b.{chain} THEN 1 ELSE 0 END, "
@@ -322,7 +325,8 @@ def _check_links(problems: list[Problem], expected_head: str | None) -> None:
         f"FROM {t} a LEFT JOIN {t} b ON b.{seq} = a.{seq} - 1 "
         f"LEFT JOIN {t} p ON b.{seq} IS NULL "
         f"AND p.{seq} = (SELECT MAX(e.{seq}) FROM {t} e WHERE e.{seq} < a.{seq}) "
-        f"WHERE b.{seq} IS NULL OR a.{prev} <> b.{chain} OR ({downgraded}) ORDER BY a.{seq}")
+        f"WHERE b.{seq} IS NULL OR a.{prev} <> b.{chain} OR ({downgraded}) "
+        f"ORDER BY {order}")
     broken, runs, formats = [], [], []
     for s, prev_hash, first, unlinked, downgrade, before, before_chain in rows:
         if unlinked:
