@@ -472,7 +472,10 @@ def query(sql: str, params: Sequence[Any] = ()) -> list[tuple[Any, ...]]:
     with connection.cursor() as cur:
         try:
             cur.execute(sql, list(params))
-            return [tuple(r) for r in cur.fetchall()]
+            rows = cur.fetchall()
+            if type(rows) is list and (not rows or type(rows[0]) is tuple):
+                return rows  # the drivers' rows are tuples already: no copy
+            return [tuple(r) for r in rows]
         except OperationalError as exc:
             if connection.vendor != "sqlite" or "decode" not in str(exc).lower():
                 raise
