@@ -419,9 +419,10 @@ def column_formatter(field: models.Field
     ``spec % v`` is ``json_encoder(field)(v)`` for each value ``v`` of ``args``. When every
     value has the column's usual stored type they go into the template as they are (``%d``
     of an integer, ``"%r"`` of a float, ``"%s"`` of a text that needs no JSON escape: no
-    per-value work before the template); otherwise ``%s`` of the JSON texts
-    :func:`column_encoder` gives. A column with the same value on every row (an integer, a
-    text or a JSON text) is folded into the template: ``(its text with % doubled, None)``.
+    per-value work before the template; integers that repeat much: ``%s`` of each distinct
+    one's text); otherwise ``%s`` of the JSON texts :func:`column_encoder` gives. A column
+    with the same value on every row (an integer, a text or a JSON text) is folded into the
+    template: ``(its text with % doubled, None)``.
     Raises :class:`Unreadable` like :func:`json_encoder`."""
     encode = column_encoder(field)
     kind = _kind(field)
@@ -442,10 +443,14 @@ def column_formatter(field: models.Field
             if set(map(type, values)) == {want}:
                 if want is str:
                     return text_spec(values)
-                first = values[0]
-                # not floats: 0.0 == -0.0, but their texts differ
-                if want is int and values[-1] == first and values.count(first) == len(values):
-                    return spec % first, None
+                if want is int:  # (not floats: 0.0 == -0.0, but their texts differ)
+                    first = values[0]
+                    if values[-1] == first and values.count(first) == len(values):
+                        return spec % first, None
+                    distinct = set(values)
+                    if len(distinct) * 4 < len(values):  # much repeated: each one's text once
+                        texts = {v: str(v) for v in distinct}
+                        return "%s", list(map(texts.__getitem__, values))
                 return spec, values
         return folded(encode(values))
 
