@@ -16,10 +16,11 @@ JSON column, bytes that are not UTF-8), raises :class:`Unreadable` naming the re
 from __future__ import annotations
 
 import datetime as _dt
+import itertools
 import json
 import operator
 import re
-from collections.abc import Callable, Iterator, Sequence
+from collections.abc import Callable, Iterable, Iterator, Sequence
 from typing import Any
 
 from django.db import connection, models
@@ -34,14 +35,14 @@ __all__ = [
     "column_formatter",
     "column_sql",
     "folded",
-    "folded_as",
     "iso_datetimes",
     "json_encoder",
     "mostly_distinct",
     "pages",
     "python_value",
     "query",
-    "text_spec",
+    "text_parts",
+    "texts_of",
 ]
 
 #: rows per page read by :func:`pages`: small enough that a page's rows and the values made
@@ -331,27 +332,41 @@ def column_encoder(field: models.Field) -> Callable[[Sequence[Any]], list[str]]:
 #: the characters ``json.encoder.encode_basestring`` escapes (a text without any is quoted as
 #: it is)
 _NEEDS_ESCAPE = re.compile(r'["\\\x00-\x1f]')
-#: the %-template piece of a column of the usual stored type, formatting the value as it is
-#: into the text :func:`json_encoder` gives
-_RAW_SPEC = {"int": ("%d", int), "float": ('"%r"', float), "text": ('"%s"', str)}
+
+#: The text of one column of a page of rows, for :func:`texts_of`: a tuple of parts, each
+#: either a ``str`` (the same text on every row) or an iterable of one text per row
+Parts = tuple[str | Iterable[str], ...]
 
 
-def folded_as(texts: list[str], spec: str) -> tuple[str, list[str] | None]:
-    """``(spec, texts)``, or ``(spec % text, None)`` (``%`` doubled) when every text is the
-    same (``spec`` is a template piece with one ``%s`` and no other ``%``)."""
-    first = texts[0]
-    if texts[-1] == first and texts.count(first) == len(texts):
-        return (spec % first).replace("%", "%%"), None
-    return spec, texts
+def texts_of(parts: Sequence[str | Iterable[str]], n: int) -> Iterable[str]:
+    """The ``n`` texts made by concatenating ``parts`` (a ``str``: the same on every row; an
+    iterable: one text per row, ``n`` of them), joined in C (``"".join`` of each row's
+    pieces: no template to parse per row)."""
+    its: list[Iterable[str]] = []
+    lit = ""
+    for p in parts:
+        if isinstance(p, str):
+            lit += p
+        else:
+            if lit:
+                its.append(itertools.repeat(lit))
+                lit = ""
+            its.append(p)
+    if not its:
+        return [lit] * n
+    if lit:
+        its.append(itertools.repeat(lit))
+    return map("".join, zip(*its, strict=False))  # the repeated texts never end
 
 
-def folded(texts: list[str]) -> tuple[str, list[str] | None]:
-    """``("%s", texts)``, or ``(text, None)`` (``%`` doubled) when every text is the same."""
+def folded(texts: list[str], before: str = "", after: str = "") -> Parts:
+    """The parts of ``before + text + after`` for each of a page's texts: one text when all
+    are the same."""
     if texts:
         first = texts[0]
         if texts[-1] == first and texts.count(first) == len(texts):
-            return first.replace("%", "%%"), None
-    return "%s", texts
+            return (before + first + after,)
+    return before, texts, after
 
 
 _NAIVE = frozenset({None})
@@ -401,57 +416,54 @@ def mostly_distinct(values: Sequence[Any]) -> bool:
         return False
 
 
-def text_spec(values: Sequence[str]) -> tuple[str, Sequence[str] | None]:
-    """The template piece of a page of texts (every value a ``str``), JSON-quoted as
-    :func:`json_encoder` quotes them: folded when all are the same, ``"%s"`` of the values as
-    they are when none needs an escape, else ``%s`` of their JSON texts."""
+def text_parts(values: Sequence[str]) -> Parts:
+    """The parts of a page of texts (every value a ``str``) JSON-quoted as
+    :func:`json_encoder` quotes them: one text when all are the same, the values as they are
+    between quotes when none needs an escape, else their JSON texts."""
     first = values[0]
     if values[-1] == first and values.count(first) == len(values):
-        return _encode_str(first).replace("%", "%%"), None
+        return (_encode_str(first),)
     if not _NEEDS_ESCAPE.search("".join(values)):
-        return '"%s"', values
-    return "%s", list(map(_encode_str, values))
+        return '"', values, '"'
+    return (list(map(_encode_str, values)),)
 
 
-def column_formatter(field: models.Field
-                     ) -> Callable[[Sequence[Any]], tuple[str, Sequence[Any] | None]]:
-    """``format(values) -> (spec, args)`` of a whole column (one page), for a %-template:
-    ``spec % v`` is ``json_encoder(field)(v)`` for each value ``v`` of ``args``. When every
-    value has the column's usual stored type they go into the template as they are (``%d``
-    of an integer, ``"%r"`` of a float, ``"%s"`` of a text that needs no JSON escape: no
-    per-value work before the template; integers that repeat much: ``%s`` of each distinct
-    one's text); otherwise ``%s`` of the JSON texts :func:`column_encoder` gives. A column
-    with the same value on every row (an integer, a text or a JSON text) is folded into the
-    template: ``(its text with % doubled, None)``.
-    Raises :class:`Unreadable` like :func:`json_encoder`."""
+def column_formatter(field: models.Field) -> Callable[[Sequence[Any]], Parts]:
+    """``format(values) -> parts`` of a whole column (one page) for :func:`texts_of`: the
+    texts :func:`json_encoder` gives the values. When every value has the column's usual
+    stored type, the texts are made in C from the values as they are (``str`` of an integer,
+    ``repr`` of a float between quotes, a text that needs no JSON escape between quotes;
+    integers that repeat much: each distinct one's text once; date-times and dates that
+    mostly differ: :func:`iso_datetimes`); otherwise the JSON texts :func:`column_encoder`
+    gives. A column with the same value on every row (an integer, a text or a JSON text) is
+    one text. Raises :class:`Unreadable` like :func:`json_encoder`."""
     encode = column_encoder(field)
     kind = _kind(field)
-    raw = _RAW_SPEC.get(kind)
+    want = {"int": int, "float": float, "text": str}.get(kind)
 
-    def fmt(values: Sequence[Any]) -> tuple[str, Sequence[Any] | None]:
+    def fmt(values: Sequence[Any]) -> Parts:
         if kind == "datetime" and len(values) > 1 and mostly_distinct(values):
             made = iso_datetimes(values)
             if made is not None:
                 texts, suffix = made
-                return folded_as(texts, '"%s' + suffix + '"')
+                return folded(texts, '"', suffix + '"')
         elif kind == "date" and len(values) > 1 and mostly_distinct(values):
             days = _iso_dates(values)
             if days is not None:
-                return folded_as(days, '"%s"')
-        if raw is not None and values:
-            spec, want = raw
-            if set(map(type, values)) == {want}:
-                if want is str:
-                    return text_spec(values)
-                if want is int:  # (not floats: 0.0 == -0.0, but their texts differ)
-                    first = values[0]
-                    if values[-1] == first and values.count(first) == len(values):
-                        return spec % first, None
-                    distinct = set(values)
-                    if len(distinct) * 4 < len(values):  # much repeated: each one's text once
-                        texts = {v: str(v) for v in distinct}
-                        return "%s", list(map(texts.__getitem__, values))
-                return spec, values
+                return folded(days, '"', '"')
+        if want is not None and values and set(map(type, values)) == {want}:
+            if want is str:
+                return text_parts(values)
+            if want is float:  # (never one text: 0.0 == -0.0, but their texts differ)
+                return '"', map(repr, values), '"'
+            first = values[0]
+            if values[-1] == first and values.count(first) == len(values):
+                return (str(first),)
+            distinct = set(values)
+            if len(distinct) * 4 < len(values):  # much repeated: each one's text once
+                text = {v: str(v) for v in distinct}
+                return (map(text.__getitem__, values),)
+            return (map(str, values),)
         return folded(encode(values))
 
     return fmt

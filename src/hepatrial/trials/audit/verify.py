@@ -16,7 +16,7 @@ from __future__ import annotations
 import gc
 import hashlib
 import json
-from collections.abc import Callable, Iterator, Sequence
+from collections.abc import Callable, Iterable, Iterator, Sequence
 from contextlib import contextmanager
 from dataclasses import dataclass
 from typing import Any
@@ -35,12 +35,12 @@ from hepatrial.trials.audit.chain import (
     _tracked_pk_attname,
     chain_hash,
     digest_template,
-    digests_of,
     encode_column,
     entry_hash,
 )
 from hepatrial.trials.audit.columnar import (
     PAGE,
+    Parts,
     Unreadable,
     column_formatter,
     column_sql,
@@ -51,7 +51,8 @@ from hepatrial.trials.audit.columnar import (
     pages,
     python_value,
     query,
-    text_spec,
+    text_parts,
+    texts_of,
 )
 
 __all__ = ["Problem", "expected_permissions", "history_digests", "verify"]
@@ -184,6 +185,11 @@ class _Slow(Exception):
     """Control flow: these entries need the entry-by-entry check."""
 
 
+def _sha256s(texts: Iterable[str]) -> list[str]:
+    """sha256 hex digest of each text (UTF-8), C-level ``map`` all the way."""
+    return list(map(_HEX, map(hashlib.sha256, map(str.encode, texts))))
+
+
 class _EntryCheck:
     """Recompute each ledger entry's chain hash in its format (every entry on its own: the
     links between consecutive entries are checked in SQL by :func:`_check_links`). Entries
@@ -218,18 +224,18 @@ class _EntryCheck:
             rc = self.times[rec] = self.when(rec)[1:-1]  # Unreadable: the caller decides
         return rc
 
-    def _times(self, recs: Sequence[Any]) -> tuple[str, Sequence[str] | None]:
-        """The template piece of a page's ``recorded_at`` texts (raises :class:`_Slow` if
-        one cannot be read): folded when all are the same, computed in C when they mostly
-        differ, else each distinct one once."""
+    def _times(self, recs: Sequence[Any]) -> Parts:
+        """The parts of a page's ``recorded_at`` texts (raises :class:`_Slow` if one cannot be
+        read): one text when all are the same, computed in C when they mostly differ, else
+        each distinct one once."""
         first = recs[0]
         try:
             if recs[-1] == first and recs.count(first) == len(recs):
-                return self._time(first).replace("%", "%%"), None
+                return (self._time(first),)
             made = iso_datetimes(recs) if mostly_distinct(recs) else None
             if made is not None:
-                return "%s" + made[1], made[0]
-            return "%s", [self._time(r) for r in recs]
+                return made[0], made[1]
+            return ([self._time(r) for r in recs],)
         except Unreadable:
             raise _Slow from None
 
@@ -244,14 +250,12 @@ class _EntryCheck:
                 raise _Slow
         formats = set(fmts)
         if formats == {2}:
-            # the text of audit.chain.entry_hash (format 2), built column-wise: this page's
-            # template, with the columns equal on every entry folded in
-            pieces = [("%d", seqs), text_spec(models_), ("%d", hpks), text_spec(opks),
-                      text_spec(htypes), self._times(recs), ("%s", digests), ("%s", prevs)]
-            template = "2|" + "|".join(spec for spec, _ in pieces)
-            texts = map(template.__mod__, zip(*[v for _, v in pieces if v is not None],
-                                              strict=True))
-            got = list(map(_HEX, map(hashlib.sha256, map(str.encode, texts))))
+            # the text of audit.chain.entry_hash (format 2), built column-wise (a column
+            # equal on every entry is one text)
+            got = _sha256s(texts_of((
+                "2|", map(str, seqs), "|", *text_parts(models_), "|", map(str, hpks), "|",
+                *text_parts(opks), "|", *text_parts(htypes), "|", *self._times(recs), "|",
+                digests, "|", prevs), len(seqs)))
         elif formats == {None}:
             got = [chain_hash(*t) for t in zip(seqs, models_, hpks, digests, prevs,
                                                  strict=True)]
@@ -387,9 +391,9 @@ class _Digester:
         self.template, self.pairs = made
         self.pos = {f.attname: i for i, f in enumerate(fields)}  # 0: the key
         self.column = {f.attname: f.column for f in fields}
-        # the template's text around each column's ``%s``: each page gets its own template,
-        # with each column's values formatted as they are where they can be, or folded in
-        self.pieces = self.template.split("%s")
+        # the template's text around each column's ``%s``: each page's texts are joined from
+        # these and each column's texts (made in C where they can be, or one for the page)
+        self.pieces = [p.replace("%%", "%") for p in self.template.split("%s")]
         if len(self.pieces) != len(self.pairs) + 1:  # pragma: no cover - a "%" in a name
             raise RuntimeError(f"{hmodel._meta.label}: digest template {self.template!r}")
         # whole-column formatters (C-level) for the columns digested as they are; the
@@ -410,13 +414,12 @@ class _Digester:
         """:meth:`digests` of a page given column-wise."""
         bad: dict[int, str] = {}
         pieces = self.pieces
-        template = [pieces[0]]
-        args: list[Sequence[Any]] = []
+        parts: list[str | Iterable[str]] = [pieces[0]]
         for i, (key, enc) in enumerate(self.pairs, 1):
             col = cols[self.pos[key]]
             bulk = self.bulk.get(key)
             try:
-                spec, values = bulk(col) if bulk is not None else folded(encode_column(enc, col))
+                parts += bulk(col) if bulk is not None else folded(encode_column(enc, col))
             except Unreadable:
                 out = []
                 for r, v in enumerate(col):
@@ -425,15 +428,9 @@ class _Digester:
                     except Unreadable as exc:
                         bad.setdefault(r, f"{self.column[key]}: {exc}")
                         out.append("null")
-                spec, values = "%s", out
-            template += (spec, pieces[i])
-            if values is not None:
-                args.append(values)
-        text = "".join(template)
-        if args:
-            return digests_of(text, args), bad
-        # every column the same on every row (a one-row page)
-        return [hashlib.sha256((text % ()).encode()).hexdigest()] * len(cols[0]), bad
+                parts.append(out)
+            parts.append(pieces[i])
+        return _sha256s(texts_of(parts, len(cols[0]))), bad
 
 
 def history_digests(hmodel: type[models.Model], *, page: int = PAGE
