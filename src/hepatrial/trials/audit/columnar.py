@@ -438,19 +438,34 @@ def column_formatter(field: models.Field) -> Callable[[Sequence[Any]], Parts]:
     gives. A column with the same value on every row (an integer, a text or a JSON text) is
     one text. Raises :class:`Unreadable` like :func:`json_encoder`."""
     encode = column_encoder(field)
+    one = json_encoder(field)
     kind = _kind(field)
     want = {"int": int, "float": float, "text": str}.get(kind)
 
-    def fmt(values: Sequence[Any]) -> Parts:
-        if kind == "datetime" and len(values) > 1 and mostly_distinct(values):
+    def dates(values: Sequence[Any]) -> Parts:
+        # equal stored dates / date-times have equal texts (equal aware date-times are the
+        # same instant); a value that cannot be read raises Unreadable: the caller goes value
+        # by value
+        first = values[0]
+        if values[-1] == first and values.count(first) == len(values):
+            return (one(first),)
+        distinct = set(values)
+        if len(distinct) * 4 < len(values):  # much repeated: each one's text once
+            text = {v: one(v) for v in distinct}
+            return (list(map(text.__getitem__, values)),)
+        if kind == "datetime":
             made = iso_datetimes(values)
             if made is not None:
-                texts, suffix = made
-                return folded(texts, '"', suffix + '"')
-        elif kind == "date" and len(values) > 1 and mostly_distinct(values):
+                return '"', made[0], made[1] + '"'
+        else:
             days = _iso_dates(values)
             if days is not None:
-                return folded(days, '"', '"')
+                return '"', days, '"'
+        return (list(map(one, values)),)
+
+    def fmt(values: Sequence[Any]) -> Parts:
+        if kind in ("date", "datetime") and values:
+            return dates(values)
         if want is not None and values and set(map(type, values)) == {want}:
             if want is str:
                 return text_parts(values)
