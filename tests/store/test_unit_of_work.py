@@ -106,6 +106,48 @@ def test_a_lock_taken_inside_the_unit_refuses_the_next_write(trial: dict[str, An
         "analyte", flat=True)) == {"creatinine"}
 
 
+def test_a_direct_save_refused_and_caught_without_a_savepoint_ends_the_unit_loudly(
+        trial: dict[str, Any]) -> None:
+    """Inside a unit a record's own save takes no savepoint (the service around it has one):
+    a refusal of a *direct* ``save()`` caught without a savepoint leaves the transaction
+    unusable. The unit then ends with an error, nothing of it kept - not a silent rollback of
+    the writes before the refusal (which is what Django does to an atomic block left normally
+    with such an error inside). The same through the service goes on: its savepoint."""
+    from hepatrial.errors import RecordLocked
+    from hepatrial.trials import services
+    from hepatrial.trials.models import AuditLedger, LabResult
+
+    _w2_done(services)
+    users = trial["users"]
+    services.lock(level="visit", participant="K01", visit_code="W1", user=users["dm"],
+                  reason="monitoring done")
+    w1 = LabResult.objects.get(visit__code="W1", analyte="bilirubin")
+    before = (LabResult.objects.count(), AuditLedger.objects.count())
+    with pytest.raises(transaction.TransactionManagementError,
+                       match="caught without a savepoint.*nothing of the unit was saved"):
+        with transaction.atomic(), services.unit_of_work():
+            _labs(services, users["coord"], {"creatinine": ("1.0", "mg/dL")})
+            w1.value_as_entered = "9.9"
+            with pytest.raises(RecordLocked):
+                w1.save(reason="typo", user=users["coord"])  # no savepoint of its own here
+    assert (LabResult.objects.count(), AuditLedger.objects.count()) == before
+    w1 = LabResult.objects.get(pk=w1.pk)
+    assert w1.value_as_entered != "9.9"
+    # through the service the refusal rolls back to the service's savepoint; the unit goes on
+    with transaction.atomic(), services.unit_of_work():
+        _labs(services, users["coord"], {"creatinine": ("1.0", "mg/dL")})
+        with pytest.raises(RecordLocked):
+            services.update_lab(w1, value="9.9", unit="mg/dL", reason="typo",
+                                user=users["coord"])
+        _labs(services, users["coord"], {"albumin": ("32", "g/L")})
+    assert set(LabResult.objects.filter(visit__code="W2").values_list(
+        "analyte", flat=True)) == {"creatinine", "albumin"}
+    assert LabResult.objects.get(pk=w1.pk).value_as_entered != "9.9"
+    from hepatrial.trials import audit
+
+    assert audit.verify() == []
+
+
 def test_a_lock_undone_by_a_savepoint_is_not_remembered(trial: dict[str, Any]) -> None:
     from hepatrial.trials import services
     from hepatrial.trials.models import Lock

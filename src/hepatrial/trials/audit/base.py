@@ -23,7 +23,7 @@ from simple_history.manager import HistoricalQuerySet
 from simple_history.models import HistoricalRecords
 
 from hepatrial.errors import AuditTrailImmutable, ChangeReasonRequired
-from hepatrial.trials.audit.chain import append
+from hepatrial.trials.audit.chain import append, write_block
 from hepatrial.trials.audit.locks import (
     UNDECLARED,
     check_delete,
@@ -97,7 +97,7 @@ class LedgeredHistory(models.Model):
             raise AuditTrailImmutable(
                 f"{self._meta.label} row {self.pk}: history rows cannot be changed"
             )
-        with transaction.atomic():
+        with write_block():
             super().save(*args, **kwargs)
             append([self])
 
@@ -216,7 +216,7 @@ class AuditedModel(models.Model):
                 f"changing {self._meta.verbose_name} {self.pk}",
             )
         try:
-            with transaction.atomic():
+            with write_block():
                 check_save(self)
                 super().save(*args, **kwargs)
         finally:
@@ -232,7 +232,7 @@ class AuditedModel(models.Model):
             getattr(self, "_change_reason", None), f"deleting {self._meta.verbose_name} {self.pk}"
         )
         try:
-            with transaction.atomic():
+            with write_block():
                 check_delete(self)
                 return super().delete(*args, **kwargs)
         finally:

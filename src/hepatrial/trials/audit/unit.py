@@ -16,6 +16,13 @@ Inside :func:`unit_of_work` (entered in an open transaction, left before it ends
   for the rest of the unit - also when that write is then refused or rolled back to a
   savepoint. So nothing remembered can depend on a write of the unit, kept or undone.
 
+* the records' saves, their history rows' saves and the ledger appends take no savepoint of
+  their own (:func:`~hepatrial.trials.audit.chain.write_block`): each record is written by a
+  service, whose block keeps its savepoint, and a refused save rolls back to it. A save
+  refused outside a service and caught without a savepoint leaves the transaction unusable:
+  the unit then ends with ``TransactionManagementError`` (nothing of it is kept), never with
+  a silent rollback;
+
 Outside a unit :func:`remembered` reads every time. The checks themselves still run for every
 record (the lock check, the permission check, the validators); only their reads are shared.
 """
@@ -28,9 +35,10 @@ from contextvars import ContextVar
 from dataclasses import dataclass, field
 from typing import Any, TypeVar
 
-from django.db import models
+from django.db import connection, models
+from django.db.transaction import TransactionManagementError
 
-from hepatrial.trials.audit.chain import ledger_held
+from hepatrial.trials.audit.chain import ledger_held, one_savepoint_per_write
 
 __all__ = ["in_unit", "remembered", "unit_of_work", "written"]
 
@@ -59,12 +67,17 @@ def unit_of_work() -> Iterator[None]:
     if _memo.get() is not None:
         yield
         return
-    with ledger_held():
+    with ledger_held(), one_savepoint_per_write():
         token = _memo.set(_Memo())
         try:
             yield
         finally:
             _memo.reset(token)
+        if connection.needs_rollback:
+            raise TransactionManagementError(
+                "unit of work: a write inside it failed and its error was caught without a "
+                "savepoint, so its transaction can only be rolled back - nothing of the unit "
+                "was saved (catch a write's errors around transaction.atomic())")
 
 
 def in_unit() -> bool:
